@@ -1,0 +1,10 @@
+// The service under test, built exactly as main.ts builds it, on a database,
+// Redis prefix and topic prefix of its own (given by the runner).
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+
+const app = await buildApp(loadConfig());
+await app.listen({ host: '127.0.0.1', port: 0 });
+const address = app.server.address();
+process.stdout.write(`${JSON.stringify({ port: typeof address === 'object' && address ? address.port : 0 })}\n`);
+process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));

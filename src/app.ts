@@ -1,0 +1,85 @@
+import sensible from '@fastify/sensible';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import { registerErrorHandler } from './http/error-handler.js';
+import { createMetricsRegistry, registerRequestMetrics } from './http/metrics.js';
+import { zodSerializerCompiler, zodValidatorCompiler } from './http/zod-type-provider.js';
+import { closeInfra, createInfra, type Infra } from './infra/index.js';
+import type { Clock } from './lib/clock.js';
+import { healthRoutes } from './modules/health/health-routes.js';
+
+export interface AppDeps {
+  /** Clients to use instead of creating them from config; the caller then closes them. */
+  infra?: Infra;
+  clock?: Clock;
+  /** Where log lines go (tests capture them); stdout by default. */
+  logStream?: { write(line: string): void };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    infra: Infra;
+    /** Every registered `METHOD /path` (HEAD twins omitted); openapi.yaml must match it. */
+    routeList: string[];
+  }
+}
+
+/** Paths whose values never reach a log line. */
+const LOG_REDACT = [
+  'req.headers.authorization',
+  'headers.authorization',
+  'password',
+  '*.password',
+  'secret',
+  '*.secret',
+  'token',
+  '*.token',
+  'psk',
+  '*.psk',
+];
+
+/** Builds the app with every route registered; it is not listening. */
+export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: {
+      level: config.logLevel,
+      redact: { paths: LOG_REDACT, censor: '[redacted]' },
+      ...(deps.logStream ? { stream: deps.logStream } : {}),
+    },
+    // EMQX sends one event per request; 10 MiB leaves room for the oversized
+    // payloads that must reach the dead-letter topic rather than bounce.
+    bodyLimit: 12 * 1024 * 1024,
+    requestIdHeader: 'x-request-id',
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  app.decorate('routeList', [] as string[]);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      if (method !== 'HEAD') app.routeList.push(`${method} ${route.url}`);
+    }
+  });
+  app.setValidatorCompiler(zodValidatorCompiler);
+  app.setSerializerCompiler(zodSerializerCompiler);
+  registerErrorHandler(app);
+  await app.register(sensible);
+
+  const ownsInfra = !deps.infra;
+  const infra = deps.infra ?? createInfra(config, app.log as FastifyBaseLogger);
+  app.decorate('infra', infra);
+
+  const metrics = createMetricsRegistry();
+  registerRequestMetrics(app, metrics);
+
+  await app.register(healthRoutes, {
+    metrics,
+    probes: [
+      { name: 'postgres', check: (ms) => infra.postgres.ping(ms) },
+      { name: 'redis', check: (ms) => infra.redis.ping(ms) },
+      { name: 'kafka', check: (ms) => infra.kafka.ping(ms) },
+    ],
+  });
+
+  if (ownsInfra) app.addHook('onClose', () => closeInfra(infra));
+  return app;
+}

@@ -1,0 +1,22 @@
+import pg from 'pg';
+import { runMigrations } from '../infra/migrations.js';
+
+/** `npm run db:migrate`: applies pending migrations to DATABASE_URL and exits non-zero on failure. */
+async function migrate(): Promise<void> {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error('DATABASE_URL: is required');
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  try {
+    const applied = await runMigrations(pool, {
+      info: (object, message) => console.error(message, JSON.stringify(object)),
+    });
+    console.error(applied.length === 0 ? 'database is up to date' : `applied ${applied.length} migration(s)`);
+  } finally {
+    await pool.end();
+  }
+}
+
+migrate().catch((error: unknown) => {
+  console.error('migration failed:', error instanceof Error ? error.message : error);
+  process.exit(1);
+});

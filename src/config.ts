@@ -1,0 +1,198 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/**
+ * Variables that hold secrets. Each may instead be given as `NAME_FILE`, the
+ * path of a file holding the value (Docker/Kubernetes secrets). None has a default.
+ */
+export const SECRET_VARIABLES = [
+  'DATABASE_URL',
+  'REDIS_URL',
+  'ADMIN_TOKEN',
+  'EMQX_HOOK_TOKEN',
+  'EMQX_API_KEY',
+  'EMQX_API_SECRET',
+  'CREDENTIAL_CACHE_SECRET',
+] as const;
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const token = z.string().min(16, 'must be at least 16 characters');
+
+const url = (protocols: readonly string[]) =>
+  z.string().refine((value) => {
+    try {
+      return protocols.includes(new URL(value).protocol);
+    } catch {
+      return false;
+    }
+  }, `must be a URL (${protocols.join(' or ')})`);
+
+const brokerList = z
+  .string()
+  .transform((value) => value.split(',').map((broker) => broker.trim()).filter(Boolean))
+  .refine(
+    (brokers) => brokers.length > 0 && brokers.every((broker) => /^[^\s:]+:\d{1,5}$/.test(broker)),
+    'must be a comma-separated list of host:port',
+  );
+
+const envSchema = z.object({
+  PORT: int(0, 65535).default(8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  SHUTDOWN_TIMEOUT_MS: int(1000, 120_000).default(20_000),
+
+  DATABASE_URL: url(['postgres:', 'postgresql:']),
+  DATABASE_POOL_MAX: int(1, 200).default(10),
+  MIGRATE_ON_START: bool.default(true),
+
+  REDIS_URL: url(['redis:', 'rediss:']),
+  REDIS_KEY_PREFIX: z.string().max(64).default('dlm:'),
+
+  KAFKA_BROKERS: brokerList,
+  KAFKA_CLIENT_ID: z.string().min(1).max(255).default('device-link-mqtt'),
+  KAFKA_TOPIC_PREFIX: z
+    .string()
+    .max(64)
+    .regex(/^[A-Za-z0-9._-]*$/, 'may hold only letters, digits, ".", "_" and "-"')
+    .default(''),
+  KAFKA_TOPIC_PARTITIONS: int(1, 1024).default(6),
+  KAFKA_TOPIC_REPLICATION_FACTOR: int(1, 16).default(1),
+
+  ADMIN_TOKEN: token,
+
+  EMQX_HOOK_TOKEN: token,
+  EMQX_API_URL: url(['http:', 'https:']),
+  EMQX_API_KEY: z.string().min(1),
+  EMQX_API_SECRET: z.string().min(1),
+  EMQX_API_TIMEOUT_MS: int(100, 30_000).default(2000),
+
+  ARGON2_MEMORY_KIB: int(8 * 1024, 1024 * 1024).default(19 * 1024),
+  ARGON2_TIME_COST: int(1, 10).default(2),
+  ARGON2_PARALLELISM: int(1, 16).default(1),
+  CREDENTIAL_CACHE_SECRET: token,
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  readonly http: { readonly host: string; readonly port: number };
+  readonly logLevel: z.output<typeof envSchema>['LOG_LEVEL'];
+  readonly shutdownTimeoutMs: number;
+  readonly postgres: { readonly url: string; readonly poolMax: number; readonly migrateOnStart: boolean };
+  readonly redis: { readonly url: string; readonly keyPrefix: string };
+  readonly kafka: {
+    readonly brokers: readonly string[];
+    readonly clientId: string;
+    readonly topicPrefix: string;
+    readonly topicPartitions: number;
+    readonly topicReplicationFactor: number;
+  };
+  readonly admin: { readonly rootToken: string };
+  readonly emqx: {
+    readonly hookToken: string;
+    readonly apiUrl: string;
+    readonly apiKey: string;
+    readonly apiSecret: string;
+    readonly apiTimeoutMs: number;
+  };
+  readonly credentials: {
+    readonly argon2: { readonly memoryKib: number; readonly timeCost: number; readonly parallelism: number };
+    readonly cacheSecret: string;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type FileReader = (path: string) => string;
+
+const readSecretFile: FileReader = (path) => readFileSync(path, 'utf8');
+
+/** Resolves `NAME_FILE` variables into `NAME`, reporting problems by variable name. */
+function resolveSecretFiles(env: NodeJS.ProcessEnv, readFile: FileReader, problems: string[]) {
+  const resolved: Record<string, string | undefined> = { ...env };
+  for (const name of SECRET_VARIABLES) {
+    const fileVariable = `${name}_FILE`;
+    const path = env[fileVariable];
+    if (path === undefined || path === '') continue;
+    if (env[name] !== undefined && env[name] !== '') {
+      problems.push(`${name}: set both ${name} and ${fileVariable}; set only one`);
+      continue;
+    }
+    try {
+      // Secret files conventionally end with a newline that is not part of the value.
+      resolved[name] = readFile(path).replace(/\r?\n$/, '');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+      problems.push(`${fileVariable}: cannot read the file (${code})`);
+    }
+  }
+  // An empty variable means "not set", so a default or a "required" message applies.
+  for (const [name, value] of Object.entries(resolved)) {
+    if (value === '') resolved[name] = undefined;
+  }
+  return resolved;
+}
+
+/**
+ * Parses the environment once. Throws ConfigError naming every bad variable;
+ * secret values never appear in the message.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileReader = readSecretFile): Config {
+  const problems: string[] = [];
+  const resolved = resolveSecretFiles(env, readFile, problems);
+  const parsed = envSchema.safeParse(resolved);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0] ?? 'environment');
+      const message = resolved[name] === undefined ? 'is required' : issue.message;
+      problems.push(`${name}: ${message}`);
+    }
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+
+  const e = parsed.data;
+  return deepFreeze({
+    http: { host: e.HOST, port: e.PORT },
+    logLevel: e.LOG_LEVEL,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    postgres: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, migrateOnStart: e.MIGRATE_ON_START },
+    redis: { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX },
+    kafka: {
+      brokers: e.KAFKA_BROKERS,
+      clientId: e.KAFKA_CLIENT_ID,
+      topicPrefix: e.KAFKA_TOPIC_PREFIX,
+      topicPartitions: e.KAFKA_TOPIC_PARTITIONS,
+      topicReplicationFactor: e.KAFKA_TOPIC_REPLICATION_FACTOR,
+    },
+    admin: { rootToken: e.ADMIN_TOKEN },
+    emqx: {
+      hookToken: e.EMQX_HOOK_TOKEN,
+      apiUrl: e.EMQX_API_URL.replace(/\/+$/, ''),
+      apiKey: e.EMQX_API_KEY,
+      apiSecret: e.EMQX_API_SECRET,
+      apiTimeoutMs: e.EMQX_API_TIMEOUT_MS,
+    },
+    credentials: {
+      argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
+      cacheSecret: e.CREDENTIAL_CACHE_SECRET,
+    },
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

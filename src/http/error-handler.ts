@@ -1,0 +1,69 @@
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { AppError } from '../lib/errors.js';
+import { RequestValidationError } from './zod-type-provider.js';
+
+export interface ErrorBody {
+  statusCode: number;
+  error: string;
+  code: string;
+  message: string;
+  requestId: string;
+}
+
+/**
+ * One error shape for every route: `{statusCode, error, code, message, requestId}`.
+ * 5xx details are logged, never returned.
+ */
+export function registerErrorHandler(app: FastifyInstance) {
+  app.setErrorHandler((rawError: FastifyError | Error, request, reply) => {
+    const error = rawError as FastifyError & { validation?: unknown; validationContext?: string };
+    let statusCode = 500;
+    let code = 'internal_error';
+    let message = 'internal error';
+
+    if (error instanceof AppError) {
+      ({ statusCode, code, message } = error);
+    } else if (error instanceof RequestValidationError) {
+      statusCode = 400;
+      code = 'validation_failed';
+      message = error.message;
+    } else if (error.validation) {
+      statusCode = 400;
+      code = 'validation_failed';
+      message = error.message;
+    } else if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+      // Fastify's own client errors: bad JSON, too large, unsupported media type.
+      statusCode = error.statusCode;
+      code = (error.code ?? 'bad_request').toLowerCase();
+      message = error.message;
+    } else if (typeof error.statusCode === 'number' && error.statusCode === 503) {
+      statusCode = 503;
+      code = 'unavailable';
+      message = 'service unavailable';
+    }
+
+    if (statusCode >= 500) {
+      request.log.error({ err: error }, 'request failed');
+    }
+    const body: ErrorBody = {
+      statusCode,
+      error: STATUS_CODES[statusCode] ?? 'Error',
+      code,
+      message,
+      requestId: String(request.id),
+    };
+    return reply.status(statusCode).send(body);
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const body: ErrorBody = {
+      statusCode: 404,
+      error: 'Not Found',
+      code: 'route_not_found',
+      message: `no route ${request.method} ${request.url.split('?')[0]}`,
+      requestId: String(request.id),
+    };
+    return reply.status(404).send(body);
+  });
+}

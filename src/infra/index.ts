@@ -1,0 +1,24 @@
+import type { Config } from '../config.js';
+import { createKafka, type KafkaClient, type KafkaLogger } from './kafka.js';
+import { createPostgres, type PostgresClient } from './postgres.js';
+import { createRedis, type RedisClient } from './redis.js';
+
+export interface Infra {
+  readonly postgres: PostgresClient;
+  readonly redis: RedisClient;
+  readonly kafka: KafkaClient;
+}
+
+export function createInfra(config: Config, logger: KafkaLogger): Infra {
+  return {
+    postgres: createPostgres(config.postgres, logger),
+    redis: createRedis(config.redis, logger),
+    kafka: createKafka(config.kafka, logger),
+  };
+}
+
+/** Kafka first: its producer flushes while the pools it may still need are open. */
+export async function closeInfra(infra: Infra): Promise<void> {
+  await infra.kafka.close();
+  await Promise.allSettled([infra.postgres.close(), infra.redis.close()]);
+}

@@ -1,0 +1,139 @@
+import {
+  Kafka,
+  logLevel as KafkaLogLevel,
+  Partitioners,
+  type Admin,
+  type ITopicConfig,
+  type LogEntry,
+  type Producer,
+  type RecordMetadata,
+  type TopicMessages,
+} from 'kafkajs';
+import { createDependencyState, type DependencyLogger, type DependencyState } from '../lib/dependency-state.js';
+import { withTimeout } from '../lib/with-timeout.js';
+
+export interface KafkaLogger extends DependencyLogger {
+  debug(object: object, message: string): void;
+}
+
+export interface KafkaClient {
+  readonly kafka: Kafka;
+  readonly state: DependencyState;
+  /**
+   * Sends records and resolves once every in-sync replica has them (acks=all).
+   * Rejects when the broker cannot be reached or does not acknowledge in time.
+   */
+  produce(topicMessages: TopicMessages[], timeoutMs: number): Promise<RecordMetadata[]>;
+  /** Creates the topics that do not exist yet; existing ones are left alone. */
+  ensureTopics(topics: readonly string[], options: { partitions: number; replicationFactor: number }): Promise<void>;
+  ping(timeoutMs: number): Promise<void>;
+  /** Disconnects the producer (after in-flight sends settle) and the admin client. */
+  close(): Promise<void>;
+}
+
+export interface KafkaOptions {
+  brokers: readonly string[];
+  clientId: string;
+}
+
+/** Memoized connect that is retried after a failure or a disconnect. */
+function createConnector(connect: () => Promise<void>) {
+  let connecting: Promise<void> | undefined;
+  return {
+    ensure(): Promise<void> {
+      connecting ??= connect().catch((error: unknown) => {
+        connecting = undefined;
+        throw error;
+      });
+      return connecting;
+    },
+    reset() {
+      connecting = undefined;
+    },
+  };
+}
+
+export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaClient {
+  const state = createDependencyState('kafka', logger);
+  const kafka = new Kafka({
+    clientId: options.clientId,
+    brokers: [...options.brokers],
+    connectionTimeout: 1000,
+    requestTimeout: 5000,
+    retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
+    // kafkajs logs every retry; outages are reported once through `state` instead.
+    logLevel: KafkaLogLevel.WARN,
+    logCreator: () => (entry: LogEntry) =>
+      logger.debug({ kafkajs: entry.namespace, ...entry.log }, entry.log.message ?? 'kafkajs'),
+  });
+  const producer: Producer = kafka.producer({
+    allowAutoTopicCreation: false,
+    idempotent: false,
+    maxInFlightRequests: 5,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
+  const admin: Admin = kafka.admin();
+  const producerConnection = createConnector(() => producer.connect());
+  const adminConnection = createConnector(() => admin.connect());
+  producer.on(producer.events.DISCONNECT, () => producerConnection.reset());
+  admin.on(admin.events.DISCONNECT, () => adminConnection.reset());
+  let closing = false;
+
+  async function tracked<T>(work: () => Promise<T>, context: object): Promise<T> {
+    try {
+      const result = await work();
+      state.up();
+      return result;
+    } catch (error) {
+      state.down(error, context);
+      throw error;
+    }
+  }
+
+  return {
+    kafka,
+    state,
+    produce(topicMessages, timeoutMs) {
+      if (closing) return Promise.reject(new Error('kafka producer is closing'));
+      return tracked(
+        () =>
+          withTimeout(
+            producerConnection
+              .ensure()
+              .then(() => producer.sendBatch({ topicMessages, acks: -1, timeout: timeoutMs })),
+            timeoutMs,
+            'kafka produce',
+          ),
+        { operation: 'produce' },
+      );
+    },
+    async ensureTopics(topics, { partitions, replicationFactor }) {
+      if (topics.length === 0) return;
+      await tracked(async () => {
+        await adminConnection.ensure();
+        const existing = new Set(await admin.listTopics());
+        const missing: ITopicConfig[] = topics
+          .filter((topic) => !existing.has(topic))
+          .map((topic) => ({ topic, numPartitions: partitions, replicationFactor }));
+        if (missing.length === 0) return;
+        // createTopics tolerates topics that another replica created meanwhile.
+        await admin.createTopics({ topics: missing, waitForLeaders: true, timeout: 10_000 });
+      }, { operation: 'create topics' });
+    },
+    ping(timeoutMs) {
+      return tracked(
+        () =>
+          withTimeout(
+            adminConnection.ensure().then(() => admin.describeCluster()),
+            timeoutMs,
+            'kafka ping',
+          ).then(() => undefined),
+        { operation: 'ping' },
+      );
+    },
+    async close() {
+      closing = true;
+      await Promise.allSettled([producer.disconnect(), admin.disconnect()]);
+    },
+  };
+}

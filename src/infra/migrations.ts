@@ -1,0 +1,96 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Pool } from 'pg';
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+
+/** Arbitrary constant shared by every replica: only one migrates at a time. */
+const MIGRATION_LOCK_KEY = 7_310_402_115;
+
+export interface Migration {
+  readonly version: string;
+  readonly sql: string;
+  readonly checksum: string;
+}
+
+interface MigrationLogger {
+  info(object: object, message: string): void;
+}
+
+export async function readMigrations(dir: string = MIGRATIONS_DIR): Promise<Migration[]> {
+  const files = (await readdir(dir)).filter((file) => /^\d{4}_[\w-]+\.sql$/.test(file)).sort();
+  return Promise.all(
+    files.map(async (file) => {
+      const sql = await readFile(path.join(dir, file), 'utf8');
+      return {
+        version: file.replace(/\.sql$/, ''),
+        sql,
+        checksum: createHash('sha256').update(sql).digest('hex'),
+      };
+    }),
+  );
+}
+
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+}
+
+/**
+ * Applies pending migrations in order, each in its own transaction, under a
+ * session advisory lock so that replicas starting together wait for each other
+ * instead of racing. An applied migration whose file has changed is an error:
+ * the schema would no longer match the files.
+ */
+export async function runMigrations(
+  pool: Pool,
+  logger: MigrationLogger,
+  migrations?: readonly Migration[],
+): Promise<string[]> {
+  const all = migrations ?? (await readMigrations());
+  const client = await pool.connect();
+  const applied: string[] = [];
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query(`
+      CREATE TABLE IF NOT EXISTS schema_migrations (
+        version     text PRIMARY KEY,
+        checksum    text NOT NULL,
+        applied_at  timestamptz NOT NULL DEFAULT now()
+      )`);
+    const { rows } = await client.query<{ version: string; checksum: string }>(
+      'SELECT version, checksum FROM schema_migrations',
+    );
+    const done = new Map(rows.map((row) => [row.version, row.checksum]));
+    for (const migration of all) {
+      const checksum = done.get(migration.version);
+      if (checksum !== undefined) {
+        if (checksum !== migration.checksum) {
+          throw new MigrationError(`migration ${migration.version} was changed after it was applied`);
+        }
+        continue;
+      }
+      try {
+        await client.query('BEGIN');
+        await client.query(migration.sql);
+        await client.query('INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)', [
+          migration.version,
+          migration.checksum,
+        ]);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw new MigrationError(`migration ${migration.version} failed: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
+      applied.push(migration.version);
+      logger.info({ version: migration.version }, 'migration applied');
+    }
+    return applied;
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    client.release();
+  }
+}

@@ -1,0 +1,47 @@
+import pg from 'pg';
+import { withTimeout } from '../lib/with-timeout.js';
+import { createDependencyState, type DependencyLogger, type DependencyState } from '../lib/dependency-state.js';
+
+export interface PostgresClient {
+  readonly pool: pg.Pool;
+  readonly state: DependencyState;
+  ping(timeoutMs: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function createPostgres(
+  options: { url: string; poolMax: number },
+  logger: DependencyLogger,
+): PostgresClient {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolMax,
+    connectionTimeoutMillis: 2000,
+    idleTimeoutMillis: 30_000,
+    // Bounded so that a stuck database turns into an error, not a hung request.
+    statement_timeout: 10_000,
+    query_timeout: 12_000,
+    application_name: 'device-link-mqtt',
+  });
+  const state = createDependencyState('postgres', logger);
+  // An idle client losing its connection emits here; without a listener the process would crash.
+  pool.on('error', (error) => state.down(error, { where: 'idle client' }));
+
+  return {
+    pool,
+    state,
+    async ping(timeoutMs) {
+      const client = await withTimeout(pool.connect(), timeoutMs, 'postgres connect');
+      try {
+        await withTimeout(client.query('SELECT 1'), timeoutMs, 'postgres ping');
+        state.up();
+        client.release();
+      } catch (error) {
+        client.release(true);
+        state.down(error);
+        throw error;
+      }
+    },
+    close: () => pool.end(),
+  };
+}

@@ -1,0 +1,62 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
+
+export interface ReadinessProbe {
+  readonly name: string;
+  check(timeoutMs: number): Promise<void>;
+}
+
+export interface HealthRoutesOptions {
+  probes: readonly ReadinessProbe[];
+  metrics: Registry;
+  probeTimeoutMs?: number;
+}
+
+const readySchema = z.object({
+  status: z.enum(['ready', 'not_ready']),
+  down: z.array(z.string()),
+  checks: z.record(z.string(), z.enum(['up', 'down'])),
+});
+
+export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app, options) => {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+  const probeTimeoutMs = options.probeTimeoutMs ?? 1500;
+
+  routes.get(
+    '/healthz',
+    { schema: { response: { 200: z.object({ status: z.literal('ok') }) } }, logLevel: 'warn' },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  routes.get(
+    '/readyz',
+    { schema: { response: { 200: readySchema, 503: readySchema } }, logLevel: 'warn' },
+    async (_request, reply) => {
+      const results = await Promise.all(
+        options.probes.map(async (probe) => {
+          try {
+            await probe.check(probeTimeoutMs);
+            return [probe.name, 'up' as const] as const;
+          } catch {
+            // The cause is logged once by the dependency's state tracker; the
+            // public answer names only what is down.
+            return [probe.name, 'down' as const] as const;
+          }
+        }),
+      );
+      const down = results.filter(([, status]) => status === 'down').map(([name]) => name);
+      return reply.status(down.length === 0 ? 200 : 503).send({
+        status: down.length === 0 ? 'ready' : 'not_ready',
+        down,
+        checks: Object.fromEntries(results),
+      });
+    },
+  );
+
+  app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
+    const text = await options.metrics.metrics();
+    return reply.type(options.metrics.contentType).send(text);
+  });
+};

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+const base = {
+  DATABASE_URL: 'postgres://user:pw@127.0.0.1:5432/db',
+  REDIS_URL: 'redis://127.0.0.1:6379/0',
+  KAFKA_BROKERS: '127.0.0.1:9092, 127.0.0.2:9093',
+  ADMIN_TOKEN: 'admin-token-0123456789abcdef',
+  EMQX_HOOK_TOKEN: 'hook-token-0123456789abcdef',
+  EMQX_API_URL: 'http://emqx:18083/',
+  EMQX_API_KEY: 'key',
+  EMQX_API_SECRET: 'api-secret-value',
+  CREDENTIAL_CACHE_SECRET: 'cache-secret-0123456789abcdef',
+};
+
+function problemsOf(env: Record<string, string>, readFile?: (path: string) => string): string[] {
+  try {
+    loadConfig(env, readFile);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    return [...error.problems];
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('applies defaults and normalizes values', () => {
+    const config = loadConfig(base);
+    assert.equal(config.http.port, 8080);
+    assert.equal(config.http.host, '0.0.0.0');
+    assert.equal(config.logLevel, 'info');
+    assert.deepEqual(config.kafka.brokers, ['127.0.0.1:9092', '127.0.0.2:9093']);
+    assert.equal(config.kafka.clientId, 'device-link-mqtt');
+    assert.equal(config.emqx.apiUrl, 'http://emqx:18083');
+    assert.equal(config.postgres.migrateOnStart, true);
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.kafka));
+  });
+
+  it('names each missing required variable', () => {
+    const { ADMIN_TOKEN: _a, KAFKA_BROKERS: _k, ...env } = base;
+    assert.deepEqual(problemsOf(env).sort(), ['ADMIN_TOKEN: is required', 'KAFKA_BROKERS: is required']);
+  });
+
+  it('treats an empty variable as missing', () => {
+    assert.deepEqual(problemsOf({ ...base, DATABASE_URL: '' }), ['DATABASE_URL: is required']);
+  });
+
+  it('names malformed variables without echoing secret values', () => {
+    const problems = problemsOf({
+      ...base,
+      PORT: 'eighty',
+      DATABASE_URL: 'mysql://secret-password@db',
+      KAFKA_BROKERS: 'no-port',
+      ADMIN_TOKEN: 'short',
+      LOG_LEVEL: 'loud',
+    });
+    const names = problems.map((problem) => problem.split(':')[0]).sort();
+    assert.deepEqual(names, ['ADMIN_TOKEN', 'DATABASE_URL', 'KAFKA_BROKERS', 'LOG_LEVEL', 'PORT']);
+    assert.ok(!problems.join('\n').includes('secret-password'));
+  });
+
+  it('reads secrets from NAME_FILE, dropping the trailing newline', () => {
+    const { ADMIN_TOKEN: _a, EMQX_API_SECRET: _s, ...env } = base;
+    const files: Record<string, string> = {
+      '/run/secrets/admin': 'file-admin-token-0123456789\n',
+      '/run/secrets/emqx': 'file-emqx-secret',
+    };
+    const config = loadConfig({ ...env, ADMIN_TOKEN_FILE: '/run/secrets/admin', EMQX_API_SECRET_FILE: '/run/secrets/emqx' }, (path) => {
+      const content = files[path];
+      if (content === undefined) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
+      return content;
+    });
+    assert.equal(config.admin.rootToken, 'file-admin-token-0123456789');
+    assert.equal(config.emqx.apiSecret, 'file-emqx-secret');
+  });
+
+  it('reports an unreadable NAME_FILE and a secret given twice', () => {
+    const { ADMIN_TOKEN: _a, ...env } = base;
+    const problems = problemsOf({ ...env, ADMIN_TOKEN_FILE: '/nope', EMQX_HOOK_TOKEN_FILE: '/also' }, () => {
+      throw Object.assign(new Error('missing'), { code: 'ENOENT' });
+    });
+    assert.ok(problems.includes('ADMIN_TOKEN_FILE: cannot read the file (ENOENT)'), problems.join());
+    assert.ok(problems.some((p) => p.startsWith('EMQX_HOOK_TOKEN: set both')), problems.join());
+  });
+});

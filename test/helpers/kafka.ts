@@ -1,0 +1,62 @@
+import { Kafka, logLevel, type IHeaders } from 'kafkajs';
+import { TEST_KAFKA_BROKERS } from './env.js';
+
+export interface ConsumedRecord {
+  topic: string;
+  partition: number;
+  key: string | null;
+  value: string | null;
+  headers: Record<string, string>;
+}
+
+function headersToStrings(headers: IHeaders | undefined): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (value !== undefined) result[name] = Array.isArray(value) ? value.map(String).join(',') : String(value);
+  }
+  return result;
+}
+
+/**
+ * Reads topics from the beginning until `count` records arrived (or the time is
+ * up) and returns them; the caller asserts on what a downstream consumer sees.
+ */
+export async function consumeRecords(
+  topics: string[],
+  count: number,
+  { brokers = TEST_KAFKA_BROKERS, timeoutMs = 20_000, settleMs = 0 } = {},
+): Promise<ConsumedRecord[]> {
+  const kafka = new Kafka({ clientId: 'dlm-test-consumer', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: `dlm-test-${Date.now()}-${Math.random().toString(36).slice(2)}` });
+  const records: ConsumedRecord[] = [];
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics, fromBeginning: true });
+    await new Promise<void>((resolve) => {
+      let settleTimer: NodeJS.Timeout | undefined;
+      const timer = setTimeout(resolve, timeoutMs);
+      const finishWhenDone = () => {
+        if (records.length < count) return;
+        clearTimeout(timer);
+        // settleMs > 0 keeps reading a little longer so extra (duplicate) records show up.
+        if (settleMs === 0) resolve();
+        else settleTimer ??= setTimeout(resolve, settleMs);
+      };
+      void consumer.run({
+        eachMessage: async ({ topic, partition, message }) => {
+          records.push({
+            topic,
+            partition,
+            key: message.key?.toString() ?? null,
+            value: message.value?.toString() ?? null,
+            headers: headersToStrings(message.headers),
+          });
+          finishWhenDone();
+        },
+      });
+    });
+  } finally {
+    await consumer.disconnect();
+  }
+  return records;
+}

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { testEnv, uniqueTag } from './helpers/env.js';
+
+/** A TCP server that accepts connections and never answers: a hung dependency. */
+async function blackhole(): Promise<{ address: string; close(): void }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => sockets.add(socket));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    address: `127.0.0.1:${port}`,
+    close() {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
+function startMain(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; output: () => string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => (output += chunk));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`main did not start:\n${output}`)), 20_000);
+    child.stdout?.on('data', () => {
+      const match = /"msg":"Server listening at http:\/\/127\.0\.0\.1:(\d+)"/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(match[1]), output: () => output });
+      }
+    });
+    child.on('exit', () => {
+      clearTimeout(timer);
+      reject(new Error(`main exited early:\n${output}`));
+    });
+  });
+}
+
+function exitOf(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent: false }, (response) => {
+        let body = '';
+        response.on('data', (chunk) => (body += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+describe('main process', () => {
+  let db: TestDatabase;
+  let tag: string;
+
+  before(async () => {
+    tag = uniqueTag();
+    db = await createTestDatabase(tag);
+  });
+  after(() => db.drop());
+
+  it('SIGTERM lets in-flight requests complete, then exits 0', async () => {
+    // Kafka that never answers makes /readyz take its full probe timeout: a
+    // request that is still in flight when the signal arrives.
+    const kafka = await blackhole();
+    try {
+      const { child, port, output } = await startMain({
+        ...testEnv(tag, db.url, { KAFKA_BROKERS: kafka.address, LOG_LEVEL: 'info', MIGRATE_ON_START: 'true' }),
+      });
+      const exited = exitOf(child);
+      const inFlight = get(port, '/readyz');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      child.kill('SIGTERM');
+      const response = await inFlight;
+      assert.equal(response.status, 503);
+      assert.deepEqual(JSON.parse(response.body).down, ['kafka']);
+      assert.equal(await exited, 0, output());
+      assert.match(output(), /shutdown complete/);
+      await assert.rejects(get(port, '/healthz'), /ECONNREFUSED/);
+    } finally {
+      kafka.close();
+    }
+  });
+
+  it('refuses to start with a bad configuration, naming the variable', async () => {
+    const env = testEnv(tag, db.url, { KAFKA_BROKERS: 'not-a-broker-list' });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      env: { ...process.env, ...env, ADMIN_TOKEN: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => (stderr += chunk));
+    assert.equal(await exitOf(child), 78);
+    assert.match(stderr, /ADMIN_TOKEN: is required/);
+    assert.match(stderr, /KAFKA_BROKERS: must be a comma-separated list of host:port/);
+  });
+});

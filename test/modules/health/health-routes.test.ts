@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { createTestContext, type TestContext } from '../../helpers/context.js';
+
+describe('health routes', () => {
+  let ctx: TestContext;
+  let app: FastifyInstance;
+
+  before(async () => {
+    ctx = await createTestContext();
+    app = await ctx.app();
+  });
+  after(() => ctx.close());
+
+  it('GET /healthz answers while the process is up', async () => {
+    const response = await app.inject({ method: 'GET', url: '/healthz' });
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(response.json(), { status: 'ok' });
+  });
+
+  it('GET /readyz is 200 when Postgres, Redis and Kafka answer', async () => {
+    const response = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(response.statusCode, 200, response.body);
+    assert.deepEqual(response.json(), {
+      status: 'ready',
+      down: [],
+      checks: { postgres: 'up', redis: 'up', kafka: 'up' },
+    });
+  });
+
+  it('GET /metrics exposes process metrics and requests by route and status', async () => {
+    await app.inject({ method: 'GET', url: '/healthz' });
+    await app.inject({ method: 'GET', url: '/no-such-route' });
+    const response = await app.inject({ method: 'GET', url: '/metrics' });
+    assert.equal(response.statusCode, 200);
+    assert.match(String(response.headers['content-type']), /^text\/plain/);
+    assert.match(response.body, /process_resident_memory_bytes/);
+    assert.match(response.body, /http_requests_total\{route="\/healthz",method="GET",status="200"\} \d+/);
+    assert.match(response.body, /http_requests_total\{route="unmatched",method="GET",status="404"\} 1/);
+    assert.match(response.body, /http_request_duration_seconds_bucket\{le="0.005",route="\/healthz"/);
+  });
+
+  it('unknown routes answer the common error shape', async () => {
+    const response = await app.inject({ method: 'GET', url: '/nope', headers: { 'x-request-id': 'req-1' } });
+    assert.equal(response.statusCode, 404);
+    assert.deepEqual(response.json(), {
+      statusCode: 404,
+      error: 'Not Found',
+      code: 'route_not_found',
+      message: 'no route GET /nope',
+      requestId: 'req-1',
+    });
+  });
+});

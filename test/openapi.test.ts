@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { parse } from 'yaml';
+import { createTestContext, type TestContext } from './helpers/context.js';
+
+interface OpenApiDocument {
+  paths: Record<string, Record<string, unknown>>;
+}
+
+const METHODS = new Set(['get', 'post', 'put', 'patch', 'delete']);
+
+describe('openapi.yaml', () => {
+  let ctx: TestContext;
+  let app: FastifyInstance;
+
+  before(async () => {
+    ctx = await createTestContext();
+    app = await ctx.app();
+  });
+  after(() => ctx.close());
+
+  it('describes exactly the routes the app registers', async () => {
+    const document = parse(await readFile('openapi.yaml', 'utf8')) as OpenApiDocument;
+    const documented = Object.entries(document.paths)
+      .flatMap(([path, operations]) =>
+        Object.keys(operations)
+          .filter((method) => METHODS.has(method))
+          // OpenAPI writes {param}; fastify writes :param.
+          .map((method) => `${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+      )
+      .sort();
+    const registered = [...new Set(app.routeList)].sort();
+    const missingFromSpec = registered.filter((route) => !documented.includes(route));
+    const notInApp = documented.filter((route) => !registered.includes(route));
+    assert.deepEqual({ missingFromSpec, notInApp }, { missingFromSpec: [], notInApp: [] });
+  });
+});

@@ -5,7 +5,10 @@ import { registerErrorHandler } from './http/error-handler.js';
 import { createMetricsRegistry, registerRequestMetrics } from './http/metrics.js';
 import { zodSerializerCompiler, zodValidatorCompiler } from './http/zod-type-provider.js';
 import { closeInfra, createInfra, type Infra } from './infra/index.js';
-import type { Clock } from './lib/clock.js';
+import { createServices, type Services } from './composition.js';
+import { requireHookToken } from './http/hook-token.js';
+import { systemClock, type Clock } from './lib/clock.js';
+import { eventsRoutes } from './modules/emqx-events/events-routes.js';
 import { healthRoutes } from './modules/health/health-routes.js';
 
 export interface AppDeps {
@@ -21,6 +24,7 @@ declare module 'fastify' {
     infra: Infra;
     /** Every registered `METHOD /path` (HEAD twins omitted); openapi.yaml must match it. */
     routeList: string[];
+    services: Services;
   }
 }
 
@@ -68,8 +72,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const infra = deps.infra ?? createInfra(config, app.log as FastifyBaseLogger);
   app.decorate('infra', infra);
 
+  const clock = deps.clock ?? systemClock;
   const metrics = createMetricsRegistry();
   registerRequestMetrics(app, metrics);
+  const services = createServices({ config, infra, clock, metrics, log: app.log });
+  app.decorate('services', services);
 
   await app.register(healthRoutes, {
     metrics,
@@ -78,6 +85,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       { name: 'redis', check: (ms) => infra.redis.ping(ms) },
       { name: 'kafka', check: (ms) => infra.kafka.ping(ms) },
     ],
+  });
+
+  // EMQX-facing routes: one encapsulated context, so the hook token applies here only.
+  await app.register(async (emqx) => {
+    requireHookToken(emqx, config.emqx.hookToken);
+    await emqx.register(eventsRoutes, { handlers: services.eventHandlers, metrics });
   });
 
   if (ownsInfra) app.addHook('onClose', () => closeInfra(infra));

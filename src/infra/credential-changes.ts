@@ -1,0 +1,64 @@
+import type { Redis } from 'ioredis';
+import { credentialChangeChannel, type CredentialChange } from '../lib/credential-change.js';
+import type { DependencyLogger } from '../lib/dependency-state.js';
+import type { RedisClient } from './redis.js';
+
+export type CredentialChangeListener = (change: CredentialChange) => void;
+
+export interface CredentialChangeBus {
+  /** Publishes a committed change to every replica (this one included). */
+  publish(change: CredentialChange): Promise<void>;
+  /** Calls `listener` for every change; returns the unsubscribe function. */
+  subscribe(listener: CredentialChangeListener): () => void;
+  /** Resolves once the Redis subscription is active (changes published after that are seen). */
+  ready(): Promise<void>;
+}
+
+/**
+ * The registry's change signal over Redis pub/sub (see lib/credential-change.ts
+ * for the channel and message). One subscriber connection per process fans out
+ * to every in-process cache.
+ */
+export function createCredentialChangeBus(redis: RedisClient, logger: DependencyLogger): CredentialChangeBus {
+  const channel = credentialChangeChannel(redis.keyPrefix);
+  const listeners = new Set<CredentialChangeListener>();
+  let subscribed: Promise<void> | undefined;
+
+  const deliver = (message: string) => {
+    let change: CredentialChange;
+    try {
+      change = JSON.parse(message) as CredentialChange;
+    } catch {
+      logger.warn({ channel }, 'ignoring a malformed credential change message');
+      return;
+    }
+    for (const listener of listeners) listener(change);
+  };
+
+  const subscribeOnce = (): Promise<void> => {
+    subscribed ??= (async () => {
+      const subscriber: Redis = redis.subscriber();
+      subscriber.on('message', (receivedOn: string, message: string) => {
+        if (receivedOn === channel) deliver(message);
+      });
+      // ioredis re-subscribes by itself after a reconnect.
+      await subscriber.subscribe(channel);
+    })().catch((error: unknown) => {
+      subscribed = undefined;
+      throw error;
+    });
+    return subscribed;
+  };
+
+  return {
+    async publish(change) {
+      await redis.redis.publish(channel, JSON.stringify(change));
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      subscribeOnce().catch((error: unknown) => redis.state.down(error, { connection: 'subscriber' }));
+      return () => listeners.delete(listener);
+    },
+    ready: () => subscribeOnce(),
+  };
+}

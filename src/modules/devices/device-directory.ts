@@ -1,0 +1,123 @@
+import type { Pool } from 'pg';
+import type { CredentialChangeBus } from '../../infra/credential-changes.js';
+import type { Clock } from '../../lib/clock.js';
+import type { DecoderConfig } from '../../lib/decoder-config.js';
+
+/** What the hot paths (authz, ingest, liveness) need to know about a device. */
+export interface DeviceRecord {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly disabled: boolean;
+  readonly offlineThresholdS: number;
+  readonly decoder: DecoderConfig | null;
+}
+
+export interface DeviceDirectory {
+  /**
+   * The device, or null when it does not exist. Served from memory when
+   * cached; otherwise one Postgres query shared by concurrent callers.
+   * Rejects when Postgres is unreachable and nothing (not even an expired
+   * entry) is cached.
+   */
+  get(deviceId: string): Promise<DeviceRecord | null>;
+  /** The cached record without touching Postgres (undefined = not cached). */
+  peek(deviceId: string): DeviceRecord | null | undefined;
+  invalidate(deviceId: string): void;
+}
+
+export interface DeviceDirectoryOptions {
+  pool: Pool;
+  changes: CredentialChangeBus;
+  clock: Clock;
+  /** How long a found device is trusted without a change signal. */
+  ttlMs?: number;
+  /** How long "no such device" is remembered (kept short: a device may be created). */
+  negativeTtlMs?: number;
+  maxEntries?: number;
+}
+
+interface Entry {
+  record: DeviceRecord | null;
+  expiresAt: number;
+}
+
+interface DeviceRow {
+  id: string;
+  tenant_id: string;
+  disabled: boolean;
+  offline_threshold_s: number;
+  decoder: DecoderConfig | null;
+}
+
+export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDirectory {
+  const { pool, clock } = options;
+  const ttlMs = options.ttlMs ?? 60_000;
+  const negativeTtlMs = options.negativeTtlMs ?? 2_000;
+  const maxEntries = options.maxEntries ?? 200_000;
+  // Map iteration order is insertion order: re-inserting on hit makes it an LRU.
+  const entries = new Map<string, Entry>();
+  const loading = new Map<string, Promise<DeviceRecord | null>>();
+  // Bumped by every invalidation so a load that started before it is not cached.
+  const generation = new Map<string, number>();
+
+  options.changes.subscribe((change) => directory.invalidate(change.device_id));
+
+  function remember(deviceId: string, record: DeviceRecord | null) {
+    entries.delete(deviceId);
+    entries.set(deviceId, { record, expiresAt: clock() + (record ? ttlMs : negativeTtlMs) });
+    if (entries.size > maxEntries) {
+      const oldest = entries.keys().next().value;
+      if (oldest !== undefined) entries.delete(oldest);
+    }
+  }
+
+  async function load(deviceId: string): Promise<DeviceRecord | null> {
+    const startedAt = generation.get(deviceId) ?? 0;
+    const { rows } = await pool.query<DeviceRow>(
+      'SELECT id, tenant_id, disabled, offline_threshold_s, decoder FROM devices WHERE id = $1',
+      [deviceId],
+    );
+    const row = rows[0];
+    const record: DeviceRecord | null = row
+      ? {
+          id: row.id,
+          tenantId: row.tenant_id,
+          disabled: row.disabled,
+          offlineThresholdS: row.offline_threshold_s,
+          decoder: row.decoder,
+        }
+      : null;
+    if ((generation.get(deviceId) ?? 0) === startedAt) remember(deviceId, record);
+    return record;
+  }
+
+  const directory: DeviceDirectory = {
+    peek(deviceId) {
+      const entry = entries.get(deviceId);
+      if (!entry || entry.expiresAt <= clock()) return undefined;
+      return entry.record;
+    },
+    get(deviceId) {
+      const entry = entries.get(deviceId);
+      if (entry && entry.expiresAt > clock()) {
+        entries.delete(deviceId);
+        entries.set(deviceId, entry);
+        return Promise.resolve(entry.record);
+      }
+      let pending = loading.get(deviceId);
+      if (!pending) {
+        pending = load(deviceId).finally(() => loading.delete(deviceId));
+        loading.set(deviceId, pending);
+      }
+      // With Postgres unreachable, an expired entry is still the best answer:
+      // changes that matter (disable, delete) evict entries through the bus.
+      return entry ? pending.catch(() => entry.record) : pending;
+    },
+    invalidate(deviceId) {
+      entries.delete(deviceId);
+      generation.set(deviceId, (generation.get(deviceId) ?? 0) + 1);
+      if (generation.size > maxEntries) generation.clear();
+    },
+  };
+  return directory;
+}

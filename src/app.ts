@@ -6,10 +6,16 @@ import { createMetricsRegistry, registerRequestMetrics } from './http/metrics.js
 import { zodSerializerCompiler, zodValidatorCompiler } from './http/zod-type-provider.js';
 import { closeInfra, createInfra, type Infra } from './infra/index.js';
 import { createServices, type Services } from './composition.js';
+import { requireAdmin } from './http/admin-auth.js';
 import { requireHookToken } from './http/hook-token.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import { eventsRoutes } from './modules/emqx-events/events-routes.js';
+import { adminTokenRoutes } from './modules/admin-tokens/admin-token-routes.js';
+import { auditRoutes } from './modules/audit/audit-routes.js';
+import { credentialRoutes } from './modules/credentials/credential-routes.js';
+import { deviceRoutes } from './modules/devices/device-routes.js';
 import { healthRoutes } from './modules/health/health-routes.js';
+import { tenantRoutes } from './modules/tenants/tenant-routes.js';
 
 export interface AppDeps {
   /** Clients to use instead of creating them from config; the caller then closes them. */
@@ -85,6 +91,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       { name: 'redis', check: (ms) => infra.redis.ping(ms) },
       { name: 'kafka', check: (ms) => infra.kafka.ping(ms) },
     ],
+  });
+
+  // Admin API: one encapsulated context, so the admin token applies here only.
+  await app.register(async (admin) => {
+    const { registry } = services;
+    requireAdmin(admin, registry.adminTokens.authenticate);
+    await admin.register(tenantRoutes, { tenants: registry.tenants });
+    await admin.register(deviceRoutes, { devices: registry.devices });
+    await admin.register(credentialRoutes, { credentials: registry.credentials });
+    await admin.register(adminTokenRoutes, { adminTokens: registry.adminTokens });
+    await admin.register(auditRoutes, { pool: infra.postgres.pool, audit: registry.audit });
   });
 
   // EMQX-facing routes: one encapsulated context, so the hook token applies here only.

@@ -36,4 +36,28 @@ describe('openapi.yaml', () => {
     const notInApp = documented.filter((route) => !registered.includes(route));
     assert.deepEqual({ missingFromSpec, notInApp }, { missingFromSpec: [], notInApp: [] });
   });
+
+  it('every $ref points at a component that exists', async () => {
+    const document = parse(await readFile('openapi.yaml', 'utf8')) as Record<string, unknown>;
+    const refs: string[] = [];
+    const walk = (node: unknown) => {
+      if (Array.isArray(node)) node.forEach(walk);
+      else if (node && typeof node === 'object') {
+        for (const [key, value] of Object.entries(node)) {
+          if (key === '$ref' && typeof value === 'string') refs.push(value);
+          else walk(value);
+        }
+      }
+    };
+    walk(document);
+    assert.ok(refs.length > 0);
+    const unresolved = refs.filter((ref) => {
+      let target: unknown = document;
+      for (const part of ref.replace(/^#\//, '').split('/')) {
+        target = target && typeof target === 'object' ? (target as Record<string, unknown>)[part] : undefined;
+      }
+      return target === undefined;
+    });
+    assert.deepEqual([...new Set(unresolved)], []);
+  });
 });

@@ -1,9 +1,6 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
-}
+import { sha256 } from '../lib/digest.js';
 
 /**
  * Requires `Authorization: Bearer <EMQX_HOOK_TOKEN>` on every route of the
@@ -13,10 +10,10 @@ function digest(value: string): Buffer {
  * message for the rule action — so a misconfigured token is loud, not silent.
  */
 export function requireHookToken(app: FastifyInstance, token: string) {
-  const expected = digest(`Bearer ${token}`);
+  const expected = sha256(`Bearer ${token}`);
   app.addHook('onRequest', async (request, reply) => {
     const presented = request.headers.authorization;
-    if (presented === undefined || !timingSafeEqual(digest(presented), expected)) {
+    if (presented === undefined || !timingSafeEqual(sha256(presented), expected)) {
       return reply.code(401).send({ result: 'ignore', reason: 'bad hook token' });
     }
   });

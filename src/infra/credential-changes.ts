@@ -6,8 +6,14 @@ import type { RedisClient } from './redis.js';
 export type CredentialChangeListener = (change: CredentialChange) => void;
 
 export interface CredentialChangeBus {
-  /** Publishes a committed change to every replica (this one included). */
+  /** Publishes a committed change to every replica (this one included). Rejects when Redis fails. */
   publish(change: CredentialChange): Promise<void>;
+  /**
+   * Publishes a change that is already committed, retrying briefly while Redis
+   * is unreachable. Never rejects: the change stands; a signal that could not
+   * be sent is logged, and cache TTLs bound how long replicas miss it.
+   */
+  publishCommitted(change: CredentialChange): Promise<void>;
   /** Calls `listener` for every change; returns the unsubscribe function. */
   subscribe(listener: CredentialChangeListener): () => void;
   /** Resolves once the Redis subscription is active (changes published after that are seen). */
@@ -50,9 +56,28 @@ export function createCredentialChangeBus(redis: RedisClient, logger: Dependency
     return subscribed;
   };
 
+  const publish = async (change: CredentialChange) => {
+    await redis.redis.publish(channel, JSON.stringify(change));
+  };
+
   return {
-    async publish(change) {
-      await redis.redis.publish(channel, JSON.stringify(change));
+    publish,
+    async publishCommitted(change) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await publish(change);
+          return;
+        } catch (error) {
+          if (attempt >= 4) {
+            logger.warn(
+              { channel, kind: change.kind, device_id: change.device_id, err: (error as Error).message },
+              'credential change committed but its signal could not be published',
+            );
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+        }
+      }
     },
     subscribe(listener) {
       listeners.add(listener);

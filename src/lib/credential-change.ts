@@ -34,7 +34,15 @@ export function credentialChangeChannel(keyPrefix: string): string {
   return `${keyPrefix}credentials:changed`;
 }
 
-/** Changes after which a live MQTT session must be kicked. */
+/**
+ * Changes after which a live MQTT session must be kicked: the credential it may
+ * have connected with no longer exists, or the device may no longer connect.
+ */
 export function requiresKick(change: CredentialChange): boolean {
-  return change.kind === 'key_revoked' || change.kind === 'device_disabled' || change.kind === 'device_deleted';
+  return (
+    change.kind === 'key_revoked' ||
+    change.kind === 'psk_deleted' ||
+    change.kind === 'device_disabled' ||
+    change.kind === 'device_deleted'
+  );
 }

@@ -1,0 +1,31 @@
+import type { FastifyInstance } from 'fastify';
+import { UnauthorizedError } from '../lib/errors.js';
+import type { Actor } from '../modules/audit/audit-repository.js';
+import type { Principal } from '../modules/admin-tokens/admin-token-service.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated admin; set on every route of the admin API. */
+    actor: Actor;
+  }
+}
+
+/**
+ * Requires `Authorization: Bearer <admin token>` on every route of the
+ * (encapsulated) context it is added to, and records who is acting.
+ */
+export function requireAdmin(app: FastifyInstance, authenticate: (token: string) => Promise<Principal | null>) {
+  app.decorateRequest('actor', null as unknown as Actor);
+  app.addHook('onRequest', async (request) => {
+    const header = request.headers.authorization;
+    const token = header?.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : '';
+    const principal = token ? await authenticate(token) : null;
+    if (!principal) throw new UnauthorizedError();
+    request.actor = {
+      tokenId: principal.tokenId,
+      tenantId: principal.tenantId,
+      requestId: String(request.id),
+      sourceIp: request.ip,
+    };
+  });
+}

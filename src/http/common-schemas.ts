@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { DEVICE_ID_PATTERN, TENANT_ID_PATTERN } from '../lib/identifiers.js';
+
+/** Device ids: any-case UUID accepted, stored and answered in canonical lowercase. */
+export const deviceIdSchema = z
+  .string()
+  .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'must be a UUID')
+  .transform((value) => value.toLowerCase())
+  .pipe(z.string().regex(DEVICE_ID_PATTERN));
+
+export const tenantIdSchema = z
+  .string()
+  .regex(TENANT_ID_PATTERN, 'must be 1-63 characters of a-z, 0-9, "_" and "-", starting with a letter or digit');
+
+export const labelSchema = z.string().trim().min(1).max(200);
+
+export const pageQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().min(1).max(512).optional(),
+});
+
+export const isoTimestamp = z.string();
+
+export function pageSchema<T extends z.ZodType>(item: T) {
+  return z.object({ items: z.array(item), next_cursor: z.string().nullable() });
+}
+
+/** A body that may be left out entirely (fastify then passes null): treated as `{}`. */
+export function optionalBody<T extends z.ZodType>(schema: T) {
+  return z.preprocess((value) => value ?? {}, schema);
+}

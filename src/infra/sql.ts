@@ -1,0 +1,16 @@
+import type { PageKey } from '../lib/pagination.js';
+
+/** created_at in microseconds since the epoch, as text (exact, unlike a JS Date). */
+export const CREATED_US = `(extract(epoch FROM created_at) * 1000000)::bigint::text AS created_us`;
+
+/**
+ * The keyset condition "after this (created_at, id)", with its parameters
+ * appended to `values`. Returns 'TRUE' when there is no cursor.
+ */
+export function afterKey(values: unknown[], after: PageKey | undefined, idCast = ''): string {
+  if (!after) return 'TRUE';
+  values.push(after.createdUs, after.id);
+  const us = `$${values.length - 1}`;
+  const id = `$${values.length}${idCast}`;
+  return `(created_at, id) > (timestamptz 'epoch' + ${us}::bigint * interval '1 microsecond', ${id})`;
+}

@@ -1,0 +1,95 @@
+import type { Queryable } from '../../infra/transaction.js';
+
+/** Who did something through the admin API, and from where. */
+export interface Actor {
+  /** `root` for ADMIN_TOKEN, else the admin token's id. */
+  readonly tokenId: string;
+  /** The tenant a scoped token is limited to; null for global tokens. */
+  readonly tenantId: string | null;
+  readonly requestId: string;
+  readonly sourceIp: string;
+}
+
+export interface AuditEntry {
+  readonly action: string;
+  readonly objectType: 'tenant' | 'device' | 'device_key' | 'device_psk' | 'admin_token';
+  readonly objectId: string;
+  readonly tenantId: string | null;
+  /** Non-secret facts about the change (changed fields, labels, expiry). Never a secret. */
+  readonly details?: Record<string, unknown>;
+}
+
+export interface AuditRow {
+  id: string;
+  at: Date;
+  actor: string;
+  action: string;
+  object_type: string;
+  object_id: string;
+  tenant_id: string | null;
+  request_id: string | null;
+  source_ip: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface AuditQuery {
+  tenantId?: string;
+  objectType?: string;
+  objectId?: string;
+  since?: Date;
+  until?: Date;
+  /** Return entries older than this id (the cursor of the previous page). */
+  beforeId?: string;
+  limit: number;
+}
+
+export function createAuditRepository() {
+  return {
+    /** Written in the transaction of the change it describes. */
+    async record(db: Queryable, actor: Actor, entry: AuditEntry, at: Date): Promise<void> {
+      await db.query(
+        `INSERT INTO audit_log (at, actor, action, object_type, object_id, tenant_id, request_id, source_ip, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [
+          at,
+          actor.tokenId,
+          entry.action,
+          entry.objectType,
+          entry.objectId,
+          entry.tenantId,
+          actor.requestId,
+          actor.sourceIp,
+          JSON.stringify(entry.details ?? {}),
+        ],
+      );
+    },
+
+    /** Newest first. */
+    async list(db: Queryable, query: AuditQuery): Promise<AuditRow[]> {
+      const conditions: string[] = [];
+      const values: unknown[] = [];
+      const where = (sql: string, value: unknown) => {
+        values.push(value);
+        conditions.push(sql.replace('?', `$${values.length}`));
+      };
+      if (query.tenantId !== undefined) where('tenant_id = ?', query.tenantId);
+      if (query.objectType !== undefined) where('object_type = ?', query.objectType);
+      if (query.objectId !== undefined) where('object_id = ?', query.objectId);
+      if (query.since !== undefined) where('at >= ?', query.since);
+      if (query.until !== undefined) where('at < ?', query.until);
+      if (query.beforeId !== undefined) where('audit_log.id < ?::bigint', query.beforeId);
+      values.push(query.limit + 1);
+      const { rows } = await db.query<AuditRow>(
+        `SELECT id::text AS id, at, actor, action, object_type, object_id, tenant_id, request_id, source_ip, details
+           FROM audit_log
+          ${conditions.length ? `WHERE ${conditions.join(' AND ')}` : ''}
+          ORDER BY audit_log.id DESC
+          LIMIT $${values.length}`,
+        values,
+      );
+      return rows;
+    },
+  };
+}
+
+export type AuditRepository = ReturnType<typeof createAuditRepository>;

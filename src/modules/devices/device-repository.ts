@@ -1,0 +1,88 @@
+import { afterKey, CREATED_US } from '../../infra/sql.js';
+import type { Queryable } from '../../infra/transaction.js';
+import type { DecoderConfig } from '../../lib/decoder-config.js';
+import type { PageKey } from '../../lib/pagination.js';
+
+export interface DeviceRow {
+  id: string;
+  tenant_id: string;
+  name: string;
+  disabled: boolean;
+  offline_threshold_s: number;
+  decoder: DecoderConfig | null;
+  created_at: Date;
+  updated_at: Date;
+  created_us: string;
+}
+
+export interface DevicePatch {
+  name?: string;
+  disabled?: boolean;
+  offline_threshold_s?: number;
+  decoder?: DecoderConfig | null;
+}
+
+const COLUMNS = `id, tenant_id, name, disabled, offline_threshold_s, decoder, created_at, updated_at, ${CREATED_US}`;
+
+/** Admin-side reads and writes of devices (the hot paths use the cached DeviceDirectory). */
+export function createDeviceRepository() {
+  return {
+    /** Null when the id is taken. */
+    async insert(
+      db: Queryable,
+      device: { id: string; tenantId: string; name: string; disabled: boolean; offlineThresholdS: number; decoder: DecoderConfig | null; at: Date },
+    ): Promise<DeviceRow | null> {
+      const { rows } = await db.query<DeviceRow>(
+        `INSERT INTO devices (id, tenant_id, name, disabled, offline_threshold_s, decoder, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+         ON CONFLICT (id) DO NOTHING RETURNING ${COLUMNS}`,
+        [device.id, device.tenantId, device.name, device.disabled, device.offlineThresholdS, device.decoder === null ? null : JSON.stringify(device.decoder), device.at],
+      );
+      return rows[0] ?? null;
+    },
+
+    async findById(db: Queryable, id: string, lock = false): Promise<DeviceRow | null> {
+      const { rows } = await db.query<DeviceRow>(
+        `SELECT ${COLUMNS} FROM devices WHERE id = $1${lock ? ' FOR UPDATE' : ''}`,
+        [id],
+      );
+      return rows[0] ?? null;
+    },
+
+    async listByTenant(db: Queryable, page: { tenantId: string; limit: number; after: PageKey | undefined }): Promise<DeviceRow[]> {
+      const values: unknown[] = [page.limit + 1, page.tenantId];
+      const { rows } = await db.query<DeviceRow>(
+        `SELECT ${COLUMNS} FROM devices
+          WHERE tenant_id = $2 AND ${afterKey(values, page.after, '::uuid')}
+          ORDER BY created_at, id LIMIT $1`,
+        values,
+      );
+      return rows;
+    },
+
+    async update(db: Queryable, id: string, patch: DevicePatch, at: Date): Promise<DeviceRow | null> {
+      const sets: string[] = [];
+      const values: unknown[] = [id, at];
+      const set = (column: string, value: unknown) => {
+        values.push(value);
+        sets.push(`${column} = $${values.length}`);
+      };
+      if (patch.name !== undefined) set('name', patch.name);
+      if (patch.disabled !== undefined) set('disabled', patch.disabled);
+      if (patch.offline_threshold_s !== undefined) set('offline_threshold_s', patch.offline_threshold_s);
+      if (patch.decoder !== undefined) set('decoder', patch.decoder === null ? null : JSON.stringify(patch.decoder));
+      const { rows } = await db.query<DeviceRow>(
+        `UPDATE devices SET ${[...sets, 'updated_at = $2'].join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`,
+        values,
+      );
+      return rows[0] ?? null;
+    },
+
+    async delete(db: Queryable, id: string): Promise<boolean> {
+      const { rowCount } = await db.query('DELETE FROM devices WHERE id = $1', [id]);
+      return (rowCount ?? 0) > 0;
+    },
+  };
+}
+
+export type DeviceRepository = ReturnType<typeof createDeviceRepository>;

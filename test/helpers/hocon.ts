@@ -254,3 +254,9 @@ export function hoconString(root: HoconValue, path: string): string {
   if (typeof value !== 'string') throw new Error(`${path} is not a string in the EMQX configuration`);
   return value;
 }
+
+export function hoconArray(root: HoconValue, path: string): HoconValue[] {
+  const value = hoconAt(root, path);
+  if (!Array.isArray(value)) throw new Error(`${path} is not an array in the EMQX configuration`);
+  return value;
+}

@@ -143,6 +143,19 @@ function resolveSecretFiles(env: NodeJS.ProcessEnv, readFile: FileReader, proble
   return resolved;
 }
 
+/** One secret variable on its own (NAME or NAME_FILE), for tools that need nothing else. */
+export function readSecretVariable(
+  name: (typeof SECRET_VARIABLES)[number],
+  env: NodeJS.ProcessEnv = process.env,
+  readFile: FileReader = readSecretFile,
+): string {
+  const problems: string[] = [];
+  const value = resolveSecretFiles(env, readFile, problems)[name];
+  if (problems.length > 0) throw new ConfigError(problems);
+  if (value === undefined) throw new ConfigError([`${name}: is required`]);
+  return value;
+}
+
 /**
  * Parses the environment once. Throws ConfigError naming every bad variable;
  * secret values never appear in the message.

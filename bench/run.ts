@@ -3,6 +3,7 @@
 // absolute numbers vary with the machine's load.
 import { createTestDatabase } from '../test/helpers/database.js';
 import { testEnv, uniqueTag } from '../test/helpers/env.js';
+import { benchLiveness } from './liveness.js';
 import { measure, printRow, startServer, type LoadSpec, type Server } from './support.js';
 
 export interface Scenario {
@@ -41,6 +42,8 @@ try {
       app.rssMb(),
     ]);
   }
+  console.log('');
+  for (const line of await benchLiveness(env.REDIS_URL, `${env.REDIS_KEY_PREFIX}liveness-bench:`)) console.log(line);
 } finally {
   await Promise.all([bare.stop(), app.stop()]);
   await db.drop();

@@ -15,6 +15,7 @@ import { auditRoutes } from './modules/audit/audit-routes.js';
 import { credentialRoutes } from './modules/credentials/credential-routes.js';
 import { deviceRoutes } from './modules/devices/device-routes.js';
 import { healthRoutes } from './modules/health/health-routes.js';
+import { deviceStatusRoutes } from './modules/liveness/device-status-routes.js';
 import { tenantRoutes } from './modules/tenants/tenant-routes.js';
 
 export interface AppDeps {
@@ -99,6 +100,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     requireAdmin(admin, registry.adminTokens.authenticate);
     await admin.register(tenantRoutes, { tenants: registry.tenants });
     await admin.register(deviceRoutes, { devices: registry.devices });
+    await admin.register(deviceStatusRoutes, { statuses: services.deviceStatuses });
     await admin.register(credentialRoutes, { credentials: registry.credentials });
     await admin.register(adminTokenRoutes, { adminTokens: registry.adminTokens });
     await admin.register(auditRoutes, { pool: infra.postgres.pool, audit: registry.audit });
@@ -109,6 +111,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     requireHookToken(emqx, config.emqx.hookToken);
     await emqx.register(eventsRoutes, { handlers: services.eventHandlers, metrics });
   });
+
+  // Every replica sweeps; preClose stops it before the clients it uses close.
+  app.addHook('onReady', async () => services.livenessSweeper.start());
+  app.addHook('preClose', async () => services.livenessSweeper.stop());
 
   if (ownsInfra) app.addHook('onClose', () => closeInfra(infra));
   return app;

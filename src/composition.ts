@@ -15,6 +15,14 @@ import { createDeviceDirectory } from './modules/devices/device-directory.js';
 import { createDeviceRepository } from './modules/devices/device-repository.js';
 import { createDeviceService } from './modules/devices/device-service.js';
 import type { EventHandler } from './modules/emqx-events/events-routes.js';
+import { createDeviceEventProducer } from './modules/device-events/device-event-producer.js';
+import { createDeviceStatusService } from './modules/liveness/device-status-service.js';
+import { createLivenessMetrics } from './modules/liveness/liveness-metrics.js';
+import { createLivenessRepository } from './modules/liveness/liveness-repository.js';
+import { createLivenessService } from './modules/liveness/liveness-service.js';
+import { createLivenessStore } from './modules/liveness/liveness-store.js';
+import { createLivenessSweeper } from './modules/liveness/liveness-sweeper.js';
+import { noRecordedSessions } from './modules/liveness/session-lookup.js';
 import { createTenantRepository } from './modules/tenants/tenant-repository.js';
 import { createTenantService } from './modules/tenants/tenant-service.js';
 
@@ -27,7 +35,7 @@ export interface CompositionInput {
 }
 
 /** The one place where services are created and handed their dependencies. */
-export function createServices({ config, infra, clock, log }: CompositionInput) {
+export function createServices({ config, infra, clock, metrics, log }: CompositionInput) {
   const pool = infra.postgres.pool;
   const topics = createTopicNames(config.kafka.topicPrefix);
   const changes = createCredentialChangeBus(infra.redis, log);
@@ -65,8 +73,33 @@ export function createServices({ config, infra, clock, log }: CompositionInput) 
   };
 
   const devices = createDeviceDirectory({ pool, changes, clock });
+  const deviceEvents = createDeviceEventProducer({ produce: infra.kafka.produce, topics });
+  const liveness = createLivenessService({
+    store: createLivenessStore(infra.redis.redis, infra.redis.keyPrefix),
+    events: deviceEvents,
+    pool,
+    statuses: createLivenessRepository(),
+    devices,
+    changes,
+    clock,
+    metrics: createLivenessMetrics(metrics),
+    log,
+  });
+  const livenessSweeper = createLivenessSweeper({
+    liveness,
+    intervalMs: config.liveness.sweepIntervalMs,
+    persistIntervalMs: 10_000,
+    log,
+  });
+  const deviceStatuses = createDeviceStatusService({
+    pool,
+    devices: deviceRepository,
+    liveness,
+    sessions: noRecordedSessions,
+    log,
+  });
   const eventHandlers: Record<string, EventHandler> = {};
-  return { topics, changes, hasher, devices, registry, eventHandlers };
+  return { topics, changes, hasher, devices, registry, eventHandlers, deviceEvents, liveness, livenessSweeper, deviceStatuses };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -75,6 +75,9 @@ const envSchema = z.object({
   ARGON2_TIME_COST: int(1, 10).default(2),
   ARGON2_PARALLELISM: int(1, 16).default(1),
   CREDENTIAL_CACHE_SECRET: token,
+
+  // At most 4 s: with the deadline's write slack (≤ 1 s) offline stays within 5 s.
+  LIVENESS_SWEEP_INTERVAL_MS: int(100, 4000).default(1000),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -104,6 +107,7 @@ export interface Config {
     readonly argon2: { readonly memoryKib: number; readonly timeCost: number; readonly parallelism: number };
     readonly cacheSecret: string;
   };
+  readonly liveness: { readonly sweepIntervalMs: number };
 }
 
 export class ConfigError extends Error {
@@ -141,6 +145,19 @@ function resolveSecretFiles(env: NodeJS.ProcessEnv, readFile: FileReader, proble
     if (value === '') resolved[name] = undefined;
   }
   return resolved;
+}
+
+/** One secret variable on its own (NAME or NAME_FILE), for tools that need nothing else. */
+export function readSecretVariable(
+  name: (typeof SECRET_VARIABLES)[number],
+  env: NodeJS.ProcessEnv = process.env,
+  readFile: FileReader = readSecretFile,
+): string {
+  const problems: string[] = [];
+  const value = resolveSecretFiles(env, readFile, problems)[name];
+  if (problems.length > 0) throw new ConfigError(problems);
+  if (value === undefined) throw new ConfigError([`${name}: is required`]);
+  return value;
 }
 
 /**
@@ -186,6 +203,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       cacheSecret: e.CREDENTIAL_CACHE_SECRET,
     },
+    liveness: { sweepIntervalMs: e.LIVENESS_SWEEP_INTERVAL_MS },
   });
 }
 

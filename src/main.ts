@@ -29,6 +29,11 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.shutdownTimeoutMs);
     deadline.unref();
+    // Keep-alive connections (EMQX keeps a pool open) go idle only when their
+    // in-flight request ends; close each as soon as it does, or close() would
+    // wait for the client to hang up.
+    const closeIdle = setInterval(() => app.server.closeIdleConnections(), 50);
+    closeIdle.unref();
     // close() stops accepting, waits for in-flight requests, then runs the
     // onClose hooks that flush Kafka and close the pools.
     app.close().then(

@@ -49,10 +49,10 @@ function exitOf(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
+function get(port: number, path: string, agent: http.Agent | false = false): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port, path, agent: false }, (response) => {
+      .get({ host: '127.0.0.1', port, path, agent }, (response) => {
         let body = '';
         response.on('data', (chunk) => (body += chunk));
         response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
@@ -80,13 +80,18 @@ describe('main process', () => {
         ...testEnv(tag, db.url, { KAFKA_BROKERS: kafka.address, LOG_LEVEL: 'info', MIGRATE_ON_START: 'true' }),
       });
       const exited = exitOf(child);
-      const inFlight = get(port, '/readyz');
+      // A keep-alive client, like EMQX's connection pool, must not hold the shutdown open.
+      const keepAlive = new http.Agent({ keepAlive: true, keepAliveMsecs: 60_000 });
+      const startedAt = Date.now();
+      const inFlight = get(port, '/readyz', keepAlive);
       await new Promise((resolve) => setTimeout(resolve, 300));
       child.kill('SIGTERM');
       const response = await inFlight;
       assert.equal(response.status, 503);
       assert.deepEqual(JSON.parse(response.body).down, ['kafka']);
       assert.equal(await exited, 0, output());
+      assert.ok(Date.now() - startedAt < 10_000, `shutdown took ${Date.now() - startedAt} ms`);
+      keepAlive.destroy();
       assert.match(output(), /shutdown complete/);
       await assert.rejects(get(port, '/healthz'), /ECONNREFUSED/);
     } finally {

@@ -1,10 +1,10 @@
 import pg from 'pg';
+import { readSecretVariable } from '../config.js';
 import { runMigrations } from '../infra/migrations.js';
 
-/** `npm run db:migrate`: applies pending migrations to DATABASE_URL and exits non-zero on failure. */
+/** `npm run db:migrate`: applies pending migrations to DATABASE_URL (or DATABASE_URL_FILE) and exits non-zero on failure. */
 async function migrate(): Promise<void> {
-  const url = process.env.DATABASE_URL;
-  if (!url) throw new Error('DATABASE_URL: is required');
+  const url = readSecretVariable('DATABASE_URL');
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   try {
     const applied = await runMigrations(pool, {

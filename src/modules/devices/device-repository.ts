@@ -13,6 +13,9 @@ export interface DeviceRow {
   created_at: Date;
   updated_at: Date;
   created_us: string;
+  /** Last known liveness (the live state is in Redis). */
+  online: boolean;
+  last_seen_at: Date | null;
 }
 
 export interface DevicePatch {
@@ -22,7 +25,7 @@ export interface DevicePatch {
   decoder?: DecoderConfig | null;
 }
 
-const COLUMNS = `id, tenant_id, name, disabled, offline_threshold_s, decoder, created_at, updated_at, ${CREATED_US}`;
+const COLUMNS = `id, tenant_id, name, disabled, offline_threshold_s, decoder, created_at, updated_at, ${CREATED_US}, online, last_seen_at`;
 
 /** Admin-side reads and writes of devices (the hot paths use the cached DeviceDirectory). */
 export function createDeviceRepository() {
@@ -49,11 +52,19 @@ export function createDeviceRepository() {
       return rows[0] ?? null;
     },
 
-    async listByTenant(db: Queryable, page: { tenantId: string; limit: number; after: PageKey | undefined }): Promise<DeviceRow[]> {
+    async listByTenant(
+      db: Queryable,
+      page: { tenantId: string; limit: number; after: PageKey | undefined; online?: boolean },
+    ): Promise<DeviceRow[]> {
       const values: unknown[] = [page.limit + 1, page.tenantId];
+      let status = '';
+      if (page.online !== undefined) {
+        values.push(page.online);
+        status = ` AND online = $${values.length}`;
+      }
       const { rows } = await db.query<DeviceRow>(
         `SELECT ${COLUMNS} FROM devices
-          WHERE tenant_id = $2 AND ${afterKey(values, page.after, '::uuid')}
+          WHERE tenant_id = $2${status} AND ${afterKey(values, page.after, '::uuid')}
           ORDER BY created_at, id LIMIT $1`,
         values,
       );

@@ -17,6 +17,8 @@ export const deviceSchema = z.object({
   decoder: z.unknown().nullable(),
   created_at: z.string(),
   updated_at: z.string(),
+  online: z.boolean(),
+  last_seen_at: z.string().nullable(),
 });
 
 export const deviceParams = z.object({ deviceId: deviceIdSchema });
@@ -47,7 +49,7 @@ export const deviceRoutes: FastifyPluginAsync<{ devices: DeviceService }> = asyn
     {
       schema: {
         params: z.object({ tenantId: tenantIdSchema }),
-        querystring: pageQuerySchema,
+        querystring: pageQuerySchema.extend({ status: z.enum(['online', 'offline']).optional() }),
         response: { 200: pageSchema(deviceSchema) },
       },
     },

@@ -21,6 +21,9 @@ export interface DeviceView {
   decoder: DecoderConfig | null;
   created_at: string;
   updated_at: string;
+  /** Last known liveness as stored in Postgres; GET /v1/devices/{id}/status has the live one. */
+  online: boolean;
+  last_seen_at: string | null;
 }
 
 export function toDeviceView(row: DeviceRow): DeviceView {
@@ -33,6 +36,8 @@ export function toDeviceView(row: DeviceRow): DeviceView {
     decoder: row.decoder,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
+    online: row.online,
+    last_seen_at: row.last_seen_at?.toISOString() ?? null,
   };
 }
 
@@ -113,11 +118,16 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       return toDeviceView(await findVisibleDevice(devices, pool, actor, id));
     },
 
-    async list(actor: Actor, tenantId: string, query: { limit: number; cursor?: string }): Promise<Page<DeviceView>> {
+    async list(
+      actor: Actor,
+      tenantId: string,
+      query: { limit: number; cursor?: string; status?: 'online' | 'offline' },
+    ): Promise<Page<DeviceView>> {
       assertTenantVisible(actor, tenantId);
       const after = parseCursor(query.cursor);
       if (!(await deps.tenants.findById(pool, tenantId))) throw new NotFoundError(`tenant ${tenantId}`);
-      const rows = await devices.listByTenant(pool, { tenantId, limit: query.limit, after });
+      const online = query.status === undefined ? undefined : query.status === 'online';
+      const rows = await devices.listByTenant(pool, { tenantId, limit: query.limit, after, ...(online === undefined ? {} : { online }) });
       return toPage(rows, query.limit, (row) => row.id, toDeviceView);
     },
 

@@ -114,6 +114,8 @@ describe('tenants and devices', () => {
       decoder: { type: 'json', timestamp: { field: 'meta.ts', unit: 'ms' } },
       created_at: '2026-11-24T12:00:00.000Z',
       updated_at: '2026-11-24T12:00:00.000Z',
+      online: false,
+      last_seen_at: null,
     });
     const elsewhere = await admin.post('/v1/tenants/globex/devices', { id, name: 'Clash' });
     assert.equal(elsewhere.statusCode, 409);

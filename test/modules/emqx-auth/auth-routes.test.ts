@@ -7,6 +7,7 @@ import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
 import { startEmqxStandIn, standInEnv, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
 import { TEST_HOOK_TOKEN, TEST_REDIS_URL } from '../../helpers/env.js';
+import { waitFor } from '../../helpers/wait.js';
 
 let peerCounter = 0;
 /** A fresh peer address per scenario, so per-peer throttling of one test does not leak into another. */
@@ -422,13 +423,3 @@ describe('POST /emqx/authn and /emqx/authz', () => {
     return Number(/argon2_verify_seconds_count (\d+)/.exec(metrics)?.[1] ?? 0);
   }
 });
-
-/** Polls until `check` holds; fails after `timeoutMs` (the 1 s propagation budget by default). */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 1000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) assert.fail(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

@@ -58,6 +58,7 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
     metrics: authMetrics,
     clock,
     log,
+    hashBudgetMs: settings.hashMaxWaitMs,
   });
   const authz = createAuthzService({ devices, metrics: authMetrics });
 

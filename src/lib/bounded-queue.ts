@@ -7,8 +7,13 @@ export class QueueFullError extends Error {
 }
 
 export interface BoundedQueue {
-  /** Runs `work` when a slot frees up; rejects with QueueFullError when it would wait too long. */
-  run<T>(work: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` when a slot frees up; rejects with QueueFullError when it would
+   * not finish within `budgetMs` (default maxWaitMs).
+   */
+  run<T>(work: () => Promise<T>, budgetMs?: number): Promise<T>;
+  /** Whether a job submitted now with this budget would be admitted (no side effects). */
+  wouldAdmit(budgetMs?: number): boolean;
   /** Jobs waiting for a slot (not counting the running ones). */
   readonly waiting: number;
   readonly running: number;
@@ -16,7 +21,7 @@ export interface BoundedQueue {
 
 export interface BoundedQueueOptions {
   concurrency: number;
-  /** The longest a job may wait for a slot. */
+  /** The longest a job may take from submission to completion, waiting included. */
   maxWaitMs: number;
   /** Milliseconds, monotonic enough for measuring waits. */
   now?: () => number;
@@ -32,10 +37,10 @@ interface Waiting {
 
 /**
  * A concurrency limit with a queue bounded by time rather than length. A job is
- * refused up front when the jobs ahead of it would keep it waiting longer than
- * maxWaitMs (estimated from a moving average of job durations), and refused
- * when its turn comes after its deadline anyway: a caller with a 5 s budget is
- * better served by a fast refusal than by an answer that arrives too late.
+ * refused up front when the jobs ahead of it, plus its own run, would take
+ * longer than maxWaitMs (estimated from a moving average of job durations), and
+ * refused when its turn comes too late to finish in time anyway: a caller with
+ * a 5 s budget is better served by a fast refusal than by a late answer.
  */
 export function createBoundedQueue(options: BoundedQueueOptions): BoundedQueue {
   const { concurrency, maxWaitMs } = options;
@@ -45,6 +50,9 @@ export function createBoundedQueue(options: BoundedQueueOptions): BoundedQueue {
   const queue: Waiting[] = [];
 
   const expectedWaitMs = () => (Math.floor(queue.length / concurrency) + (running >= concurrency ? 1 : 0)) * averageJobMs;
+  // Job durations vary under load; planning with a margin keeps admitted jobs inside the budget.
+  const plannedJobMs = () => averageJobMs * 1.25;
+  const admits = (budgetMs: number) => running < concurrency || expectedWaitMs() + plannedJobMs() <= budgetMs;
 
   function next() {
     while (running < concurrency && queue.length > 0) {
@@ -62,8 +70,9 @@ export function createBoundedQueue(options: BoundedQueueOptions): BoundedQueue {
     get running() {
       return running;
     },
-    run<T>(work: () => Promise<T>): Promise<T> {
-      if (running >= concurrency && expectedWaitMs() > maxWaitMs) return Promise.reject(new QueueFullError());
+    wouldAdmit: (budgetMs = maxWaitMs) => admits(budgetMs),
+    run<T>(work: () => Promise<T>, budgetMs = maxWaitMs): Promise<T> {
+      if (!admits(budgetMs)) return Promise.reject(new QueueFullError());
       return new Promise<T>((resolve, reject) => {
         const start = () => {
           running++;
@@ -77,7 +86,7 @@ export function createBoundedQueue(options: BoundedQueueOptions): BoundedQueue {
             });
         };
         if (running < concurrency) start();
-        else queue.push({ start, fail: reject, deadline: now() + maxWaitMs });
+        else queue.push({ start, fail: reject, deadline: now() + budgetMs - plannedJobMs() });
       });
     },
   };

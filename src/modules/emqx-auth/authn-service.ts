@@ -74,7 +74,10 @@ export function createAuthnService(deps: {
   metrics: AuthMetrics;
   clock: Clock;
   log: AuthnLogger;
+  /** The time from a cache miss to a verified answer, beyond which the answer is ignore. */
+  hashBudgetMs: number;
 }): AuthnService {
+  const { hashBudgetMs } = deps;
   const { devices, cache, repository, hasher, hashQueue, throttle, usage, duplicates, metrics, clock, log } = deps;
   const inFlight = new Map<string, Promise<Verification>>();
 
@@ -101,6 +104,8 @@ export function createAuthnService(deps: {
   };
 
   async function verify(deviceId: string, password: string, peer: string, cacheKey: string): Promise<Verification> {
+    const receivedAt = performance.now();
+    const budgetLeft = () => hashBudgetMs - (performance.now() - receivedAt);
     const generation = cache.generation(deviceId);
     try {
       const cached = await cache.fetch(cacheKey, deviceId);
@@ -108,6 +113,12 @@ export function createAuthnService(deps: {
       if (cached) return { kind: 'verified', credential: cached, layer: 'redis' };
     } catch {
       return { kind: 'ignore', reason: 'redis_unavailable' };
+    }
+    // In a cold reconnect storm most requests cannot be hashed in time: refuse
+    // those before spending database round trips on them.
+    if (!hashQueue.wouldAdmit(budgetLeft())) {
+      metrics.hashRejected.inc();
+      return { kind: 'ignore', reason: 'hash_queue_full' };
     }
 
     let device;
@@ -159,7 +170,7 @@ export function createAuthnService(deps: {
         } finally {
           stopTimer();
         }
-      });
+      }, budgetLeft());
     } catch (error) {
       if (error instanceof QueueFullError) {
         metrics.hashRejected.inc();

@@ -51,13 +51,15 @@ interface StoredCredential {
   t: string;
   k: string | null;
   n: number | null;
+  /** When the Redis entry expires (ms), so a read needs no PTTL round trip. */
+  x: number;
 }
 
 /**
  * Verified-credential cache: an LRU in memory in front of Redis.
  *
  * Redis layout (under the key prefix):
- *  - `authn:cred:{hmac}` → JSON {d, t, k, n}, with TTL ± 10 % jitter so a
+ *  - `authn:cred:{hmac}` → JSON {d, t, k, n, x}, with TTL ± 10 % jitter so a
  *    fleet verified at the same moment does not expire at the same moment;
  *  - `authn:dev:{deviceId}` hash, field hmac → key id ("" = PSK): the index
  *    that lets a change signal find a device's entries.
@@ -132,7 +134,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
     },
     async fetch(cacheKey, deviceId) {
       const startedAt = generation(deviceId);
-      const [value, remainingMs] = await Promise.all([redis.get(credKey(cacheKey)), redis.pttl(credKey(cacheKey))]);
+      const value = await redis.get(credKey(cacheKey));
       if (value === null) return undefined;
       let stored: StoredCredential;
       try {
@@ -145,6 +147,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
       const credential: VerifiedCredential = { deviceId: stored.d, tenantId: stored.t, keyId: stored.k, notAfter: stored.n };
       // Invalidated while the read was in flight: the entry may be the one just deleted.
       if (generation(deviceId) !== startedAt || invalidating.has(deviceId)) return undefined;
+      const remainingMs = typeof stored.x === 'number' ? stored.x - clock() : 0;
       if (remainingMs > 0) remember(cacheKey, credential, Math.min(memoryTtlMs, remainingMs));
       return credential;
     },
@@ -152,8 +155,14 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
     async store(cacheKey, credential, startedAt) {
       if (generation(credential.deviceId) !== startedAt) return;
       remember(cacheKey, credential, jitter(memoryTtlMs));
-      const stored: StoredCredential = { d: credential.deviceId, t: credential.tenantId, k: credential.keyId, n: credential.notAfter };
       const lifetime = jitter(ttlMs);
+      const stored: StoredCredential = {
+        d: credential.deviceId,
+        t: credential.tenantId,
+        k: credential.keyId,
+        n: credential.notAfter,
+        x: clock() + lifetime,
+      };
       await redis
         .multi()
         .set(credKey(cacheKey), JSON.stringify(stored), 'PX', lifetime)

@@ -55,8 +55,9 @@ const scenarios: Scenario[] = [
 
 // Throughput scenarios repeat the same devices many times a second, which the
 // reject policy (rightly) refuses as duplicate CONNECTs; the storms use the default.
-const env = testEnv(`bench-${tag}`, db.url, { LOG_LEVEL: 'warn', DUPLICATE_CLIENT_POLICY: 'takeover' });
-const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn' });
+// MALLOC_ARENA_MAX as in the Dockerfile, so RSS is measured as deployed.
+const env = testEnv(`bench-${tag}`, db.url, { LOG_LEVEL: 'warn', DUPLICATE_CLIENT_POLICY: 'takeover', MALLOC_ARENA_MAX: '2' });
+const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', MALLOC_ARENA_MAX: '2' });
 const bare = await startServer('bench/bare-server.ts');
 const app = await startServer('bench/app-server.ts', env);
 

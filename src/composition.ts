@@ -47,7 +47,9 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
     repository: credentials,
     hasher: createPasswordHasher(settings.argon2),
     hashQueue: createBoundedQueue({
-      concurrency: settings.hashConcurrency || availableParallelism(),
+      // One core is left to the event loop: argon2 on every core starves the
+      // requests that are only cache hits or refusals.
+      concurrency: settings.hashConcurrency || Math.max(1, availableParallelism() - 1),
       maxWaitMs: settings.hashMaxWaitMs,
     }),
     throttle: createAuthThrottle(redis),

@@ -37,7 +37,11 @@ export const authnAllowSchema = z.object({
 });
 
 /** Every refusal is 200 {result:"deny"}: any other status means "ignore" to EMQX. */
-export const authnResponseSchema = z.union([authnAllowSchema, z.object({ result: z.enum(['deny', 'ignore']) })]);
+export const authnResponseSchema = z.discriminatedUnion('result', [
+  authnAllowSchema,
+  z.object({ result: z.literal('deny') }),
+  z.object({ result: z.literal('ignore') }),
+]);
 
 export const authzResponseSchema = z.object({ result: z.enum(['allow', 'deny', 'ignore']) });
 

@@ -68,8 +68,12 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
   });
   const producer: Producer = kafka.producer({
     allowAutoTopicCreation: false,
-    idempotent: false,
-    maxInFlightRequests: 5,
+    // A send that is retried after a slow acknowledgement would otherwise write
+    // its records twice; the broker drops the repeat by producer id + sequence.
+    // kafkajs supports idempotence with one request in flight per broker;
+    // callers batch records to keep throughput.
+    idempotent: true,
+    maxInFlightRequests: 1,
     createPartitioner: Partitioners.DefaultPartitioner,
   });
   const admin: Admin = kafka.admin();

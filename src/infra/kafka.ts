@@ -59,7 +59,9 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
     clientId: options.clientId,
     brokers: [...options.brokers],
     connectionTimeout: 1000,
-    requestTimeout: 5000,
+    // Longer than the broker-side topic-creation timeout; produce and ping are
+    // bounded by their own deadlines.
+    requestTimeout: 15_000,
     retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
     // kafkajs logs every retry; outages are reported once through `state` instead.
     logLevel: KafkaLogLevel.WARN,

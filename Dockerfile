@@ -9,6 +9,9 @@ RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
+# argon2 allocates its memory on libuv worker threads; fewer malloc arenas keep
+# that memory from staying resident per thread after a reconnect storm.
+ENV MALLOC_ARENA_MAX=2
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -1,8 +1,20 @@
 // npm run bench: each scenario is measured against a bare Fastify handler
 // answering the same request in the same run; the ratio is what counts, since
 // absolute numbers vary with the machine's load.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createTestDatabase } from '../test/helpers/database.js';
-import { testEnv, uniqueTag } from '../test/helpers/env.js';
+import { TEST_HOOK_TOKEN, TEST_REDIS_URL, testEnv, uniqueTag } from '../test/helpers/env.js';
+import {
+  authnBody,
+  DEFAULT_ARGON2,
+  deleteKeys,
+  flushCredentialCache,
+  SEED_ARGON2,
+  seedDevices,
+  storm,
+  STORM_PSK,
+  type StormRequest,
+} from './auth-bench.js';
 import { benchLiveness } from './liveness.js';
 import { measure, printRow, startServer, type LoadSpec, type Server } from './support.js';
 
@@ -13,13 +25,40 @@ export interface Scenario {
   spec: (app: Server) => Promise<LoadSpec> | LoadSpec;
 }
 
-const scenarios: Scenario[] = [
-  { name: 'GET /healthz', spec: () => ({ method: 'GET', path: '/healthz' }) },
-];
+const STORM_DEVICES = Number(process.env.BENCH_STORM_DEVICES ?? 10_000);
+const hook = { authorization: `Bearer ${TEST_HOOK_TOKEN}` };
 
 const tag = uniqueTag();
 const db = await createTestDatabase(`bench_${tag}`);
-const env = testEnv(`bench-${tag}`, db.url, { LOG_LEVEL: 'warn' });
+console.log(`seeding ${STORM_DEVICES} devices …`);
+const { devices } = await seedDevices(db.url, STORM_DEVICES);
+const first = devices[0]!;
+
+const scenarios: Scenario[] = [
+  { name: 'GET /healthz', spec: () => ({ method: 'GET', path: '/healthz' }) },
+  {
+    name: 'POST /emqx/authz',
+    target: 0.75,
+    spec: () => ({
+      method: 'POST',
+      path: '/emqx/authz',
+      headers: hook,
+      body: JSON.stringify({ clientid: first.id, username: first.id, topic: `devices/${first.id}/telemetry`, action: 'publish', qos: '1', retain: 'false' }),
+    }),
+  },
+  {
+    // 100 devices' keys in rotation; the warm-up run verifies each once, the measured run hits the cache.
+    name: 'POST /emqx/authn (cached)',
+    target: 0.6,
+    spec: () => ({ method: 'POST', path: '/emqx/authn', headers: hook, bodies: devices.slice(0, 100).map((d, i) => authnBody(d, d.key, i)) }),
+  },
+];
+
+// Throughput scenarios repeat the same devices many times a second, which the
+// reject policy (rightly) refuses as duplicate CONNECTs; the storms use the default.
+// MALLOC_ARENA_MAX as in the Dockerfile, so RSS is measured as deployed.
+const env = testEnv(`bench-${tag}`, db.url, { LOG_LEVEL: 'warn', DUPLICATE_CLIENT_POLICY: 'takeover', MALLOC_ARENA_MAX: '2' });
+const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', MALLOC_ARENA_MAX: '2' });
 const bare = await startServer('bench/bare-server.ts');
 const app = await startServer('bench/app-server.ts', env);
 
@@ -42,9 +81,63 @@ try {
       app.rssMb(),
     ]);
   }
+  await app.stop();
+  await bare.stop();
+  await runStorms();
   console.log('');
   for (const line of await benchLiveness(env.REDIS_URL, `${env.REDIS_KEY_PREFIX}liveness-bench:`)) console.log(line);
 } finally {
   await Promise.all([bare.stop(), app.stop()]);
+  await deleteKeys(TEST_REDIS_URL, [`${env.REDIS_KEY_PREFIX}*`, `${stormEnv.REDIS_KEY_PREFIX}*`]);
   await db.drop();
+}
+
+/**
+ * The reconnect storm: every device authenticates once, 64 requests in flight
+ * (EMQX: pool 8 × pipelining). Keys are hashed with SEED_ARGON2 so the warm-up
+ * is quick; the cold storm uses the PSK, hashed with the default parameters,
+ * so each verification costs what production costs.
+ */
+async function runStorms() {
+  console.log(
+    `\nreconnect storm — ${STORM_DEVICES} devices, 64 in flight, reject policy; keys argon2id m=${SEED_ARGON2.memoryKib} KiB t=${SEED_ARGON2.timeCost} p=${SEED_ARGON2.parallelism}, ` +
+      `PSK argon2id m=${DEFAULT_ARGON2.memoryKib} KiB t=${DEFAULT_ARGON2.timeCost} p=${DEFAULT_ARGON2.parallelism} (the default)\n`,
+  );
+  printRow(['storm', 'total ms', 'target', 'p99 ms', 'max ms', 'allow', 'deny', 'ignore', 'wrong allow', 'RSS MB']);
+  let server = await startServer('bench/app-server.ts', stormEnv);
+  try {
+    // Warm Redis: authenticate everyone, retrying those answered ignore (queue full).
+    let pending = devices.map((device, index) => ({ device, index }));
+    for (let pass = 0; pass < 30 && pending.length > 0; pass++) {
+      const result = await storm(server.port, pending.map(({ device, index }) => ({ body: authnBody(device, device.key, index), correct: true })));
+      pending = pending.filter((_, i) => result.answers[i] !== 'allow');
+    }
+    if (pending.length > 0) console.log(`warm-up left ${pending.length} devices unverified`);
+
+    // Restart: memory is empty, Redis holds every verification. Connect claims (2 s) expire first.
+    await server.stop();
+    await sleep(2500);
+    server = await startServer('bench/app-server.ts', stormEnv);
+    const warm = await storm(server.port, devices.map((device, index) => ({ body: authnBody(device, device.key, index), correct: true })));
+    printStorm('after restart, Redis warm', warm, '≤ 3000 total', server);
+
+    // Cold: empty memory and Redis; 10 % of the devices present a wrong PSK.
+    await server.stop();
+    await flushCredentialCache(TEST_REDIS_URL, stormEnv.REDIS_KEY_PREFIX);
+    await sleep(2500);
+    server = await startServer('bench/app-server.ts', stormEnv);
+    const requests: StormRequest[] = devices.map((device, index) =>
+      index % 10 === 9
+        ? { body: authnBody(device, `${STORM_PSK}-wrong`, index), correct: false }
+        : { body: authnBody(device, STORM_PSK, index), correct: true },
+    );
+    const cold = await storm(server.port, requests);
+    printStorm('cold caches (PSK, default argon2)', cold, 'max ≤ 1000, 0 wrong', server);
+  } finally {
+    await server.stop();
+  }
+}
+
+function printStorm(name: string, result: Awaited<ReturnType<typeof storm>>, target: string, server: Server) {
+  printRow([name, result.totalMs, target, result.p99Ms, result.maxMs, result.allow, result.deny, result.ignore, result.wrongAllows, server.rssMb()]);
 }

@@ -32,6 +32,7 @@ export function startServer(script: string, env: Record<string, string> = {}): P
         },
         stop: () =>
           new Promise((done) => {
+            if (child.exitCode !== null || child.signalCode !== null) return done();
             child.once('exit', () => done());
             child.kill('SIGTERM');
           }),

@@ -9,6 +9,7 @@ import { createServices, type Services } from './composition.js';
 import { requireAdmin } from './http/admin-auth.js';
 import { requireHookToken } from './http/hook-token.js';
 import { systemClock, type Clock } from './lib/clock.js';
+import { authRoutes } from './modules/emqx-auth/auth-routes.js';
 import { eventsRoutes } from './modules/emqx-events/events-routes.js';
 import { adminTokenRoutes } from './modules/admin-tokens/admin-token-routes.js';
 import { auditRoutes } from './modules/audit/audit-routes.js';
@@ -109,6 +110,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // EMQX-facing routes: one encapsulated context, so the hook token applies here only.
   await app.register(async (emqx) => {
     requireHookToken(emqx, config.emqx.hookToken);
+    await emqx.register(authRoutes, { authn: services.authn, authz: services.authz });
     await emqx.register(eventsRoutes, { handlers: services.eventHandlers, metrics });
   });
 
@@ -117,5 +119,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.addHook('preClose', async () => services.livenessSweeper.stop());
 
   if (ownsInfra) app.addHook('onClose', () => closeInfra(infra));
+  // onClose hooks run last-added first: this one runs before the clients close,
+  // as pending key-usage writes still need Postgres.
+  app.addHook('onClose', () => services.close());
   return app;
 }

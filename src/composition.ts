@@ -1,8 +1,10 @@
+import { availableParallelism } from 'node:os';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Config } from './config.js';
 import { createCredentialChangeBus } from './infra/credential-changes.js';
 import type { Infra } from './infra/index.js';
+import { createBoundedQueue } from './lib/bounded-queue.js';
 import type { Clock } from './lib/clock.js';
 import { createPasswordHasher } from './lib/password-hasher.js';
 import { createTopicNames } from './lib/topics.js';
@@ -22,9 +24,20 @@ import { createLivenessRepository } from './modules/liveness/liveness-repository
 import { createLivenessService } from './modules/liveness/liveness-service.js';
 import { createLivenessStore } from './modules/liveness/liveness-store.js';
 import { createLivenessSweeper } from './modules/liveness/liveness-sweeper.js';
-import { noRecordedSessions } from './modules/liveness/session-lookup.js';
+import { sessionLookup } from './modules/liveness/session-lookup.js';
 import { createTenantRepository } from './modules/tenants/tenant-repository.js';
 import { createTenantService } from './modules/tenants/tenant-service.js';
+import { createAuthMetrics } from './modules/emqx-auth/auth-metrics.js';
+import { createAuthThrottle } from './modules/emqx-auth/auth-throttle.js';
+import { createAuthnService } from './modules/emqx-auth/authn-service.js';
+import { createAuthzService } from './modules/emqx-auth/authz-service.js';
+import { createCredentialCache } from './modules/emqx-auth/credential-cache.js';
+import { createVerificationRepository } from './modules/emqx-auth/verification-repository.js';
+import { createDuplicateClientGuard } from './modules/emqx-auth/duplicate-client-guard.js';
+import { createKeyUsageRecorder } from './modules/emqx-auth/key-usage.js';
+import { createSessionKicker } from './modules/emqx-auth/session-kicker.js';
+import { createSessionEventHandlers } from './modules/sessions/session-events.js';
+import { createSessionStore } from './modules/sessions/session-store.js';
 
 export interface CompositionInput {
   config: Config;
@@ -39,7 +52,9 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
   const pool = infra.postgres.pool;
   const topics = createTopicNames(config.kafka.topicPrefix);
   const changes = createCredentialChangeBus(infra.redis, log);
-  const hasher = createPasswordHasher(config.credentials.argon2);
+  const { credentials: settings } = config;
+  const hasher = createPasswordHasher(settings.argon2);
+  const redis = { redis: infra.redis.redis, keyPrefix: infra.redis.keyPrefix };
   const provisionTopics = (tenantId: string) =>
     infra.kafka.ensureTopics(topics.forTenant(tenantId), {
       partitions: config.kafka.topicPartitions,
@@ -73,6 +88,33 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
   };
 
   const devices = createDeviceDirectory({ pool, changes, clock });
+  const sessions = createSessionStore(redis);
+
+  const authMetrics = createAuthMetrics(metrics);
+  const verification = createVerificationRepository(pool);
+  const authn = createAuthnService({
+    devices,
+    cache: createCredentialCache({ ...redis, secret: settings.cacheSecret, clock, ttlMs: settings.cacheTtlS * 1000 }),
+    repository: verification,
+    hasher,
+    hashQueue: createBoundedQueue({
+      // One core is left to the event loop: argon2 on every core starves the
+      // requests that are only cache hits or refusals.
+      concurrency: settings.hashConcurrency || Math.max(1, availableParallelism() - 1),
+      maxWaitMs: settings.hashMaxWaitMs,
+    }),
+    throttle: createAuthThrottle(redis),
+    usage: createKeyUsageRecorder({ repository: verification, clock, log }),
+    duplicates: createDuplicateClientGuard({ policy: settings.duplicateClientPolicy, sessions, emqx: infra.emqx, clock, log }),
+    kicker: createSessionKicker({ ...redis, emqx: infra.emqx, metrics: authMetrics, log }),
+    changes,
+    metrics: authMetrics,
+    clock,
+    log,
+    hashBudgetMs: settings.hashMaxWaitMs,
+  });
+  const authz = createAuthzService({ devices, metrics: authMetrics });
+
   const deviceEvents = createDeviceEventProducer({ produce: infra.kafka.produce, topics });
   const liveness = createLivenessService({
     store: createLivenessStore(infra.redis.redis, infra.redis.keyPrefix),
@@ -95,11 +137,30 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
     pool,
     devices: deviceRepository,
     liveness,
-    sessions: noRecordedSessions,
+    sessions: sessionLookup(sessions),
     log,
   });
-  const eventHandlers: Record<string, EventHandler> = {};
-  return { topics, changes, hasher, devices, registry, eventHandlers, deviceEvents, liveness, livenessSweeper, deviceStatuses };
+
+  const eventHandlers: Record<string, EventHandler> = {
+    ...createSessionEventHandlers({ sessions, devices, deviceEvents, log }),
+  };
+  const close = () => authn.close();
+  return {
+    topics,
+    changes,
+    hasher,
+    devices,
+    registry,
+    sessions,
+    authn,
+    authz,
+    deviceEvents,
+    liveness,
+    livenessSweeper,
+    deviceStatuses,
+    eventHandlers,
+    close,
+  };
 }
 
 export type Services = ReturnType<typeof createServices>;

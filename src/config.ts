@@ -75,6 +75,10 @@ const envSchema = z.object({
   ARGON2_TIME_COST: int(1, 10).default(2),
   ARGON2_PARALLELISM: int(1, 16).default(1),
   CREDENTIAL_CACHE_SECRET: token,
+  CREDENTIAL_CACHE_TTL_S: int(5, 86_400).default(300),
+  ARGON2_CONCURRENCY: int(0, 64).default(0),
+  ARGON2_MAX_WAIT_MS: int(50, 4000).default(1000),
+  DUPLICATE_CLIENT_POLICY: z.enum(['reject', 'takeover']).default('reject'),
 
   // At most 4 s: with the deadline's write slack (≤ 1 s) offline stays within 5 s.
   LIVENESS_SWEEP_INTERVAL_MS: int(100, 4000).default(1000),
@@ -106,6 +110,11 @@ export interface Config {
   readonly credentials: {
     readonly argon2: { readonly memoryKib: number; readonly timeCost: number; readonly parallelism: number };
     readonly cacheSecret: string;
+    readonly cacheTtlS: number;
+    /** Verifies running at once; 0 = one per CPU core. */
+    readonly hashConcurrency: number;
+    readonly hashMaxWaitMs: number;
+    readonly duplicateClientPolicy: 'reject' | 'takeover';
   };
   readonly liveness: { readonly sweepIntervalMs: number };
 }
@@ -202,6 +211,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
     credentials: {
       argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       cacheSecret: e.CREDENTIAL_CACHE_SECRET,
+      cacheTtlS: e.CREDENTIAL_CACHE_TTL_S,
+      hashConcurrency: e.ARGON2_CONCURRENCY,
+      hashMaxWaitMs: e.ARGON2_MAX_WAIT_MS,
+      duplicateClientPolicy: e.DUPLICATE_CLIENT_POLICY,
     },
     liveness: { sweepIntervalMs: e.LIVENESS_SWEEP_INTERVAL_MS },
   });

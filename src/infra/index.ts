@@ -1,4 +1,5 @@
 import type { Config } from '../config.js';
+import { createEmqxApi, type EmqxApi } from './emqx-api.js';
 import { createKafka, type KafkaClient, type KafkaLogger } from './kafka.js';
 import { createPostgres, type PostgresClient } from './postgres.js';
 import { createRedis, type RedisClient } from './redis.js';
@@ -7,6 +8,7 @@ export interface Infra {
   readonly postgres: PostgresClient;
   readonly redis: RedisClient;
   readonly kafka: KafkaClient;
+  readonly emqx: EmqxApi;
 }
 
 export function createInfra(config: Config, logger: KafkaLogger): Infra {
@@ -14,6 +16,7 @@ export function createInfra(config: Config, logger: KafkaLogger): Infra {
     postgres: createPostgres(config.postgres, logger),
     redis: createRedis(config.redis, logger),
     kafka: createKafka(config.kafka, logger),
+    emqx: createEmqxApi(config.emqx),
   };
 }
 

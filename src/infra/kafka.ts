@@ -59,7 +59,9 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
     clientId: options.clientId,
     brokers: [...options.brokers],
     connectionTimeout: 1000,
-    requestTimeout: 5000,
+    // Longer than the broker-side topic-creation timeout; produce and ping are
+    // bounded by their own deadlines.
+    requestTimeout: 15_000,
     retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
     // kafkajs logs every retry; outages are reported once through `state` instead.
     logLevel: KafkaLogLevel.WARN,
@@ -68,8 +70,12 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
   });
   const producer: Producer = kafka.producer({
     allowAutoTopicCreation: false,
-    idempotent: false,
-    maxInFlightRequests: 5,
+    // A send that is retried after a slow acknowledgement would otherwise write
+    // its records twice; the broker drops the repeat by producer id + sequence.
+    // kafkajs supports idempotence with one request in flight per broker;
+    // callers batch records to keep throughput.
+    idempotent: true,
+    maxInFlightRequests: 1,
     createPartitioner: Partitioners.DefaultPartitioner,
   });
   const admin: Admin = kafka.admin();

@@ -60,3 +60,17 @@ export async function consumeRecords(
   }
   return records;
 }
+
+/** Creates topics (if missing) the way the registry does when it creates a tenant. */
+export async function createTopics(topics: string[], brokers = TEST_KAFKA_BROKERS): Promise<void> {
+  const kafka = new Kafka({ clientId: 'dlm-test-admin', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing = topics.filter((topic) => !existing.has(topic));
+    if (missing.length) await admin.createTopics({ topics: missing.map((topic) => ({ topic, numPartitions: 1 })), waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -1,3 +1,5 @@
+import type { SessionStore } from '../sessions/session-store.js';
+
 /** The MQTT session facts the status endpoint shows (kept by the session store). */
 export interface SessionSnapshot {
   readonly connected: boolean;
@@ -12,7 +14,20 @@ export interface SessionLookup {
   get(deviceId: string): Promise<SessionSnapshot | null>;
 }
 
-/** For a deployment that records no sessions: every device reads as never connected. */
-export const noRecordedSessions: SessionLookup = {
-  get: () => Promise.resolve(null),
-};
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** The session store's state, as the status endpoint shows it. */
+export function sessionLookup(store: Pick<SessionStore, 'get'>): SessionLookup {
+  return {
+    async get(deviceId) {
+      const state = await store.get(deviceId);
+      if (!state) return null;
+      return {
+        connected: state.connected,
+        connected_at: iso(state.connectedAt),
+        disconnected_at: iso(state.disconnectedAt),
+        disconnect_reason: state.reason,
+      };
+    },
+  };
+}

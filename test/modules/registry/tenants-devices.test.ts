@@ -129,7 +129,7 @@ describe('tenants and devices', () => {
   });
 
   it('pages through devices without duplicates or gaps, even when they share a creation time', async () => {
-    await admin.post('/v1/tenants', { id: 'paging', name: 'Paging' });
+    assert.equal((await admin.post('/v1/tenants', { id: 'paging', name: 'Paging' })).statusCode, 201);
     const ids: string[] = [];
     for (let i = 0; i < 23; i++) {
       if (i % 5 === 0) now += 1; // groups of rows created in the same millisecond

@@ -1,0 +1,55 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** The authentication and authorization metrics, on the app's own registry. */
+export function createAuthMetrics(registry: Registry) {
+  return {
+    authn: new Counter({
+      name: 'emqx_authn_total',
+      help: 'Authentication answers, by result (allow, deny, ignore) and reason',
+      labelNames: ['result', 'reason'] as const,
+      registers: [registry],
+    }),
+    authz: new Counter({
+      name: 'emqx_authz_total',
+      help: 'Authorization answers, by action and result',
+      labelNames: ['action', 'result'] as const,
+      registers: [registry],
+    }),
+    cache: new Counter({
+      name: 'credential_cache_lookups_total',
+      help: 'Verified-credential cache lookups, by layer (memory, redis) and outcome (hit, miss)',
+      labelNames: ['layer', 'outcome'] as const,
+      registers: [registry],
+    }),
+    hashQueueDepth: new Gauge({
+      name: 'argon2_queue_depth',
+      help: 'argon2 verifications waiting for a slot',
+      registers: [registry],
+    }),
+    hashVerify: new Histogram({
+      name: 'argon2_verify_seconds',
+      help: 'Duration of one argon2 verification',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6],
+      registers: [registry],
+    }),
+    hashRejected: new Counter({
+      name: 'argon2_queue_rejected_total',
+      help: 'Verifications refused because they would have waited too long (answered ignore)',
+      registers: [registry],
+    }),
+    throttled: new Counter({
+      name: 'authn_throttled_total',
+      help: 'Attempts denied without hashing because of earlier failures, by scope (device, peer)',
+      labelNames: ['scope'] as const,
+      registers: [registry],
+    }),
+    kicks: new Counter({
+      name: 'emqx_kicks_total',
+      help: 'Sessions kicked after a credential change, by result (kicked, not_found, failed, skipped)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type AuthMetrics = ReturnType<typeof createAuthMetrics>;

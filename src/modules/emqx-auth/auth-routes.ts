@@ -1,0 +1,51 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
+import { authnBodySchema, authnResponseSchema, authzBodySchema, authzResponseSchema, type AclRule, type AuthnResponse } from './auth-schemas.js';
+import type { AuthnDecision, AuthnService } from './authn-service.js';
+import { commandsTopic, telemetryTopic, type AuthzService } from './authz-service.js';
+
+export interface AuthRoutesOptions {
+  authn: Pick<AuthnService, 'authenticate'>;
+  authz: AuthzService;
+}
+
+/**
+ * The device's whole ACL, sent with the allow so that EMQX checks it before
+ * any authorization source; it ends in deny-all because an unmatched rule list
+ * falls through to EMQX's sources (emqx-contract.md §A).
+ */
+export function deviceAcl(deviceId: string): AclRule[] {
+  return [
+    { permission: 'allow', action: 'publish', topic: telemetryTopic(deviceId) },
+    { permission: 'allow', action: 'subscribe', topic: commandsTopic(deviceId) },
+    { permission: 'deny', action: 'all', topic: '#' },
+  ];
+}
+
+export function authnResponse(decision: AuthnDecision): AuthnResponse {
+  if (decision.result !== 'allow') return { result: decision.result };
+  return {
+    result: 'allow',
+    is_superuser: false,
+    client_attrs: { tenant_id: decision.tenantId, device_id: decision.deviceId },
+    acl: deviceAcl(decision.deviceId),
+    ...(decision.expireAt !== null ? { expire_at: decision.expireAt } : {}),
+  };
+}
+
+export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, options) => {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+
+  // logLevel warn: one info line per CONNECT would swamp the log in a reconnect storm.
+  routes.post(
+    '/emqx/authn',
+    { schema: { body: authnBodySchema, response: { 200: authnResponseSchema } }, logLevel: 'warn' },
+    async (request) => authnResponse(await options.authn.authenticate(request.body)),
+  );
+
+  routes.post(
+    '/emqx/authz',
+    { schema: { body: authzBodySchema, response: { 200: authzResponseSchema } }, logLevel: 'warn' },
+    async (request) => ({ result: await options.authz.authorize(request.body) }),
+  );
+};

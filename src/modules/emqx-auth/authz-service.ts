@@ -1,0 +1,62 @@
+import { isDeviceId } from '../../lib/identifiers.js';
+import type { DeviceDirectory } from '../devices/device-directory.js';
+import type { AuthMetrics } from './auth-metrics.js';
+
+export interface AuthzRequest {
+  readonly clientid: string;
+  readonly username: string;
+  readonly topic: string;
+  readonly action: string;
+}
+
+export type AuthzResult = 'allow' | 'deny' | 'ignore';
+
+export interface AuthzService {
+  authorize(request: AuthzRequest): Promise<AuthzResult>;
+}
+
+export function telemetryTopic(deviceId: string): string {
+  return `devices/${deviceId}/telemetry`;
+}
+
+export function commandsTopic(deviceId: string): string {
+  return `devices/${deviceId}/commands`;
+}
+
+/**
+ * EMQX's "may this client use this topic?" (emqx-contract.md §B). Topics are
+ * compared as exact strings: a filter such as `devices/+/commands` or `#` is
+ * not the device's own topic and is denied. The device itself comes from the
+ * in-memory directory; Postgres is asked only on a directory miss, and an
+ * unreachable Postgres then means `ignore` (EMQX's no_match = deny applies).
+ */
+export function createAuthzService(deps: {
+  devices: Pick<DeviceDirectory, 'get' | 'peek'>;
+  metrics: Pick<AuthMetrics, 'authz'>;
+}): AuthzService {
+  const { devices, metrics } = deps;
+
+  async function decide({ clientid, username, topic, action }: AuthzRequest): Promise<AuthzResult> {
+    if (clientid !== username || !isDeviceId(clientid)) return 'deny';
+    const ownTopic =
+      action === 'publish' ? telemetryTopic(clientid) : action === 'subscribe' ? commandsTopic(clientid) : null;
+    if (topic !== ownTopic) return 'deny';
+    let device = devices.peek(clientid);
+    if (device === undefined) {
+      try {
+        device = await devices.get(clientid);
+      } catch {
+        return 'ignore';
+      }
+    }
+    return device && !device.disabled ? 'allow' : 'deny';
+  }
+
+  return {
+    async authorize(request) {
+      const result = await decide(request);
+      metrics.authz.inc({ action: request.action === 'publish' || request.action === 'subscribe' ? request.action : 'other', result });
+      return result;
+    },
+  };
+}

@@ -1,0 +1,201 @@
+import { createHmac } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Clock } from '../../lib/clock.js';
+
+/** What a successful verification proved; never the secret or its hash. */
+export interface VerifiedCredential {
+  readonly deviceId: string;
+  readonly tenantId: string;
+  /** The API key used, or null for the device PSK. */
+  readonly keyId: string | null;
+  /** The key's not_after in milliseconds since the epoch, or null. */
+  readonly notAfter: number | null;
+}
+
+export interface CredentialCache {
+  /** HMAC of device id and presented secret: the only form in which the secret is a cache key. */
+  keyFor(deviceId: string, presented: string): string;
+  /** The in-memory entry, without I/O. */
+  peek(cacheKey: string): VerifiedCredential | undefined;
+  /** Reads Redis (and fills memory on a hit). Rejects when Redis is unreachable. */
+  fetch(cacheKey: string, deviceId: string): Promise<VerifiedCredential | undefined>;
+  /** A counter bumped by every invalidation of the device; a verify that began before it must not be cached. */
+  generation(deviceId: string): number;
+  /** Stores a fresh verification unless the device was invalidated since `generation`. */
+  store(cacheKey: string, credential: VerifiedCredential, generation: number): Promise<void>;
+  drop(cacheKey: string): void;
+  /** Drops the entries of a key (keyId given) or of the whole device, here and in Redis. */
+  invalidate(deviceId: string, keyId?: string): Promise<void>;
+}
+
+export interface CredentialCacheOptions {
+  redis: Redis;
+  keyPrefix: string;
+  secret: string;
+  clock: Clock;
+  ttlMs: number;
+  /** In-memory entries live at most this long, so a missed change signal heals quickly. */
+  memoryTtlMs?: number;
+  maxEntries?: number;
+  random?: () => number;
+}
+
+interface MemoryEntry {
+  credential: VerifiedCredential;
+  expiresAt: number;
+}
+
+/** Redis form: short field names, no secret material. */
+interface StoredCredential {
+  d: string;
+  t: string;
+  k: string | null;
+  n: number | null;
+  /** When the Redis entry expires (ms), so a read needs no PTTL round trip. */
+  x: number;
+}
+
+/**
+ * Verified-credential cache: an LRU in memory in front of Redis.
+ *
+ * Redis layout (under the key prefix):
+ *  - `authn:cred:{hmac}` → JSON {d, t, k, n, x}, with TTL ± 10 % jitter so a
+ *    fleet verified at the same moment does not expire at the same moment;
+ *  - `authn:dev:{deviceId}` hash, field hmac → key id ("" = PSK): the index
+ *    that lets a change signal find a device's entries.
+ * Every replica deletes what a change names, so an entry written by a replica
+ * that had not yet seen the change is still deleted by that replica.
+ */
+export function createCredentialCache(options: CredentialCacheOptions): CredentialCache {
+  const { redis, keyPrefix, clock, ttlMs } = options;
+  const memoryTtlMs = Math.min(options.memoryTtlMs ?? 60_000, ttlMs);
+  const maxEntries = options.maxEntries ?? 100_000;
+  const random = options.random ?? Math.random;
+  const memory = new Map<string, MemoryEntry>();
+  const byDevice = new Map<string, Set<string>>();
+  // Generations are values of one ever-increasing counter; after the map is
+  // cleared (bounded size) every device reads the floor, which is newer than
+  // any generation handed out before, so in-flight verifies are not cached.
+  const generations = new Map<string, number>();
+  let counter = 0;
+  let floor = 0;
+  const generation = (deviceId: string) => generations.get(deviceId) ?? floor;
+  const bump = (deviceId: string) => {
+    if (generations.size >= maxEntries) {
+      generations.clear();
+      floor = ++counter;
+    }
+    generations.set(deviceId, ++counter);
+  };
+  // Devices whose Redis entries are being deleted: until that finishes, a Redis
+  // read may still return an entry the change has condemned.
+  const invalidating = new Map<string, number>();
+
+  const credKey = (cacheKey: string) => `${keyPrefix}authn:cred:${cacheKey}`;
+  const indexKey = (deviceId: string) => `${keyPrefix}authn:dev:${deviceId}`;
+  const jitter = (ms: number) => Math.round(ms * (0.9 + random() * 0.2));
+
+  function forget(cacheKey: string) {
+    const entry = memory.get(cacheKey);
+    if (!entry) return;
+    memory.delete(cacheKey);
+    const keys = byDevice.get(entry.credential.deviceId);
+    keys?.delete(cacheKey);
+    if (keys?.size === 0) byDevice.delete(entry.credential.deviceId);
+  }
+
+  function remember(cacheKey: string, credential: VerifiedCredential, lifetimeMs: number) {
+    forget(cacheKey);
+    memory.set(cacheKey, { credential, expiresAt: clock() + lifetimeMs });
+    let keys = byDevice.get(credential.deviceId);
+    if (!keys) byDevice.set(credential.deviceId, (keys = new Set()));
+    keys.add(cacheKey);
+    if (memory.size > maxEntries) {
+      const oldest = memory.keys().next().value;
+      if (oldest !== undefined) forget(oldest);
+    }
+  }
+
+  return {
+    keyFor(deviceId, presented) {
+      // The NUL separator keeps (id, secret) pairs from colliding by concatenation.
+      return createHmac('sha256', options.secret).update(deviceId).update('\0').update(presented).digest('base64url');
+    },
+    peek(cacheKey) {
+      const entry = memory.get(cacheKey);
+      if (!entry) return undefined;
+      if (entry.expiresAt <= clock()) {
+        forget(cacheKey);
+        return undefined;
+      }
+      memory.delete(cacheKey);
+      memory.set(cacheKey, entry);
+      return entry.credential;
+    },
+    async fetch(cacheKey, deviceId) {
+      const startedAt = generation(deviceId);
+      const value = await redis.get(credKey(cacheKey));
+      if (value === null) return undefined;
+      let stored: StoredCredential;
+      try {
+        stored = JSON.parse(value) as StoredCredential;
+      } catch {
+        return undefined;
+      }
+      // The HMAC binds the entry to the device; a mismatch means a corrupt entry.
+      if (stored.d !== deviceId || typeof stored.t !== 'string') return undefined;
+      const credential: VerifiedCredential = { deviceId: stored.d, tenantId: stored.t, keyId: stored.k, notAfter: stored.n };
+      // Invalidated while the read was in flight: the entry may be the one just deleted.
+      if (generation(deviceId) !== startedAt || invalidating.has(deviceId)) return undefined;
+      const remainingMs = typeof stored.x === 'number' ? stored.x - clock() : 0;
+      if (remainingMs > 0) remember(cacheKey, credential, Math.min(memoryTtlMs, remainingMs));
+      return credential;
+    },
+    generation,
+    async store(cacheKey, credential, startedAt) {
+      if (generation(credential.deviceId) !== startedAt) return;
+      remember(cacheKey, credential, jitter(memoryTtlMs));
+      const lifetime = jitter(ttlMs);
+      const stored: StoredCredential = {
+        d: credential.deviceId,
+        t: credential.tenantId,
+        k: credential.keyId,
+        n: credential.notAfter,
+        x: clock() + lifetime,
+      };
+      await redis
+        .multi()
+        .set(credKey(cacheKey), JSON.stringify(stored), 'PX', lifetime)
+        .hset(indexKey(credential.deviceId), cacheKey, credential.keyId ?? '')
+        .pexpire(indexKey(credential.deviceId), Math.round(ttlMs * 1.2))
+        .exec();
+    },
+    drop: forget,
+    async invalidate(deviceId, keyId) {
+      bump(deviceId);
+      for (const cacheKey of [...(byDevice.get(deviceId) ?? [])]) {
+        if (keyId === undefined || memory.get(cacheKey)?.credential.keyId === keyId) forget(cacheKey);
+      }
+      invalidating.set(deviceId, (invalidating.get(deviceId) ?? 0) + 1);
+      try {
+        const index = await redis.hgetall(indexKey(deviceId));
+        const doomed = Object.entries(index)
+          .filter(([, indexedKeyId]) => keyId === undefined || indexedKeyId === keyId)
+          .map(([cacheKey]) => cacheKey);
+        if (doomed.length > 0) {
+          await redis
+            .multi()
+            .del(...doomed.map(credKey))
+            .hdel(indexKey(deviceId), ...doomed)
+            .exec();
+        }
+      } finally {
+        const remaining = (invalidating.get(deviceId) ?? 1) - 1;
+        if (remaining > 0) invalidating.set(deviceId, remaining);
+        else invalidating.delete(deviceId);
+        // Reads and verifies that overlapped the deletion must not be cached either.
+        bump(deviceId);
+      }
+    },
+  };
+}

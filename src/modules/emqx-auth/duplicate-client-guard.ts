@@ -1,0 +1,70 @@
+import type { EmqxApi } from '../../infra/emqx-api.js';
+import type { Clock } from '../../lib/clock.js';
+import type { SessionStore } from '../sessions/session-store.js';
+
+export type DuplicateClientPolicy = 'reject' | 'takeover';
+
+/** `ok`: let the connect through; `duplicate`: a live session exists; `unknown`: cannot tell now. */
+export type DuplicateCheck = 'ok' | 'duplicate' | 'connecting' | 'unknown';
+
+export interface DuplicateClientGuard {
+  check(deviceId: string): Promise<DuplicateCheck>;
+}
+
+export interface DuplicateGuardLogger {
+  warn(object: object, message: string): void;
+}
+
+/**
+ * The `reject` policy (emqx-contract.md §E): EMQX always lets a newcomer take
+ * over a client id, so the only way to keep the first session is to deny the
+ * second CONNECT at authentication.
+ *  - A short Redis claim (SET NX) per device stops two concurrent CONNECTs from
+ *    both passing; the connect/disconnect event that follows drops it.
+ *  - Stored "connected" state is confirmed with EMQX before denying, so lost or
+ *    reordered events never lock a device out; stale state is corrected.
+ *  - Session state unreadable (Redis down) lets the already verified client
+ *    through: the fallback is EMQX's own takeover, not a lock-out.
+ */
+export function createDuplicateClientGuard(deps: {
+  policy: DuplicateClientPolicy;
+  sessions: SessionStore;
+  emqx: Pick<EmqxApi, 'getClient'>;
+  clock: Clock;
+  log: DuplicateGuardLogger;
+  claimTtlMs?: number;
+}): DuplicateClientGuard {
+  const { policy, sessions, emqx, clock, log } = deps;
+  const claimTtlMs = deps.claimTtlMs ?? 2000;
+
+  return {
+    async check(deviceId) {
+      if (policy === 'takeover') return 'ok';
+      let claimed: boolean;
+      let session: Awaited<ReturnType<SessionStore['get']>>;
+      try {
+        [claimed, session] = await Promise.all([sessions.claimConnecting(deviceId, claimTtlMs), sessions.get(deviceId)]);
+      } catch {
+        return 'ok';
+      }
+      if (!claimed) return 'connecting';
+      if (!session?.connected) return 'ok';
+
+      let live: boolean;
+      try {
+        const client = await emqx.getClient(deviceId);
+        live = client?.connected === true;
+      } catch (error) {
+        log.warn({ err: error instanceof Error ? error.message : String(error) }, 'cannot confirm a session with EMQX');
+        await sessions.releaseConnecting(deviceId).catch(() => undefined);
+        return 'unknown';
+      }
+      if (live) {
+        await sessions.releaseConnecting(deviceId).catch(() => undefined);
+        return 'duplicate';
+      }
+      await sessions.markStale(deviceId, session.connectedAt, clock()).catch(() => false);
+      return 'ok';
+    },
+  };
+}

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { createTestContext, type TestContext } from '../../helpers/context.js';
+import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
+import { startEmqxStandIn, standInEnv, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import { TEST_HOOK_TOKEN } from '../../helpers/env.js';
+import { waitFor } from '../../helpers/wait.js';
+
+describe('revocation across replicas', () => {
+  let ctx: TestContext;
+  let first: FastifyInstance;
+  let second: FastifyInstance;
+  let seed: DeviceSeeder;
+  let emqx: EmqxStandIn;
+  let tenantId: string;
+
+  before(async () => {
+    emqx = await startEmqxStandIn();
+    ctx = await createTestContext({ ...standInEnv(emqx), DUPLICATE_CLIENT_POLICY: 'takeover' });
+    [first, second] = await Promise.all([ctx.app(), ctx.app()]);
+    await Promise.all([first.services.changes.ready(), second.services.changes.ready()]);
+    seed = createDeviceSeeder(ctx.db.url);
+    tenantId = await seed.tenant();
+  });
+  after(async () => {
+    await seed.close();
+    await ctx.close();
+    await emqx.close();
+  });
+
+  const connect = async (app: FastifyInstance, deviceId: string, password: string) => {
+    const response = await app.inject({
+      method: 'POST',
+      url: '/emqx/authn',
+      headers: { authorization: `Bearer ${TEST_HOOK_TOKEN}` },
+      payload: { clientid: deviceId, username: deviceId, password, peerhost: '10.9.0.1' },
+    });
+    return (response.json() as { result: string }).result;
+  };
+  const kicksOf = (deviceId: string) => emqx.calls.filter((call) => call.method === 'DELETE' && call.clientId === deviceId);
+
+  for (const scenario of ['key_revoked', 'device_disabled', 'device_deleted'] as const) {
+    it(`${scenario} through one replica: the other denies within 1 s and the session is kicked once`, async () => {
+      const deviceId = await seed.device(tenantId);
+      const { key, keyId } = await seed.key(deviceId);
+      // Both replicas hold the verification in memory.
+      assert.equal(await connect(first, deviceId, key), 'allow');
+      assert.equal(await connect(second, deviceId, key), 'allow');
+      assert.equal(await connect(second, deviceId, key), 'allow');
+      emqx.setClient(deviceId, true);
+
+      if (scenario === 'key_revoked') await seed.query('UPDATE device_keys SET revoked_at = now() WHERE id = $1', [keyId]);
+      if (scenario === 'device_disabled') await seed.query('UPDATE devices SET disabled = true WHERE id = $1', [deviceId]);
+      if (scenario === 'device_deleted') await seed.query('DELETE FROM devices WHERE id = $1', [deviceId]);
+      const startedAt = Date.now();
+      await first.services.changes.publish({
+        kind: scenario,
+        device_id: deviceId,
+        tenant_id: tenantId,
+        ...(scenario === 'key_revoked' ? { key_id: keyId } : {}),
+        at: new Date().toISOString(),
+      });
+      await waitFor(async () => (await connect(second, deviceId, key)) === 'deny', 1000);
+      assert.ok(Date.now() - startedAt <= 1000);
+      assert.equal(await connect(first, deviceId, key), 'deny');
+      await waitFor(() => kicksOf(deviceId).length > 0, 1000);
+      // Both replicas saw the signal; give the slower one time to (not) kick as well.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(kicksOf(deviceId).length, 1);
+      assert.ok(kicksOf(deviceId).every((call) => call.authorized));
+    });
+  }
+
+  it('a rotation (no kick needed) drops cached entries but kicks nobody', async () => {
+    const deviceId = await seed.device(tenantId);
+    const { key } = await seed.key(deviceId);
+    assert.equal(await connect(second, deviceId, key), 'allow');
+    await first.services.changes.publish({ kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId, at: new Date().toISOString() });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(kicksOf(deviceId).length, 0);
+    assert.equal(await connect(second, deviceId, key), 'allow');
+    const metrics = (await second.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(metrics, /emqx_authn_total\{result="allow",reason="argon2"\}/);
+  });
+});

@@ -93,6 +93,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await emqx.register(eventsRoutes, { handlers: services.eventHandlers, metrics });
   });
 
+  // In the background: a Kafka outage at start-up must not keep authentication down.
+  app.addHook('onReady', async () => services.topicReconciliation.start());
+  app.addHook('onClose', async () => services.topicReconciliation.stop());
   if (ownsInfra) app.addHook('onClose', () => closeInfra(infra));
   return app;
 }

@@ -75,6 +75,19 @@ const envSchema = z.object({
   ARGON2_TIME_COST: int(1, 10).default(2),
   ARGON2_PARALLELISM: int(1, 16).default(1),
   CREDENTIAL_CACHE_SECRET: token,
+
+  INGEST_MAX_PAYLOAD_BYTES: int(1024, 4 * 1024 * 1024).default(256 * 1024),
+  INGEST_MAX_FIELDS: int(1, 100_000).default(1000),
+  INGEST_MAX_KEY_LENGTH: int(8, 1024).default(128),
+  INGEST_MAX_STRING_BYTES: int(16, 64 * 1024).default(4096),
+  INGEST_MAX_DEPTH: int(1, 32).default(8),
+  INGEST_TIMESTAMP_MAX_AGE_S: int(60, 10 * 365 * 86_400).default(365 * 86_400),
+  INGEST_TIMESTAMP_MAX_AHEAD_S: int(0, 86_400).default(300),
+  INGEST_DEDUP_WINDOW_S: int(60, 7 * 86_400).default(900),
+  INGEST_LINGER_MS: int(0, 100).default(2),
+  INGEST_BATCH_MAX: int(1, 10_000).default(500),
+  INGEST_MAX_PENDING: int(1, 1_000_000).default(20_000),
+  INGEST_PRODUCE_TIMEOUT_MS: int(100, 30_000).default(5000),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -103,6 +116,22 @@ export interface Config {
   readonly credentials: {
     readonly argon2: { readonly memoryKib: number; readonly timeCost: number; readonly parallelism: number };
     readonly cacheSecret: string;
+  };
+  readonly ingest: {
+    readonly limits: {
+      readonly maxPayloadBytes: number;
+      readonly maxFields: number;
+      readonly maxKeyLength: number;
+      readonly maxStringBytes: number;
+      readonly maxDepth: number;
+      readonly timestampMaxAgeMs: number;
+      readonly timestampMaxAheadMs: number;
+    };
+    readonly dedupWindowS: number;
+    readonly lingerMs: number;
+    readonly batchMax: number;
+    readonly maxPending: number;
+    readonly produceTimeoutMs: number;
   };
 }
 
@@ -185,6 +214,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
     credentials: {
       argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       cacheSecret: e.CREDENTIAL_CACHE_SECRET,
+    },
+    ingest: {
+      limits: {
+        maxPayloadBytes: e.INGEST_MAX_PAYLOAD_BYTES,
+        maxFields: e.INGEST_MAX_FIELDS,
+        maxKeyLength: e.INGEST_MAX_KEY_LENGTH,
+        maxStringBytes: e.INGEST_MAX_STRING_BYTES,
+        maxDepth: e.INGEST_MAX_DEPTH,
+        timestampMaxAgeMs: e.INGEST_TIMESTAMP_MAX_AGE_S * 1000,
+        timestampMaxAheadMs: e.INGEST_TIMESTAMP_MAX_AHEAD_S * 1000,
+      },
+      dedupWindowS: e.INGEST_DEDUP_WINDOW_S,
+      lingerMs: e.INGEST_LINGER_MS,
+      batchMax: e.INGEST_BATCH_MAX,
+      maxPending: e.INGEST_MAX_PENDING,
+      produceTimeoutMs: e.INGEST_PRODUCE_TIMEOUT_MS,
     },
   });
 }

@@ -3,13 +3,16 @@
 // absolute numbers vary with the machine's load.
 import { createTestDatabase } from '../test/helpers/database.js';
 import { testEnv, uniqueTag } from '../test/helpers/env.js';
-import { measure, printRow, startServer, type LoadSpec, type Server } from './support.js';
+import { createIngestScenario } from './ingest.js';
+import { measure, printRow, startServer, type LoadResult, type LoadSpec, type Server } from './support.js';
 
 export interface Scenario {
   name: string;
   /** The target ratio to the ceiling, printed beside the result. */
   target?: number;
   spec: (app: Server) => Promise<LoadSpec> | LoadSpec;
+  /** Checks after the run (e.g. that nothing was lost); returns a line to print. */
+  verify?: (result: LoadResult) => Promise<string>;
 }
 
 const scenarios: Scenario[] = [
@@ -19,6 +22,7 @@ const scenarios: Scenario[] = [
 const tag = uniqueTag();
 const db = await createTestDatabase(`bench_${tag}`);
 const env = testEnv(`bench-${tag}`, db.url, { LOG_LEVEL: 'warn' });
+scenarios.push(createIngestScenario({ databaseUrl: db.url, env }));
 const bare = await startServer('bench/bare-server.ts');
 const app = await startServer('bench/app-server.ts', env);
 
@@ -40,6 +44,7 @@ try {
       result.non2xx + result.errors,
       app.rssMb(),
     ]);
+    if (scenario.verify) console.log(`  ${await scenario.verify(result)}`);
   }
 } finally {
   await Promise.all([bare.stop(), app.stop()]);

@@ -63,7 +63,7 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
       produce: (topicMessages, timeoutMs) => infra.kafka.produce(topicMessages, timeoutMs),
       lingerMs: config.ingest.lingerMs,
       maxBatchSize: config.ingest.batchMax,
-      maxInFlightBatches: 4,
+      maxInFlightBatches: config.ingest.maxInFlightBatches,
       maxPending: config.ingest.maxPending,
       timeoutMs: config.ingest.produceTimeoutMs,
       observer: telemetryMetrics.observer,

@@ -86,6 +86,7 @@ const envSchema = z.object({
   INGEST_DEDUP_WINDOW_S: int(60, 7 * 86_400).default(900),
   INGEST_LINGER_MS: int(0, 100).default(2),
   INGEST_BATCH_MAX: int(1, 10_000).default(500),
+  INGEST_MAX_IN_FLIGHT_BATCHES: int(1, 64).default(4),
   INGEST_MAX_PENDING: int(1, 1_000_000).default(20_000),
   INGEST_PRODUCE_TIMEOUT_MS: int(100, 30_000).default(5000),
 });
@@ -130,6 +131,7 @@ export interface Config {
     readonly dedupWindowS: number;
     readonly lingerMs: number;
     readonly batchMax: number;
+    readonly maxInFlightBatches: number;
     readonly maxPending: number;
     readonly produceTimeoutMs: number;
   };
@@ -228,6 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       dedupWindowS: e.INGEST_DEDUP_WINDOW_S,
       lingerMs: e.INGEST_LINGER_MS,
       batchMax: e.INGEST_BATCH_MAX,
+      maxInFlightBatches: e.INGEST_MAX_IN_FLIGHT_BATCHES,
       maxPending: e.INGEST_MAX_PENDING,
       produceTimeoutMs: e.INGEST_PRODUCE_TIMEOUT_MS,
     },

@@ -191,7 +191,7 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       return failure(error);
     }
     metrics.deadLettered.inc({ reason });
-    if (incoming.messageId && incoming.clientid) await dedup.remember(incoming.clientid, incoming.messageId);
+    if (incoming.messageId && incoming.clientid) void dedup.remember(incoming.clientid, incoming.messageId);
     return { kind: 'handled' };
   }
 
@@ -276,7 +276,10 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       return failure(error);
     }
     metrics.accepted.inc();
-    await dedup.remember(clientid, messageId);
+    // Not awaited: EMQX repeats a message only after a failed or lost answer,
+    // and commands on the one Redis connection run in order, so a lookup
+    // issued after this answer already sees the mark.
+    void dedup.remember(clientid, messageId);
     return { kind: 'handled' };
   }
 

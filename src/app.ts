@@ -95,7 +95,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   // In the background: a Kafka outage at start-up must not keep authentication down.
   app.addHook('onReady', async () => services.topicReconciliation.start());
-  app.addHook('onClose', async () => services.topicReconciliation.stop());
+  // preClose: before the clients close, whatever order onClose hooks run in.
+  app.addHook('preClose', () => services.topicReconciliation.stop());
   if (ownsInfra) app.addHook('onClose', () => closeInfra(infra));
   return app;
 }

@@ -77,7 +77,8 @@ export interface TopicReconciliationOptions {
 export interface TopicReconciliation {
   /** Starts reconciling in the background; retries until it succeeds or stop() is called. */
   start(): void;
-  stop(): void;
+  /** Cancels retries and resolves once an attempt under way has settled (so clients can close after it). */
+  stop(): Promise<void>;
   /** Resolves true once a reconciliation succeeded, false if stopped first. */
   readonly done: Promise<boolean>;
 }
@@ -92,6 +93,7 @@ export function createTopicReconciliation(options: TopicReconciliationOptions): 
   let stopped = false;
   let started = false;
   let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
   let finish: (succeeded: boolean) => void = () => undefined;
   const done = new Promise<boolean>((resolve) => {
     finish = resolve;
@@ -111,9 +113,15 @@ export function createTopicReconciliation(options: TopicReconciliationOptions): 
       if (number === 0) {
         options.log.warn({ err: error instanceof Error ? error.message : String(error), retryInMs: delayMs }, 'kafka topic reconciliation failed; retrying');
       }
-      timer = setTimeout(() => void attempt(number + 1), delayMs);
+      timer = setTimeout(() => run(number + 1), delayMs);
       timer.unref();
     }
+  }
+
+  function run(number: number) {
+    running = attempt(number).finally(() => {
+      running = undefined;
+    });
   }
 
   return {
@@ -121,11 +129,12 @@ export function createTopicReconciliation(options: TopicReconciliationOptions): 
     start() {
       if (started) return;
       started = true;
-      void attempt(0);
+      run(0);
     },
-    stop() {
+    async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      await running;
       finish(false);
     },
   };

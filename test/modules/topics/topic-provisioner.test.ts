@@ -92,7 +92,7 @@ describe('topic provisioning', () => {
     });
     never.start();
     await new Promise((resolve) => setTimeout(resolve, 30));
-    never.stop();
+    await never.stop();
     assert.equal(await never.done, false);
   });
 });

@@ -15,14 +15,17 @@ import {
   STORM_PSK,
   type StormRequest,
 } from './auth-bench.js';
+import { createIngestScenario } from './ingest.js';
 import { benchLiveness } from './liveness.js';
-import { measure, printRow, startServer, type LoadSpec, type Server } from './support.js';
+import { measure, printRow, startServer, type LoadResult, type LoadSpec, type Server } from './support.js';
 
 export interface Scenario {
   name: string;
   /** The target ratio to the ceiling, printed beside the result. */
   target?: number;
   spec: (app: Server) => Promise<LoadSpec> | LoadSpec;
+  /** Checks after the run (e.g. that nothing was lost); returns a line to print. */
+  verify?: (result: LoadResult) => Promise<string>;
 }
 
 const STORM_DEVICES = Number(process.env.BENCH_STORM_DEVICES ?? 10_000);
@@ -59,6 +62,7 @@ const scenarios: Scenario[] = [
 // MALLOC_ARENA_MAX as in the Dockerfile, so RSS is measured as deployed.
 const env = testEnv(`bench-${tag}`, db.url, { LOG_LEVEL: 'warn', DUPLICATE_CLIENT_POLICY: 'takeover', MALLOC_ARENA_MAX: '2' });
 const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', MALLOC_ARENA_MAX: '2' });
+scenarios.push(createIngestScenario({ databaseUrl: db.url, env }));
 const bare = await startServer('bench/bare-server.ts');
 const app = await startServer('bench/app-server.ts', env);
 
@@ -80,6 +84,7 @@ try {
       result.non2xx + result.errors,
       app.rssMb(),
     ]);
+    if (scenario.verify) console.log(`  ${await scenario.verify(result)}`);
   }
   await app.stop();
   await bare.stop();

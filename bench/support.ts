@@ -49,6 +49,10 @@ export interface LoadSpec {
   body?: string;
   /** Bodies to rotate through (one per request), for routes where repeats matter. */
   bodies?: string[];
+  /** A fresh body for every request, for routes where no two requests may be alike. */
+  nextBody?: () => string;
+  /** Called with each response's status, the body of the request it answers and the server's port. */
+  onResponse?: (status: number, requestBody: string, port: number) => void;
   connections?: number;
   durationS?: number;
 }
@@ -60,12 +64,15 @@ export interface LoadResult {
   non2xx: number;
   errors: number;
   total: number;
+  /** 2xx responses, the warm-up run's included (measure() only). */
+  okIncludingWarmup: number;
 }
 
 export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
   const headers = { 'content-type': 'application/json', ...spec.headers };
   const bodies = spec.bodies;
   let next = 0;
+  const nextBody = spec.nextBody ?? (bodies ? () => bodies[next++ % bodies.length] ?? '' : undefined);
   const result = await autocannon({
     url: `http://127.0.0.1:${port}${spec.path}`,
     method: spec.method,
@@ -73,14 +80,19 @@ export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
     connections: spec.connections ?? 64,
     duration: spec.durationS ?? Number(process.env.BENCH_DURATION_S ?? 8),
     ...(spec.body !== undefined ? { body: spec.body } : {}),
-    ...(bodies
+    ...(nextBody
       ? {
           requests: [
             {
-              setupRequest: (request: autocannon.Request) => ({
-                ...request,
-                body: bodies[next++ % bodies.length] ?? '',
-              }),
+              // One request at a time per connection, so the context holds the body being answered.
+              setupRequest: (request: autocannon.Request, context: object) => {
+                const body = nextBody();
+                (context as { body?: string }).body = body;
+                return { ...request, body };
+              },
+              ...(spec.onResponse
+                ? { onResponse: (status: number, _body: string, context: object) => spec.onResponse?.(status, (context as { body?: string }).body ?? '', port) }
+                : {}),
             },
           ],
         }
@@ -93,13 +105,15 @@ export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
     total: result.requests.total,
+    okIncludingWarmup: result['2xx'],
   };
 }
 
 /** Runs a short warm-up, then the measured load. */
 export async function measure(port: number, spec: LoadSpec): Promise<LoadResult> {
-  await load(port, { ...spec, durationS: 2 });
-  return load(port, spec);
+  const warmup = await load(port, { ...spec, durationS: 2 });
+  const result = await load(port, spec);
+  return { ...result, okIncludingWarmup: warmup.okIncludingWarmup + result.okIncludingWarmup };
 }
 
 export function printRow(cells: (string | number)[]) {

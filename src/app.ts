@@ -118,6 +118,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.addHook('onReady', async () => services.livenessSweeper.start());
   app.addHook('preClose', async () => services.livenessSweeper.stop());
 
+  // In the background: a Kafka outage at start-up must not keep authentication down.
+  app.addHook('onReady', async () => services.topicReconciliation.start());
+  // preClose: before the clients close, whatever order onClose hooks run in.
+  app.addHook('preClose', () => services.topicReconciliation.stop());
   if (ownsInfra) app.addHook('onClose', () => closeInfra(infra));
   // onClose hooks run last-added first: this one runs before the clients close,
   // as pending key-usage writes still need Postgres.

@@ -38,6 +38,12 @@ import { createKeyUsageRecorder } from './modules/emqx-auth/key-usage.js';
 import { createSessionKicker } from './modules/emqx-auth/session-kicker.js';
 import { createSessionEventHandlers } from './modules/sessions/session-events.js';
 import { createSessionStore } from './modules/sessions/session-store.js';
+import { createMessageDedup } from './modules/telemetry/message-dedup.js';
+import { createProduceBatcher } from './modules/telemetry/produce-batcher.js';
+import { createTelemetryIngest } from './modules/telemetry/telemetry-ingest.js';
+import { createTelemetryMetrics } from './modules/telemetry/telemetry-metrics.js';
+import { createTenantIdRepository } from './modules/topics/tenant-id-repository.js';
+import { createTopicProvisioner, createTopicReconciliation } from './modules/topics/topic-provisioner.js';
 
 export interface CompositionInput {
   config: Config;
@@ -55,17 +61,30 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
   const { credentials: settings } = config;
   const hasher = createPasswordHasher(settings.argon2);
   const redis = { redis: infra.redis.redis, keyPrefix: infra.redis.keyPrefix };
-  const provisionTopics = (tenantId: string) =>
-    infra.kafka.ensureTopics(topics.forTenant(tenantId), {
-      partitions: config.kafka.topicPartitions,
-      replicationFactor: config.kafka.topicReplicationFactor,
-    });
+  const topicProvisioner = createTopicProvisioner({
+    kafka: infra.kafka,
+    topics,
+    partitions: config.kafka.topicPartitions,
+    replicationFactor: config.kafka.topicReplicationFactor,
+  });
+  const topicReconciliation = createTopicReconciliation({
+    provisioner: topicProvisioner,
+    listTenantIds: createTenantIdRepository(pool).listTenantIds,
+    log,
+  });
 
   const audit = createAuditRepository();
   const tenantRepository = createTenantRepository();
   const deviceRepository = createDeviceRepository();
   const registry = {
-    tenants: createTenantService({ pool, tenants: tenantRepository, audit, changes, provisionTopics, clock }),
+    tenants: createTenantService({
+      pool,
+      tenants: tenantRepository,
+      audit,
+      changes,
+      provisionTopics: topicProvisioner.ensureTenant,
+      clock,
+    }),
     devices: createDeviceService({ pool, devices: deviceRepository, tenants: tenantRepository, audit, changes, clock }),
     credentials: createCredentialService({
       pool,
@@ -141,12 +160,45 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
     log,
   });
 
+  const telemetryMetrics = createTelemetryMetrics(metrics);
+  const telemetry = createTelemetryIngest({
+    devices,
+    topics,
+    clock,
+    provisioner: topicProvisioner,
+    limits: config.ingest.limits,
+    metrics: telemetryMetrics,
+    dedup: createMessageDedup({
+      redis: infra.redis.redis,
+      keyPrefix: infra.redis.keyPrefix,
+      windowS: config.ingest.dedupWindowS,
+      timeoutMs: 250,
+      onError: (error) => {
+        telemetryMetrics.dedupUnavailable.inc();
+        infra.redis.state.down(error, { operation: 'dedup' });
+      },
+    }),
+    batcher: createProduceBatcher({
+      produce: (topicMessages, timeoutMs) => infra.kafka.produce(topicMessages, timeoutMs),
+      lingerMs: config.ingest.lingerMs,
+      maxBatchSize: config.ingest.batchMax,
+      maxInFlightBatches: config.ingest.maxInFlightBatches,
+      maxPending: config.ingest.maxPending,
+      timeoutMs: config.ingest.produceTimeoutMs,
+      observer: telemetryMetrics.observer,
+    }),
+    onAccepted: (device, receivedAtMs) => liveness.recordTelemetry(device, receivedAtMs),
+  });
+
   const eventHandlers: Record<string, EventHandler> = {
+    'message.publish': telemetry.handle,
     ...createSessionEventHandlers({ sessions, devices, deviceEvents, log }),
   };
   const close = () => authn.close();
   return {
     topics,
+    topicProvisioner,
+    topicReconciliation,
     changes,
     hasher,
     devices,

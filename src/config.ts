@@ -82,6 +82,20 @@ const envSchema = z.object({
 
   // At most 4 s: with the deadline's write slack (≤ 1 s) offline stays within 5 s.
   LIVENESS_SWEEP_INTERVAL_MS: int(100, 4000).default(1000),
+
+  INGEST_MAX_PAYLOAD_BYTES: int(1024, 4 * 1024 * 1024).default(256 * 1024),
+  INGEST_MAX_FIELDS: int(1, 100_000).default(1000),
+  INGEST_MAX_KEY_LENGTH: int(8, 1024).default(128),
+  INGEST_MAX_STRING_BYTES: int(16, 64 * 1024).default(4096),
+  INGEST_MAX_DEPTH: int(1, 32).default(8),
+  INGEST_TIMESTAMP_MAX_AGE_S: int(60, 10 * 365 * 86_400).default(365 * 86_400),
+  INGEST_TIMESTAMP_MAX_AHEAD_S: int(0, 86_400).default(300),
+  INGEST_DEDUP_WINDOW_S: int(60, 7 * 86_400).default(900),
+  INGEST_LINGER_MS: int(0, 100).default(1),
+  INGEST_BATCH_MAX: int(1, 10_000).default(500),
+  INGEST_MAX_IN_FLIGHT_BATCHES: int(1, 64).default(8),
+  INGEST_MAX_PENDING: int(1, 1_000_000).default(20_000),
+  INGEST_PRODUCE_TIMEOUT_MS: int(100, 30_000).default(5000),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -117,6 +131,23 @@ export interface Config {
     readonly duplicateClientPolicy: 'reject' | 'takeover';
   };
   readonly liveness: { readonly sweepIntervalMs: number };
+  readonly ingest: {
+    readonly limits: {
+      readonly maxPayloadBytes: number;
+      readonly maxFields: number;
+      readonly maxKeyLength: number;
+      readonly maxStringBytes: number;
+      readonly maxDepth: number;
+      readonly timestampMaxAgeMs: number;
+      readonly timestampMaxAheadMs: number;
+    };
+    readonly dedupWindowS: number;
+    readonly lingerMs: number;
+    readonly batchMax: number;
+    readonly maxInFlightBatches: number;
+    readonly maxPending: number;
+    readonly produceTimeoutMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -217,6 +248,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       duplicateClientPolicy: e.DUPLICATE_CLIENT_POLICY,
     },
     liveness: { sweepIntervalMs: e.LIVENESS_SWEEP_INTERVAL_MS },
+    ingest: {
+      limits: {
+        maxPayloadBytes: e.INGEST_MAX_PAYLOAD_BYTES,
+        maxFields: e.INGEST_MAX_FIELDS,
+        maxKeyLength: e.INGEST_MAX_KEY_LENGTH,
+        maxStringBytes: e.INGEST_MAX_STRING_BYTES,
+        maxDepth: e.INGEST_MAX_DEPTH,
+        timestampMaxAgeMs: e.INGEST_TIMESTAMP_MAX_AGE_S * 1000,
+        timestampMaxAheadMs: e.INGEST_TIMESTAMP_MAX_AHEAD_S * 1000,
+      },
+      dedupWindowS: e.INGEST_DEDUP_WINDOW_S,
+      lingerMs: e.INGEST_LINGER_MS,
+      batchMax: e.INGEST_BATCH_MAX,
+      maxInFlightBatches: e.INGEST_MAX_IN_FLIGHT_BATCHES,
+      maxPending: e.INGEST_MAX_PENDING,
+      produceTimeoutMs: e.INGEST_PRODUCE_TIMEOUT_MS,
+    },
   });
 }
 

@@ -27,7 +27,7 @@ export interface KafkaClient {
   /** Creates the topics that do not exist yet; existing ones are left alone. */
   ensureTopics(topics: readonly string[], options: { partitions: number; replicationFactor: number }): Promise<void>;
   ping(timeoutMs: number): Promise<void>;
-  /** Disconnects the producer (after in-flight sends settle) and the admin client. */
+  /** Disconnects the producer and the admin client (waiting at most 5 s for a hung broker). */
   close(): Promise<void>;
 }
 
@@ -115,7 +115,8 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
     },
     async ensureTopics(topics, { partitions, replicationFactor }) {
       if (topics.length === 0) return;
-      await tracked(async () => {
+      await tracked(() => withTimeout(createMissing(), 20_000, 'kafka create topics'), { operation: 'create topics' });
+      async function createMissing() {
         await adminConnection.ensure();
         const existing = new Set(await admin.listTopics());
         const missing: ITopicConfig[] = topics
@@ -124,7 +125,7 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
         if (missing.length === 0) return;
         // createTopics tolerates topics that another replica created meanwhile.
         await admin.createTopics({ topics: missing, waitForLeaders: true, timeout: 10_000 });
-      }, { operation: 'create topics' });
+      }
     },
     ping(timeoutMs) {
       return tracked(
@@ -139,7 +140,12 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
     },
     async close() {
       closing = true;
-      await Promise.allSettled([producer.disconnect(), admin.disconnect()]);
+      // Sends awaited by callers have settled before this runs; what is left is
+      // at most a request to an unresponsive broker, not worth the whole
+      // shutdown deadline.
+      await withTimeout(Promise.allSettled([producer.disconnect(), admin.disconnect()]), 5000, 'kafka disconnect').catch(
+        () => undefined,
+      );
     },
   };
 }

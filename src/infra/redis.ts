@@ -52,7 +52,13 @@ export function createRedis(options: { url: string; keyPrefix: string }, logger:
       }
     },
     async close() {
-      await Promise.all([redis, subscriber].map((connection) => connection?.quit().catch(() => connection.disconnect())));
+      // QUIT waits for a reply; on a connection that is down (the subscriber
+      // retries without limit) it would wait forever and hang the shutdown.
+      await Promise.all(
+        [redis, subscriber].map((connection) =>
+          connection?.status === 'ready' ? connection.quit().catch(() => connection.disconnect()) : connection?.disconnect(),
+        ),
+      );
     },
   };
 }

@@ -1,0 +1,103 @@
+// The telemetry-ingest scenario: message.publish events, each with its own
+// message id, into Kafka with acks from all in-sync replicas; afterwards every
+// record is consumed back and counted (zero loss, no duplicates).
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { createKafka } from '../src/infra/kafka.js';
+import { createTopicNames } from '../src/lib/topics.js';
+import { consumeRecords } from '../test/helpers/kafka.js';
+import { TEST_HOOK_TOKEN } from '../test/helpers/env.js';
+import type { LoadResult, LoadSpec } from './support.js';
+
+const TENANT = 'bench';
+const DEVICES = 100;
+const ID_AT = '{"event":"message.publish","id":"'.length;
+const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
+
+export function createIngestScenario(options: { databaseUrl: string; env: Record<string, string> }) {
+  const topics = createTopicNames(options.env.KAFKA_TOPIC_PREFIX ?? '');
+  const brokers = (options.env.KAFKA_BROKERS ?? '').split(',');
+  let sequence = 0;
+  // Message ids the service answered 2xx for (the bare server's answers do not count).
+  const acknowledged = new Set<string>();
+  let port = 0;
+
+  return {
+    name: 'POST /emqx/events telemetry',
+    target: 0.4,
+    async spec(app: { port: number }): Promise<LoadSpec> {
+      port = app.port;
+      const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1 });
+      const devices = Array.from({ length: DEVICES }, () => randomUUID());
+      try {
+        await pool.query('INSERT INTO tenants (id, name) VALUES ($1, $1)', [TENANT]);
+        await pool.query("INSERT INTO devices (id, tenant_id, name) SELECT id, $1, 'bench' FROM unnest($2::uuid[]) AS id", [TENANT, devices]);
+      } finally {
+        await pool.end();
+      }
+      const kafka = createKafka({ brokers, clientId: 'dlm-bench' }, quiet);
+      try {
+        await kafka.ensureTopics(topics.forTenant(TENANT), {
+          partitions: Number(options.env.KAFKA_TOPIC_PARTITIONS ?? 6),
+          replicationFactor: Number(options.env.KAFKA_TOPIC_REPLICATION_FACTOR ?? 1),
+        });
+      } finally {
+        await kafka.close();
+      }
+      return {
+        method: 'POST',
+        path: '/emqx/events',
+        headers: { authorization: `Bearer ${TEST_HOOK_TOKEN}` },
+        onResponse(status, requestBody, answeredBy) {
+          if (status < 200 || status > 299 || answeredBy !== port) return;
+          // The id sits at a fixed place at the start of the body (see nextBody).
+          acknowledged.add(requestBody.slice(ID_AT, ID_AT + 32));
+        },
+        nextBody() {
+          const n = sequence++;
+          const device = devices[n % DEVICES] ?? '';
+          const now = Date.now();
+          return JSON.stringify({
+            event: 'message.publish',
+            id: `${n.toString(16).padStart(16, '0')}${randomUUID().replaceAll('-', '').slice(0, 16)}`.toUpperCase(),
+            clientid: device,
+            username: device,
+            topic: `devices/${device}/telemetry`,
+            payload: JSON.stringify({ temperature: 20 + (n % 100) / 10, humidity: 40 + (n % 30), state: 'running' }),
+            qos: 1,
+            flags: { dup: false, retain: false },
+            pub_props: {},
+            peerhost: '10.0.0.7',
+            publish_received_at: now,
+            timestamp: now,
+            node: 'emqx@127.0.0.1',
+            client_attrs: { tenant_id: TENANT },
+            metadata: { rule_id: 'device_telemetry' },
+          });
+        },
+      };
+    },
+    /**
+     * Every message answered 2xx must be in telemetry.raw exactly once. Records
+     * beyond those are requests still in flight when a run's time was up (the
+     * load generator drops their answers), at most one per connection and run.
+     */
+    async verify(result: LoadResult): Promise<string> {
+      const records = await consumeRecords([topics.telemetryRaw(TENANT)], result.okIncludingWarmup, {
+        brokers: brokers.join(','),
+        timeoutMs: 180_000,
+        settleMs: 5000,
+      });
+      const counts = new Map<string, number>();
+      for (const record of records) {
+        const id = (JSON.parse(record.value ?? '{}') as { message_id?: string }).message_id ?? '';
+        counts.set(id, (counts.get(id) ?? 0) + 1);
+      }
+      const missing = [...acknowledged].filter((id) => !counts.has(id)).length;
+      const duplicated = [...counts.values()].filter((count) => count > 1).length;
+      const unanswered = counts.size - [...acknowledged].filter((id) => counts.has(id)).length;
+      const verdict = missing === 0 && duplicated === 0 && acknowledged.size === result.okIncludingWarmup ? 'OK' : 'FAILED';
+      return `zero loss: ${acknowledged.size} messages answered 2xx (autocannon counted ${result.okIncludingWarmup}), ${records.length} records consumed back, ${missing} missing, ${duplicated} duplicated, ${unanswered} produced for requests cut off at the end of a run — ${verdict}`;
+    },
+  };
+}

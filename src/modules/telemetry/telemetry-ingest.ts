@@ -1,0 +1,304 @@
+import type { IHeaders } from 'kafkajs';
+import type { Clock } from '../../lib/clock.js';
+import { isDeviceId } from '../../lib/identifiers.js';
+import { normalizeTelemetry, TELEMETRY_POINT_SCHEMA, type TelemetryLimits } from '../../lib/telemetry-normalizer.js';
+import type { TopicNames } from '../../lib/topics.js';
+import type { DeviceDirectory, DeviceRecord } from '../devices/device-directory.js';
+import type { EmqxEvent, EventHandler, EventOutcome } from '../emqx-events/events-routes.js';
+import type { MessageDedup } from './message-dedup.js';
+import { OverloadedError, type ProduceBatcher } from './produce-batcher.js';
+import type { TelemetryMetrics } from './telemetry-metrics.js';
+import type { TopicProvisioner } from '../topics/topic-provisioner.js';
+
+export const DEAD_LETTER_SCHEMA = 'telemetry_dead_letter/v1';
+
+/** Reasons a message goes to a dead-letter topic (the `reason` field and metric label). */
+export type DeadLetterReason =
+  | 'invalid_event'
+  | 'unknown_device'
+  | 'username_mismatch'
+  | 'topic_mismatch'
+  | 'tenant_mismatch'
+  | 'device_disabled'
+  | 'invalid_base64'
+  | 'record_too_large'
+  | Exclude<ReturnType<typeof normalizeTelemetry>, { ok: true }>['reason'];
+
+export interface DeadLetter {
+  schema: typeof DEAD_LETTER_SCHEMA;
+  reason: DeadLetterReason;
+  detail: string;
+  /** null when no tenant is known: the record is on telemetry.dlq.unattributed. */
+  tenant_id: string | null;
+  device_id: string | null;
+  message_id: string | null;
+  clientid: string | null;
+  username: string | null;
+  topic: string | null;
+  received_at: string;
+  dead_lettered_at: string;
+  payload_encoding: 'plain' | 'base64';
+  /** The payload bytes as the device sent them (after undoing the rule's base64), base64-encoded. */
+  payload_base64: string | null;
+  payload_bytes: number;
+  /** True when only the first DEAD_LETTER_PAYLOAD_KEEP_BYTES are kept. */
+  payload_truncated: boolean;
+}
+
+/** Original bytes kept in a dead letter: keeps the record well under Kafka's 1 MB message limit. */
+export const DEAD_LETTER_PAYLOAD_KEEP_BYTES = 256 * 1024;
+/** Largest TelemetryPoint produced; a larger one could only be refused by the broker. */
+export const MAX_TELEMETRY_RECORD_BYTES = 900 * 1024;
+
+const TELEMETRY_TOPIC = /^devices\/([^/]+)\/telemetry$/;
+const MAX_IDENTIFIER_LENGTH = 256;
+
+export interface TelemetryIngestOptions {
+  devices: Pick<DeviceDirectory, 'get'>;
+  dedup: MessageDedup;
+  batcher: ProduceBatcher;
+  provisioner: Pick<TopicProvisioner, 'ensureTenantOnce' | 'ensureUnattributedOnce'>;
+  topics: TopicNames;
+  limits: TelemetryLimits;
+  clock: Clock;
+  metrics: TelemetryMetrics;
+  /** Told of every message once Kafka has it (liveness); must not reject. */
+  onAccepted?: (device: DeviceRecord, receivedAtMs: number) => Promise<void>;
+}
+
+export interface TelemetryIngest {
+  /** The `message.publish` handler for `devices/{id}/telemetry`. */
+  handle: EventHandler;
+}
+
+/** EMQX renders an undefined value in rule output as the string "undefined". */
+function present(value: unknown): value is string {
+  return typeof value === 'string' && value !== '' && value !== 'undefined';
+}
+
+function identifier(value: unknown): string | null {
+  return present(value) && value.length <= MAX_IDENTIFIER_LENGTH ? value : null;
+}
+
+/**
+ * Strict base64 (Buffer.from skips characters it does not know, so it cannot
+ * tell); written without a repeating group so a 10 MB payload cannot exhaust
+ * the regular-expression backtracking stack.
+ */
+function isBase64(value: string): boolean {
+  if (value.length % 4 !== 0) return false;
+  const body = value.endsWith('==') ? value.slice(0, -2) : value.endsWith('=') ? value.slice(0, -1) : value;
+  return !/[^A-Za-z0-9+/]/.test(body);
+}
+
+function millis(value: unknown): number | undefined {
+  const ms = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 && ms < 8.64e15 ? ms : undefined;
+}
+
+interface Incoming {
+  messageId: string | null;
+  clientid: string | null;
+  username: string | null;
+  topic: string | null;
+  encoding: 'plain' | 'base64';
+  /** The payload as received in the event (before undoing base64). */
+  raw: string | null;
+  receivedAtMs: number;
+  claimedTenant: string | null;
+}
+
+function readEvent(event: EmqxEvent, clock: Clock): Incoming {
+  const attrs = event.client_attrs;
+  const claimedTenant =
+    attrs !== null && typeof attrs === 'object' && present((attrs as Record<string, unknown>).tenant_id)
+      ? String((attrs as Record<string, unknown>).tenant_id)
+      : null;
+  return {
+    messageId: identifier(event.id),
+    clientid: identifier(event.clientid),
+    username: typeof event.username === 'string' ? event.username : null,
+    topic: typeof event.topic === 'string' ? event.topic : null,
+    encoding: event.payload_encoding === 'base64' ? 'base64' : 'plain',
+    raw: typeof event.payload === 'string' ? event.payload : null,
+    receivedAtMs: millis(event.publish_received_at) ?? millis(event.timestamp) ?? clock(),
+    claimedTenant,
+  };
+}
+
+/**
+ * Telemetry ingestion: identity from the session and the registry, the payload
+ * normalized into a TelemetryPoint and produced to telemetry.raw.{tenant};
+ * anything that can never become one goes to a dead-letter topic. The answer
+ * is 2xx only once the broker acknowledged the record, and 503 (EMQX retries)
+ * whenever it may succeed later — never 500, which EMQX would drop.
+ */
+export function createTelemetryIngest(options: TelemetryIngestOptions): TelemetryIngest {
+  const { devices, dedup, batcher, provisioner, topics, limits, clock, metrics } = options;
+  // A retry that arrives while the first delivery is still waiting for the
+  // broker shares its outcome instead of producing a second copy.
+  const inFlight = new Map<string, Promise<EventOutcome>>();
+
+  const retry = (reason: string): EventOutcome => {
+    metrics.retried.inc({ reason });
+    return { kind: 'retry', reason };
+  };
+
+  const failure = (error: unknown): EventOutcome =>
+    retry(error instanceof OverloadedError ? 'overloaded' : 'kafka_unavailable');
+
+  function originalBytes(incoming: Incoming): Buffer | null {
+    if (incoming.raw === null) return null;
+    return Buffer.from(incoming.raw, incoming.encoding === 'base64' ? 'base64' : 'utf8');
+  }
+
+  async function deadLetter(
+    incoming: Incoming,
+    device: DeviceRecord | null,
+    reason: DeadLetterReason,
+    detail: string,
+    payload: Buffer | null,
+  ): Promise<EventOutcome> {
+    const tenantId = device?.tenantId ?? null;
+    const kept = payload && payload.length > DEAD_LETTER_PAYLOAD_KEEP_BYTES ? payload.subarray(0, DEAD_LETTER_PAYLOAD_KEEP_BYTES) : payload;
+    const record: DeadLetter = {
+      schema: DEAD_LETTER_SCHEMA,
+      reason,
+      detail,
+      tenant_id: tenantId,
+      device_id: device?.id ?? null,
+      message_id: incoming.messageId,
+      clientid: incoming.clientid,
+      username: incoming.username,
+      topic: incoming.topic,
+      received_at: new Date(incoming.receivedAtMs).toISOString(),
+      dead_lettered_at: new Date(clock()).toISOString(),
+      payload_encoding: incoming.encoding,
+      payload_base64: kept ? kept.toString('base64') : null,
+      payload_bytes: payload?.length ?? 0,
+      payload_truncated: kept !== payload,
+    };
+    const headers: IHeaders = { reason, 'content-type': 'application/json', schema: DEAD_LETTER_SCHEMA };
+    if (tenantId) headers.tenant_id = tenantId;
+    if (device) headers.device_id = device.id;
+    try {
+      if (tenantId) await provisioner.ensureTenantOnce(tenantId);
+      else await provisioner.ensureUnattributedOnce();
+      await batcher.send({
+        topic: tenantId ? topics.telemetryDlq(tenantId) : topics.unattributedDlq,
+        message: { key: device?.id ?? incoming.clientid, value: JSON.stringify(record), headers },
+      });
+    } catch (error) {
+      // The dead letter must not be lost either: EMQX retries on 503.
+      return failure(error);
+    }
+    metrics.deadLettered.inc({ reason });
+    if (incoming.messageId && incoming.clientid) void dedup.remember(incoming.clientid, incoming.messageId);
+    return { kind: 'handled' };
+  }
+
+  async function ingest(incoming: Incoming & { messageId: string; clientid: string }): Promise<EventOutcome> {
+    const { messageId, clientid } = incoming;
+    let device: DeviceRecord | null = null;
+    let seen: boolean | 'unknown';
+    try {
+      [seen, device] = await Promise.all([
+        dedup.seen(clientid, messageId),
+        // Device ids are UUIDs; anything else cannot be one (and would be a query error).
+        isDeviceId(clientid) ? devices.get(clientid) : Promise.resolve(null),
+      ]);
+    } catch {
+      return retry('registry_unavailable');
+    }
+    // 'unknown' (Redis down): produce anyway. A possible duplicate downstream
+    // is better than refusing telemetry, or losing it when EMQX gives up.
+    if (seen === true) {
+      metrics.deduplicated.inc();
+      return { kind: 'handled' };
+    }
+
+    if (!device) return deadLetter(incoming, null, 'unknown_device', 'the client id is not a registered device', originalBytes(incoming));
+    const payloadOf = () => originalBytes(incoming);
+    if (incoming.username !== clientid) {
+      return deadLetter(incoming, device, 'username_mismatch', 'the username differs from the client id', payloadOf());
+    }
+    const topicDevice = incoming.topic === null ? undefined : TELEMETRY_TOPIC.exec(incoming.topic)?.[1];
+    if (topicDevice !== clientid) {
+      return deadLetter(incoming, device, 'topic_mismatch', 'the topic is not devices/{client id}/telemetry', payloadOf());
+    }
+    if (incoming.claimedTenant !== null && incoming.claimedTenant !== device.tenantId) {
+      return deadLetter(incoming, device, 'tenant_mismatch', "the session's tenant differs from the device's tenant", payloadOf());
+    }
+    if (device.disabled) {
+      // Messages EMQX still holds (it retries for up to 45 s) arrive after the
+      // device was disabled and kicked; they are kept out of telemetry.raw but
+      // not thrown away.
+      return deadLetter(incoming, device, 'device_disabled', 'the device is disabled', payloadOf());
+    }
+    if (incoming.raw === null) {
+      return deadLetter(incoming, device, 'invalid_event', 'the event has no string payload', null);
+    }
+    if (incoming.encoding === 'base64' && !isBase64(incoming.raw)) {
+      return deadLetter(incoming, device, 'invalid_base64', 'payload_encoding is base64 but the payload is not base64', Buffer.from(incoming.raw, 'utf8'));
+    }
+    const payload = payloadOf() ?? Buffer.alloc(0);
+    const result = normalizeTelemetry(
+      {
+        payload,
+        tenantId: device.tenantId,
+        deviceId: device.id,
+        messageId,
+        receivedAtMs: incoming.receivedAtMs,
+        decoder: device.decoder,
+      },
+      limits,
+    );
+    if (!result.ok) return deadLetter(incoming, device, result.reason, result.detail, payload);
+    const value = JSON.stringify(result.point);
+    if (Buffer.byteLength(value) > MAX_TELEMETRY_RECORD_BYTES) {
+      return deadLetter(incoming, device, 'record_too_large', `the TelemetryPoint exceeds ${MAX_TELEMETRY_RECORD_BYTES} bytes`, payload);
+    }
+
+    try {
+      await provisioner.ensureTenantOnce(device.tenantId);
+      await batcher.send({
+        topic: topics.telemetryRaw(device.tenantId),
+        message: {
+          key: device.id,
+          value,
+          headers: {
+            tenant_id: device.tenantId,
+            device_id: device.id,
+            'content-type': 'application/json',
+            schema: TELEMETRY_POINT_SCHEMA,
+          },
+        },
+      });
+    } catch (error) {
+      return failure(error);
+    }
+    metrics.accepted.inc();
+    await options.onAccepted?.(device, incoming.receivedAtMs);
+    // Not awaited: EMQX repeats a message only after a failed or lost answer,
+    // and commands on the one Redis connection run in order, so a lookup
+    // issued after this answer already sees the mark.
+    void dedup.remember(clientid, messageId);
+    return { kind: 'handled' };
+  }
+
+  return {
+    async handle(event) {
+      const incoming = readEvent(event, clock);
+      const { messageId, clientid } = incoming;
+      if (messageId === null || clientid === null) {
+        return deadLetter(incoming, null, 'invalid_event', 'the event has no usable id or clientid', originalBytes(incoming));
+      }
+      const key = `${clientid}\n${messageId}`;
+      const running = inFlight.get(key);
+      if (running) return running;
+      const outcome = ingest({ ...incoming, messageId, clientid }).finally(() => inFlight.delete(key));
+      inFlight.set(key, outcome);
+      return outcome;
+    },
+  };
+}

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { TopicMessages } from 'kafkajs';
+import { createProduceBatcher, OverloadedError, type ProduceBatcherOptions } from '../../../src/modules/telemetry/produce-batcher.js';
+
+function recorder() {
+  const calls: TopicMessages[][] = [];
+  const gates: { release(): void; fail(error: Error): void }[] = [];
+  const produce = (topicMessages: TopicMessages[]) => {
+    calls.push(topicMessages);
+    return new Promise<void>((resolve, reject) => gates.push({ release: resolve, fail: reject }));
+  };
+  return { calls, gates, produce };
+}
+
+const base = { lingerMs: 2, maxBatchSize: 100, maxInFlightBatches: 2, maxPending: 1000, timeoutMs: 1000 };
+const tick = (ms = 10) => new Promise((resolve) => setTimeout(resolve, ms));
+const record = (topic: string, n: number) => ({ topic, message: { key: `k${n}`, value: `v${n}` } });
+
+describe('produce batcher', () => {
+  it('sends records arriving together in one request, grouped by topic, and resolves each after the ack', async () => {
+    const { calls, gates, produce } = recorder();
+    const batcher = createProduceBatcher({ ...base, produce } satisfies ProduceBatcherOptions);
+    let settled = 0;
+    const sends = [record('a', 1), record('b', 2), record('a', 3)].map((r) => batcher.send(r).then(() => settled++));
+    await tick();
+    assert.equal(calls.length, 1);
+    assert.deepEqual(calls[0]?.map((t) => [t.topic, t.messages.map((m) => m.key)]), [['a', ['k1', 'k3']], ['b', ['k2']]]);
+    assert.equal(settled, 0, 'nobody is answered before the broker acknowledged');
+    gates[0]?.release();
+    await Promise.all(sends);
+    assert.equal(settled, 3);
+  });
+
+  it('caps the batch size and rejects every record of a failed batch', async () => {
+    const { calls, gates, produce } = recorder();
+    const batcher = createProduceBatcher({ ...base, maxBatchSize: 2, produce });
+    const sends = [1, 2, 3].map((n) => batcher.send(record('a', n)).then(() => 'ok', (error: Error) => error.message));
+    await tick();
+    assert.deepEqual(calls.map((c) => c[0]?.messages.length), [2, 1]);
+    gates[0]?.fail(new Error('broker down'));
+    gates[1]?.release();
+    assert.deepEqual(await Promise.all(sends), ['broker down', 'broker down', 'ok']);
+  });
+
+  it('fails fast with OverloadedError when too many records are waiting', async () => {
+    const { gates, produce } = recorder();
+    const batcher = createProduceBatcher({ ...base, maxPending: 2, produce });
+    const first = [batcher.send(record('a', 1)), batcher.send(record('a', 2))];
+    await assert.rejects(batcher.send(record('a', 3)), OverloadedError);
+    await tick();
+    gates[0]?.release();
+    await Promise.all(first);
+    assert.equal(batcher.pending, 0);
+  });
+
+  it('holds records while the in-flight limit is reached and sends them when a batch completes', async () => {
+    const { calls, gates, produce } = recorder();
+    const batcher = createProduceBatcher({ ...base, maxInFlightBatches: 1, produce });
+    const first = batcher.send(record('a', 1));
+    await tick();
+    const second = batcher.send(record('a', 2));
+    await tick();
+    assert.equal(calls.length, 1);
+    gates[0]?.release();
+    await first;
+    await tick();
+    assert.equal(calls.length, 2);
+    gates[1]?.release();
+    await second;
+  });
+});

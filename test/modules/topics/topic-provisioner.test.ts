@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { createTopicReconciliation } from '../../../src/modules/topics/topic-provisioner.js';
+import { createTestContext, type TestContext } from '../../helpers/context.js';
+import { createRegistrySeeder } from '../../helpers/telemetry.js';
+
+const quietLog = { info: () => undefined, warn: () => undefined };
+
+describe('topic provisioning', () => {
+  let ctx: TestContext;
+  let app: FastifyInstance;
+  let seed: ReturnType<typeof createRegistrySeeder>;
+
+  before(async () => {
+    ctx = await createTestContext();
+    seed = createRegistrySeeder(ctx.db.url);
+    await seed.tenant('alpha');
+    await seed.tenant('beta');
+    app = await ctx.app();
+  });
+  after(async () => {
+    await seed.close();
+    await ctx.close();
+  });
+
+  const listTopics = async () => {
+    const admin = app.infra.kafka.kafka.admin();
+    await admin.connect();
+    try {
+      return (await admin.listTopics()).filter((topic) => topic.startsWith(ctx.config.kafka.topicPrefix)).sort();
+    } finally {
+      await admin.disconnect();
+    }
+  };
+
+  it("reconciles every tenant's topics and the unattributed dead-letter topic at start-up", async () => {
+    assert.equal(await app.services.topicReconciliation.done, true);
+    const p = ctx.config.kafka.topicPrefix;
+    assert.deepEqual(await listTopics(), [
+      `${p}device.events.alpha`,
+      `${p}device.events.beta`,
+      `${p}telemetry.dlq.alpha`,
+      `${p}telemetry.dlq.beta`,
+      `${p}telemetry.dlq.unattributed`,
+      `${p}telemetry.raw.alpha`,
+      `${p}telemetry.raw.beta`,
+    ]);
+  });
+
+  it('creates a new tenant\'s topics with the configured partitions, and again harmlessly', async () => {
+    await seed.tenant('gamma');
+    await app.services.topicProvisioner.ensureTenant('gamma');
+    await app.services.topicProvisioner.ensureTenant('gamma');
+    const topics = app.services.topics.forTenant('gamma');
+    const admin = app.infra.kafka.kafka.admin();
+    await admin.connect();
+    try {
+      const { topics: described } = await admin.fetchTopicMetadata({ topics });
+      assert.deepEqual(
+        described.map((t) => [t.name, t.partitions.length]).sort(),
+        topics.map((t) => [t, ctx.config.kafka.topicPartitions]).sort(),
+      );
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
+  it('retries a failed reconciliation in the background until it succeeds, and stops when asked', async () => {
+    let calls = 0;
+    const reconciled: string[][] = [];
+    const reconciliation = createTopicReconciliation({
+      provisioner: {
+        async reconcile(ids) {
+          if (++calls < 3) throw new Error('broker not reachable');
+          reconciled.push([...ids]);
+        },
+      },
+      listTenantIds: async () => ['alpha'],
+      log: quietLog,
+      retryDelaysMs: [5],
+    });
+    reconciliation.start();
+    assert.equal(await reconciliation.done, true);
+    assert.deepEqual([calls, reconciled], [3, [['alpha']]]);
+
+    const never = createTopicReconciliation({
+      provisioner: { reconcile: () => Promise.reject(new Error('down')) },
+      listTenantIds: async () => [],
+      log: quietLog,
+      retryDelaysMs: [5],
+    });
+    never.start();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    await never.stop();
+    assert.equal(await never.done, false);
+  });
+});

@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { loadConfig } from '../../src/config.js';
+import { EMQX_ENTRYPOINT, EMQX_TEMPLATE, REPO_ROOT, renderEmqxConfig } from '../helpers/emqx-config.js';
+import { hoconAt, hoconString, parseHocon } from '../helpers/hocon.js';
+import { readmeConfigTable } from '../helpers/readme.js';
+
+/**
+ * `docker compose config` is not available everywhere the tests run, so the
+ * compose file is checked here: its shape, the start-up order, the mounts, and
+ * that the values the service and EMQX get from it agree with each other and
+ * with deploy/emqx/emqx.conf.
+ */
+
+const healthcheck = z.object({ test: z.array(z.string()).min(1) });
+const service = z.object({
+  image: z.string().optional(),
+  build: z.union([z.string(), z.object({ context: z.string() })]).optional(),
+  entrypoint: z.array(z.string()).optional(),
+  command: z.array(z.string()).optional(),
+  environment: z.record(z.string(), z.string()).optional(),
+  ports: z.array(z.string()).optional(),
+  volumes: z.array(z.string()).optional(),
+  healthcheck: healthcheck.optional(),
+  restart: z.string().optional(),
+  depends_on: z.record(z.string(), z.object({ condition: z.enum(['service_started', 'service_healthy', 'service_completed_successfully']) })).optional(),
+});
+const composeSchema = z.object({
+  name: z.string(),
+  services: z.record(z.string(), service),
+  volumes: z.record(z.string(), z.null()),
+});
+
+const compose = composeSchema.parse(parseYaml(readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8')));
+
+function serviceNamed(name: string) {
+  const found = compose.services[name];
+  assert.ok(found, `service ${name} is defined`);
+  return found;
+}
+
+/** Compose variable interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, $$. */
+function interpolate(value: string, variables: Readonly<Record<string, string>>): string {
+  return value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}/g, (match, name: string | undefined, operator: string | undefined, fallback: string | undefined) => {
+    if (match === '$$') return '$';
+    const current = variables[name as string];
+    if (operator === ':-') return current === undefined || current === '' ? (fallback ?? '') : current;
+    if (operator === '-') return current === undefined ? (fallback ?? '') : current;
+    if (current === undefined) throw new Error(`\${${name}} has no default and is not set`);
+    return current;
+  });
+}
+
+function environmentOf(name: string, variables: Readonly<Record<string, string>> = {}): Record<string, string> {
+  const raw = serviceNamed(name).environment ?? {};
+  return Object.fromEntries(Object.entries(raw).map(([key, value]) => [key, interpolate(value, variables)]));
+}
+
+function mounts(name: string) {
+  return (serviceNamed(name).volumes ?? []).map((entry) => {
+    const [source, target, mode] = entry.split(':');
+    assert.ok(source && target, `volume entry ${entry}`);
+    return { source, target, readOnly: mode === 'ro' };
+  });
+}
+
+function mountAt(name: string, target: string) {
+  const found = mounts(name).find((mount) => mount.target === target);
+  assert.ok(found, `${name} mounts something at ${target}`);
+  return found;
+}
+
+const template = parseHocon(readFileSync(EMQX_TEMPLATE, 'utf8'));
+const entrypointScript = readFileSync(EMQX_ENTRYPOINT, 'utf8');
+const scriptDefault = (variable: string) => {
+  const found = new RegExp(`\\$\\{${variable}:-([^}]+)\\}`).exec(entrypointScript)?.[1];
+  assert.ok(found, `the entrypoint has a default for ${variable}`);
+  return found;
+};
+
+describe('docker-compose.yml', () => {
+  it('brings up EMQX 5.8, Redpanda, Postgres, Redis and the service', () => {
+    assert.deepEqual(Object.keys(compose.services).sort(), ['device-link', 'emqx', 'emqx-certs', 'postgres', 'redis', 'redpanda']);
+    assert.match(serviceNamed('emqx').image ?? '', /^emqx\/emqx:5\.8\.\d+$/);
+    assert.ok(serviceNamed('device-link').build, 'the service is built from the Dockerfile');
+    assert.ok(existsSync(path.join(REPO_ROOT, 'Dockerfile')));
+  });
+
+  it('checks the health of every long-running service and starts them in order', () => {
+    for (const name of ['postgres', 'redis', 'redpanda', 'device-link', 'emqx']) {
+      assert.ok(serviceNamed(name).healthcheck, `${name} has a health check`);
+      assert.equal(serviceNamed(name).restart, 'unless-stopped', `${name} restarts after a crash`);
+    }
+    assert.equal(serviceNamed('emqx-certs').restart, 'no', 'the certificate job runs once');
+    assert.deepEqual(serviceNamed('device-link').depends_on, {
+      postgres: { condition: 'service_healthy' },
+      redis: { condition: 'service_healthy' },
+      redpanda: { condition: 'service_healthy' },
+    });
+    // EMQX lets devices in only once the service answers for them.
+    assert.deepEqual(serviceNamed('emqx').depends_on, {
+      'device-link': { condition: 'service_healthy' },
+      'emqx-certs': { condition: 'service_completed_successfully' },
+    });
+    const readiness = serviceNamed('device-link').healthcheck?.test.join(' ') ?? '';
+    assert.match(readiness, /\/readyz/, 'the service is healthy when its dependencies answer');
+  });
+
+  it('migrates before the service listens', () => {
+    assert.equal(loadConfig(environmentOf('device-link')).postgres.migrateOnStart, true);
+    const main = readFileSync(path.join(REPO_ROOT, 'src/main.ts'), 'utf8');
+    assert.ok(main.indexOf('runMigrations(') < main.indexOf('.listen('), 'src/main.ts migrates, then listens');
+  });
+
+  it('publishes the MQTT, TLS, REST and service ports', () => {
+    assert.deepEqual(serviceNamed('emqx').ports, ['1883:1883', '8883:8883', '18083:18083']);
+    assert.deepEqual(serviceNamed('device-link').ports, ['8080:8080']);
+  });
+
+  it('mounts files that exist and volumes that are declared', () => {
+    for (const [name, definition] of Object.entries(compose.services)) {
+      for (const mount of mounts(name)) {
+        if (mount.source.startsWith('./')) {
+          assert.ok(existsSync(path.join(REPO_ROOT, mount.source)), `${name}: ${mount.source} exists`);
+          assert.ok(mount.readOnly, `${name}: ${mount.source} is mounted read-only`);
+        } else {
+          assert.ok(mount.source in compose.volumes, `${name}: volume ${mount.source} is declared`);
+        }
+      }
+      assert.ok(definition.image || definition.build, `${name} has an image`);
+    }
+  });
+
+  it('starts EMQX through the entrypoint that renders the mounted configuration', () => {
+    const emqx = serviceNamed('emqx');
+    const entrypoint = mountAt('emqx', '/opt/device-link/docker-entrypoint.sh');
+    assert.equal(entrypoint.source, './deploy/emqx/docker-entrypoint.sh');
+    assert.deepEqual(emqx.entrypoint, ['/bin/sh', entrypoint.target]);
+    assert.deepEqual(emqx.command, ['/usr/bin/docker-entrypoint.sh', '/opt/emqx/bin/emqx', 'foreground']);
+    const configuration = mountAt('emqx', scriptDefault('DEVICE_LINK_EMQX_TEMPLATE'));
+    assert.equal(configuration.source, './deploy/emqx/emqx.conf');
+    assert.equal(scriptDefault('DEVICE_LINK_EMQX_ETC'), '/opt/emqx/etc');
+  });
+
+  it('gives EMQX the certificates its TLS listener reads', () => {
+    const directories = ['certfile', 'keyfile', 'cacertfile'].map((file) => path.posix.dirname(hoconString(template, `listeners.ssl.default.ssl_options.${file}`)));
+    assert.equal(new Set(directories).size, 1);
+    const certificates = mountAt('emqx', directories[0] as string);
+    assert.ok(certificates.readOnly);
+    const generated = mounts('emqx-certs').find((mount) => mount.source === certificates.source);
+    assert.ok(generated, 'the certificate job writes into the volume EMQX reads');
+    const job = serviceNamed('emqx-certs').command?.join(' ') ?? '';
+    assert.ok(job.endsWith(`dev-certs.sh ${generated.target}`), 'the job writes where the volume is mounted');
+    assert.equal(mountAt('emqx-certs', '/opt/device-link/dev-certs.sh').source, './deploy/emqx/dev-certs.sh');
+    assert.equal(environmentOf('emqx-certs').DEV_CERTS_OWNER, '1000:1000');
+  });
+
+  it('gives the service and EMQX the same hook token and REST API key, whatever the shell sets', async () => {
+    const shells: Array<Record<string, string>> = [
+      {},
+      { EMQX_HOOK_TOKEN: 'shell-hook-token-0123456789', EMQX_API_KEY: 'ops', EMQX_API_SECRET: 'shell-secret-0123' },
+    ];
+    for (const variables of shells) {
+      const service = environmentOf('device-link', variables);
+      const emqx = environmentOf('emqx', variables);
+      assert.equal(emqx.DEVICE_LINK_HOOK_TOKEN, service.EMQX_HOOK_TOKEN);
+      assert.equal(emqx.DEVICE_LINK_API_KEY, service.EMQX_API_KEY);
+      assert.equal(emqx.DEVICE_LINK_API_SECRET, service.EMQX_API_SECRET);
+      // The values pass both the entrypoint's and the service's checks.
+      const rendered = await renderEmqxConfig(emqx);
+      assert.equal(hoconString(rendered.config, 'authentication.0.headers.authorization'), `Bearer ${service.EMQX_HOOK_TOKEN}`);
+      assert.equal(rendered.apiKeys, `${service.EMQX_API_KEY}:${service.EMQX_API_SECRET}:administrator\n`);
+      assert.equal(loadConfig(service).emqx.hookToken, service.EMQX_HOOK_TOKEN);
+    }
+  });
+
+  it('sets EMQX only through its node settings and names nothing else EMQX_*', () => {
+    // EMQX reads every EMQX_* variable as a configuration override.
+    const names = Object.keys(serviceNamed('emqx').environment ?? {}).filter((name) => name.startsWith('EMQX_'));
+    assert.deepEqual(names.sort(), ['EMQX_NODE__COOKIE', 'EMQX_NODE__NAME']);
+    assert.match(environmentOf('emqx').EMQX_NODE__NAME ?? '', /^emqx@emqx$/, 'the node name resolves to the emqx service');
+  });
+
+  it('points the service and EMQX at each other and at the dependencies as they are defined', () => {
+    const env = environmentOf('device-link');
+    const config = loadConfig(env);
+    for (const url of [
+      hoconString(template, 'authentication.0.url'),
+      hoconString(template, 'authorization.sources.0.url'),
+      hoconString(template, 'connectors.http.device_link.url'),
+    ]) {
+      assert.equal(new URL(url).host, `device-link:${config.http.port}`, url);
+    }
+    assert.equal(config.emqx.apiUrl, `http://emqx:${String(hoconAt(template, 'dashboard.listeners.http.bind'))}`);
+    const postgres = environmentOf('postgres');
+    const database = new URL(config.postgres.url);
+    assert.equal(database.host, 'postgres:5432');
+    assert.equal(database.username, postgres.POSTGRES_USER);
+    assert.equal(database.password, postgres.POSTGRES_PASSWORD);
+    assert.equal(database.pathname, `/${postgres.POSTGRES_DB}`);
+    assert.equal(new URL(config.redis.url).hostname, 'redis');
+    const redpanda = serviceNamed('redpanda').command?.join(' ') ?? '';
+    for (const broker of config.kafka.brokers) assert.ok(redpanda.includes(`internal://${broker}`), `redpanda advertises ${broker}`);
+  });
+
+  it('sets only variables the service documents', () => {
+    const documented = new Set(readmeConfigTable().map((row) => row.name));
+    for (const name of Object.keys(serviceNamed('device-link').environment ?? {})) {
+      assert.ok(documented.has(name), `${name} is in the README configuration table`);
+    }
+  });
+});

@@ -1,0 +1,278 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { createTopicNames } from '../../src/lib/topics.js';
+import { adminClient } from '../helpers/admin.js';
+import { createTestContext, type TestContext } from '../helpers/context.js';
+import { renderEmqxConfig } from '../helpers/emqx-config.js';
+import {
+  AUTHN_PLACEHOLDERS,
+  AUTHZ_PLACEHOLDERS,
+  parseRuleSql,
+  renderAuthRequest,
+  renderHttpAction,
+  selectOutput,
+  type RenderedRequest,
+  type Values,
+} from '../helpers/emqx-templates.js';
+import { TEST_HOOK_TOKEN } from '../helpers/env.js';
+import { hoconArray, hoconObject, hoconString, type HoconObject } from '../helpers/hocon.js';
+import { consumeRecords } from '../helpers/kafka.js';
+
+/**
+ * The shipped EMQX configuration against the running service: every request
+ * EMQX would send — rendered from deploy/emqx/emqx.conf after the container
+ * entrypoint put this deployment's hook token in — for a device registered
+ * through the admin API with a key issued there, and what a downstream
+ * consumer then reads from Kafka (telemetry, dead letters, device events).
+ * If the configuration and the service drift apart, this fails.
+ */
+
+const PEER = '203.0.113.7';
+
+describe('deploy/emqx/emqx.conf against the service', () => {
+  let ctx: TestContext;
+  let app: FastifyInstance;
+  let config: HoconObject;
+  let tenantId: string;
+  let deviceId: string;
+  let otherDeviceId: string;
+  let key: string;
+
+  const send = (request: RenderedRequest) =>
+    app.inject({ method: request.method, url: request.url, headers: request.headers, payload: request.body });
+
+  /** What EMQX's authenticator sends for a CONNECT with these fields (§A). */
+  const authnRequest = (values: Values) => renderAuthRequest(hoconObject(config, 'authentication.0'), values, AUTHN_PLACEHOLDERS);
+
+  /** What EMQX's HTTP authorization source sends for one check (§B: qos and retain as strings). */
+  const authzRequest = (action: 'publish' | 'subscribe', topic: string) =>
+    renderAuthRequest(
+      hoconObject(config, 'authorization.sources.0'),
+      { clientid: deviceId, username: deviceId, peerhost: PEER, topic, action, qos: '1', retain: 'false' },
+      AUTHZ_PLACEHOLDERS,
+    );
+
+  /** The request the rule that selects this event sends through its HTTP action. */
+  const eventRequest = (event: Values) => {
+    const matching = Object.entries(hoconObject(config, 'rule_engine.rules')).filter(([id]) => {
+      try {
+        selectOutput(parseRuleSql(hoconString(config, `rule_engine.rules.${id}.sql`)), event);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    assert.equal(matching.length, 1, `exactly one rule selects ${String(event.event)}`);
+    const [id] = matching[0] as [string, unknown];
+    const output = selectOutput(parseRuleSql(hoconString(config, `rule_engine.rules.${id}.sql`)), event);
+    const [action] = hoconArray(config, `rule_engine.rules.${id}.actions`);
+    assert.equal(typeof action, 'string');
+    return renderHttpAction(config, action as string, output);
+  };
+
+  /** A message.publish event with the columns EMQX 5.8 gives it (emqx_rule_events). */
+  const publishEvent = (payload: Buffer, receivedAt: number) => ({
+    event: 'message.publish',
+    id: randomBytes(16).toString('hex').toUpperCase(),
+    clientid: deviceId,
+    username: deviceId,
+    payload,
+    peerhost: PEER,
+    peername: `${PEER}:51234`,
+    topic: `devices/${deviceId}/telemetry`,
+    qos: 1,
+    flags: { dup: false, retain: false },
+    pub_props: {},
+    publish_received_at: receivedAt,
+    client_attrs: { tenant_id: tenantId, device_id: deviceId },
+    timestamp: receivedAt + 1,
+    node: 'emqx@emqx',
+  });
+
+  const connectedAt = Date.now() - 1000;
+  const connectionEvent = (event: 'client.connected' | 'client.disconnected') => ({
+    event,
+    clientid: deviceId,
+    username: deviceId,
+    mountpoint: undefined,
+    peername: `${PEER}:51234`,
+    sockname: '172.18.0.5:8883',
+    proto_name: 'MQTT',
+    proto_ver: 5,
+    keepalive: 60,
+    clean_start: true,
+    receive_maximum: 32,
+    expiry_interval: 0,
+    is_bridge: false,
+    conn_props: {},
+    connected_at: connectedAt,
+    client_attrs: { tenant_id: tenantId, device_id: deviceId },
+    ...(event === 'client.disconnected' ? { reason: 'normal', disconnected_at: connectedAt + 500, disconn_props: {} } : {}),
+    timestamp: Date.now(),
+    node: 'emqx@emqx',
+  });
+
+  before(async () => {
+    ctx = await createTestContext();
+    app = await ctx.app();
+    // The EMQX container's start-up, with this test app's hook token.
+    ({ config } = await renderEmqxConfig({
+      DEVICE_LINK_HOOK_TOKEN: TEST_HOOK_TOKEN,
+      DEVICE_LINK_API_KEY: ctx.config.emqx.apiKey,
+      DEVICE_LINK_API_SECRET: ctx.config.emqx.apiSecret,
+    }));
+    const admin = adminClient(app);
+    tenantId = `wire-${ctx.tag}`;
+    const tenant = await admin.post('/v1/tenants', { id: tenantId, name: 'EMQX wiring' });
+    assert.equal(tenant.statusCode, 201, tenant.body);
+    const device = await admin.post(`/v1/tenants/${tenantId}/devices`, { name: 'boiler-1' });
+    assert.equal(device.statusCode, 201, device.body);
+    deviceId = device.json<{ id: string }>().id;
+    const other = await admin.post(`/v1/tenants/${tenantId}/devices`, { name: 'boiler-2' });
+    otherDeviceId = other.json<{ id: string }>().id;
+    const issued = await admin.post(`/v1/devices/${deviceId}/keys`, { label: 'wiring' });
+    assert.equal(issued.statusCode, 201, issued.body);
+    key = issued.json<{ key: string }>().key;
+  });
+
+  after(async () => {
+    await ctx.close();
+  });
+
+  it('authenticator: allows the device with its key and carries the ACL and client_attrs', async () => {
+    const response = await send(authnRequest({ clientid: deviceId, username: deviceId, password: key, peerhost: PEER }));
+    assert.equal(response.statusCode, 200);
+    assert.match(String(response.headers['content-type']), /^application\/json/);
+    assert.deepEqual(response.json(), {
+      result: 'allow',
+      is_superuser: false,
+      client_attrs: { tenant_id: tenantId, device_id: deviceId },
+      acl: [
+        { permission: 'allow', action: 'publish', topic: `devices/${deviceId}/telemetry` },
+        { permission: 'allow', action: 'subscribe', topic: `devices/${deviceId}/commands` },
+        { permission: 'deny', action: 'all', topic: '#' },
+      ],
+    });
+  });
+
+  it('authenticator: denies a wrong key, another device and a CONNECT without credentials', async () => {
+    const refusals: Values[] = [
+      { clientid: deviceId, username: deviceId, password: `${key}x`, peerhost: PEER },
+      { clientid: otherDeviceId, username: otherDeviceId, password: key, peerhost: PEER },
+      // EMQX renders an absent username and password as "".
+      { clientid: deviceId, peerhost: PEER },
+    ];
+    for (const values of refusals) {
+      const response = await send(authnRequest(values));
+      assert.equal(response.statusCode, 200);
+      assert.equal(response.json<{ result: string }>().result, 'deny', JSON.stringify({ ...values, password: '…' }));
+    }
+  });
+
+  it('without the rendered hook token the service answers 401, which EMQX treats as ignore (refused)', async () => {
+    const request = authnRequest({ clientid: deviceId, username: deviceId, password: key, peerhost: PEER });
+    const response = await send({ ...request, headers: { ...request.headers, authorization: 'Bearer @DEVICE_LINK_HOOK_TOKEN@' } });
+    assert.equal(response.statusCode, 401);
+  });
+
+  it('authorization source: allows the device its own topics and denies everything else', async () => {
+    const cases: Array<['publish' | 'subscribe', string, 'allow' | 'deny']> = [
+      ['publish', `devices/${deviceId}/telemetry`, 'allow'],
+      ['subscribe', `devices/${deviceId}/commands`, 'allow'],
+      ['publish', `devices/${otherDeviceId}/telemetry`, 'deny'],
+      ['subscribe', `devices/${otherDeviceId}/commands`, 'deny'],
+      ['subscribe', 'devices/+/commands', 'deny'],
+      ['subscribe', '#', 'deny'],
+      ['publish', `devices/${deviceId}/commands`, 'deny'],
+      ['subscribe', `devices/${deviceId}/telemetry`, 'deny'],
+      ['subscribe', '$SYS/brokers', 'deny'],
+    ];
+    for (const [action, topic, expected] of cases) {
+      const response = await send(authzRequest(action, topic));
+      assert.equal(response.statusCode, 200);
+      assert.equal(response.json<{ result: string }>().result, expected, `${action} ${topic}`);
+    }
+  });
+
+  it('telemetry rule: the product page example arrives in telemetry.raw as a TelemetryPoint', async () => {
+    const receivedAt = Date.now();
+    const event = publishEvent(Buffer.from('{"temperature":22.5,"humidity":65,"state":"running"}'), receivedAt);
+    const request = eventRequest(event);
+    assert.equal(request.url, '/emqx/events');
+    const response = await send(request);
+    assert.ok(response.statusCode >= 200 && response.statusCode < 300, `${response.statusCode} ${response.body}`);
+
+    const topic = createTopicNames(ctx.config.kafka.topicPrefix).telemetryRaw(tenantId);
+    const [record] = await consumeRecords([topic], 1);
+    assert.ok(record, `a record on ${topic}`);
+    assert.equal(record.key, deviceId);
+    const point = JSON.parse(record.value ?? 'null') as Record<string, unknown>;
+    assert.deepEqual(
+      {
+        schema: point.schema,
+        tenant_id: point.tenant_id,
+        device_id: point.device_id,
+        protocol: point.protocol,
+        message_id: point.message_id,
+        received_at: point.received_at,
+        numeric_values: point.numeric_values,
+        string_values: point.string_values,
+        boolean_values: point.boolean_values,
+        ignored_fields: point.ignored_fields,
+      },
+      {
+        schema: 'telemetry_point/v1',
+        tenant_id: tenantId,
+        device_id: deviceId,
+        protocol: 'mqtt',
+        message_id: event.id,
+        received_at: new Date(receivedAt).toISOString(),
+        numeric_values: { temperature: 22.5, humidity: 65 },
+        string_values: { state: 'running' },
+        boolean_values: {},
+        ignored_fields: [],
+      },
+    );
+  });
+
+  it('telemetry rule: a binary payload reaches the dead-letter topic byte for byte', async () => {
+    // Not UTF-8: without base64_encode in the rule EMQX would have replaced these bytes.
+    const payload = Buffer.from([0x7b, 0xff, 0xfe, 0x00, 0x80, 0x7d]);
+    const event = publishEvent(payload, Date.now());
+    const response = await send(eventRequest(event));
+    assert.ok(response.statusCode >= 200 && response.statusCode < 300, `${response.statusCode} ${response.body}`);
+    const topic = createTopicNames(ctx.config.kafka.topicPrefix).telemetryDlq(tenantId);
+    const records = await consumeRecords([topic], 1);
+    const letter = records.map((record) => JSON.parse(record.value ?? 'null') as Record<string, unknown>).find((value) => value.message_id === event.id);
+    assert.ok(letter, `a dead letter for ${event.id} on ${topic}`);
+    assert.equal(letter.device_id, deviceId);
+    assert.equal(letter.payload_base64, payload.toString('base64'));
+  });
+
+  it('connect and disconnect rules: session state, device events and liveness follow the events', async () => {
+    const connected = await send(eventRequest(connectionEvent('client.connected')));
+    assert.ok(connected.statusCode >= 200 && connected.statusCode < 300, `${connected.statusCode} ${connected.body}`);
+    // With the device's session recorded as live, a second CONNECT needs EMQX to
+    // confirm it; this test has no EMQX to ask, so the answer is not "allow".
+    const second = await send(authnRequest({ clientid: deviceId, username: deviceId, password: key, peerhost: PEER }));
+    assert.notEqual(second.json<{ result: string }>().result, 'allow');
+
+    const disconnected = await send(eventRequest(connectionEvent('client.disconnected')));
+    assert.ok(disconnected.statusCode >= 200 && disconnected.statusCode < 300, `${disconnected.statusCode} ${disconnected.body}`);
+    const again = await send(authnRequest({ clientid: deviceId, username: deviceId, password: key, peerhost: PEER }));
+    assert.equal(again.json<{ result: string }>().result, 'allow');
+
+    // Liveness: online from the telemetry above, connected and disconnected from these events.
+    const topic = createTopicNames(ctx.config.kafka.topicPrefix).deviceEvents(tenantId);
+    const records = await consumeRecords([topic], 3);
+    const types = records
+      .map((record) => JSON.parse(record.value ?? 'null') as { type?: string; device_id?: string })
+      .filter((value) => value.device_id === deviceId)
+      .map((value) => value.type);
+    assert.deepEqual(new Set(types), new Set(['online', 'connected', 'disconnected']), `device events on ${topic}`);
+    const status = await adminClient(app).get(`/v1/devices/${deviceId}/status`);
+    assert.equal(status.json<{ online: boolean }>().online, true);
+  });
+});

@@ -9,7 +9,7 @@ import { consumeRecords } from '../test/helpers/kafka.js';
 import { TEST_HOOK_TOKEN } from '../test/helpers/env.js';
 import type { LoadResult, LoadSpec } from './support.js';
 
-const TENANT = 'bench';
+const TENANT = 'bench-ingest';
 const DEVICES = 100;
 const ID_AT = '{"event":"message.publish","id":"'.length;
 const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };

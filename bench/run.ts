@@ -17,7 +17,7 @@ import {
 } from './auth-bench.js';
 import { createIngestScenario } from './ingest.js';
 import { benchLiveness } from './liveness.js';
-import { measure, printRow, startServer, type LoadResult, type LoadSpec, type Server } from './support.js';
+import { measurePaired, printRow, startServer, type LoadResult, type LoadSpec, type Server } from './support.js';
 
 export interface Scenario {
   name: string;
@@ -28,6 +28,8 @@ export interface Scenario {
   verify?: (result: LoadResult) => Promise<string>;
 }
 
+/** Rounds of (bare, service) measured back to back per scenario; the median ratio is reported. */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const STORM_DEVICES = Number(process.env.BENCH_STORM_DEVICES ?? 10_000);
 const hook = { authorization: `Bearer ${TEST_HOOK_TOKEN}` };
 
@@ -67,23 +69,23 @@ const bare = await startServer('bench/bare-server.ts');
 const app = await startServer('bench/app-server.ts', env);
 
 try {
-  console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${Number(process.env.BENCH_DURATION_S ?? 8)} s per run\n`);
+  console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 8)} s per scenario and side\n`);
   printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'non-2xx', 'RSS MB']);
   for (const scenario of scenarios) {
     const spec = await scenario.spec(app);
-    const ceiling = await measure(bare.port, spec);
-    const result = await measure(app.port, spec);
+    const { ceilingRps, result, ratio, ratios } = await measurePaired(bare.port, app.port, spec, ROUNDS);
     printRow([
       scenario.name,
-      ceiling.rps,
+      ceilingRps,
       result.rps,
-      `${Math.round((result.rps / ceiling.rps) * 100)} %`,
+      `${Math.round(ratio * 100)} %`,
       scenario.target ? `≥ ${Math.round(scenario.target * 100)} %` : '-',
       result.p50,
       result.p99,
       result.non2xx + result.errors,
       app.rssMb(),
     ]);
+    console.log(`  per-round ratios: ${ratios.map((r) => `${Math.round(r * 100)} %`).join(', ')}`);
     if (scenario.verify) console.log(`  ${await scenario.verify(result)}`);
   }
   await app.stop();

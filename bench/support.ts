@@ -64,7 +64,7 @@ export interface LoadResult {
   non2xx: number;
   errors: number;
   total: number;
-  /** 2xx responses, the warm-up run's included (measure() only). */
+  /** 2xx responses; in measurePaired's result, those of every run of the service, warm-up included. */
   okIncludingWarmup: number;
 }
 
@@ -110,10 +110,50 @@ export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
 }
 
 /** Runs a short warm-up, then the measured load. */
-export async function measure(port: number, spec: LoadSpec): Promise<LoadResult> {
-  const warmup = await load(port, { ...spec, durationS: 2 });
-  const result = await load(port, spec);
-  return { ...result, okIncludingWarmup: warmup.okIncludingWarmup + result.okIncludingWarmup };
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+}
+
+export interface PairedResult {
+  /** Median req/s of the bare handler over the rounds. */
+  ceilingRps: number;
+  /** The service's rounds folded together: median rps, p50 and p99; summed counts. */
+  result: LoadResult;
+  /** Median of the per-round ratios (each round measures both back to back). */
+  ratio: number;
+  ratios: number[];
+}
+
+/**
+ * On a shared machine the ceiling itself swings between runs, so the bare
+ * handler and the service are measured back to back in several rounds and the
+ * median of the per-round ratios is reported.
+ */
+export async function measurePaired(barePort: number, appPort: number, spec: LoadSpec, rounds: number): Promise<PairedResult> {
+  await load(barePort, { ...spec, durationS: 2 });
+  const appWarm = await load(appPort, { ...spec, durationS: 2 });
+  const ceilings: LoadResult[] = [];
+  const results: LoadResult[] = [];
+  for (let round = 0; round < rounds; round++) {
+    ceilings.push(await load(barePort, spec));
+    results.push(await load(appPort, spec));
+  }
+  const ratios = results.map((result, index) => result.rps / (ceilings[index]?.rps || 1));
+  return {
+    ceilingRps: median(ceilings.map((c) => c.rps)),
+    ratio: median(ratios),
+    ratios,
+    result: {
+      rps: median(results.map((r) => r.rps)),
+      p50: median(results.map((r) => r.p50)),
+      p99: median(results.map((r) => r.p99)),
+      non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
+      errors: results.reduce((sum, r) => sum + r.errors, 0),
+      total: results.reduce((sum, r) => sum + r.total, 0),
+      okIncludingWarmup: results.reduce((sum, r) => sum + r.okIncludingWarmup, appWarm.okIncludingWarmup),
+    },
+  };
 }
 
 export function printRow(cells: (string | number)[]) {

@@ -30,6 +30,9 @@ export interface Scenario {
 
 /** Rounds of (bare, service) measured back to back per scenario; the median ratio is reported. */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** `npm run bench -- authz storm` runs only the parts whose name contains one of the words. */
+const only = process.argv.slice(2).map((word) => word.toLowerCase());
+const wanted = (name: string) => only.length === 0 || only.some((word) => name.toLowerCase().includes(word));
 const STORM_DEVICES = Number(process.env.BENCH_STORM_DEVICES ?? 10_000);
 const hook = { authorization: `Bearer ${TEST_HOOK_TOKEN}` };
 
@@ -71,7 +74,7 @@ const app = await startServer('bench/app-server.ts', env);
 try {
   console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 8)} s per scenario and side\n`);
   printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'non-2xx', 'RSS MB']);
-  for (const scenario of scenarios) {
+  for (const scenario of scenarios.filter((candidate) => wanted(candidate.name))) {
     const spec = await scenario.spec(app);
     const { ceilingRps, result, ratio, ratios } = await measurePaired(bare.port, app.port, spec, ROUNDS);
     printRow([
@@ -90,9 +93,11 @@ try {
   }
   await app.stop();
   await bare.stop();
-  await runStorms();
-  console.log('');
-  for (const line of await benchLiveness(env.REDIS_URL, `${env.REDIS_KEY_PREFIX}liveness-bench:`)) console.log(line);
+  if (wanted('reconnect storm')) await runStorms();
+  if (wanted('liveness')) {
+    console.log('');
+    for (const line of await benchLiveness(env.REDIS_URL, `${env.REDIS_KEY_PREFIX}liveness-bench:`)) console.log(line);
+  }
 } finally {
   await Promise.all([bare.stop(), app.stop()]);
   await deleteKeys(TEST_REDIS_URL, [`${env.REDIS_KEY_PREFIX}*`, `${stormEnv.REDIS_KEY_PREFIX}*`]);

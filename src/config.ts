@@ -62,6 +62,7 @@ const envSchema = z.object({
     .default(''),
   KAFKA_TOPIC_PARTITIONS: int(1, 1024).default(6),
   KAFKA_TOPIC_REPLICATION_FACTOR: int(1, 16).default(1),
+  KAFKA_PRODUCERS: int(1, 16).default(4),
 
   ADMIN_TOKEN: token,
 
@@ -112,6 +113,7 @@ export interface Config {
     readonly topicPrefix: string;
     readonly topicPartitions: number;
     readonly topicReplicationFactor: number;
+    readonly producerPoolSize: number;
   };
   readonly admin: { readonly rootToken: string };
   readonly emqx: {
@@ -230,6 +232,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       topicPrefix: e.KAFKA_TOPIC_PREFIX,
       topicPartitions: e.KAFKA_TOPIC_PARTITIONS,
       topicReplicationFactor: e.KAFKA_TOPIC_REPLICATION_FACTOR,
+      producerPoolSize: e.KAFKA_PRODUCERS,
     },
     admin: { rootToken: e.ADMIN_TOKEN },
     emqx: {

@@ -34,6 +34,8 @@ export interface KafkaClient {
 export interface KafkaOptions {
   brokers: readonly string[];
   clientId: string;
+  /** Idempotent producers sending side by side (default 4). */
+  producerPoolSize?: number;
 }
 
 /** Memoized connect that is retried after a failure or a disconnect. */
@@ -68,20 +70,27 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
     logCreator: () => (entry: LogEntry) =>
       logger.debug({ kafkajs: entry.namespace, ...entry.log }, entry.log.message ?? 'kafkajs'),
   });
-  const producer: Producer = kafka.producer({
-    allowAutoTopicCreation: false,
-    // A send that is retried after a slow acknowledgement would otherwise write
-    // its records twice; the broker drops the repeat by producer id + sequence.
-    // kafkajs supports idempotence with one request in flight per broker;
-    // callers batch records to keep throughput.
-    idempotent: true,
-    maxInFlightRequests: 1,
-    createPartitioner: Partitioners.DefaultPartitioner,
+  // Idempotent producers: a send retried after a slow acknowledgement would
+  // otherwise write its records twice; the broker drops the repeat by producer
+  // id and sequence. kafkajs keeps one request in flight per idempotent
+  // producer, so a small pool of them carries concurrent batches side by side.
+  const producers = Array.from({ length: options.producerPoolSize ?? 4 }, () => {
+    const producer: Producer = kafka.producer({
+      allowAutoTopicCreation: false,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      // Bounded: the callers' deadlines answer first, and a send must not keep
+      // retrying in the background forever while the broker is down.
+      retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 5 },
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    const connection = createConnector(() => producer.connect());
+    producer.on(producer.events.DISCONNECT, () => connection.reset());
+    return { producer, connection, inFlight: 0 };
   });
+  const leastBusy = () => producers.reduce((best, candidate) => (candidate.inFlight < best.inFlight ? candidate : best));
   const admin: Admin = kafka.admin();
-  const producerConnection = createConnector(() => producer.connect());
   const adminConnection = createConnector(() => admin.connect());
-  producer.on(producer.events.DISCONNECT, () => producerConnection.reset());
   admin.on(admin.events.DISCONNECT, () => adminConnection.reset());
   let closing = false;
 
@@ -101,17 +110,13 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
     state,
     produce(topicMessages, timeoutMs) {
       if (closing) return Promise.reject(new Error('kafka producer is closing'));
-      return tracked(
-        () =>
-          withTimeout(
-            producerConnection
-              .ensure()
-              .then(() => producer.sendBatch({ topicMessages, acks: -1, timeout: timeoutMs })),
-            timeoutMs,
-            'kafka produce',
-          ),
-        { operation: 'produce' },
-      );
+      const slot = leastBusy();
+      slot.inFlight++;
+      const send = slot.connection
+        .ensure()
+        .then(() => slot.producer.sendBatch({ topicMessages, acks: -1, timeout: timeoutMs }))
+        .finally(() => slot.inFlight--);
+      return tracked(() => withTimeout(send, timeoutMs, 'kafka produce'), { operation: 'produce' });
     },
     async ensureTopics(topics, { partitions, replicationFactor }) {
       if (topics.length === 0) return;
@@ -143,7 +148,11 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
       // Sends awaited by callers have settled before this runs; what is left is
       // at most a request to an unresponsive broker, not worth the whole
       // shutdown deadline.
-      await withTimeout(Promise.allSettled([producer.disconnect(), admin.disconnect()]), 5000, 'kafka disconnect').catch(
+      await withTimeout(
+        Promise.allSettled([...producers.map((slot) => slot.producer.disconnect()), admin.disconnect()]),
+        5000,
+        'kafka disconnect',
+      ).catch(
         () => undefined,
       );
     },

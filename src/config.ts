@@ -78,7 +78,7 @@ const envSchema = z.object({
   CREDENTIAL_CACHE_SECRET: token,
   CREDENTIAL_CACHE_TTL_S: int(5, 86_400).default(300),
   ARGON2_CONCURRENCY: int(0, 64).default(0),
-  ARGON2_MAX_WAIT_MS: int(50, 4000).default(1000),
+  ARGON2_MAX_WAIT_MS: int(50, 4000).default(800),
   DUPLICATE_CLIENT_POLICY: z.enum(['reject', 'takeover']).default('reject'),
 
   // At most 4 s: with the deadline's write slack (≤ 1 s) offline stays within 5 s.

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { defineRedisScript } from '../../infra/redis-script.js';
 
 /**
  * Liveness state in Redis. Every key shares the `{liveness}` hash tag, so the
@@ -156,30 +156,6 @@ end
 return out
 `;
 
-interface Script {
-  run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
-}
-
-/** EVALSHA, falling back to EVAL once when the server does not know the script (restart, failover). */
-function script(lua: string): Script {
-  const sha = createHash('sha1').update(lua).digest('hex');
-  return {
-    async run(redis, keys, args) {
-      try {
-        return await redis.evalsha(sha, keys.length, ...keys, ...args);
-      } catch (error) {
-        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-        return redis.eval(lua, keys.length, ...keys, ...args);
-      }
-    },
-  };
-}
-
-const touchScript = script(TOUCH);
-const claimScript = script(CLAIM);
-const retimeScript = script(RETIME);
-const takeUnsavedScript = script(TAKE_UNSAVED);
-
 export function parseTransition(member: string): Transition | null {
   const [type, deviceId, tenantId, at, seen] = member.split('|');
   if ((type !== 'online' && type !== 'offline') || !deviceId || !tenantId || !at || !seen) return null;
@@ -216,10 +192,14 @@ export function createLivenessStore(redis: Redis, keyPrefix: string): LivenessSt
     unsaved: `${keyPrefix}{liveness}:unsaved`,
   };
   const all = [keys.state, keys.deadlines, keys.outbox, keys.unsaved];
+  const touchScript = defineRedisScript(redis, 'dlmLivenessTouch', TOUCH, all.length);
+  const claimScript = defineRedisScript(redis, 'dlmLivenessClaim', CLAIM, all.length);
+  const retimeScript = defineRedisScript(redis, 'dlmLivenessRetime', RETIME, 2);
+  const takeUnsavedScript = defineRedisScript(redis, 'dlmLivenessTakeUnsaved', TAKE_UNSAVED, 2);
 
   return {
     async touch(input) {
-      const result = await touchScript.run(redis, all, [
+      const result = await touchScript(all, [
         input.deviceId,
         input.tenantId,
         Math.floor(input.atMs),
@@ -236,7 +216,7 @@ export function createLivenessStore(redis: Redis, keyPrefix: string): LivenessSt
     },
 
     async claim({ nowMs, limit, leaseMs }) {
-      const result = await claimScript.run(redis, all, [Math.floor(nowMs), limit, Math.floor(leaseMs)]);
+      const result = await claimScript(all, [Math.floor(nowMs), limit, Math.floor(leaseMs)]);
       const [retried, expired] = Array.isArray(result) ? result : [];
       return { expired: transitionsOf(expired), retried: transitionsOf(retried) };
     },
@@ -252,7 +232,7 @@ export function createLivenessStore(redis: Redis, keyPrefix: string): LivenessSt
     },
 
     async retime(deviceId, thresholdMs, slackMs) {
-      await retimeScript.run(redis, [keys.state, keys.deadlines], [deviceId, Math.floor(thresholdMs), Math.floor(slackMs)]);
+      await retimeScript([keys.state, keys.deadlines], [deviceId, Math.floor(thresholdMs), Math.floor(slackMs)]);
     },
 
     async forget(deviceId) {
@@ -265,7 +245,7 @@ export function createLivenessStore(redis: Redis, keyPrefix: string): LivenessSt
     },
 
     async takeUnsaved(limit) {
-      const result = await takeUnsavedScript.run(redis, [keys.state, keys.unsaved], [limit]);
+      const result = await takeUnsavedScript([keys.state, keys.unsaved], [limit]);
       if (!Array.isArray(result)) return [];
       const states: LivenessState[] = [];
       for (let i = 0; i + 1 < result.length; i += 2) {

@@ -2,7 +2,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
 import { authnBodySchema, authnResponseSchema, authzBodySchema, authzResponseSchema, type AclRule, type AuthnResponse } from './auth-schemas.js';
 import type { AuthnDecision, AuthnService } from './authn-service.js';
-import { commandsTopic, telemetryTopic, type AuthzService } from './authz-service.js';
+import { commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
+import type { AuthzService } from './authz-service.js';
 
 export interface AuthRoutesOptions {
   authn: Pick<AuthnService, 'authenticate'>;

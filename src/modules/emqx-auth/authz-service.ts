@@ -1,4 +1,5 @@
 import { isDeviceId } from '../../lib/identifiers.js';
+import { commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
 import type { AuthMetrics } from './auth-metrics.js';
 
@@ -13,14 +14,6 @@ export type AuthzResult = 'allow' | 'deny' | 'ignore';
 
 export interface AuthzService {
   authorize(request: AuthzRequest): Promise<AuthzResult>;
-}
-
-export function telemetryTopic(deviceId: string): string {
-  return `devices/${deviceId}/telemetry`;
-}
-
-export function commandsTopic(deviceId: string): string {
-  return `devices/${deviceId}/commands`;
 }
 
 /**

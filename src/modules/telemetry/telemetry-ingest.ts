@@ -1,6 +1,7 @@
 import type { IHeaders } from 'kafkajs';
 import type { Clock } from '../../lib/clock.js';
 import { isDeviceId } from '../../lib/identifiers.js';
+import { telemetryTopic } from '../../lib/mqtt-topics.js';
 import { normalizeTelemetry, TELEMETRY_POINT_SCHEMA, type TelemetryLimits } from '../../lib/telemetry-normalizer.js';
 import type { TopicNames } from '../../lib/topics.js';
 import type { DeviceDirectory, DeviceRecord } from '../devices/device-directory.js';
@@ -50,7 +51,6 @@ export const DEAD_LETTER_PAYLOAD_KEEP_BYTES = 256 * 1024;
 /** Largest TelemetryPoint produced; a larger one could only be refused by the broker. */
 export const MAX_TELEMETRY_RECORD_BYTES = 900 * 1024;
 
-const TELEMETRY_TOPIC = /^devices\/([^/]+)\/telemetry$/;
 const MAX_IDENTIFIER_LENGTH = 256;
 
 export interface TelemetryIngestOptions {
@@ -222,8 +222,7 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     if (incoming.username !== clientid) {
       return deadLetter(incoming, device, 'username_mismatch', 'the username differs from the client id', payloadOf());
     }
-    const topicDevice = incoming.topic === null ? undefined : TELEMETRY_TOPIC.exec(incoming.topic)?.[1];
-    if (topicDevice !== clientid) {
+    if (incoming.topic !== telemetryTopic(clientid)) {
       return deadLetter(incoming, device, 'topic_mismatch', 'the topic is not devices/{client id}/telemetry', payloadOf());
     }
     if (incoming.claimedTenant !== null && incoming.claimedTenant !== device.tenantId) {

@@ -1,6 +1,6 @@
 import { isDeviceId } from '../../lib/identifiers.js';
 import { commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
-import type { DeviceDirectory } from '../devices/device-directory.js';
+import type { DeviceDirectory, DeviceRecord } from '../devices/device-directory.js';
 import type { AuthMetrics } from './auth-metrics.js';
 
 export interface AuthzRequest {
@@ -13,7 +13,8 @@ export interface AuthzRequest {
 export type AuthzResult = 'allow' | 'deny' | 'ignore';
 
 export interface AuthzService {
-  authorize(request: AuthzRequest): Promise<AuthzResult>;
+  /** Synchronous when the answer needs no lookup (the device is in memory, or the request is malformed). */
+  authorize(request: AuthzRequest): AuthzResult | Promise<AuthzResult>;
 }
 
 /**
@@ -29,27 +30,43 @@ export function createAuthzService(deps: {
 }): AuthzService {
   const { devices, metrics } = deps;
 
-  async function decide({ clientid, username, topic, action }: AuthzRequest): Promise<AuthzResult> {
+  const counted = {
+    publish: countersFor('publish'),
+    subscribe: countersFor('subscribe'),
+    other: countersFor('other'),
+  };
+  function countersFor(action: string): Record<AuthzResult, { inc(): void }> {
+    return {
+      allow: metrics.authz.labels({ action, result: 'allow' }),
+      deny: metrics.authz.labels({ action, result: 'deny' }),
+      ignore: metrics.authz.labels({ action, result: 'ignore' }),
+    };
+  }
+
+  const usable = (device: DeviceRecord | null): AuthzResult => (device && !device.disabled ? 'allow' : 'deny');
+
+  function decide({ clientid, username, topic, action }: AuthzRequest): AuthzResult | Promise<AuthzResult> {
     if (clientid !== username || !isDeviceId(clientid)) return 'deny';
     const ownTopic =
       action === 'publish' ? telemetryTopic(clientid) : action === 'subscribe' ? commandsTopic(clientid) : null;
     if (topic !== ownTopic) return 'deny';
-    let device = devices.peek(clientid);
-    if (device === undefined) {
-      try {
-        device = await devices.get(clientid);
-      } catch {
-        return 'ignore';
-      }
-    }
-    return device && !device.disabled ? 'allow' : 'deny';
+    const device = devices.peek(clientid);
+    if (device !== undefined) return usable(device);
+    return devices.get(clientid).then(usable, () => 'ignore' as const);
   }
 
   return {
-    async authorize(request) {
-      const result = await decide(request);
-      metrics.authz.inc({ action: request.action === 'publish' || request.action === 'subscribe' ? request.action : 'other', result });
-      return result;
+    authorize(request) {
+      const counters = request.action === 'publish' || request.action === 'subscribe' ? counted[request.action] : counted.other;
+      const result = decide(request);
+      if (typeof result === 'string') {
+        counters[result].inc();
+        return result;
+      }
+      return result.then((answer) => {
+        counters[answer].inc();
+        return answer;
+      });
     },
   };
 }

@@ -406,6 +406,16 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       }
       const ghost = randomUUID();
       assert.deepEqual((await ask(`devices/${ghost}/telemetry`, 'publish', ghost)).json(), { result: 'deny' });
+
+      // Every answer is counted, whether it came from memory or after a lookup.
+      const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+      const count = (action: string, result: string) =>
+        Number(new RegExp(`emqx_authz_total\\{action="${action}",result="${result}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+      assert.ok(count('publish', 'allow') >= 1);
+      assert.ok(count('subscribe', 'allow') >= 1);
+      assert.ok(count('publish', 'deny') >= 6);
+      assert.ok(count('other', 'deny') >= 1);
+      assert.match(metrics, /http_requests_total\{route="\/emqx\/authz",method="POST",status="200"\} \d+/);
     });
 
     it('denies a device once it is disabled', async () => {

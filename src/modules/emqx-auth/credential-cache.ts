@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../lib/clock.js';
 
@@ -71,6 +71,8 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   const memoryTtlMs = Math.min(options.memoryTtlMs ?? 60_000, ttlMs);
   const maxEntries = options.maxEntries ?? 100_000;
   const random = options.random ?? Math.random;
+  // Imported once: createHmac with a string secret re-encodes it on every call.
+  const hmacKey = createSecretKey(Buffer.from(options.secret, 'utf8'));
   const memory = new Map<string, MemoryEntry>();
   const byDevice = new Map<string, Set<string>>();
   // Generations are values of one ever-increasing counter; after the map is
@@ -119,7 +121,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   return {
     keyFor(deviceId, presented) {
       // The NUL separator keeps (id, secret) pairs from colliding by concatenation.
-      return createHmac('sha256', options.secret).update(deviceId).update('\0').update(presented).digest('base64url');
+      return createHmac('sha256', hmacKey).update(`${deviceId}\0${presented}`).digest('base64url');
     },
     peek(cacheKey) {
       const entry = memory.get(cacheKey);

@@ -4,14 +4,16 @@ export type RedisScript = (keys: readonly string[], args: readonly (string | num
 
 /**
  * A Lua script run with EVALSHA (ioredis loads it on first use and after a
- * Redis restart). Scripts make read-compare-write sequences atomic across replicas.
+ * Redis restart). Scripts make read-compare-write sequences atomic across
+ * replicas. `keyCount` fixes how many of the keys a call passes; 'any' lets
+ * each call pass as many as it has.
  */
-export function defineRedisScript(redis: Redis, name: string, lua: string, keyCount: number): RedisScript {
-  redis.defineCommand(name, { numberOfKeys: keyCount, lua });
+export function defineRedisScript(redis: Redis, name: string, lua: string, keyCount: number | 'any'): RedisScript {
+  redis.defineCommand(name, keyCount === 'any' ? { lua } : { numberOfKeys: keyCount, lua });
   const commands = redis as unknown as Record<string, ((...args: (string | number)[]) => Promise<unknown>) | undefined>;
   return (keys, args) => {
     const command = commands[name];
     if (!command) return Promise.reject(new Error(`Redis script ${name} is not defined`));
-    return command.call(redis, ...keys, ...args);
+    return keyCount === 'any' ? command.call(redis, keys.length, ...keys, ...args) : command.call(redis, ...keys, ...args);
   };
 }

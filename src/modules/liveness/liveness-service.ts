@@ -2,11 +2,12 @@ import type { CredentialChangeBus } from '../../infra/credential-changes.js';
 import type { Queryable } from '../../infra/transaction.js';
 import type { Clock } from '../../lib/clock.js';
 import type { CredentialChange } from '../../lib/credential-change.js';
+import { createTurnBatcher } from '../../lib/turn-batcher.js';
 import { DeviceEventProduceError, type DeviceEvent, type DeviceEventProducer } from '../device-events/device-event-producer.js';
 import type { DeviceDirectory, DeviceRecord } from '../devices/device-directory.js';
 import type { LivenessMetrics } from './liveness-metrics.js';
 import type { LivenessRepository, StoredStatus } from './liveness-repository.js';
-import type { LivenessState, LivenessStore, Transition } from './liveness-store.js';
+import type { LivenessState, LivenessStore, TouchInput, Transition } from './liveness-store.js';
 
 export interface LivenessLogger {
   warn(object: object, message: string): void;
@@ -176,6 +177,14 @@ export function createLivenessService(deps: LivenessServiceDeps): LivenessServic
     await store.retime(change.device_id, thresholdMs, slackFor(thresholdMs));
   }
 
+  // The messages of one acknowledged Kafka batch update liveness in one script
+  // call; each caller waits until the transitions it caused are produced.
+  const touch = createTurnBatcher(async (inputs: readonly TouchInput[]) => {
+    const results = await store.touchMany(inputs);
+    await emit(results.flatMap((result) => (result.kind === 'online' ? [result.transition] : [])));
+    return results;
+  });
+
   deps.changes.subscribe((change) => {
     applyChange(change).catch((error: unknown) =>
       log.warn({ err: (error as Error).message, device_id: change.device_id }, 'device change not applied to liveness'),
@@ -186,7 +195,7 @@ export function createLivenessService(deps: LivenessServiceDeps): LivenessServic
     async recordTelemetry(device, atMs) {
       const thresholdMs = device.offlineThresholdS * 1000;
       try {
-        const result = await store.touch({
+        await touch({
           deviceId: device.id,
           tenantId: device.tenantId,
           atMs,
@@ -195,7 +204,6 @@ export function createLivenessService(deps: LivenessServiceDeps): LivenessServic
           slackMs: slackFor(thresholdMs),
           leaseMs: options.leaseMs,
         });
-        if (result.kind === 'online') await emit([result.transition]);
       } catch (error) {
         metrics.updateFailed();
         log.debug({ err: (error as Error).message, device_id: device.id }, 'liveness update failed');

@@ -41,6 +41,16 @@ export interface LivenessState {
   readonly tenantId: string;
 }
 
+export interface TouchInput {
+  deviceId: string;
+  tenantId: string;
+  atMs: number;
+  nowMs: number;
+  thresholdMs: number;
+  slackMs: number;
+  leaseMs: number;
+}
+
 export type TouchResult = { kind: 'skipped' } | { kind: 'extended' } | { kind: 'online'; transition: Transition };
 
 export interface LivenessStore {
@@ -51,15 +61,9 @@ export interface LivenessStore {
    * slack`. Skips the write when the stored `seen` is less than `slackMs`
    * older, and ignores a message whose own deadline already passed.
    */
-  touch(input: {
-    deviceId: string;
-    tenantId: string;
-    atMs: number;
-    nowMs: number;
-    thresholdMs: number;
-    slackMs: number;
-    leaseMs: number;
-  }): Promise<TouchResult>;
+  touch(input: TouchInput): Promise<TouchResult>;
+  /** `touch` for many messages in one script call, in order; one result per input. */
+  touchMany(inputs: readonly TouchInput[]): Promise<TouchResult[]>;
   /**
    * Atomically takes up to `limit` devices whose deadline is ≤ `nowMs` offline
    * (their offline transitions enter the outbox leased until `nowMs +
@@ -85,29 +89,38 @@ export interface LivenessStore {
 /** Parses `online|seen|threshold|changed|tenant`. Lua's tostring keeps 14 digits: exact for epoch ms. */
 const STATE_PATTERN = `'^([01])|(%d+)|(%d+)|(%d+)|(.*)$'`;
 
+/** Seven arguments per message (see touchArguments); one result per message: 0 skipped, 1 extended, or the online transition. */
 const TOUCH = `
-local id, tenant = ARGV[1], ARGV[2]
-local now, threshold, slack, lease = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local at = math.min(tonumber(ARGV[3]), now)
-if at + threshold <= now then return 0 end
-local online, seen, changed = '0', 0, 0
-local current = redis.call('HGET', KEYS[1], id)
-if current then
-  local o, s, _, c = string.match(current, ${STATE_PATTERN})
-  if o then online, seen, changed = o, tonumber(s), tonumber(c) end
+local results = {}
+for base = 0, #ARGV - 7, 7 do
+  local id, tenant = ARGV[base + 1], ARGV[base + 2]
+  local now, threshold, slack, lease = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6]), tonumber(ARGV[base + 7])
+  local at = math.min(tonumber(ARGV[base + 3]), now)
+  local result = 0
+  if at + threshold > now then
+    local online, seen, changed = '0', 0, 0
+    local current = redis.call('HGET', KEYS[1], id)
+    if current then
+      local o, s, _, c = string.match(current, ${STATE_PATTERN})
+      if o then online, seen, changed = o, tonumber(s), tonumber(c) end
+    end
+    if online ~= '1' or at >= seen + slack then
+      seen = math.max(seen, at)
+      redis.call('ZADD', KEYS[2], seen + threshold + slack, id)
+      redis.call('ZADD', KEYS[4], seen, id)
+      if online == '1' then
+        redis.call('HSET', KEYS[1], id, '1|' .. seen .. '|' .. threshold .. '|' .. changed .. '|' .. tenant)
+        result = 1
+      else
+        redis.call('HSET', KEYS[1], id, '1|' .. seen .. '|' .. threshold .. '|' .. seen .. '|' .. tenant)
+        result = 'online|' .. id .. '|' .. tenant .. '|' .. seen .. '|' .. seen
+        redis.call('ZADD', KEYS[3], now + lease, result)
+      end
+    end
+  end
+  results[#results + 1] = result
 end
-if online == '1' and at < seen + slack then return 0 end
-seen = math.max(seen, at)
-redis.call('ZADD', KEYS[2], seen + threshold + slack, id)
-redis.call('ZADD', KEYS[4], seen, id)
-if online == '1' then
-  redis.call('HSET', KEYS[1], id, '1|' .. seen .. '|' .. threshold .. '|' .. changed .. '|' .. tenant)
-  return 1
-end
-redis.call('HSET', KEYS[1], id, '1|' .. seen .. '|' .. threshold .. '|' .. seen .. '|' .. tenant)
-local member = 'online|' .. id .. '|' .. tenant .. '|' .. seen .. '|' .. seen
-redis.call('ZADD', KEYS[3], now + lease, member)
-return member
+return results
 `;
 
 const CLAIM = `
@@ -184,6 +197,16 @@ function transitionsOf(value: unknown): Transition[] {
   });
 }
 
+const touchArguments = (input: TouchInput) => [
+  input.deviceId,
+  input.tenantId,
+  Math.floor(input.atMs),
+  Math.floor(input.nowMs),
+  Math.floor(input.thresholdMs),
+  Math.floor(input.slackMs),
+  Math.floor(input.leaseMs),
+];
+
 export function createLivenessStore(redis: Redis, keyPrefix: string): LivenessStore {
   const keys = {
     state: `${keyPrefix}{liveness}:state`,
@@ -197,23 +220,26 @@ export function createLivenessStore(redis: Redis, keyPrefix: string): LivenessSt
   const retimeScript = defineRedisScript(redis, 'dlmLivenessRetime', RETIME, 2);
   const takeUnsavedScript = defineRedisScript(redis, 'dlmLivenessTakeUnsaved', TAKE_UNSAVED, 2);
 
-  return {
-    async touch(input) {
-      const result = await touchScript(all, [
-        input.deviceId,
-        input.tenantId,
-        Math.floor(input.atMs),
-        Math.floor(input.nowMs),
-        Math.floor(input.thresholdMs),
-        Math.floor(input.slackMs),
-        Math.floor(input.leaseMs),
-      ]);
+  async function touchMany(inputs: readonly TouchInput[]): Promise<TouchResult[]> {
+    if (inputs.length === 0) return [];
+    const results = await touchScript(all, inputs.flatMap(touchArguments));
+    if (!Array.isArray(results) || results.length !== inputs.length) throw new Error('liveness touch: unexpected reply');
+    return results.map((result): TouchResult => {
       if (typeof result === 'string') {
         const transition = parseTransition(result);
         if (transition) return { kind: 'online', transition };
       }
       return result === 1 ? { kind: 'extended' } : { kind: 'skipped' };
+    });
+  }
+
+  return {
+    async touch(input) {
+      const [result] = await touchMany([input]);
+      return result ?? { kind: 'skipped' };
     },
+
+    touchMany,
 
     async claim({ nowMs, limit, leaseMs }) {
       const result = await claimScript(all, [Math.floor(nowMs), limit, Math.floor(leaseMs)]);

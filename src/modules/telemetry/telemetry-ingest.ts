@@ -278,9 +278,10 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     }
     metrics.accepted.inc();
     await options.onAccepted?.(device, incoming.receivedAtMs);
-    // Not awaited: EMQX repeats a message only after a failed or lost answer,
-    // and commands on the one Redis connection run in order, so a lookup
-    // issued after this answer already sees the mark.
+    // Not awaited: EMQX repeats a message only after a failed or lost answer.
+    // The mark goes out at the end of this turn of the event loop, and
+    // commands on the one Redis connection run in order, so the lookup of a
+    // repeat (a later request, so a later turn) already sees it.
     void dedup.remember(clientid, messageId);
     return { kind: 'handled' };
   }

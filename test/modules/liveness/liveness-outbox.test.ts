@@ -129,6 +129,35 @@ describe('liveness outbox', () => {
     assert.deepEqual(await liveness.sweep(), { expired: 0, retried: 0 }, 'not retried forever');
   });
 
+  it('touches many messages in one call exactly as one call each would', async () => {
+    const many = createLivenessStore(redis, `${prefix}many:`);
+    const single = createLivenessStore(redis, `${prefix}single:`);
+    const at = (deviceId: string, offsetMs: number) => ({
+      deviceId,
+      tenantId: 'acme',
+      atMs: T0 + offsetMs,
+      nowMs: T0 + 2000,
+      thresholdMs: 10_000,
+      slackMs: 1000,
+      leaseMs: 30_000,
+    });
+    // A device's first message, a repeat within the slack, one past it, another
+    // device, and a message too old to count.
+    const inputs = [at('a', 0), at('a', 500), at('a', 1500), at('b', 100), at('c', -20_000)];
+    const batched = await many.touchMany(inputs);
+    const oneByOne = [];
+    for (const input of inputs) oneByOne.push(await single.touch(input));
+    assert.deepEqual(
+      batched.map((r) => r.kind),
+      ['online', 'skipped', 'extended', 'online', 'skipped'],
+    );
+    assert.deepEqual(batched, oneByOne);
+    assert.deepEqual(await many.read('a'), await single.read('a'));
+    assert.equal((await many.read('a'))?.seenMs, T0 + 1500);
+    assert.equal(await many.read('c'), null);
+    assert.deepEqual(await many.touchMany([]), []);
+  });
+
   it('claims only the devices whose deadline passed', async () => {
     const store = createLivenessStore(redis, `${prefix}cost:`);
     for (let i = 0; i < 50; i++) {

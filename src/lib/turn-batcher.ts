@@ -1,0 +1,47 @@
+/**
+ * Gathers the calls made in one turn of the event loop into a single flush:
+ * the requests that one socket read delivered, or the callers of one Kafka
+ * batch acknowledgement, share one Redis command instead of one each.
+ * Each caller gets its own result (`flush` returns them in input order) or
+ * the flush's error. A turn with more than `maxBatch` calls is split.
+ */
+export function createTurnBatcher<In, Out>(
+  flush: (items: readonly In[]) => Promise<readonly Out[]>,
+  maxBatch = 1000,
+): (item: In) => Promise<Out> {
+  interface Waiting {
+    item: In;
+    resolve(value: Out): void;
+    reject(error: unknown): void;
+  }
+  let pending: Waiting[] = [];
+  let scheduled = false;
+
+  async function run(batch: Waiting[]) {
+    try {
+      const results = await flush(batch.map((waiting) => waiting.item));
+      if (results.length !== batch.length) throw new Error(`batch flush returned ${results.length} results for ${batch.length} items`);
+      batch.forEach((waiting, index) => waiting.resolve(results[index] as Out));
+    } catch (error) {
+      for (const waiting of batch) waiting.reject(error);
+    }
+  }
+
+  function drain() {
+    scheduled = false;
+    const batch = pending;
+    pending = [];
+    if (batch.length > 0) void run(batch);
+  }
+
+  return (item) =>
+    new Promise<Out>((resolve, reject) => {
+      pending.push({ item, resolve, reject });
+      if (pending.length >= maxBatch) {
+        drain();
+      } else if (!scheduled) {
+        scheduled = true;
+        setImmediate(drain);
+      }
+    });
+}

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { createMessageDedup } from '../../../src/modules/telemetry/message-dedup.js';
+import { TEST_REDIS_URL, uniqueTag } from '../../helpers/env.js';
+
+describe('message dedup window', () => {
+  let redis: Redis;
+  const prefix = `t:${uniqueTag()}:`;
+
+  before(() => {
+    redis = new Redis(TEST_REDIS_URL);
+  });
+  after(async () => {
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+  });
+
+  it('answers each of many lookups made together, and remembers each mark with the window as TTL', async () => {
+    const errors: unknown[] = [];
+    const dedup = createMessageDedup({ redis, keyPrefix: prefix, windowS: 900, timeoutMs: 1000, onError: (e) => errors.push(e) });
+    const ids = Array.from({ length: 50 }, (_, i) => `M${i}`);
+    await Promise.all(ids.filter((_, i) => i % 2 === 0).map((id) => dedup.remember('device-a', id)));
+    const answers = await Promise.all(ids.map((id) => dedup.seen('device-a', id)));
+    assert.deepEqual(
+      answers,
+      ids.map((_, i) => i % 2 === 0),
+    );
+    // Scoped to the device: another device's message with the same id is new.
+    assert.equal(await dedup.seen('device-b', 'M0'), false);
+    const ttl = await redis.ttl(`${prefix}ingest:seen:device-a:M0`);
+    assert.ok(ttl > 890 && ttl <= 900, `ttl ${ttl}`);
+    assert.deepEqual(errors, []);
+  });
+
+  it('answers unknown, and reports, when Redis does not answer', async () => {
+    const down = new Redis('redis://127.0.0.1:1', { maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false });
+    down.on('error', () => undefined);
+    const errors: unknown[] = [];
+    const dedup = createMessageDedup({ redis: down, keyPrefix: prefix, windowS: 900, timeoutMs: 200, onError: (e) => errors.push(e) });
+    assert.deepEqual(await Promise.all([dedup.seen('d', '1'), dedup.seen('d', '2')]), ['unknown', 'unknown']);
+    await dedup.remember('d', '1');
+    assert.equal(errors.length, 3);
+    down.disconnect();
+  });
+});

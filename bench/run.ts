@@ -68,8 +68,8 @@ const scenarios: Scenario[] = [
 const env = testEnv(`bench-${tag}`, db.url, { LOG_LEVEL: 'warn', DUPLICATE_CLIENT_POLICY: 'takeover', MALLOC_ARENA_MAX: '2' });
 const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', MALLOC_ARENA_MAX: '2' });
 scenarios.push(createIngestScenario({ databaseUrl: db.url, env }));
-const bare = await startServer('bench/bare-server.ts');
-const app = await startServer('bench/app-server.ts', env);
+const bare = await startServer('bench/bare-server.mjs');
+const app = await startServer('bench/app-server.mjs', env);
 
 try {
   console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 8)} s per scenario and side\n`);
@@ -116,7 +116,7 @@ async function runStorms() {
       `PSK argon2id m=${DEFAULT_ARGON2.memoryKib} KiB t=${DEFAULT_ARGON2.timeCost} p=${DEFAULT_ARGON2.parallelism} (the default)\n`,
   );
   printRow(['storm', 'total ms', 'target', 'p99 ms', 'max ms', 'allow', 'deny', 'ignore', 'wrong allow', 'RSS MB']);
-  let server = await startServer('bench/app-server.ts', stormEnv);
+  let server = await startServer('bench/app-server.mjs', stormEnv);
   try {
     // Warm Redis: authenticate everyone, retrying those answered ignore (queue full).
     let pending = devices.map((device, index) => ({ device, index }));
@@ -129,7 +129,7 @@ async function runStorms() {
     // Restart: memory is empty, Redis holds every verification. Connect claims (2 s) expire first.
     await server.stop();
     await sleep(2500);
-    server = await startServer('bench/app-server.ts', stormEnv);
+    server = await startServer('bench/app-server.mjs', stormEnv);
     const warm = await storm(server.port, devices.map((device, index) => ({ body: authnBody(device, device.key, index), correct: true })));
     printStorm('after restart, Redis warm', warm, '≤ 3000 total', server);
 
@@ -137,7 +137,7 @@ async function runStorms() {
     await server.stop();
     await flushCredentialCache(TEST_REDIS_URL, stormEnv.REDIS_KEY_PREFIX);
     await sleep(2500);
-    server = await startServer('bench/app-server.ts', stormEnv);
+    server = await startServer('bench/app-server.mjs', stormEnv);
     const requests: StormRequest[] = devices.map((device, index) =>
       index % 10 === 9
         ? { body: authnBody(device, `${STORM_PSK}-wrong`, index), correct: false }

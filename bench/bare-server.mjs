@@ -1,5 +1,6 @@
 // The ceiling: a bare Fastify handler answering the same requests with a
-// response of the same shape, and nothing else (no hooks, no validation, no I/O).
+// response of the same shape, and nothing else (no hooks, no validation, no
+// I/O), on plain node like the service.
 import Fastify from 'fastify';
 
 const app = Fastify({ logger: false, bodyLimit: 12 * 1024 * 1024 });

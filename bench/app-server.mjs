@@ -1,7 +1,8 @@
-// The service under test, built exactly as main.ts builds it, on a database,
+// The service under test, built exactly as main.ts builds it, from the
+// compiled output on plain node — what the Dockerfile runs — on a database,
 // Redis prefix and topic prefix of its own (given by the runner).
-import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
+import { buildApp } from '../dist/app.js';
+import { loadConfig } from '../dist/config.js';
 
 const app = await buildApp(loadConfig());
 await app.listen({ host: '127.0.0.1', port: 0 });

@@ -4,6 +4,11 @@
  * batch acknowledgement, share one Redis command instead of one each.
  * Each caller gets its own result (`flush` returns them in input order) or
  * the flush's error. A turn with more than `maxBatch` calls is split.
+ *
+ * Every batcher with work drains in the same callback at the end of the
+ * turn, so the commands they issue leave in one write to Redis (the client
+ * pipelines what is issued together): on loopback, the write and the wake-up
+ * it causes cost more than the commands.
  */
 export function createTurnBatcher<In, Out>(
   flush: (items: readonly In[]) => Promise<readonly Out[]>,
@@ -15,7 +20,6 @@ export function createTurnBatcher<In, Out>(
     reject(error: unknown): void;
   }
   let pending: Waiting[] = [];
-  let scheduled = false;
 
   async function run(batch: Waiting[]) {
     try {
@@ -28,7 +32,6 @@ export function createTurnBatcher<In, Out>(
   }
 
   function drain() {
-    scheduled = false;
     const batch = pending;
     pending = [];
     if (batch.length > 0) void run(batch);
@@ -37,11 +40,20 @@ export function createTurnBatcher<In, Out>(
   return (item) =>
     new Promise<Out>((resolve, reject) => {
       pending.push({ item, resolve, reject });
-      if (pending.length >= maxBatch) {
-        drain();
-      } else if (!scheduled) {
-        scheduled = true;
-        setImmediate(drain);
-      }
+      if (pending.length >= maxBatch) drain();
+      else if (pending.length === 1) atEndOfTurn(drain);
     });
+}
+
+let due: (() => void)[] = [];
+
+function atEndOfTurn(drain: () => void) {
+  if (due.length === 0) setImmediate(drainAll);
+  due.push(drain);
+}
+
+function drainAll() {
+  const drains = due;
+  due = [];
+  for (const drain of drains) drain();
 }

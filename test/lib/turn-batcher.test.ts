@@ -44,6 +44,24 @@ describe('createTurnBatcher', () => {
     assert.equal(await flaky('c'), 'C');
   });
 
+  it('drains every batcher with work before the next tick, so their commands leave together', async () => {
+    const order: string[] = [];
+    let seenByNextTick: string[] = [];
+    const a = createTurnBatcher(async (items: readonly string[]) => {
+      order.push(`a:${items.join('')}`);
+      // The Redis client flushes what was issued on the next tick.
+      process.nextTick(() => (seenByNextTick = [...order]));
+      return items;
+    });
+    const b = createTurnBatcher(async (items: readonly string[]) => {
+      order.push(`b:${items.join('')}`);
+      return items;
+    });
+    await Promise.all([a('1'), b('2'), a('3')]);
+    assert.deepEqual(order, ['a:13', 'b:2']);
+    assert.deepEqual(seenByNextTick, ['a:13', 'b:2']);
+  });
+
   it('rejects when the flush returns the wrong number of results', async () => {
     const broken = createTurnBatcher(async () => [1]);
     await assert.rejects(Promise.all([broken(1), broken(2)]), /2 items/);

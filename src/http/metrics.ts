@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 
 /**
  * A registry per app instance (not prom-client's global one), so that several
@@ -11,46 +11,90 @@ export function createMetricsRegistry(): Registry {
   return registry;
 }
 
-type Recorder = (request: FastifyRequest, reply: FastifyReply) => void;
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+interface Series {
+  readonly labels: Readonly<Record<string, string>>;
+  /** Observations per bucket (not cumulative); the last slot is +Inf. */
+  readonly counts: number[];
+  sum: number;
+  count: number;
+}
+
+type MetricValue = { labels: Record<string, string | number>; value: number; metricName?: string };
+
+/** A metric prom-client's registry can export: what its own metrics give it at scrape time. */
+function exported(name: string, help: string, type: 'counter' | 'histogram', values: () => MetricValue[], reset: () => void) {
+  const snapshot = () => ({ name, help, type, aggregator: 'sum' as const, values: values() });
+  return { name, help, type, aggregator: 'sum', get: async () => snapshot(), reset } as unknown as Metric;
+}
 
 /**
  * Request count and latency by route pattern, method and status. Each route
- * gets its own onResponse hook that knows its pattern and keeps its label
- * children bound, so the per-request work is two lookups, an increment and an
- * observation (request.routeOptions builds an object on every read, and the
- * EMQX routes answer tens of thousands of requests a second).
+ * gets an onResponse hook that knows its pattern and holds its series; a
+ * request costs two map lookups and a few additions, and the registry turns
+ * the series into `http_requests_total` and `http_request_duration_seconds`
+ * when scraped. (The EMQX routes answer tens of thousands of requests a
+ * second; prom-client's own metrics hash the label set on every update, and
+ * request.routeOptions builds an object on every read.)
  */
 export function registerRequestMetrics(app: FastifyInstance, registry: Registry) {
-  const requests = new Counter({
-    name: 'http_requests_total',
-    help: 'HTTP requests answered, by route pattern, method and status code',
-    labelNames: ['route', 'method', 'status'] as const,
-    registers: [registry],
-  });
-  const duration = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'Time from request received to response sent, by route pattern, method and status code',
-    labelNames: ['route', 'method', 'status'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-    registers: [registry],
-  });
+  const all: Series[] = [];
+  const reset = () => {
+    for (const series of all) {
+      series.counts.fill(0);
+      series.sum = 0;
+      series.count = 0;
+    }
+  };
+  registry.registerMetric(
+    exported('http_requests_total', 'HTTP requests answered, by route pattern, method and status code', 'counter', () =>
+      all.map((series) => ({ labels: { ...series.labels }, value: series.count })),
+    reset),
+  );
+  registry.registerMetric(
+    exported(
+      'http_request_duration_seconds',
+      'Time from request received to response sent, by route pattern, method and status code',
+      'histogram',
+      () =>
+        all.flatMap((series) => {
+          let cumulative = 0;
+          const buckets = series.counts.map((count, index) => {
+            cumulative += count;
+            const le = index < LATENCY_BUCKETS.length ? (LATENCY_BUCKETS[index] as number) : '+Inf';
+            return { labels: { le, ...series.labels }, value: cumulative, metricName: 'http_request_duration_seconds_bucket' };
+          });
+          return [
+            ...buckets,
+            { labels: { ...series.labels }, value: series.sum, metricName: 'http_request_duration_seconds_sum' },
+            { labels: { ...series.labels }, value: series.count, metricName: 'http_request_duration_seconds_count' },
+          ];
+        }),
+      reset,
+    ),
+  );
 
   // The pattern, not the URL: keeps label cardinality bounded.
-  const recorderFor = (route: string): Recorder => {
-    const bound = new Map<string, Map<number, { count: ReturnType<typeof requests.labels>; latency: ReturnType<typeof duration.labels> }>>();
-    return (request, reply) => {
+  const recorderFor = (route: string) => {
+    const byMethod = new Map<string, Map<number, Series>>();
+    return (request: FastifyRequest, reply: FastifyReply) => {
       const { method } = request;
       const status = reply.statusCode;
-      let byStatus = bound.get(method);
-      if (!byStatus) bound.set(method, (byStatus = new Map()));
-      let children = byStatus.get(status);
-      if (!children) {
-        const labels = { route, method, status: String(status) };
-        children = { count: requests.labels(labels), latency: duration.labels(labels) };
-        byStatus.set(status, children);
+      let byStatus = byMethod.get(method);
+      if (!byStatus) byMethod.set(method, (byStatus = new Map()));
+      let series = byStatus.get(status);
+      if (!series) {
+        series = { labels: { route, method, status: String(status) }, counts: new Array<number>(LATENCY_BUCKETS.length + 1).fill(0), sum: 0, count: 0 };
+        byStatus.set(status, series);
+        all.push(series);
       }
-      children.count.inc();
-      children.latency.observe(reply.elapsedTime / 1000);
+      const seconds = reply.elapsedTime / 1000;
+      let bucket = 0;
+      while (bucket < LATENCY_BUCKETS.length && seconds > (LATENCY_BUCKETS[bucket] as number)) bucket++;
+      series.counts[bucket] = (series.counts[bucket] as number) + 1;
+      series.sum += seconds;
+      series.count++;
     };
   };
 

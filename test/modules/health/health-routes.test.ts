@@ -39,6 +39,39 @@ describe('health routes', () => {
     assert.match(response.body, /http_requests_total\{route="\/healthz",method="GET",status="200"\} \d+/);
     assert.match(response.body, /http_requests_total\{route="unmatched",method="GET",status="404"\} 1/);
     assert.match(response.body, /http_request_duration_seconds_bucket\{le="0.005",route="\/healthz"/);
+    assert.match(response.body, /# TYPE http_request_duration_seconds histogram/);
+    assert.match(response.body, /# TYPE http_requests_total counter/);
+  });
+
+  it('counts every answered request once, in a histogram whose buckets are cumulative', async () => {
+    const series = 'route="/readyz",method="GET",status="200"';
+    const read = async () => {
+      const body = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+      const value = (name: string, labels = series) => {
+        const line = body.split('\n').find((candidate) => candidate.startsWith(`${name}{${labels}}`));
+        return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+      };
+      const buckets = body
+        .split('\n')
+        .filter((line) => line.startsWith('http_request_duration_seconds_bucket{') && line.includes(series))
+        .map((line) => Number(line.slice(line.lastIndexOf(' ') + 1)));
+      return {
+        total: value('http_requests_total'),
+        count: value('http_request_duration_seconds_count'),
+        sum: value('http_request_duration_seconds_sum'),
+        inf: value('http_request_duration_seconds_bucket', `le="+Inf",${series}`),
+        buckets,
+      };
+    };
+    const before = await read();
+    for (let i = 0; i < 5; i++) await app.inject({ method: 'GET', url: '/readyz' });
+    const after = await read();
+    assert.equal(after.total - before.total, 5);
+    assert.equal(after.count - before.count, 5);
+    assert.equal(after.inf, after.count);
+    assert.ok(after.sum > before.sum);
+    assert.equal(after.buckets.length, 14);
+    assert.deepEqual(after.buckets, [...after.buckets].sort((a, b) => a - b), 'cumulative');
   });
 
   it('unknown routes answer the common error shape', async () => {

@@ -29,6 +29,59 @@ function exported(name: string, help: string, type: 'counter' | 'histogram', val
   return { name, help, type, aggregator: 'sum', get: async () => snapshot(), reset } as unknown as Metric;
 }
 
+export interface SeriesCounter<L extends string> {
+  /** The series of one label set, to keep and increment without any lookup. */
+  labels(labels: Readonly<Record<L, string>>): { inc(value?: number): void };
+  inc(labels: Readonly<Record<L, string>>, value?: number): void;
+}
+
+/**
+ * A labelled counter for the hot paths, exported like a prom-client Counter:
+ * an increment is a map lookup on the joined label values (or none, through
+ * a kept `labels` series) and an addition, where prom-client validates,
+ * sorts and hashes the label set on every call.
+ */
+export function createSeriesCounter<L extends string>(
+  registry: Registry,
+  options: { name: string; help: string; labelNames: readonly L[] },
+): SeriesCounter<L> {
+  const series = new Map<string, { labels: Record<string, string>; value: number }>();
+  const seriesOf = (labels: Readonly<Record<L, string>>) => {
+    let key = '';
+    for (const name of options.labelNames) key += `${labels[name]}\u0000`;
+    let entry = series.get(key);
+    if (!entry) {
+      const copy: Record<string, string> = {};
+      for (const name of options.labelNames) copy[name] = labels[name];
+      entry = { labels: copy, value: 0 };
+      series.set(key, entry);
+    }
+    return entry;
+  };
+  registry.registerMetric(
+    exported(
+      options.name,
+      options.help,
+      'counter',
+      () => [...series.values()].map((entry) => ({ labels: { ...entry.labels }, value: entry.value })),
+      () => series.clear(),
+    ),
+  );
+  return {
+    labels(labels) {
+      const entry = seriesOf(labels);
+      return {
+        inc(value = 1) {
+          entry.value += value;
+        },
+      };
+    },
+    inc(labels, value = 1) {
+      seriesOf(labels).value += value;
+    },
+  };
+}
+
 /**
  * Request count and latency by route pattern, method and status. Each route
  * gets an onResponse hook that knows its pattern and holds its series; a

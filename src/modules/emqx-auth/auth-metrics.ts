@@ -1,25 +1,24 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { createSeriesCounter } from '../../http/metrics.js';
 
 /** The authentication and authorization metrics, on the app's own registry. */
 export function createAuthMetrics(registry: Registry) {
   return {
-    authn: new Counter({
+    // Counted on every CONNECT and every authorization check.
+    authn: createSeriesCounter(registry, {
       name: 'emqx_authn_total',
       help: 'Authentication answers, by result (allow, deny, ignore) and reason',
       labelNames: ['result', 'reason'] as const,
-      registers: [registry],
     }),
-    authz: new Counter({
+    authz: createSeriesCounter(registry, {
       name: 'emqx_authz_total',
       help: 'Authorization answers, by action and result',
       labelNames: ['action', 'result'] as const,
-      registers: [registry],
     }),
-    cache: new Counter({
+    cache: createSeriesCounter(registry, {
       name: 'credential_cache_lookups_total',
       help: 'Verified-credential cache lookups, by layer (memory, redis) and outcome (hit, miss)',
       labelNames: ['layer', 'outcome'] as const,
-      registers: [registry],
     }),
     hashQueueDepth: new Gauge({
       name: 'argon2_queue_depth',

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
-import { Counter } from 'prom-client';
 import { z } from 'zod';
+import { createSeriesCounter } from '../../http/metrics.js';
 import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
 
 /**
@@ -29,11 +29,10 @@ export interface EventsRoutesOptions {
 }
 
 export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app, options) => {
-  const events = new Counter({
+  const events = createSeriesCounter(options.metrics, {
     name: 'emqx_events_total',
     help: 'Rule-engine events received, by event name and outcome',
     labelNames: ['event', 'outcome'] as const,
-    registers: [options.metrics],
   });
   const known = new Set(Object.keys(options.handlers));
 

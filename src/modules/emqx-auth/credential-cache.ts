@@ -1,6 +1,6 @@
-import { createHmac, createSecretKey } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../lib/clock.js';
+import { createHmacSha256 } from '../../lib/digest.js';
 
 /** What a successful verification proved; never the secret or its hash. */
 export interface VerifiedCredential {
@@ -71,8 +71,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   const memoryTtlMs = Math.min(options.memoryTtlMs ?? 60_000, ttlMs);
   const maxEntries = options.maxEntries ?? 100_000;
   const random = options.random ?? Math.random;
-  // Imported once: createHmac with a string secret re-encodes it on every call.
-  const hmacKey = createSecretKey(Buffer.from(options.secret, 'utf8'));
+  const hmac = createHmacSha256(options.secret);
   const memory = new Map<string, MemoryEntry>();
   const byDevice = new Map<string, Set<string>>();
   // Generations are values of one ever-increasing counter; after the map is
@@ -121,7 +120,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   return {
     keyFor(deviceId, presented) {
       // The NUL separator keeps (id, secret) pairs from colliding by concatenation.
-      return createHmac('sha256', hmacKey).update(`${deviceId}\0${presented}`).digest('base64url');
+      return hmac(`${deviceId}\0${presented}`);
     },
     peek(cacheKey) {
       const entry = memory.get(cacheKey);

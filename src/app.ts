@@ -109,6 +109,16 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   // EMQX-facing routes: one encapsulated context, so the hook token applies here only.
   await app.register(async (emqx) => {
+    // One child logger per level for the whole context rather than one per
+    // request: EMQX sends tens of thousands of requests a second, carries no
+    // request id to correlate, and these routes log only when something fails.
+    const loggers = new Map<string, FastifyBaseLogger>();
+    emqx.setChildLoggerFactory((logger, _bindings, options) => {
+      const level = options.level ?? logger.level;
+      let child = loggers.get(level);
+      if (!child) loggers.set(level, (child = logger.child({ context: 'emqx' }, options)));
+      return child;
+    });
     requireHookToken(emqx, config.emqx.hookToken);
     await emqx.register(authRoutes, { authn: services.authn, authz: services.authz });
     await emqx.register(eventsRoutes, { handlers: services.eventHandlers, metrics });

@@ -69,13 +69,17 @@ const authzSerializer = () => (data: unknown) => authzAnswers[(data as { result:
 
 export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, options) => {
   const routes = app.withTypeProvider<ZodTypeProvider>();
-  const { authz } = options;
+  const { authn, authz } = options;
 
   // logLevel warn: one info line per CONNECT would swamp the log in a reconnect storm.
   routes.post(
     '/emqx/authn',
     { schema: { body: authnBodySchema, response: { 200: authnResponseSchema } }, serializerCompiler: authnSerializer, logLevel: 'warn' },
-    async (request) => authnResponse(await options.authn.authenticate(request.body)),
+    // Not async: a verification found in memory is answered without a promise.
+    (request) => {
+      const decision = authn.authenticate(request.body);
+      return decision instanceof Promise ? decision.then(authnResponse) : authnResponse(decision);
+    },
   );
 
   routes.post(

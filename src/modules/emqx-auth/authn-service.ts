@@ -10,7 +10,7 @@ import type { AuthMetrics } from './auth-metrics.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { CredentialCache, VerifiedCredential } from './credential-cache.js';
 import type { VerificationRepository } from './verification-repository.js';
-import type { DuplicateClientGuard } from './duplicate-client-guard.js';
+import type { DuplicateCheck, DuplicateClientGuard } from './duplicate-client-guard.js';
 import type { KeyUsageRecorder } from './key-usage.js';
 import type { SessionKicker } from './session-kicker.js';
 
@@ -35,7 +35,8 @@ export type AuthnDecision =
   | { result: 'ignore'; reason: string };
 
 export interface AuthnService {
-  authenticate(request: AuthnRequest): Promise<AuthnDecision>;
+  /** Synchronous when memory decides (a cached verification, or a request refused on its face). */
+  authenticate(request: AuthnRequest): AuthnDecision | Promise<AuthnDecision>;
   close(): Promise<void>;
 }
 
@@ -190,32 +191,8 @@ export function createAuthnService(deps: {
     return { kind: 'verified', credential, layer: 'argon2' };
   }
 
-  async function decide(request: AuthnRequest): Promise<AuthnDecision> {
-    const { clientid, username, password } = request;
-    if (clientid !== username) return { result: 'deny', reason: 'clientid_not_username' };
-    if (!isDeviceId(username)) return { result: 'deny', reason: 'malformed_device_id' };
-    if (password.length === 0) return { result: 'deny', reason: 'empty_password' };
-    if (password.length > MAX_SECRET_LENGTH) return { result: 'deny', reason: 'oversized_password' };
-    const deviceId = username;
-    const peer = request.peerhost.slice(0, MAX_PEER_LENGTH);
-    if (deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
-
-    const cacheKey = cache.keyFor(deviceId, password);
-    let credential = cache.peek(cacheKey);
-    let via: 'memory' | 'redis' | 'argon2' = 'memory';
-    metrics.cache.inc({ layer: 'memory', outcome: credential ? 'hit' : 'miss' });
-    if (!credential) {
-      let pending = inFlight.get(cacheKey);
-      if (!pending) {
-        pending = verify(deviceId, password, peer, cacheKey).finally(() => inFlight.delete(cacheKey));
-        inFlight.set(cacheKey, pending);
-      }
-      const verification = await pending;
-      if (verification.kind !== 'verified') return { result: verification.kind, reason: verification.reason };
-      credential = verification.credential;
-      via = verification.layer;
-    }
-
+  /** Everything after the secret is known to be right: expiry, the device, the duplicate policy. */
+  function admit(deviceId: string, cacheKey: string, credential: VerifiedCredential, via: 'memory' | 'redis' | 'argon2'): AuthnDecision | Promise<AuthnDecision> {
     // A key past not_after stops working even while its verification is cached.
     // expire_at is whole seconds and EMQX requires it in the future.
     let expireAt: number | null = null;
@@ -228,19 +205,52 @@ export function createAuthnService(deps: {
     }
     if (deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
 
-    const duplicate = await duplicates.check(deviceId);
-    if (duplicate === 'duplicate' || duplicate === 'connecting') return { result: 'deny', reason: `session_${duplicate}` };
-    if (duplicate === 'unknown') return { result: 'ignore', reason: 'emqx_unavailable' };
-
-    if (credential.keyId) usage.record(credential.keyId);
-    return { result: 'allow', deviceId, tenantId: credential.tenantId, expireAt, via };
+    const settle = (duplicate: DuplicateCheck): AuthnDecision => {
+      if (duplicate === 'duplicate' || duplicate === 'connecting') return { result: 'deny', reason: `session_${duplicate}` };
+      if (duplicate === 'unknown') return { result: 'ignore', reason: 'emqx_unavailable' };
+      if (credential.keyId) usage.record(credential.keyId);
+      return { result: 'allow', deviceId, tenantId: credential.tenantId, expireAt, via };
+    };
+    const duplicate = duplicates.check(deviceId);
+    return typeof duplicate === 'string' ? settle(duplicate) : duplicate.then(settle);
   }
 
+  function decide(request: AuthnRequest): AuthnDecision | Promise<AuthnDecision> {
+    const { clientid, username, password } = request;
+    if (clientid !== username) return { result: 'deny', reason: 'clientid_not_username' };
+    if (!isDeviceId(username)) return { result: 'deny', reason: 'malformed_device_id' };
+    if (password.length === 0) return { result: 'deny', reason: 'empty_password' };
+    if (password.length > MAX_SECRET_LENGTH) return { result: 'deny', reason: 'oversized_password' };
+    const deviceId = username;
+    const peer = request.peerhost.slice(0, MAX_PEER_LENGTH);
+    if (deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
+
+    const cacheKey = cache.keyFor(deviceId, password);
+    const credential = cache.peek(cacheKey);
+    metrics.cache.inc({ layer: 'memory', outcome: credential ? 'hit' : 'miss' });
+    if (credential) return admit(deviceId, cacheKey, credential, 'memory');
+
+    let pending = inFlight.get(cacheKey);
+    if (!pending) {
+      pending = verify(deviceId, password, peer, cacheKey).finally(() => inFlight.delete(cacheKey));
+      inFlight.set(cacheKey, pending);
+    }
+    return pending.then((verification) =>
+      verification.kind === 'verified'
+        ? admit(deviceId, cacheKey, verification.credential, verification.layer)
+        : { result: verification.kind, reason: verification.reason },
+    );
+  }
+
+  const counted = (decision: AuthnDecision): AuthnDecision => {
+    metrics.authn.inc({ result: decision.result, reason: decision.result === 'allow' ? decision.via : decision.reason });
+    return decision;
+  };
+
   return {
-    async authenticate(request) {
-      const decision = await decide(request);
-      metrics.authn.inc({ result: decision.result, reason: decision.result === 'allow' ? decision.via : decision.reason });
-      return decision;
+    authenticate(request) {
+      const decision = decide(request);
+      return decision instanceof Promise ? decision.then(counted) : counted(decision);
     },
     async close() {
       unsubscribe();

@@ -8,7 +8,8 @@ export type DuplicateClientPolicy = 'reject' | 'takeover';
 export type DuplicateCheck = 'ok' | 'duplicate' | 'connecting' | 'unknown';
 
 export interface DuplicateClientGuard {
-  check(deviceId: string): Promise<DuplicateCheck>;
+  /** Synchronous under the takeover policy, which never asks anyone. */
+  check(deviceId: string): DuplicateCheck | Promise<DuplicateCheck>;
 }
 
 export interface DuplicateGuardLogger {
@@ -38,33 +39,36 @@ export function createDuplicateClientGuard(deps: {
   const claimTtlMs = deps.claimTtlMs ?? 2000;
 
   return {
-    async check(deviceId) {
-      if (policy === 'takeover') return 'ok';
-      let claimed: boolean;
-      let session: Awaited<ReturnType<SessionStore['get']>>;
-      try {
-        [claimed, session] = await Promise.all([sessions.claimConnecting(deviceId, claimTtlMs), sessions.get(deviceId)]);
-      } catch {
-        return 'ok';
-      }
-      if (!claimed) return 'connecting';
-      if (!session?.connected) return 'ok';
-
-      let live: boolean;
-      try {
-        const client = await emqx.getClient(deviceId);
-        live = client?.connected === true;
-      } catch (error) {
-        log.warn({ err: error instanceof Error ? error.message : String(error) }, 'cannot confirm a session with EMQX');
-        await sessions.releaseConnecting(deviceId).catch(() => undefined);
-        return 'unknown';
-      }
-      if (live) {
-        await sessions.releaseConnecting(deviceId).catch(() => undefined);
-        return 'duplicate';
-      }
-      await sessions.markStale(deviceId, session.connectedAt, clock()).catch(() => false);
-      return 'ok';
+    check(deviceId) {
+      return policy === 'takeover' ? 'ok' : checkLive(deviceId);
     },
   };
+
+  async function checkLive(deviceId: string): Promise<DuplicateCheck> {
+    let claimed: boolean;
+    let session: Awaited<ReturnType<SessionStore['get']>>;
+    try {
+      [claimed, session] = await Promise.all([sessions.claimConnecting(deviceId, claimTtlMs), sessions.get(deviceId)]);
+    } catch {
+      return 'ok';
+    }
+    if (!claimed) return 'connecting';
+    if (!session?.connected) return 'ok';
+
+    let live: boolean;
+    try {
+      const client = await emqx.getClient(deviceId);
+      live = client?.connected === true;
+    } catch (error) {
+      log.warn({ err: error instanceof Error ? error.message : String(error) }, 'cannot confirm a session with EMQX');
+      await sessions.releaseConnecting(deviceId).catch(() => undefined);
+      return 'unknown';
+    }
+    if (live) {
+      await sessions.releaseConnecting(deviceId).catch(() => undefined);
+      return 'duplicate';
+    }
+    await sessions.markStale(deviceId, session.connectedAt, clock()).catch(() => false);
+    return 'ok';
+  }
 }

@@ -81,6 +81,10 @@ export function createAuthnService(deps: {
   const { hashBudgetMs } = deps;
   const { devices, cache, repository, hasher, hashQueue, throttle, usage, duplicates, metrics, clock, log } = deps;
   const inFlight = new Map<string, Promise<Verification>>();
+  // The series of the every-CONNECT outcomes, kept so that counting them needs no lookup.
+  const memoryHits = metrics.cache.labels({ layer: 'memory', outcome: 'hit' });
+  const memoryMisses = metrics.cache.labels({ layer: 'memory', outcome: 'miss' });
+  const allowedFromMemory = metrics.authn.labels({ result: 'allow', reason: 'memory' });
 
   const unsubscribe = deps.changes.subscribe((change) => {
     // Invalidate first so a kicked device that reconnects at once meets the new state.
@@ -203,7 +207,8 @@ export function createAuthnService(deps: {
         return { result: 'deny', reason: 'key_expired' };
       }
     }
-    if (deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
+    // From memory, decide checked the device a moment ago with nothing awaited since.
+    if (via !== 'memory' && deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
 
     const settle = (duplicate: DuplicateCheck): AuthnDecision => {
       if (duplicate === 'duplicate' || duplicate === 'connecting') return { result: 'deny', reason: `session_${duplicate}` };
@@ -222,16 +227,19 @@ export function createAuthnService(deps: {
     if (password.length === 0) return { result: 'deny', reason: 'empty_password' };
     if (password.length > MAX_SECRET_LENGTH) return { result: 'deny', reason: 'oversized_password' };
     const deviceId = username;
-    const peer = request.peerhost.slice(0, MAX_PEER_LENGTH);
     if (deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
 
     const cacheKey = cache.keyFor(deviceId, password);
     const credential = cache.peek(cacheKey);
-    metrics.cache.inc({ layer: 'memory', outcome: credential ? 'hit' : 'miss' });
-    if (credential) return admit(deviceId, cacheKey, credential, 'memory');
+    if (credential) {
+      memoryHits.inc();
+      return admit(deviceId, cacheKey, credential, 'memory');
+    }
+    memoryMisses.inc();
 
     let pending = inFlight.get(cacheKey);
     if (!pending) {
+      const peer = request.peerhost.slice(0, MAX_PEER_LENGTH);
       pending = verify(deviceId, password, peer, cacheKey).finally(() => inFlight.delete(cacheKey));
       inFlight.set(cacheKey, pending);
     }
@@ -243,7 +251,8 @@ export function createAuthnService(deps: {
   }
 
   const counted = (decision: AuthnDecision): AuthnDecision => {
-    metrics.authn.inc({ result: decision.result, reason: decision.result === 'allow' ? decision.via : decision.reason });
+    if (decision.result === 'allow' && decision.via === 'memory') allowedFromMemory.inc();
+    else metrics.authn.inc({ result: decision.result, reason: decision.result === 'allow' ? decision.via : decision.reason });
     return decision;
   };
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { before, describe, it } from 'node:test';
+import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import type { CredentialChangeListener } from '../../../src/infra/credential-changes.js';
 import type { DeviceEvent, DeviceEventProducer } from '../../../src/modules/device-events/device-event-producer.js';
@@ -11,7 +11,7 @@ import { createLivenessMetrics } from '../../../src/modules/liveness/liveness-me
 import type { StoredStatus } from '../../../src/modules/liveness/liveness-repository.js';
 import { createLivenessService } from '../../../src/modules/liveness/liveness-service.js';
 import { createLivenessStore } from '../../../src/modules/liveness/liveness-store.js';
-import { TEST_REDIS_URL, uniqueTag } from '../../helpers/env.js';
+import { useTestRedis } from '../../helpers/redis.js';
 
 const T0 = Date.parse('2026-11-24T12:00:00.000Z');
 const silent = { warn: () => undefined, debug: () => undefined };
@@ -31,16 +31,11 @@ function fakeProducer() {
 }
 
 describe('liveness outbox', () => {
+  const test = useTestRedis();
+  const { prefix } = test;
   let redis: Redis;
-  const prefix = `t:${uniqueTag()}:`;
-
   before(() => {
-    redis = new Redis(TEST_REDIS_URL);
-  });
-  after(async () => {
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
+    redis = test.redis;
   });
 
   function setup(devices: Map<string, DeviceRecord>) {

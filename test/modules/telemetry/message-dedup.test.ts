@@ -1,24 +1,16 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { createMessageDedup } from '../../../src/modules/telemetry/message-dedup.js';
-import { TEST_REDIS_URL, uniqueTag } from '../../helpers/env.js';
+import { useTestRedis } from '../../helpers/redis.js';
 
 describe('message dedup window', () => {
-  let redis: Redis;
-  const prefix = `t:${uniqueTag()}:`;
-
-  before(() => {
-    redis = new Redis(TEST_REDIS_URL);
-  });
-  after(async () => {
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-  });
+  const test = useTestRedis();
+  const { prefix } = test;
 
   it('answers each of many lookups made together, and remembers each mark with the window as TTL', async () => {
     const errors: unknown[] = [];
+    const { redis } = test;
     const dedup = createMessageDedup({ redis, keyPrefix: prefix, windowS: 900, timeoutMs: 1000, onError: (e) => errors.push(e) });
     const ids = Array.from({ length: 50 }, (_, i) => `M${i}`);
     await Promise.all(ids.filter((_, i) => i % 2 === 0).map((id) => dedup.remember('device-a', id)));

@@ -25,21 +25,18 @@ type MetricValue = { labels: Record<string, string | number>; value: number; met
 
 /** A metric prom-client's registry can export: what its own metrics give it at scrape time. */
 function exported(name: string, help: string, type: 'counter' | 'histogram', values: () => MetricValue[], reset: () => void) {
-  const snapshot = () => ({ name, help, type, aggregator: 'sum' as const, values: values() });
-  return { name, help, type, aggregator: 'sum', get: async () => snapshot(), reset } as unknown as Metric;
+  const get = async () => ({ name, help, type, aggregator: 'sum', values: values() });
+  return { name, help, type, aggregator: 'sum', get, reset } as unknown as Metric;
 }
 
 export interface SeriesCounter<L extends string> {
-  /** The series of one label set, to keep and increment without any lookup. */
-  labels(labels: Readonly<Record<L, string>>): { inc(value?: number): void };
   inc(labels: Readonly<Record<L, string>>, value?: number): void;
 }
 
 /**
  * A labelled counter for the hot paths, exported like a prom-client Counter:
- * an increment is a map lookup on the joined label values (or none, through
- * a kept `labels` series) and an addition, where prom-client validates,
- * sorts and hashes the label set on every call.
+ * an increment is a map lookup on the joined label values and an addition,
+ * where prom-client validates, sorts and hashes the label set on every call.
  */
 export function createSeriesCounter<L extends string>(
   registry: Registry,
@@ -68,14 +65,6 @@ export function createSeriesCounter<L extends string>(
     ),
   );
   return {
-    labels(labels) {
-      const entry = seriesOf(labels);
-      return {
-        inc(value = 1) {
-          entry.value += value;
-        },
-      };
-    },
     inc(labels, value = 1) {
       seriesOf(labels).value += value;
     },

@@ -81,10 +81,6 @@ export function createAuthnService(deps: {
   const { hashBudgetMs } = deps;
   const { devices, cache, repository, hasher, hashQueue, throttle, usage, duplicates, metrics, clock, log } = deps;
   const inFlight = new Map<string, Promise<Verification>>();
-  // The series of the every-CONNECT outcomes, kept so that counting them needs no lookup.
-  const memoryHits = metrics.cache.labels({ layer: 'memory', outcome: 'hit' });
-  const memoryMisses = metrics.cache.labels({ layer: 'memory', outcome: 'miss' });
-  const allowedFromMemory = metrics.authn.labels({ result: 'allow', reason: 'memory' });
 
   const unsubscribe = deps.changes.subscribe((change) => {
     // Invalidate first so a kicked device that reconnects at once meets the new state.
@@ -231,11 +227,8 @@ export function createAuthnService(deps: {
 
     const cacheKey = cache.keyFor(deviceId, password);
     const credential = cache.peek(cacheKey);
-    if (credential) {
-      memoryHits.inc();
-      return admit(deviceId, cacheKey, credential, 'memory');
-    }
-    memoryMisses.inc();
+    metrics.cache.inc({ layer: 'memory', outcome: credential ? 'hit' : 'miss' });
+    if (credential) return admit(deviceId, cacheKey, credential, 'memory');
 
     let pending = inFlight.get(cacheKey);
     if (!pending) {
@@ -251,8 +244,7 @@ export function createAuthnService(deps: {
   }
 
   const counted = (decision: AuthnDecision): AuthnDecision => {
-    if (decision.result === 'allow' && decision.via === 'memory') allowedFromMemory.inc();
-    else metrics.authn.inc({ result: decision.result, reason: decision.result === 'allow' ? decision.via : decision.reason });
+    metrics.authn.inc({ result: decision.result, reason: decision.result === 'allow' ? decision.via : decision.reason });
     return decision;
   };
 

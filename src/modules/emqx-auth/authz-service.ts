@@ -30,19 +30,6 @@ export function createAuthzService(deps: {
 }): AuthzService {
   const { devices, metrics } = deps;
 
-  const counted = {
-    publish: countersFor('publish'),
-    subscribe: countersFor('subscribe'),
-    other: countersFor('other'),
-  };
-  function countersFor(action: string): Record<AuthzResult, { inc(): void }> {
-    return {
-      allow: metrics.authz.labels({ action, result: 'allow' }),
-      deny: metrics.authz.labels({ action, result: 'deny' }),
-      ignore: metrics.authz.labels({ action, result: 'ignore' }),
-    };
-  }
-
   const usable = (device: DeviceRecord | null): AuthzResult => (device && !device.disabled ? 'allow' : 'deny');
 
   function decide({ clientid, username, topic, action }: AuthzRequest): AuthzResult | Promise<AuthzResult> {
@@ -57,16 +44,13 @@ export function createAuthzService(deps: {
 
   return {
     authorize(request) {
-      const counters = request.action === 'publish' || request.action === 'subscribe' ? counted[request.action] : counted.other;
-      const result = decide(request);
-      if (typeof result === 'string') {
-        counters[result].inc();
+      const action = request.action === 'publish' || request.action === 'subscribe' ? request.action : 'other';
+      const counted = (result: AuthzResult) => {
+        metrics.authz.inc({ action, result });
         return result;
-      }
-      return result.then((answer) => {
-        counters[answer].inc();
-        return answer;
-      });
+      };
+      const result = decide(request);
+      return typeof result === 'string' ? counted(result) : result.then(counted);
     },
   };
 }

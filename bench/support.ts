@@ -9,9 +9,9 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-/** Starts a bench server script in its own process (TypeScript through tsx, JavaScript on plain node) and waits for its port. */
-export function startServer(script: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Server> {
-  const child = spawn(process.execPath, [...nodeArgs, ...(script.endsWith('.ts') ? ['--import', 'tsx'] : []), script], {
+/** Starts a bench server script (JavaScript, on plain node) in its own process and waits for its port. */
+export function startServer(script: string, env: Record<string, string> = {}): Promise<Server> {
+  const child = spawn(process.execPath, [script], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

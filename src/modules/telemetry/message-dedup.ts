@@ -34,10 +34,10 @@ return #KEYS
  * to the device keeps one device's ids from ever shadowing another's.
  *
  * Lookups made in the same turn of the event loop share one MGET, and the
- * marks of one acknowledged Kafka batch one script call: per message, the
- * Redis client's own work is what ingest throughput is spent on. (The keys of
- * one command span hash slots, as on the single Redis node this service
- * uses.)
+ * marks of one acknowledged Kafka batch one script call: a Redis round trip
+ * costs more CPU than the commands it carries, and there were three per
+ * message. (The keys of one command span hash slots, as on the single Redis
+ * node this service uses.)
  */
 export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
   const key = (deviceId: string, messageId: string) => `${options.keyPrefix}ingest:seen:${deviceId}:${messageId}`;

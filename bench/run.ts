@@ -73,10 +73,10 @@ const app = await startServer('bench/app-server.mjs', env);
 
 try {
   console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 8)} s per scenario and side\n`);
-  printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'non-2xx', 'RSS MB']);
+  printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'bare p99 ms', 'non-2xx', 'RSS MB']);
   for (const scenario of scenarios.filter((candidate) => wanted(candidate.name))) {
     const spec = await scenario.spec(app);
-    const { ceilingRps, result, ratio, ratios } = await measurePaired(bare.port, app.port, spec, ROUNDS);
+    const { ceilingRps, ceilingP99, result, ratio, ratios, cpuPerRequestUs, serviceBusy } = await measurePaired(bare, app, spec, ROUNDS);
     printRow([
       scenario.name,
       ceilingRps,
@@ -85,10 +85,14 @@ try {
       scenario.target ? `≥ ${Math.round(scenario.target * 100)} %` : '-',
       result.p50,
       result.p99,
+      ceilingP99,
       result.non2xx + result.errors,
       app.rssMb(),
     ]);
     console.log(`  per-round ratios: ${ratios.map((r) => `${Math.round(r * 100)} %`).join(', ')}`);
+    console.log(
+      `  CPU per request: bare ${cpuPerRequestUs.bare.toFixed(0)} µs, service ${cpuPerRequestUs.service.toFixed(0)} µs; service busy ${Math.round(serviceBusy * 100)} % of one core`,
+    );
     if (scenario.verify) console.log(`  ${await scenario.verify(result)}`);
   }
   await app.stop();

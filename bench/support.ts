@@ -6,8 +6,13 @@ export interface Server {
   readonly port: number;
   readonly process: ChildProcess;
   rssMb(): number;
+  /** CPU time (user + system) the server process has used so far, in seconds. */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
+
+/** USER_HZ: the unit of the CPU times in /proc (100 on Linux on every common architecture). */
+const CLOCK_TICKS_PER_S = 100;
 
 /** Starts a bench server script (JavaScript, on plain node) in its own process and waits for its port. */
 export function startServer(script: string, env: Record<string, string> = {}): Promise<Server> {
@@ -29,6 +34,11 @@ export function startServer(script: string, env: Record<string, string> = {}): P
           const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
           const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
           return Math.round(kb / 1024);
+        },
+        cpuSeconds() {
+          // Fields 14 and 15 of /proc/<pid>/stat (after the parenthesized name) are utime and stime in clock ticks.
+          const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+          return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
         },
         stop: () =>
           new Promise((done) => {
@@ -120,30 +130,58 @@ export interface PairedResult {
   ceilingRps: number;
   /** The service's rounds folded together: median rps, p50 and p99; summed counts. */
   result: LoadResult;
+  /** Median p99 of the bare handler, measured under the same load. */
+  ceilingP99: number;
   /** Median of the per-round ratios (each round measures both back to back). */
   ratio: number;
   ratios: number[];
+  /** Median CPU time per answered request, in microseconds, of each server process. */
+  cpuPerRequestUs: { bare: number; service: number };
+  /** Median share of one core the service process was busy while measured. */
+  serviceBusy: number;
 }
+
+interface Measured {
+  result: LoadResult;
+  cpuS: number;
+  wallS: number;
+}
+
+/** One load run against a server, with the CPU time its process used meanwhile. */
+async function measure(server: Server, spec: LoadSpec): Promise<Measured> {
+  const cpuBefore = server.cpuSeconds();
+  const startedAt = performance.now();
+  const result = await load(server.port, spec);
+  return { result, cpuS: server.cpuSeconds() - cpuBefore, wallS: (performance.now() - startedAt) / 1000 };
+}
+
+const cpuPerRequestUs = (m: Measured) => (m.cpuS / Math.max(1, m.result.total)) * 1e6;
 
 /**
  * On a shared machine the ceiling itself swings between runs, so the bare
  * handler and the service are measured back to back in several rounds and the
- * median of the per-round ratios is reported.
+ * median of the per-round ratios is reported. The CPU time each process used
+ * tells whether the service was bound by its own work (busy near 100 %) or
+ * by waiting.
  */
-export async function measurePaired(barePort: number, appPort: number, spec: LoadSpec, rounds: number): Promise<PairedResult> {
-  await load(barePort, { ...spec, durationS: 2 });
-  const appWarm = await load(appPort, { ...spec, durationS: 2 });
-  const ceilings: LoadResult[] = [];
-  const results: LoadResult[] = [];
+export async function measurePaired(bare: Server, app: Server, spec: LoadSpec, rounds: number): Promise<PairedResult> {
+  await load(bare.port, { ...spec, durationS: 2 });
+  const appWarm = await load(app.port, { ...spec, durationS: 2 });
+  const ceilings: Measured[] = [];
+  const runs: Measured[] = [];
   for (let round = 0; round < rounds; round++) {
-    ceilings.push(await load(barePort, spec));
-    results.push(await load(appPort, spec));
+    ceilings.push(await measure(bare, spec));
+    runs.push(await measure(app, spec));
   }
-  const ratios = results.map((result, index) => result.rps / (ceilings[index]?.rps || 1));
+  const results = runs.map((run) => run.result);
+  const ratios = results.map((result, index) => result.rps / (ceilings[index]?.result.rps || 1));
   return {
-    ceilingRps: median(ceilings.map((c) => c.rps)),
+    ceilingRps: median(ceilings.map((c) => c.result.rps)),
+    ceilingP99: median(ceilings.map((c) => c.result.p99)),
     ratio: median(ratios),
     ratios,
+    cpuPerRequestUs: { bare: median(ceilings.map(cpuPerRequestUs)), service: median(runs.map(cpuPerRequestUs)) },
+    serviceBusy: median(runs.map((run) => run.cpuS / run.wallS)),
     result: {
       rps: median(results.map((r) => r.rps)),
       p50: median(results.map((r) => r.p50)),

@@ -161,6 +161,16 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
   });
 
   const telemetryMetrics = createTelemetryMetrics(metrics);
+  const dedup = createMessageDedup({
+    redis: infra.redis.redis,
+    keyPrefix: infra.redis.keyPrefix,
+    windowS: config.ingest.dedupWindowS,
+    timeoutMs: 250,
+    onError: (error) => {
+      telemetryMetrics.dedupUnavailable.inc();
+      infra.redis.state.down(error, { operation: 'dedup' });
+    },
+  });
   const telemetry = createTelemetryIngest({
     devices,
     topics,
@@ -168,16 +178,7 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
     provisioner: topicProvisioner,
     limits: config.ingest.limits,
     metrics: telemetryMetrics,
-    dedup: createMessageDedup({
-      redis: infra.redis.redis,
-      keyPrefix: infra.redis.keyPrefix,
-      windowS: config.ingest.dedupWindowS,
-      timeoutMs: 250,
-      onError: (error) => {
-        telemetryMetrics.dedupUnavailable.inc();
-        infra.redis.state.down(error, { operation: 'dedup' });
-      },
-    }),
+    dedup,
     batcher: createProduceBatcher({
       produce: (topicMessages, timeoutMs) => infra.kafka.produce(topicMessages, timeoutMs),
       lingerMs: config.ingest.lingerMs,
@@ -185,6 +186,7 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
       maxInFlightBatches: config.ingest.maxInFlightBatches,
       maxPending: config.ingest.maxPending,
       timeoutMs: config.ingest.produceTimeoutMs,
+      screen: (keys) => dedup.delivered(keys),
       observer: telemetryMetrics.observer,
     }),
     onAccepted: (device, receivedAtMs) => liveness.recordTelemetry(device, receivedAtMs),

@@ -4,13 +4,15 @@ import { createTurnBatcher } from '../../lib/turn-batcher.js';
 import { withTimeout } from '../../lib/with-timeout.js';
 
 export interface MessageDedup {
+  /** The dedup key of a device's message. */
+  keyOf(deviceId: string, messageId: string): string;
   /**
-   * Whether the message was already delivered within the window; `unknown`
-   * when Redis did not answer in time.
+   * Which of the messages were already delivered within the window, in one
+   * lookup; all false (and reported) when Redis did not answer in time.
    */
-  seen(deviceId: string, messageId: string): Promise<boolean | 'unknown'>;
+  delivered(keys: readonly string[]): Promise<boolean[]>;
   /** Records a delivered message; failures are reported, not thrown. */
-  remember(deviceId: string, messageId: string): Promise<void>;
+  remember(key: string): Promise<void>;
 }
 
 export interface MessageDedupOptions {
@@ -33,37 +35,33 @@ return #KEYS
  * The key holds the device id too: message ids are EMQX's, and scoping them
  * to the device keeps one device's ids from ever shadowing another's.
  *
- * Lookups made in the same turn of the event loop share one MGET, and the
- * marks of one acknowledged Kafka batch one script call: a Redis round trip
- * costs more CPU than the commands it carries, and there were three per
- * message. (The keys of one command span hash slots, as on the single Redis
- * node this service uses.)
+ * The produce batcher looks up a whole batch with one MGET, and the marks of
+ * one acknowledged batch share one script call: a Redis round trip costs more
+ * CPU than the commands it carries. (The keys of one command span hash slots,
+ * as on the single Redis node this service uses.)
  */
 export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
-  const key = (deviceId: string, messageId: string) => `${options.keyPrefix}ingest:seen:${deviceId}:${messageId}`;
   const rememberScript = defineRedisScript(options.redis, 'dlmDedupRemember', REMEMBER, 'any');
-
-  const lookup = createTurnBatcher(async (keys: readonly string[]) => {
-    const values = await withTimeout(options.redis.mget(...keys), options.timeoutMs, 'dedup lookup');
-    return values.map((value) => value !== null);
-  });
   const mark = createTurnBatcher(async (keys: readonly string[]) => {
     await withTimeout(rememberScript(keys, [options.windowS]), options.timeoutMs, 'dedup record');
     return keys.map(() => undefined);
   });
 
   return {
-    async seen(deviceId, messageId) {
+    keyOf: (deviceId, messageId) => `${options.keyPrefix}ingest:seen:${deviceId}:${messageId}`,
+    async delivered(keys) {
+      if (keys.length === 0) return [];
       try {
-        return await lookup(key(deviceId, messageId));
+        const values = await withTimeout(options.redis.mget(...keys), options.timeoutMs, 'dedup lookup');
+        return values.map((value) => value !== null);
       } catch (error) {
         options.onError(error);
-        return 'unknown';
+        return keys.map(() => false);
       }
     },
-    async remember(deviceId, messageId) {
+    async remember(key) {
       try {
-        await mark(key(deviceId, messageId));
+        await mark(key);
       } catch (error) {
         options.onError(error);
       }

@@ -3,7 +3,12 @@ import type { Message, TopicMessages } from 'kafkajs';
 export interface OutgoingRecord {
   topic: string;
   message: Message;
+  /** The message's key in the delivery screen: a record already delivered under it is not sent again. */
+  dedupKey?: string;
 }
+
+/** What became of a record: acknowledged by the broker, or left out as already delivered. */
+export type SendOutcome = 'sent' | 'duplicate';
 
 export interface BatchObserver {
   batch(size: number, seconds: number, ok: boolean): void;
@@ -20,12 +25,21 @@ export interface ProduceBatcherOptions {
   /** Records queued or in flight; beyond it `send` fails fast with OverloadedError. */
   maxPending: number;
   timeoutMs: number;
+  /**
+   * Tells, for the dedup keys of a batch about to be sent, which were already
+   * delivered. Asked once per batch, so a batch costs one lookup rather than
+   * one per record; it must not reject (answer false when it cannot tell).
+   */
+  screen?: (keys: readonly string[]) => Promise<readonly boolean[]>;
   observer?: BatchObserver;
 }
 
 export interface ProduceBatcher {
-  /** Resolves when the broker acknowledged this record; rejects when it did not. */
-  send(record: OutgoingRecord): Promise<void>;
+  /**
+   * Resolves `sent` when the broker acknowledged this record, `duplicate` when
+   * the screen found it already delivered; rejects when the broker did not take it.
+   */
+  send(record: OutgoingRecord): Promise<SendOutcome>;
   readonly pending: number;
 }
 
@@ -35,7 +49,7 @@ export class OverloadedError extends Error {
 
 interface Waiting {
   record: OutgoingRecord;
-  resolve(): void;
+  resolve(outcome: SendOutcome): void;
   reject(error: unknown): void;
 }
 
@@ -54,7 +68,8 @@ function groupByTopic(items: readonly Waiting[]): TopicMessages[] {
  * and one broker round trip per request would cap throughput at the broker's
  * latency. Records arriving within `lingerMs` of each other go out in one
  * request; each caller still waits for its own acknowledgement, so a 2xx is
- * never answered for a record the broker did not take.
+ * never answered for a record the broker did not take. Before a batch goes
+ * out, the screen drops the records already delivered (EMQX's retries).
  */
 export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBatcher {
   const queue: Waiting[] = [];
@@ -84,17 +99,43 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
     schedule();
   }
 
+  /** The records of the batch not delivered before; the others are answered `duplicate`. */
+  async function screened(batch: Waiting[]): Promise<Waiting[]> {
+    const { screen } = options;
+    const keyed: Waiting[] = [];
+    const keys: string[] = [];
+    for (const item of batch) {
+      if (item.record.dedupKey === undefined) continue;
+      keyed.push(item);
+      keys.push(item.record.dedupKey);
+    }
+    if (!screen || keys.length === 0) return batch;
+    let delivered: readonly boolean[] = [];
+    try {
+      delivered = await screen(keys);
+    } catch {
+      // Not knowing means sending: a possible repeat downstream over a lost message.
+    }
+    const duplicates = new Set(keyed.filter((_, index) => delivered[index] === true));
+    for (const item of duplicates) item.resolve('duplicate');
+    return duplicates.size === 0 ? batch : batch.filter((item) => !duplicates.has(item));
+  }
+
   async function sendBatch(batch: Waiting[]) {
     inFlightBatches++;
     inFlightRecords += batch.length;
-    const startedAt = performance.now();
+    let fresh: Waiting[] = [];
+    let startedAt = 0;
     try {
-      await options.produce(groupByTopic(batch), options.timeoutMs);
-      options.observer?.batch(batch.length, (performance.now() - startedAt) / 1000, true);
-      for (const item of batch) item.resolve();
+      fresh = await screened(batch);
+      if (fresh.length === 0) return;
+      startedAt = performance.now();
+      await options.produce(groupByTopic(fresh), options.timeoutMs);
+      options.observer?.batch(fresh.length, (performance.now() - startedAt) / 1000, true);
+      for (const item of fresh) item.resolve('sent');
     } catch (error) {
-      options.observer?.batch(batch.length, (performance.now() - startedAt) / 1000, false);
-      for (const item of batch) item.reject(error);
+      options.observer?.batch(fresh.length, (performance.now() - startedAt) / 1000, false);
+      for (const item of fresh) item.reject(error);
     } finally {
       inFlightBatches--;
       inFlightRecords -= batch.length;
@@ -110,7 +151,7 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
       if (queue.length + inFlightRecords >= options.maxPending) {
         return Promise.reject(new OverloadedError(`more than ${options.maxPending} records waiting for the broker`));
       }
-      return new Promise<void>((resolve, reject) => {
+      return new Promise<SendOutcome>((resolve, reject) => {
         queue.push({ record, resolve, reject });
         schedule();
       });

@@ -7,7 +7,7 @@ import type { TopicNames } from '../../lib/topics.js';
 import type { DeviceDirectory, DeviceRecord } from '../devices/device-directory.js';
 import type { EmqxEvent, EventHandler, EventOutcome } from '../emqx-events/events-routes.js';
 import type { MessageDedup } from './message-dedup.js';
-import { OverloadedError, type ProduceBatcher } from './produce-batcher.js';
+import { OverloadedError, type ProduceBatcher, type SendOutcome } from './produce-batcher.js';
 import type { TelemetryMetrics } from './telemetry-metrics.js';
 import type { TopicProvisioner } from '../topics/topic-provisioner.js';
 
@@ -181,40 +181,37 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     const headers: IHeaders = { reason, 'content-type': 'application/json', schema: DEAD_LETTER_SCHEMA };
     if (tenantId) headers.tenant_id = tenantId;
     if (device) headers.device_id = device.id;
+    const key = incoming.messageId && incoming.clientid ? dedup.keyOf(incoming.clientid, incoming.messageId) : undefined;
+    let outcome: SendOutcome;
     try {
       if (tenantId) await provisioner.ensureTenantOnce(tenantId);
       else await provisioner.ensureUnattributedOnce();
-      await batcher.send({
+      outcome = await batcher.send({
         topic: tenantId ? topics.telemetryDlq(tenantId) : topics.unattributedDlq,
         message: { key: device?.id ?? incoming.clientid, value: JSON.stringify(record), headers },
+        dedupKey: key,
       });
     } catch (error) {
       // The dead letter must not be lost either: EMQX retries on 503.
       return failure(error);
     }
+    if (outcome === 'duplicate') {
+      metrics.deduplicated.inc();
+      return { kind: 'handled' };
+    }
     metrics.deadLettered.inc({ reason });
-    if (incoming.messageId && incoming.clientid) void dedup.remember(incoming.clientid, incoming.messageId);
+    if (key !== undefined) void dedup.remember(key);
     return { kind: 'handled' };
   }
 
   async function ingest(incoming: Incoming & { messageId: string; clientid: string }): Promise<EventOutcome> {
     const { messageId, clientid } = incoming;
-    let device: DeviceRecord | null = null;
-    let seen: boolean | 'unknown';
+    let device: DeviceRecord | null;
     try {
-      [seen, device] = await Promise.all([
-        dedup.seen(clientid, messageId),
-        // Device ids are UUIDs; anything else cannot be one (and would be a query error).
-        isDeviceId(clientid) ? devices.get(clientid) : Promise.resolve(null),
-      ]);
+      // Device ids are UUIDs; anything else cannot be one (and would be a query error).
+      device = isDeviceId(clientid) ? await devices.get(clientid) : null;
     } catch {
       return retry('registry_unavailable');
-    }
-    // 'unknown' (Redis down): produce anyway. A possible duplicate downstream
-    // is better than refusing telemetry, or losing it when EMQX gives up.
-    if (seen === true) {
-      metrics.deduplicated.inc();
-      return { kind: 'handled' };
     }
 
     if (!device) return deadLetter(incoming, null, 'unknown_device', 'the client id is not a registered device', originalBytes(incoming));
@@ -258,9 +255,14 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       return deadLetter(incoming, device, 'record_too_large', `the TelemetryPoint exceeds ${MAX_TELEMETRY_RECORD_BYTES} bytes`, payload);
     }
 
+    // Repeats are found by the batcher's screen, one lookup per batch. When
+    // Redis cannot tell, the record is produced anyway: a possible duplicate
+    // downstream is better than refusing telemetry, or losing it when EMQX gives up.
+    const key = dedup.keyOf(clientid, messageId);
+    let outcome: SendOutcome;
     try {
       await provisioner.ensureTenantOnce(device.tenantId);
-      await batcher.send({
+      outcome = await batcher.send({
         topic: topics.telemetryRaw(device.tenantId),
         message: {
           key: device.id,
@@ -272,17 +274,22 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
             schema: TELEMETRY_POINT_SCHEMA,
           },
         },
+        dedupKey: key,
       });
     } catch (error) {
       return failure(error);
+    }
+    if (outcome === 'duplicate') {
+      metrics.deduplicated.inc();
+      return { kind: 'handled' };
     }
     metrics.accepted.inc();
     await options.onAccepted?.(device, incoming.receivedAtMs);
     // Not awaited: EMQX repeats a message only after a failed or lost answer.
     // The mark goes out at the end of this turn of the event loop, and
     // commands on the one Redis connection run in order, so the lookup of a
-    // repeat (a later request, so a later turn) already sees it.
-    void dedup.remember(clientid, messageId);
+    // repeat (a later request, so a later batch) already sees it.
+    void dedup.remember(key);
     return { kind: 'handled' };
   }
 

@@ -8,32 +8,32 @@ describe('message dedup window', () => {
   const test = useTestRedis();
   const { prefix } = test;
 
-  it('answers each of many lookups made together, and remembers each mark with the window as TTL', async () => {
+  it('answers a batch of lookups in order, and remembers each mark with the window as TTL', async () => {
     const errors: unknown[] = [];
     const { redis } = test;
     const dedup = createMessageDedup({ redis, keyPrefix: prefix, windowS: 900, timeoutMs: 1000, onError: (e) => errors.push(e) });
-    const ids = Array.from({ length: 50 }, (_, i) => `M${i}`);
-    await Promise.all(ids.filter((_, i) => i % 2 === 0).map((id) => dedup.remember('device-a', id)));
-    const answers = await Promise.all(ids.map((id) => dedup.seen('device-a', id)));
+    const keys = Array.from({ length: 50 }, (_, i) => dedup.keyOf('device-a', `M${i}`));
+    await Promise.all(keys.filter((_, i) => i % 2 === 0).map((key) => dedup.remember(key)));
     assert.deepEqual(
-      answers,
-      ids.map((_, i) => i % 2 === 0),
+      await dedup.delivered(keys),
+      keys.map((_, i) => i % 2 === 0),
     );
+    assert.deepEqual(await dedup.delivered([]), []);
     // Scoped to the device: another device's message with the same id is new.
-    assert.equal(await dedup.seen('device-b', 'M0'), false);
+    assert.deepEqual(await dedup.delivered([dedup.keyOf('device-b', 'M0')]), [false]);
     const ttl = await redis.ttl(`${prefix}ingest:seen:device-a:M0`);
     assert.ok(ttl > 890 && ttl <= 900, `ttl ${ttl}`);
     assert.deepEqual(errors, []);
   });
 
-  it('answers unknown, and reports, when Redis does not answer', async () => {
+  it('answers not delivered, and reports, when Redis does not answer', async () => {
     const down = new Redis('redis://127.0.0.1:1', { maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false });
     down.on('error', () => undefined);
     const errors: unknown[] = [];
     const dedup = createMessageDedup({ redis: down, keyPrefix: prefix, windowS: 900, timeoutMs: 200, onError: (e) => errors.push(e) });
-    assert.deepEqual(await Promise.all([dedup.seen('d', '1'), dedup.seen('d', '2')]), ['unknown', 'unknown']);
-    await dedup.remember('d', '1');
-    assert.equal(errors.length, 3);
+    assert.deepEqual(await dedup.delivered([dedup.keyOf('d', '1'), dedup.keyOf('d', '2')]), [false, false]);
+    await dedup.remember(dedup.keyOf('d', '1'));
+    assert.equal(errors.length, 2);
     down.disconnect();
   });
 });

@@ -69,4 +69,44 @@ describe('produce batcher', () => {
     gates[1]?.release();
     await second;
   });
+
+  it('screens a batch once before sending: records already delivered are answered duplicate and not sent', async () => {
+    const { calls, gates, produce } = recorder();
+    const screened: string[][] = [];
+    const delivered = new Set(['m2']);
+    const screen = async (keys: readonly string[]) => {
+      screened.push([...keys]);
+      return keys.map((key) => delivered.has(key));
+    };
+    const batcher = createProduceBatcher({ ...base, produce, screen });
+    const sends = [
+      batcher.send({ ...record('a', 1), dedupKey: 'm1' }),
+      batcher.send({ ...record('a', 2), dedupKey: 'm2' }),
+      batcher.send(record('a', 3)),
+    ];
+    await tick();
+    assert.deepEqual(screened, [['m1', 'm2']], 'one lookup for the batch, records without a key not asked about');
+    assert.deepEqual(calls[0]?.[0]?.messages.map((m) => m.key), ['k1', 'k3']);
+    gates[0]?.release();
+    assert.deepEqual(await Promise.all(sends), ['sent', 'duplicate', 'sent']);
+    assert.equal(batcher.pending, 0);
+  });
+
+  it('sends nothing for a batch of duplicates, and sends everything when the screen cannot tell', async () => {
+    const { calls, gates, produce } = recorder();
+    let failing = false;
+    const screen = async (keys: readonly string[]) => {
+      if (failing) throw new Error('redis down');
+      return keys.map(() => true);
+    };
+    const batcher = createProduceBatcher({ ...base, produce, screen });
+    assert.equal(await batcher.send({ ...record('a', 1), dedupKey: 'm1' }), 'duplicate');
+    assert.equal(calls.length, 0);
+    failing = true;
+    const send = batcher.send({ ...record('a', 1), dedupKey: 'm1' });
+    await tick();
+    assert.equal(calls.length, 1);
+    gates[0]?.release();
+    assert.equal(await send, 'sent');
+  });
 });

@@ -209,7 +209,7 @@ describe('telemetry ingestion into Kafka', () => {
     assert.equal(records.get(event.id)?.value.reason, 'too_many_fields');
   });
 
-  it('keeps repeated deliveries of one message out of telemetry.raw, also when they arrive at the same time', async () => {
+  it('keeps repeated deliveries of one message out of telemetry.raw and the dead-letter topic, also when they arrive at the same time', async () => {
     const repeated = publishEvent(device, '{"repeat":1}');
     const concurrent = publishEvent(device, '{"repeat":2}');
     assert.equal((await postEvent(app, repeated)).statusCode, 204);
@@ -218,10 +218,18 @@ describe('telemetry ingestion into Kafka', () => {
     assert.deepEqual(answers.map((a) => a.statusCode), [204, 204, 204]);
     assert.equal((await postEvent(app, { ...repeated, flags: { dup: true, retain: false } })).statusCode, 204);
 
+    // A dead letter is delivered once too.
+    const poison = publishEvent(device, '[1,2]');
+    assert.equal((await postEvent(app, poison)).statusCode, 204);
+    assert.equal((await postEvent(app, poison)).statusCode, 204);
+
     const raw = await consumeRecords([rawTopic], 1_000_000, { timeoutMs: 4000 });
     const ids = raw.map((r) => (JSON.parse(r.value ?? '{}') as { message_id: string }).message_id);
     assert.equal(ids.filter((id) => id === repeated.id).length, 1);
     assert.equal(ids.filter((id) => id === concurrent.id).length, 1);
+    const dead = await consumeRecords([dlqTopic], 1_000_000, { timeoutMs: 4000 });
+    const deadIds = dead.map((r) => (JSON.parse(r.value ?? '{}') as { message_id: string }).message_id);
+    assert.equal(deadIds.filter((id) => id === poison.id).length, 1);
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
     assert.match(metrics, /^telemetry_deduplicated_total [1-9]/m);
   });

@@ -28,7 +28,7 @@ export interface ProduceBatcherOptions {
   /**
    * Tells, for the dedup keys of a batch about to be sent, which were already
    * delivered. Asked once per batch, so a batch costs one lookup rather than
-   * one per record; it must not reject (answer false when it cannot tell).
+   * one per record. When it fails, the whole batch is sent.
    */
   screen?: (keys: readonly string[]) => Promise<readonly boolean[]>;
   observer?: BatchObserver;

@@ -152,9 +152,7 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
         Promise.allSettled([...producers.map((slot) => slot.producer.disconnect()), admin.disconnect()]),
         5000,
         'kafka disconnect',
-      ).catch(
-        () => undefined,
-      );
+      ).catch(() => undefined);
     },
   };
 }

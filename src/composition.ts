@@ -145,6 +145,7 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
     clock,
     metrics: createLivenessMetrics(metrics),
     log,
+    options: { flushIntervalMs: config.liveness.flushIntervalMs },
   });
   const livenessSweeper = createLivenessSweeper({
     liveness,
@@ -189,14 +190,15 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
       screen: (keys) => dedup.delivered(keys),
       observer: telemetryMetrics.observer,
     }),
-    onAccepted: (device, receivedAtMs) => liveness.recordTelemetry(device, receivedAtMs),
+    onAccepted: (device, receivedAtMs) => void liveness.recordTelemetry(device, receivedAtMs),
   });
 
   const eventHandlers: Record<string, EventHandler> = {
     'message.publish': telemetry.handle,
     ...createSessionEventHandlers({ sessions, devices, deviceEvents, log }),
   };
-  const close = () => authn.close();
+  // Telemetry accepted before the server closed still reaches liveness.
+  const close = () => Promise.all([authn.close(), liveness.flush()]).then(() => undefined);
   return {
     topics,
     topicProvisioner,

@@ -83,6 +83,8 @@ const envSchema = z.object({
 
   // At most 4 s: with the deadline's write slack (≤ 1 s) offline stays within 5 s.
   LIVENESS_SWEEP_INTERVAL_MS: int(100, 4000).default(1000),
+  // Far below the smallest offline threshold (10 s): deadlines are taken from the messages' own times.
+  LIVENESS_FLUSH_INTERVAL_MS: int(0, 1000).default(250),
 
   INGEST_MAX_PAYLOAD_BYTES: int(1024, 4 * 1024 * 1024).default(256 * 1024),
   INGEST_MAX_FIELDS: int(1, 100_000).default(1000),
@@ -132,7 +134,7 @@ export interface Config {
     readonly hashMaxWaitMs: number;
     readonly duplicateClientPolicy: 'reject' | 'takeover';
   };
-  readonly liveness: { readonly sweepIntervalMs: number };
+  readonly liveness: { readonly sweepIntervalMs: number; readonly flushIntervalMs: number };
   readonly ingest: {
     readonly limits: {
       readonly maxPayloadBytes: number;
@@ -250,7 +252,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       hashMaxWaitMs: e.ARGON2_MAX_WAIT_MS,
       duplicateClientPolicy: e.DUPLICATE_CLIENT_POLICY,
     },
-    liveness: { sweepIntervalMs: e.LIVENESS_SWEEP_INTERVAL_MS },
+    liveness: { sweepIntervalMs: e.LIVENESS_SWEEP_INTERVAL_MS, flushIntervalMs: e.LIVENESS_FLUSH_INTERVAL_MS },
     ingest: {
       limits: {
         maxPayloadBytes: e.INGEST_MAX_PAYLOAD_BYTES,

@@ -1,7 +1,7 @@
 /**
  * Gathers the calls made in one turn of the event loop into a single flush:
- * the callers of one Kafka batch acknowledgement (dedup marks, liveness
- * updates) share one Redis command instead of one each.
+ * the callers of one Kafka batch acknowledgement (the dedup marks) share one
+ * Redis command instead of one each.
  * Each caller gets its own result (`flush` returns them in input order) or
  * the flush's error. A turn with more than `maxBatch` calls is split.
  *

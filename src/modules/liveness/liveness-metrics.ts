@@ -6,7 +6,8 @@ export interface LivenessMetrics {
   transitionEmitted(type: TransitionType): void;
   produceFailed(count: number): void;
   sweepFinished(durationS: number, claimed: number): void;
-  updateFailed(): void;
+  /** A flush whose liveness updates for `devices` devices failed. */
+  updateFailed(devices: number): void;
 }
 
 export function createLivenessMetrics(registry: Registry): LivenessMetrics {
@@ -35,7 +36,7 @@ export function createLivenessMetrics(registry: Registry): LivenessMetrics {
   });
   const updateFailures = new Counter({
     name: 'device_liveness_update_failures_total',
-    help: 'Telemetry arrivals whose liveness update failed (Redis unavailable)',
+    help: 'Liveness updates from telemetry that failed (Redis unavailable), counted per device and flush',
     registers: [registry],
   });
   return {
@@ -45,6 +46,6 @@ export function createLivenessMetrics(registry: Registry): LivenessMetrics {
       sweepDuration.observe(durationS);
       sweepClaimed.observe(claimed);
     },
-    updateFailed: () => updateFailures.inc(),
+    updateFailed: (devices) => updateFailures.inc(devices),
   };
 }

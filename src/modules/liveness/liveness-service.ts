@@ -1,8 +1,8 @@
 import type { CredentialChangeBus } from '../../infra/credential-changes.js';
 import type { Queryable } from '../../infra/transaction.js';
 import type { Clock } from '../../lib/clock.js';
+import { createDeferred, type Deferred } from '../../lib/deferred.js';
 import type { CredentialChange } from '../../lib/credential-change.js';
-import { createTurnBatcher } from '../../lib/turn-batcher.js';
 import { DeviceEventProduceError, type DeviceEvent, type DeviceEventProducer } from '../device-events/device-event-producer.js';
 import type { DeviceDirectory, DeviceRecord } from '../devices/device-directory.js';
 import type { LivenessMetrics } from './liveness-metrics.js';
@@ -32,6 +32,15 @@ export interface LivenessOptions {
   maxBatchesPerSweep: number;
   /** last_seen rows written per Postgres statement. */
   persistBatch: number;
+  /**
+   * How long accepted telemetry is gathered before it is written to Redis, in
+   * one script call per `touchBatch` devices however many messages they sent;
+   * 0 writes at the end of the event-loop turn. The device's online event and
+   * deadline are late by at most this much.
+   */
+  flushIntervalMs: number;
+  /** Devices per touch script call; a flush starts early once this many are waiting. */
+  touchBatch: number;
 }
 
 export const DEFAULT_LIVENESS_OPTIONS: LivenessOptions = {
@@ -41,6 +50,8 @@ export const DEFAULT_LIVENESS_OPTIONS: LivenessOptions = {
   claimBatch: 1000,
   maxBatchesPerSweep: 20,
   persistBatch: 1000,
+  flushIntervalMs: 250,
+  touchBatch: 1000,
 };
 
 export interface LivenessServiceDeps {
@@ -65,12 +76,15 @@ export interface SweepResult {
 
 export interface LivenessService {
   /**
-   * Records that the device's telemetry was accepted at `atMs`: moves its
-   * deadline to `atMs + threshold`, and when it was offline makes it online and
-   * produces the `online` event. Never rejects: a failure is counted and
-   * logged, and must not fail the telemetry it belongs to.
+   * Records that the device's telemetry was accepted at `atMs`: with the next
+   * flush, moves its deadline to `atMs + threshold`, and when it was offline
+   * makes it online and produces the `online` event. The promise settles once
+   * that flush is done and never rejects: a failure is counted and logged, and
+   * must not fail the telemetry it belongs to (so callers need not wait).
    */
   recordTelemetry(device: Pick<DeviceRecord, 'id' | 'tenantId' | 'offlineThresholdS'>, atMs: number): Promise<void>;
+  /** Writes the telemetry recorded so far now, and waits for every flush under way (at shutdown). */
+  flush(): Promise<void>;
   /** Takes devices past their deadline offline (producing `offline` events) and retries failed events. */
   sweep(): Promise<SweepResult>;
   /** Writes pending last_seen values (and current status) to Postgres in batches; returns the rows written. */
@@ -177,13 +191,44 @@ export function createLivenessService(deps: LivenessServiceDeps): LivenessServic
     await store.retime(change.device_id, thresholdMs, slackFor(thresholdMs));
   }
 
-  // The messages of one acknowledged Kafka batch update liveness in one script
-  // call; each caller waits until the transitions it caused are produced.
-  const touch = createTurnBatcher(async (inputs: readonly TouchInput[]) => {
-    const results = await store.touchMany(inputs);
-    await emit(results.flatMap((result) => (result.kind === 'online' ? [result.transition] : [])));
-    return results;
-  });
+  // Telemetry gathered since the last flush, one entry per device however many
+  // messages it sent: a device sending ten messages a second costs Redis one
+  // write per flush, not ten.
+  let pending = new Map<string, TouchInput>();
+  let flushed: Deferred | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let immediate: NodeJS.Immediate | undefined;
+  const flushing = new Set<Promise<void>>();
+
+  async function touch(inputs: readonly TouchInput[]) {
+    try {
+      const results = await store.touchMany(inputs, { nowMs: clock(), leaseMs: options.leaseMs });
+      await emit(results.flatMap((result) => (result.kind === 'online' ? [result.transition] : [])));
+    } catch (error) {
+      metrics.updateFailed(inputs.length);
+      log.debug({ err: (error as Error).message, devices: inputs.length }, 'liveness update failed');
+    }
+  }
+
+  function flushPending(): Promise<void> {
+    clearTimeout(timer);
+    if (immediate) clearImmediate(immediate);
+    timer = immediate = undefined;
+    const inputs = [...pending.values()];
+    const done = flushed;
+    pending = new Map();
+    flushed = undefined;
+    const work = (inputs.length === 0 ? Promise.resolve() : touch(inputs)).then(() => done?.resolve());
+    flushing.add(work);
+    void work.then(() => flushing.delete(work));
+    return work;
+  }
+
+  function scheduleFlush() {
+    if (pending.size >= options.touchBatch) void flushPending();
+    else if (options.flushIntervalMs === 0) immediate ??= setImmediate(flushPending);
+    else timer ??= setTimeout(flushPending, options.flushIntervalMs);
+  }
 
   deps.changes.subscribe((change) => {
     applyChange(change).catch((error: unknown) =>
@@ -192,22 +237,27 @@ export function createLivenessService(deps: LivenessServiceDeps): LivenessServic
   });
 
   return {
-    async recordTelemetry(device, atMs) {
+    recordTelemetry(device, atMs) {
+      const entry = pending.get(device.id);
       const thresholdMs = device.offlineThresholdS * 1000;
-      try {
-        await touch({
-          deviceId: device.id,
-          tenantId: device.tenantId,
-          atMs,
-          nowMs: clock(),
-          thresholdMs,
-          slackMs: slackFor(thresholdMs),
-          leaseMs: options.leaseMs,
-        });
-      } catch (error) {
-        metrics.updateFailed();
-        log.debug({ err: (error as Error).message, device_id: device.id }, 'liveness update failed');
+      if (entry) {
+        entry.firstAtMs = Math.min(entry.firstAtMs, atMs);
+        entry.lastAtMs = Math.max(entry.lastAtMs, atMs);
+        entry.tenantId = device.tenantId;
+        entry.thresholdMs = thresholdMs;
+        entry.slackMs = slackFor(thresholdMs);
+      } else {
+        pending.set(device.id, { deviceId: device.id, tenantId: device.tenantId, firstAtMs: atMs, lastAtMs: atMs, thresholdMs, slackMs: slackFor(thresholdMs) });
       }
+      flushed ??= createDeferred();
+      const { promise } = flushed;
+      scheduleFlush();
+      return promise;
+    },
+
+    async flush() {
+      flushPending();
+      await Promise.all(flushing);
     },
 
     async sweep() {

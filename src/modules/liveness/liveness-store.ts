@@ -41,13 +41,21 @@ export interface LivenessState {
   readonly tenantId: string;
 }
 
+/** What one touch records: the messages of a device accepted since its previous touch. */
 export interface TouchInput {
   deviceId: string;
   tenantId: string;
-  atMs: number;
-  nowMs: number;
+  /** The earliest and the latest arrival time of those messages (equal for one message). */
+  firstAtMs: number;
+  lastAtMs: number;
   thresholdMs: number;
   slackMs: number;
+}
+
+/** Shared by the touches of one call. */
+export interface TouchContext {
+  nowMs: number;
+  /** How long an online transition belongs to the caller before the sweep may take it over. */
   leaseMs: number;
 }
 
@@ -55,15 +63,16 @@ export type TouchResult = { kind: 'skipped' } | { kind: 'extended' } | { kind: '
 
 export interface LivenessStore {
   /**
-   * Records telemetry at `atMs` (clamped to `nowMs`): an offline or unknown
-   * device becomes online (its transition enters the outbox leased until
-   * `nowMs + leaseMs`); an online one gets the deadline `seen + threshold +
-   * slack`. Skips the write when the stored `seen` is less than `slackMs`
-   * older, and ignores a message whose own deadline already passed.
+   * Records telemetry that arrived from `firstAtMs` to `lastAtMs` (clamped to
+   * `nowMs`): an offline or unknown device becomes online as of `firstAtMs`
+   * (its transition enters the outbox leased until `nowMs + leaseMs`); an
+   * online one gets the deadline `lastAtMs + threshold + slack`. Skips the
+   * write when the stored `seen` is less than `slackMs` older, and ignores
+   * messages whose own deadline already passed.
    */
-  touch(input: TouchInput): Promise<TouchResult>;
-  /** `touch` for many messages in one script call, in order; one result per input. */
-  touchMany(inputs: readonly TouchInput[]): Promise<TouchResult[]>;
+  touch(input: TouchInput, context: TouchContext): Promise<TouchResult>;
+  /** `touch` for many devices in one script call, in order; one result per input. */
+  touchMany(inputs: readonly TouchInput[], context: TouchContext): Promise<TouchResult[]>;
   /**
    * Atomically takes up to `limit` devices whose deadline is ≤ `nowMs` offline
    * (their offline transitions enter the outbox leased until `nowMs +
@@ -89,31 +98,37 @@ export interface LivenessStore {
 /** Parses `online|seen|threshold|changed|tenant`. Lua's tostring keeps 14 digits: exact for epoch ms. */
 const STATE_PATTERN = `'^([01])|(%d+)|(%d+)|(%d+)|(.*)$'`;
 
-/** Seven arguments per message (see touchArguments); one result per message: 0 skipped, 1 extended, or the online transition. */
+/**
+ * ARGV: now, lease, then six arguments per touch (see touchArguments). One
+ * result per touch: 0 skipped, 1 extended, or the online transition.
+ */
 const TOUCH = `
+local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
 local results = {}
-for base = 0, #ARGV - 7, 7 do
+for base = 2, #ARGV - 6, 6 do
   local id, tenant = ARGV[base + 1], ARGV[base + 2]
-  local now, threshold, slack, lease = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6]), tonumber(ARGV[base + 7])
-  local at = math.min(tonumber(ARGV[base + 3]), now)
+  local threshold, slack = tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6])
+  local last = math.min(tonumber(ARGV[base + 4]), now)
+  local first = math.min(tonumber(ARGV[base + 3]), last)
   local result = 0
-  if at + threshold > now then
+  if last + threshold > now then
     local online, seen, changed = '0', 0, 0
     local current = redis.call('HGET', KEYS[1], id)
     if current then
       local o, s, _, c = string.match(current, ${STATE_PATTERN})
       if o then online, seen, changed = o, tonumber(s), tonumber(c) end
     end
-    if online ~= '1' or at >= seen + slack then
-      seen = math.max(seen, at)
+    if online ~= '1' or last >= seen + slack then
+      local since = math.max(seen, first)
+      seen = math.max(seen, last)
       redis.call('ZADD', KEYS[2], seen + threshold + slack, id)
       redis.call('ZADD', KEYS[4], seen, id)
       if online == '1' then
         redis.call('HSET', KEYS[1], id, '1|' .. seen .. '|' .. threshold .. '|' .. changed .. '|' .. tenant)
         result = 1
       else
-        redis.call('HSET', KEYS[1], id, '1|' .. seen .. '|' .. threshold .. '|' .. seen .. '|' .. tenant)
-        result = 'online|' .. id .. '|' .. tenant .. '|' .. seen .. '|' .. seen
+        redis.call('HSET', KEYS[1], id, '1|' .. seen .. '|' .. threshold .. '|' .. since .. '|' .. tenant)
+        result = 'online|' .. id .. '|' .. tenant .. '|' .. since .. '|' .. seen
         redis.call('ZADD', KEYS[3], now + lease, result)
       end
     end
@@ -200,11 +215,10 @@ function transitionsOf(value: unknown): Transition[] {
 const touchArguments = (input: TouchInput) => [
   input.deviceId,
   input.tenantId,
-  Math.floor(input.atMs),
-  Math.floor(input.nowMs),
+  Math.floor(input.firstAtMs),
+  Math.floor(input.lastAtMs),
   Math.floor(input.thresholdMs),
   Math.floor(input.slackMs),
-  Math.floor(input.leaseMs),
 ];
 
 export function createLivenessStore(redis: Redis, keyPrefix: string): LivenessStore {
@@ -220,9 +234,9 @@ export function createLivenessStore(redis: Redis, keyPrefix: string): LivenessSt
   const retimeScript = defineRedisScript(redis, 'dlmLivenessRetime', RETIME, 2);
   const takeUnsavedScript = defineRedisScript(redis, 'dlmLivenessTakeUnsaved', TAKE_UNSAVED, 2);
 
-  async function touchMany(inputs: readonly TouchInput[]): Promise<TouchResult[]> {
+  async function touchMany(inputs: readonly TouchInput[], { nowMs, leaseMs }: TouchContext): Promise<TouchResult[]> {
     if (inputs.length === 0) return [];
-    const results = await touchScript(all, inputs.flatMap(touchArguments));
+    const results = await touchScript(all, [Math.floor(nowMs), Math.floor(leaseMs), ...inputs.flatMap(touchArguments)]);
     if (!Array.isArray(results) || results.length !== inputs.length) throw new Error('liveness touch: unexpected reply');
     return results.map((result): TouchResult => {
       if (typeof result === 'string') {
@@ -234,8 +248,8 @@ export function createLivenessStore(redis: Redis, keyPrefix: string): LivenessSt
   }
 
   return {
-    async touch(input) {
-      const [result] = await touchMany([input]);
+    async touch(input, context) {
+      const [result] = await touchMany([input], context);
       return result ?? { kind: 'skipped' };
     },
 

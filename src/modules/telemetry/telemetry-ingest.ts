@@ -62,8 +62,8 @@ export interface TelemetryIngestOptions {
   limits: TelemetryLimits;
   clock: Clock;
   metrics: TelemetryMetrics;
-  /** Told of every message once Kafka has it (liveness); must not reject. */
-  onAccepted?: (device: DeviceRecord, receivedAtMs: number) => Promise<void>;
+  /** Told of every message once Kafka has it (liveness), before it is answered; must not throw. */
+  onAccepted?: (device: DeviceRecord, receivedAtMs: number) => void;
 }
 
 export interface TelemetryIngest {
@@ -284,7 +284,7 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       return { kind: 'handled' };
     }
     metrics.accepted.inc();
-    await options.onAccepted?.(device, incoming.receivedAtMs);
+    options.onAccepted?.(device, incoming.receivedAtMs);
     // Not awaited: EMQX repeats a message only after a failed or lost answer.
     // The mark goes out at the end of this turn of the event loop, and
     // commands on the one Redis connection run in order, so the lookup of a

@@ -6,6 +6,7 @@ import { adminClient } from '../../helpers/admin.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { consumeRecords } from '../../helpers/kafka.js';
 import { postEvent, publishEvent } from '../../helpers/telemetry.js';
+import { waitFor } from '../../helpers/wait.js';
 
 const T0 = Date.parse('2026-11-24T12:00:00.000Z');
 
@@ -43,6 +44,8 @@ describe('status from EMQX events end to end', () => {
     const publish = await postEvent(app, publishEvent(id, '{"temperature":22.5}', { publishReceivedAt: now }));
     assert.equal(publish.statusCode, 204, publish.body);
 
+    // Liveness is written by the next flush (LIVENESS_FLUSH_INTERVAL_MS), not before the answer.
+    await waitFor(async () => (await admin.get(`/v1/devices/${id}/status`)).json().online === true);
     const status = (await admin.get(`/v1/devices/${id}/status`)).json();
     assert.deepEqual(
       { online: status.online, connected: status.connected, last_seen_at: status.last_seen_at, connected_at: status.connected_at },

@@ -9,8 +9,8 @@ import { DeviceEventProduceError } from '../../../src/modules/device-events/devi
 import type { DeviceRecord } from '../../../src/modules/devices/device-directory.js';
 import { createLivenessMetrics } from '../../../src/modules/liveness/liveness-metrics.js';
 import type { StoredStatus } from '../../../src/modules/liveness/liveness-repository.js';
-import { createLivenessService } from '../../../src/modules/liveness/liveness-service.js';
-import { createLivenessStore } from '../../../src/modules/liveness/liveness-store.js';
+import { createLivenessService, type LivenessOptions } from '../../../src/modules/liveness/liveness-service.js';
+import { createLivenessStore, type LivenessStore, type TouchInput } from '../../../src/modules/liveness/liveness-store.js';
 import { useTestRedis } from '../../helpers/redis.js';
 
 const T0 = Date.parse('2026-11-24T12:00:00.000Z');
@@ -38,13 +38,13 @@ describe('liveness outbox', () => {
     redis = test.redis;
   });
 
-  function setup(devices: Map<string, DeviceRecord>) {
+  function setup(devices: Map<string, DeviceRecord>, options: Partial<LivenessOptions> = {}, store = createLivenessStore(redis, prefix)) {
     let now = T0;
     const kafka = fakeProducer();
     const saved: StoredStatus[] = [];
     const listeners: CredentialChangeListener[] = [];
     const liveness = createLivenessService({
-      store: createLivenessStore(redis, prefix),
+      store,
       events: kafka.producer,
       pool: { query: () => Promise.reject(new Error('not used')) },
       statuses: { saveStatuses: async (_db, statuses) => void saved.push(...statuses) },
@@ -53,6 +53,7 @@ describe('liveness outbox', () => {
       clock: () => now,
       metrics: createLivenessMetrics(new Registry()),
       log: silent,
+      options,
     });
     return { liveness, kafka, saved, setNow: (ms: number) => (now = ms) };
   }
@@ -124,24 +125,100 @@ describe('liveness outbox', () => {
     assert.deepEqual(await liveness.sweep(), { expired: 0, retried: 0 }, 'not retried forever');
   });
 
+  /** The store, with every touchMany call's inputs kept. */
+  function countingStore(keyPrefix: string) {
+    const store = createLivenessStore(redis, keyPrefix);
+    const calls: TouchInput[][] = [];
+    const counting: LivenessStore = {
+      ...store,
+      touchMany(inputs, context) {
+        calls.push([...inputs]);
+        return store.touchMany(inputs, context);
+      },
+    };
+    return { store: counting, calls };
+  }
+
+  const sensor = (tenantId = 'acme'): DeviceRecord => ({ id: randomUUID(), tenantId, disabled: false, offlineThresholdS: 10, decoder: null });
+
+  it('gathers the messages of a flush interval into one write per device: online as of the first, deadline from the last', async () => {
+    const device = sensor();
+    const { store, calls } = countingStore(`${prefix}gather:`);
+    const { liveness, kafka, setNow } = setup(new Map([[device.id, device]]), { flushIntervalMs: 50 }, store);
+    setNow(T0 + 300);
+    // Arrival times out of order, as a batch acknowledged together may hold them.
+    const recorded = [T0 + 100, T0, T0 + 250, T0 + 50].map((atMs) => liveness.recordTelemetry(device, atMs));
+    assert.equal(calls.length, 0, 'nothing written before the interval ends');
+    await Promise.all(recorded);
+    assert.deepEqual(
+      calls.map((inputs) => inputs.map((input) => [input.deviceId, input.firstAtMs, input.lastAtMs])),
+      [[[device.id, T0, T0 + 250]]],
+    );
+    assert.deepEqual(
+      kafka.produced.map((event) => [event.type, event.at]),
+      [['online', new Date(T0).toISOString()]],
+    );
+    const state = await liveness.read(device.id);
+    assert.equal(state?.seenMs, T0 + 250);
+    assert.equal(state?.changedAtMs, T0);
+
+    setNow(T0 + 5000);
+    await liveness.recordTelemetry(device, T0 + 4900);
+    assert.equal((await liveness.read(device.id))?.seenMs, T0 + 4900, 'the next flush moves the deadline');
+    assert.equal(kafka.produced.length, 1, 'and emits nothing more');
+  });
+
+  it('flushes early once a batch of devices is waiting, and at once when asked', async () => {
+    const devices = [sensor(), sensor(), sensor()];
+    const { store, calls } = countingStore(`${prefix}early:`);
+    const { liveness } = setup(new Map(devices.map((d) => [d.id, d])), { flushIntervalMs: 60_000, touchBatch: 2 }, store);
+    const first = devices.map((device) => liveness.recordTelemetry(device, T0));
+    await Promise.race([first[0], first[1]]);
+    assert.deepEqual(calls.map((inputs) => inputs.length), [2], 'two devices fill a batch');
+    await liveness.flush();
+    await Promise.all(first);
+    assert.deepEqual(calls.map((inputs) => inputs.length), [2, 1]);
+    assert.equal((await liveness.read(devices[2]?.id ?? ''))?.online, true);
+  });
+
+  it('a failed update is counted and never fails the telemetry', async () => {
+    const device = sensor();
+    const broken: LivenessStore = { ...createLivenessStore(redis, `${prefix}broken:`), touchMany: () => Promise.reject(new Error('redis down')) };
+    const registry = new Registry();
+    const liveness = createLivenessService({
+      store: broken,
+      events: fakeProducer().producer,
+      pool: { query: () => Promise.reject(new Error('not used')) },
+      statuses: { saveStatuses: async () => undefined },
+      devices: { get: async () => device, invalidate: () => undefined },
+      changes: { subscribe: () => () => undefined },
+      clock: () => T0,
+      metrics: createLivenessMetrics(registry),
+      log: silent,
+      options: { flushIntervalMs: 0 },
+    });
+    await liveness.recordTelemetry(device, T0);
+    assert.match(await registry.metrics(), /device_liveness_update_failures_total 1/);
+  });
+
   it('touches many messages in one call exactly as one call each would', async () => {
     const many = createLivenessStore(redis, `${prefix}many:`);
     const single = createLivenessStore(redis, `${prefix}single:`);
+    const context = { nowMs: T0 + 2000, leaseMs: 30_000 };
     const at = (deviceId: string, offsetMs: number) => ({
       deviceId,
       tenantId: 'acme',
-      atMs: T0 + offsetMs,
-      nowMs: T0 + 2000,
+      firstAtMs: T0 + offsetMs,
+      lastAtMs: T0 + offsetMs,
       thresholdMs: 10_000,
       slackMs: 1000,
-      leaseMs: 30_000,
     });
     // A device's first message, a repeat within the slack, one past it, another
     // device, and a message too old to count.
     const inputs = [at('a', 0), at('a', 500), at('a', 1500), at('b', 100), at('c', -20_000)];
-    const batched = await many.touchMany(inputs);
+    const batched = await many.touchMany(inputs, context);
     const oneByOne = [];
-    for (const input of inputs) oneByOne.push(await single.touch(input));
+    for (const input of inputs) oneByOne.push(await single.touch(input, context));
     assert.deepEqual(
       batched.map((r) => r.kind),
       ['online', 'skipped', 'extended', 'online', 'skipped'],
@@ -150,13 +227,14 @@ describe('liveness outbox', () => {
     assert.deepEqual(await many.read('a'), await single.read('a'));
     assert.equal((await many.read('a'))?.seenMs, T0 + 1500);
     assert.equal(await many.read('c'), null);
-    assert.deepEqual(await many.touchMany([]), []);
+    assert.deepEqual(await many.touchMany([], context), []);
   });
 
   it('claims only the devices whose deadline passed', async () => {
     const store = createLivenessStore(redis, `${prefix}cost:`);
     for (let i = 0; i < 50; i++) {
-      await store.touch({ deviceId: `d${i}`, tenantId: 'acme', atMs: T0 + i * 1000, nowMs: T0 + i * 1000, thresholdMs: 10_000, slackMs: 0, leaseMs: 30_000 });
+      const atMs = T0 + i * 1000;
+      await store.touch({ deviceId: `d${i}`, tenantId: 'acme', firstAtMs: atMs, lastAtMs: atMs, thresholdMs: 10_000, slackMs: 0 }, { nowMs: atMs, leaseMs: 30_000 });
     }
     const { expired } = await store.claim({ nowMs: T0 + 14_500, limit: 1000, leaseMs: 30_000 });
     assert.deepEqual(

@@ -24,7 +24,9 @@ describe('liveness from telemetry', () => {
   let tenantCount = 0;
 
   before(async () => {
-    ctx = await createTestContext();
+    // Each awaited message is written at the end of its turn, so these tests
+    // step the injected clock message by message without waiting for a flush interval.
+    ctx = await createTestContext({ LIVENESS_FLUSH_INTERVAL_MS: '0' });
     app = await ctx.app({ clock: () => now });
     admin = adminClient(app);
   });

@@ -26,6 +26,21 @@ describe('message dedup window', () => {
     assert.deepEqual(errors, []);
   });
 
+  it('a lookup carries the marks waiting to be sent, written before it looks', async () => {
+    const errors: unknown[] = [];
+    const { redis } = test;
+    // Marks would wait a minute on their own: only the lookup can have written them.
+    const dedup = createMessageDedup({ redis, keyPrefix: prefix, windowS: 900, timeoutMs: 1000, maxMarkDelayMs: 60_000, onError: (e) => errors.push(e) });
+    const acknowledged = dedup.keyOf('device-c', 'A1');
+    const written = dedup.remember(acknowledged);
+    assert.equal(await redis.exists(acknowledged), 0, 'not sent on its own');
+    assert.deepEqual(await dedup.delivered([dedup.keyOf('device-c', 'B1'), acknowledged]), [false, true]);
+    await written;
+    const ttl = await redis.ttl(acknowledged);
+    assert.ok(ttl > 890 && ttl <= 900, `ttl ${ttl}`);
+    assert.deepEqual(errors, []);
+  });
+
   it('answers not delivered, and reports, when Redis does not answer', async () => {
     const down = new Redis('redis://127.0.0.1:1', { maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false });
     down.on('error', () => undefined);

@@ -1,7 +1,6 @@
 import {
   Kafka,
   logLevel as KafkaLogLevel,
-  Partitioners,
   type Admin,
   type ITopicConfig,
   type LogEntry,
@@ -9,6 +8,7 @@ import {
   type RecordMetadata,
   type TopicMessages,
 } from 'kafkajs';
+import { JavaCompatiblePartitioner } from './kafka-partitioner.js';
 import { createDependencyState, type DependencyLogger, type DependencyState } from '../lib/dependency-state.js';
 import { withTimeout } from '../lib/with-timeout.js';
 
@@ -82,7 +82,7 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
       // Bounded: the callers' deadlines answer first, and a send must not keep
       // retrying in the background forever while the broker is down.
       retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 5 },
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: JavaCompatiblePartitioner,
     });
     const connection = createConnector(() => producer.connect());
     producer.on(producer.events.DISCONNECT, () => connection.reset());

@@ -65,7 +65,8 @@ export interface LivenessStore {
   /**
    * Records telemetry that arrived from `firstAtMs` to `lastAtMs` (clamped to
    * `nowMs`): an offline or unknown device becomes online as of `firstAtMs`
-   * (its transition enters the outbox leased until `nowMs + leaseMs`); an
+   * (`lastAtMs` when the first message's own deadline already passed; the
+   * transition enters the outbox leased until `nowMs + leaseMs`); an
    * online one gets the deadline `lastAtMs + threshold + slack`. Skips the
    * write when the stored `seen` is less than `slackMs` older, and ignores
    * messages whose own deadline already passed.
@@ -110,6 +111,9 @@ for base = 2, #ARGV - 6, 6 do
   local threshold, slack = tonumber(ARGV[base + 5]), tonumber(ARGV[base + 6])
   local last = math.min(tonumber(ARGV[base + 4]), now)
   local first = math.min(tonumber(ARGV[base + 3]), last)
+  -- Messages whose own deadline passed never made the device online: when the
+  -- first did not count, the last (which does) stands for the earliest.
+  if first + threshold <= now then first = last end
   local result = 0
   if last + threshold > now then
     local online, seen, changed = '0', 0, 0

@@ -168,6 +168,16 @@ describe('liveness outbox', () => {
     assert.equal(kafka.produced.length, 1, 'and emits nothing more');
   });
 
+  it('a touch whose first message is past its own deadline makes the device online as of the last', async () => {
+    const store = createLivenessStore(redis, `${prefix}late:`);
+    const result = await store.touch(
+      { deviceId: 'd', tenantId: 'acme', firstAtMs: T0 - 20_000, lastAtMs: T0 - 100, thresholdMs: 10_000, slackMs: 1000 },
+      { nowMs: T0, leaseMs: 30_000 },
+    );
+    assert.equal(result.kind, 'online');
+    assert.equal(result.kind === 'online' ? result.transition.atMs : 0, T0 - 100);
+  });
+
   it('flushes early once a batch of devices is waiting, and at once when asked', async () => {
     const devices = [sensor(), sensor(), sensor()];
     const { store, calls } = countingStore(`${prefix}early:`);

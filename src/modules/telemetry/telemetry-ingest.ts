@@ -286,9 +286,9 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     metrics.accepted.inc();
     options.onAccepted?.(device, incoming.receivedAtMs);
     // Not awaited: EMQX repeats a message only after a failed or lost answer.
-    // The mark goes out at the end of this turn of the event loop, and
-    // commands on the one Redis connection run in order, so the lookup of a
-    // repeat (a later request, so a later batch) already sees it.
+    // The mark rides with the next batch's lookup, which writes it before it
+    // looks (or goes alone within a few ms), so the lookup of a repeat (a
+    // later request, so a later batch) already sees it.
     void dedup.remember(key);
     return { kind: 'handled' };
   }

@@ -20,7 +20,7 @@ export interface ProduceBatcherOptions {
   /** How long the first record of a batch waits for company. */
   lingerMs: number;
   maxBatchSize: number;
-  /** Batches sent at once; further records wait in the queue. */
+  /** Produce requests outstanding at once; a screened batch waits for a free one. */
   maxInFlightBatches: number;
   /** Records queued or in flight; beyond it `send` fails fast with OverloadedError. */
   maxPending: number;
@@ -28,7 +28,8 @@ export interface ProduceBatcherOptions {
   /**
    * Tells, for the dedup keys of a batch about to be sent, which were already
    * delivered. Asked once per batch, so a batch costs one lookup rather than
-   * one per record. When it fails, the whole batch is sent.
+   * one per record, and for one batch at a time. When it fails, the whole
+   * batch is sent.
    */
   screen?: (keys: readonly string[]) => Promise<readonly boolean[]>;
   observer?: BatchObserver;
@@ -68,40 +69,54 @@ function groupByTopic(items: readonly Waiting[]): TopicMessages[] {
  * and one broker round trip per request would cap throughput at the broker's
  * latency. Records arriving within `lingerMs` of each other go out in one
  * request; each caller still waits for its own acknowledgement, so a 2xx is
- * never answered for a record the broker did not take. Before a batch goes
- * out, the screen drops the records already delivered (EMQX's retries).
+ * never answered for a record the broker did not take.
+ *
+ * A batch passes two stages: the screen drops the records already delivered
+ * (EMQX's retries), then the batch is produced. One batch is screened at a
+ * time, and at most one screened batch waits for a produce slot. So the next
+ * batch's lookup runs while the current batch is produced instead of adding
+ * to its latency, and the records arriving meanwhile gather into the batch
+ * after it: under load, batches grow rather than multiply.
  */
 export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBatcher {
   const queue: Waiting[] = [];
-  let inFlightRecords = 0;
+  /** Records taken from the queue: being screened, screened and waiting, or in flight. */
+  let taken = 0;
+  let screening = false;
+  let screenedBatch: Waiting[] | undefined;
   let inFlightBatches = 0;
+  /** The oldest queued record has waited its linger. */
+  let due = false;
   let timer: NodeJS.Timeout | undefined;
 
-  function schedule() {
-    if (queue.length === 0 || inFlightBatches >= options.maxInFlightBatches) return;
-    if (queue.length >= options.maxBatchSize) {
-      flush();
+  function pump() {
+    if (screenedBatch && inFlightBatches < options.maxInFlightBatches) {
+      const batch = screenedBatch;
+      screenedBatch = undefined;
+      void produceBatch(batch);
+    }
+    if (queue.length === 0) return;
+    if (!due && queue.length < options.maxBatchSize) {
+      timer ??= setTimeout(() => {
+        timer = undefined;
+        due = true;
+        pump();
+      }, options.lingerMs);
       return;
     }
-    timer ??= setTimeout(flush, options.lingerMs);
+    if (screening || screenedBatch) return;
+    clearTimeout(timer);
+    timer = undefined;
+    due = false;
+    void screenBatch(queue.splice(0, options.maxBatchSize));
+    // What is left (beyond a full batch) starts its own linger.
+    if (queue.length > 0) pump();
   }
 
-  function flush() {
-    if (timer) {
-      clearTimeout(timer);
-      timer = undefined;
-    }
-    while (queue.length > 0 && inFlightBatches < options.maxInFlightBatches) {
-      const batch = queue.splice(0, options.maxBatchSize);
-      void sendBatch(batch);
-      if (queue.length < options.maxBatchSize) break;
-    }
-    schedule();
-  }
-
-  /** The records of the batch not delivered before; the others are answered `duplicate`. */
-  async function screened(batch: Waiting[]): Promise<Waiting[]> {
-    const { screen } = options;
+  /** Answers the records delivered before `duplicate` and hands the others to the produce stage. */
+  async function screenBatch(batch: Waiting[]) {
+    screening = true;
+    taken += batch.length;
     const keyed: Waiting[] = [];
     const keys: string[] = [];
     for (const item of batch) {
@@ -109,51 +124,52 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
       keyed.push(item);
       keys.push(item.record.dedupKey);
     }
-    if (!screen || keys.length === 0) return batch;
     let delivered: readonly boolean[] = [];
-    try {
-      delivered = await screen(keys);
-    } catch {
-      // Not knowing means sending: a possible repeat downstream over a lost message.
+    if (options.screen && keys.length > 0) {
+      try {
+        delivered = await options.screen(keys);
+      } catch {
+        // Not knowing means sending: a possible repeat downstream over a lost message.
+      }
     }
     const duplicates = new Set(keyed.filter((_, index) => delivered[index] === true));
     for (const item of duplicates) item.resolve('duplicate');
-    return duplicates.size === 0 ? batch : batch.filter((item) => !duplicates.has(item));
+    taken -= duplicates.size;
+    screening = false;
+    if (duplicates.size < batch.length) {
+      screenedBatch = duplicates.size === 0 ? batch : batch.filter((item) => !duplicates.has(item));
+    }
+    pump();
   }
 
-  async function sendBatch(batch: Waiting[]) {
+  async function produceBatch(batch: Waiting[]) {
     inFlightBatches++;
-    inFlightRecords += batch.length;
-    let fresh: Waiting[] = [];
-    let startedAt = 0;
+    const startedAt = performance.now();
     try {
-      fresh = await screened(batch);
-      if (fresh.length === 0) return;
-      startedAt = performance.now();
-      await options.produce(groupByTopic(fresh), options.timeoutMs);
-      options.observer?.batch(fresh.length, (performance.now() - startedAt) / 1000, true);
-      for (const item of fresh) item.resolve('sent');
+      await options.produce(groupByTopic(batch), options.timeoutMs);
+      options.observer?.batch(batch.length, (performance.now() - startedAt) / 1000, true);
+      for (const item of batch) item.resolve('sent');
     } catch (error) {
-      options.observer?.batch(fresh.length, (performance.now() - startedAt) / 1000, false);
-      for (const item of fresh) item.reject(error);
+      options.observer?.batch(batch.length, (performance.now() - startedAt) / 1000, false);
+      for (const item of batch) item.reject(error);
     } finally {
       inFlightBatches--;
-      inFlightRecords -= batch.length;
-      schedule();
+      taken -= batch.length;
+      pump();
     }
   }
 
   return {
     get pending() {
-      return queue.length + inFlightRecords;
+      return queue.length + taken;
     },
     send(record) {
-      if (queue.length + inFlightRecords >= options.maxPending) {
+      if (queue.length + taken >= options.maxPending) {
         return Promise.reject(new OverloadedError(`more than ${options.maxPending} records waiting for the broker`));
       }
       return new Promise<SendOutcome>((resolve, reject) => {
         queue.push({ record, resolve, reject });
-        schedule();
+        pump();
       });
     },
   };

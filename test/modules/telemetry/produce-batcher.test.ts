@@ -109,4 +109,49 @@ describe('produce batcher', () => {
     gates[0]?.release();
     assert.equal(await send, 'sent');
   });
+
+  it('looks up the next batch while the previous one is being produced', async () => {
+    const { calls, gates, produce } = recorder();
+    const screened: string[][] = [];
+    const screen = async (keys: readonly string[]) => {
+      screened.push([...keys]);
+      return keys.map(() => false);
+    };
+    const batcher = createProduceBatcher({ ...base, maxInFlightBatches: 1, produce, screen });
+    const first = batcher.send({ ...record('a', 1), dedupKey: 'm1' });
+    await tick();
+    const second = batcher.send({ ...record('a', 2), dedupKey: 'm2' });
+    await tick();
+    assert.deepEqual(screened, [['m1'], ['m2']], 'the second lookup did not wait for the first acknowledgement');
+    assert.equal(calls.length, 1, 'the produce stage still holds one batch at a time');
+    assert.equal(batcher.pending, 2);
+    gates[0]?.release();
+    await first;
+    assert.equal(calls.length, 2, 'the screened batch goes out as soon as the slot is free');
+    gates[1]?.release();
+    assert.equal(await second, 'sent');
+    assert.equal(batcher.pending, 0);
+  });
+
+  it('runs one lookup at a time: records arriving during a lookup form the next batch', async () => {
+    const { calls, gates, produce } = recorder();
+    const lookups: { keys: string[]; answer(): void }[] = [];
+    const screen = (keys: readonly string[]) =>
+      new Promise<readonly boolean[]>((resolve) => lookups.push({ keys: [...keys], answer: () => resolve(keys.map(() => false)) }));
+    const batcher = createProduceBatcher({ ...base, produce, screen });
+    const sends = [batcher.send({ ...record('a', 1), dedupKey: 'm1' })];
+    await tick();
+    sends.push(batcher.send({ ...record('a', 2), dedupKey: 'm2' }), batcher.send({ ...record('a', 3), dedupKey: 'm3' }));
+    await tick();
+    assert.deepEqual(lookups.map((l) => l.keys), [['m1']]);
+    lookups[0]?.answer();
+    await tick();
+    assert.deepEqual(lookups.map((l) => l.keys), [['m1'], ['m2', 'm3']]);
+    assert.deepEqual(calls.map((c) => c[0]?.messages.map((m) => m.key)), [['k1']]);
+    lookups[1]?.answer();
+    await tick();
+    assert.deepEqual(calls.map((c) => c[0]?.messages.map((m) => m.key)), [['k1'], ['k2', 'k3']]);
+    for (const gate of gates) gate.release();
+    assert.deepEqual(await Promise.all(sends), ['sent', 'sent', 'sent']);
+  });
 });

@@ -7,7 +7,7 @@ import type { TopicNames } from '../../lib/topics.js';
 import type { DeviceDirectory, DeviceRecord } from '../devices/device-directory.js';
 import type { EmqxEvent, EventHandler, EventOutcome } from '../emqx-events/events-routes.js';
 import type { MessageDedup } from './message-dedup.js';
-import { OverloadedError, type ProduceBatcher, type SendOutcome } from './produce-batcher.js';
+import { OverloadedError, type OutgoingRecord, type ProduceBatcher, type SendOutcome } from './produce-batcher.js';
 import type { TelemetryMetrics } from './telemetry-metrics.js';
 import type { TopicProvisioner } from '../topics/topic-provisioner.js';
 
@@ -147,6 +147,32 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
   const failure = (error: unknown): EventOutcome =>
     retry(error instanceof OverloadedError ? 'overloaded' : 'kafka_unavailable');
 
+  /**
+   * Produces a record once its topic exists, answering 2xx only after the
+   * broker acknowledged it (or the screen found it already delivered), and
+   * 503 when it may succeed later. `delivered` runs for a record produced
+   * now. Its dedup mark is not awaited (EMQX repeats a message only after a
+   * failed or lost answer): it rides with the next batch's lookup, or goes
+   * alone within a few ms, so the lookup of a repeat (a later request, so a
+   * later batch) already sees it.
+   */
+  async function produce(ensureTopic: () => Promise<void>, record: OutgoingRecord, delivered: () => void): Promise<EventOutcome> {
+    let outcome: SendOutcome;
+    try {
+      await ensureTopic();
+      outcome = await batcher.send(record);
+    } catch (error) {
+      return failure(error);
+    }
+    if (outcome === 'duplicate') {
+      metrics.deduplicated.inc();
+      return { kind: 'handled' };
+    }
+    delivered();
+    if (record.dedupKey !== undefined) void dedup.remember(record.dedupKey);
+    return { kind: 'handled' };
+  }
+
   function originalBytes(incoming: Incoming): Buffer | null {
     if (incoming.raw === null) return null;
     return Buffer.from(incoming.raw, incoming.encoding === 'base64' ? 'base64' : 'utf8');
@@ -181,27 +207,16 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     const headers: IHeaders = { reason, 'content-type': 'application/json', schema: DEAD_LETTER_SCHEMA };
     if (tenantId) headers.tenant_id = tenantId;
     if (device) headers.device_id = device.id;
-    const key = incoming.messageId && incoming.clientid ? dedup.keyOf(incoming.clientid, incoming.messageId) : undefined;
-    let outcome: SendOutcome;
-    try {
-      if (tenantId) await provisioner.ensureTenantOnce(tenantId);
-      else await provisioner.ensureUnattributedOnce();
-      outcome = await batcher.send({
+    // The dead letter must not be lost either: EMQX retries on 503.
+    return produce(
+      () => (tenantId ? provisioner.ensureTenantOnce(tenantId) : provisioner.ensureUnattributedOnce()),
+      {
         topic: tenantId ? topics.telemetryDlq(tenantId) : topics.unattributedDlq,
         message: { key: device?.id ?? incoming.clientid, value: JSON.stringify(record), headers },
-        dedupKey: key,
-      });
-    } catch (error) {
-      // The dead letter must not be lost either: EMQX retries on 503.
-      return failure(error);
-    }
-    if (outcome === 'duplicate') {
-      metrics.deduplicated.inc();
-      return { kind: 'handled' };
-    }
-    metrics.deadLettered.inc({ reason });
-    if (key !== undefined) void dedup.remember(key);
-    return { kind: 'handled' };
+        dedupKey: incoming.messageId && incoming.clientid ? dedup.keyOf(incoming.clientid, incoming.messageId) : undefined,
+      },
+      () => metrics.deadLettered.inc({ reason }),
+    );
   }
 
   async function ingest(incoming: Incoming & { messageId: string; clientid: string }): Promise<EventOutcome> {
@@ -258,39 +273,28 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     // Repeats are found by the batcher's screen, one lookup per batch. When
     // Redis cannot tell, the record is produced anyway: a possible duplicate
     // downstream is better than refusing telemetry, or losing it when EMQX gives up.
-    const key = dedup.keyOf(clientid, messageId);
-    let outcome: SendOutcome;
-    try {
-      await provisioner.ensureTenantOnce(device.tenantId);
-      outcome = await batcher.send({
-        topic: topics.telemetryRaw(device.tenantId),
+    const tenantId = device.tenantId;
+    return produce(
+      () => provisioner.ensureTenantOnce(tenantId),
+      {
+        topic: topics.telemetryRaw(tenantId),
         message: {
           key: device.id,
           value,
           headers: {
-            tenant_id: device.tenantId,
+            tenant_id: tenantId,
             device_id: device.id,
             'content-type': 'application/json',
             schema: TELEMETRY_POINT_SCHEMA,
           },
         },
-        dedupKey: key,
-      });
-    } catch (error) {
-      return failure(error);
-    }
-    if (outcome === 'duplicate') {
-      metrics.deduplicated.inc();
-      return { kind: 'handled' };
-    }
-    metrics.accepted.inc();
-    options.onAccepted?.(device, incoming.receivedAtMs);
-    // Not awaited: EMQX repeats a message only after a failed or lost answer.
-    // The mark rides with the next batch's lookup, which writes it before it
-    // looks (or goes alone within a few ms), so the lookup of a repeat (a
-    // later request, so a later batch) already sees it.
-    void dedup.remember(key);
-    return { kind: 'handled' };
+        dedupKey: dedup.keyOf(clientid, messageId),
+      },
+      () => {
+        metrics.accepted.inc();
+        options.onAccepted?.(device, incoming.receivedAtMs);
+      },
+    );
   }
 
   return {

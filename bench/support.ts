@@ -119,7 +119,7 @@ export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
   };
 }
 
-/** Runs a short warm-up, then the measured load. */
+/** The middle value (the upper one of an even count). */
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? 0;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   Kafka,
   logLevel as KafkaLogLevel,
@@ -55,6 +56,18 @@ function createConnector(connect: () => Promise<void>) {
   };
 }
 
+/** Protocol errors a broker answers for a topic it created but whose metadata has not caught up yet. */
+const NOT_YET = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']);
+
+/** The protocol error type of a kafkajs error, looking through the errors kafkajs wraps it in. */
+function protocolErrorType(error: unknown): string | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    const { type } = current as { type?: unknown };
+    if (typeof type === 'string') return type;
+  }
+  return undefined;
+}
+
 export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaClient {
   const state = createDependencyState('kafka', logger);
   const kafka = new Kafka({
@@ -94,6 +107,24 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
   admin.on(admin.events.DISCONNECT, () => adminConnection.reset());
   let closing = false;
 
+  /**
+   * Waits until every partition of the topics has a leader. kafkajs's own
+   * waitForLeaders gives up on UNKNOWN_TOPIC_OR_PARTITION, which a broker
+   * answers for a topic it has just created until its metadata caught up.
+   */
+  async function untilLed(topics: string[], deadline: number) {
+    for (;;) {
+      try {
+        const { topics: described } = await admin.fetchTopicMetadata({ topics });
+        if (described.every(({ partitions }) => partitions.length > 0 && partitions.every(({ leader }) => leader >= 0))) return;
+      } catch (error) {
+        if (!NOT_YET.has(protocolErrorType(error) ?? '')) throw error;
+      }
+      if (performance.now() > deadline) throw new Error(`kafka topics without leaders: ${topics.join(', ')}`);
+      await sleep(100);
+    }
+  }
+
   async function tracked<T>(work: () => Promise<T>, context: object): Promise<T> {
     try {
       const result = await work();
@@ -129,7 +160,8 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
           .map((topic) => ({ topic, numPartitions: partitions, replicationFactor }));
         if (missing.length === 0) return;
         // createTopics tolerates topics that another replica created meanwhile.
-        await admin.createTopics({ topics: missing, waitForLeaders: true, timeout: 10_000 });
+        await admin.createTopics({ topics: missing, waitForLeaders: false, timeout: 10_000 });
+        await untilLed(missing.map(({ topic }) => topic), performance.now() + 15_000);
       }
     },
     ping(timeoutMs) {

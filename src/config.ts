@@ -96,7 +96,7 @@ const envSchema = z.object({
   INGEST_DEDUP_WINDOW_S: int(60, 7 * 86_400).default(900),
   INGEST_LINGER_MS: int(0, 100).default(1),
   INGEST_BATCH_MAX: int(1, 10_000).default(500),
-  INGEST_MAX_IN_FLIGHT_BATCHES: int(1, 64).default(8),
+  INGEST_MAX_IN_FLIGHT_BATCHES: int(1, 64).default(1),
   INGEST_MAX_PENDING: int(1, 1_000_000).default(20_000),
   INGEST_PRODUCE_TIMEOUT_MS: int(100, 30_000).default(5000),
 });

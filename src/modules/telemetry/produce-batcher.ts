@@ -20,7 +20,10 @@ export interface ProduceBatcherOptions {
   /** How long the first record of a batch waits for company. */
   lingerMs: number;
   maxBatchSize: number;
-  /** Produce requests outstanding at once; a screened batch waits for a free one. */
+  /**
+   * Batches in flight at once, each from its lookup until its acknowledgement;
+   * records arriving meanwhile gather into the next batch.
+   */
   maxInFlightBatches: number;
   /** Records queued or in flight; beyond it `send` fails fast with OverloadedError. */
   maxPending: number;
@@ -28,8 +31,7 @@ export interface ProduceBatcherOptions {
   /**
    * Tells, for the dedup keys of a batch about to be sent, which were already
    * delivered. Asked once per batch, so a batch costs one lookup rather than
-   * one per record, and for one batch at a time. When it fails, the whole
-   * batch is sent.
+   * one per record. When it fails, the whole batch is sent.
    */
   screen?: (keys: readonly string[]) => Promise<readonly boolean[]>;
   observer?: BatchObserver;
@@ -71,31 +73,26 @@ function groupByTopic(items: readonly Waiting[]): TopicMessages[] {
  * request; each caller still waits for its own acknowledgement, so a 2xx is
  * never answered for a record the broker did not take.
  *
- * A batch passes two stages: the screen drops the records already delivered
- * (EMQX's retries), then the batch is produced. One batch is screened at a
- * time, and at most one screened batch waits for a produce slot. So the next
- * batch's lookup runs while the current batch is produced instead of adding
- * to its latency, and the records arriving meanwhile gather into the batch
- * after it: under load, batches grow rather than multiply.
+ * A batch is in flight from its screen (the lookup that drops records already
+ * delivered: EMQX's retries) until the broker acknowledged it. While
+ * `maxInFlightBatches` are in flight, arriving records gather into the next
+ * batch rather than starting one of their own: under load, batches grow
+ * rather than multiply, and each costs one lookup, one produce request and
+ * one request for the broker to handle, however many records it carries.
  */
 export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBatcher {
   const queue: Waiting[] = [];
-  /** Records taken from the queue: being screened, screened and waiting, or in flight. */
+  /** Records taken from the queue: being screened or produced. */
   let taken = 0;
-  let screening = false;
-  let screenedBatch: Waiting[] | undefined;
   let inFlightBatches = 0;
   /** The oldest queued record has waited its linger. */
   let due = false;
   let timer: NodeJS.Timeout | undefined;
 
   function pump() {
-    if (screenedBatch && inFlightBatches < options.maxInFlightBatches) {
-      const batch = screenedBatch;
-      screenedBatch = undefined;
-      void produceBatch(batch);
-    }
     if (queue.length === 0) return;
+    // The linger runs while the batches in flight are: records that waited
+    // for a slot go as soon as one is free.
     if (!due && queue.length < options.maxBatchSize) {
       timer ??= setTimeout(() => {
         timer = undefined;
@@ -104,19 +101,30 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
       }, options.lingerMs);
       return;
     }
-    if (screening || screenedBatch) return;
+    if (inFlightBatches >= options.maxInFlightBatches) return;
     clearTimeout(timer);
     timer = undefined;
     due = false;
-    void screenBatch(queue.splice(0, options.maxBatchSize));
-    // What is left (beyond a full batch) starts its own linger.
-    if (queue.length > 0) pump();
+    void dispatch(queue.splice(0, options.maxBatchSize));
+    // What is left (beyond a full batch) starts its own linger, or waits for a slot.
+    pump();
   }
 
-  /** Answers the records delivered before `duplicate` and hands the others to the produce stage. */
-  async function screenBatch(batch: Waiting[]) {
-    screening = true;
+  async function dispatch(batch: Waiting[]) {
+    inFlightBatches++;
     taken += batch.length;
+    try {
+      const unsent = await screenBatch(batch);
+      if (unsent.length > 0) await produceBatch(unsent);
+    } finally {
+      inFlightBatches--;
+      taken -= batch.length;
+      pump();
+    }
+  }
+
+  /** Answers the records delivered before `duplicate`; returns the others. */
+  async function screenBatch(batch: Waiting[]): Promise<Waiting[]> {
     const keyed: Waiting[] = [];
     const keys: string[] = [];
     for (const item of batch) {
@@ -132,18 +140,13 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
         // Not knowing means sending: a possible repeat downstream over a lost message.
       }
     }
+    if (!delivered.includes(true)) return batch;
     const duplicates = new Set(keyed.filter((_, index) => delivered[index] === true));
     for (const item of duplicates) item.resolve('duplicate');
-    taken -= duplicates.size;
-    screening = false;
-    if (duplicates.size < batch.length) {
-      screenedBatch = duplicates.size === 0 ? batch : batch.filter((item) => !duplicates.has(item));
-    }
-    pump();
+    return batch.filter((item) => !duplicates.has(item));
   }
 
   async function produceBatch(batch: Waiting[]) {
-    inFlightBatches++;
     const startedAt = performance.now();
     try {
       await options.produce(groupByTopic(batch), options.timeoutMs);
@@ -152,10 +155,6 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
     } catch (error) {
       options.observer?.batch(batch.length, (performance.now() - startedAt) / 1000, false);
       for (const item of batch) item.reject(error);
-    } finally {
-      inFlightBatches--;
-      taken -= batch.length;
-      pump();
     }
   }
 

@@ -110,48 +110,67 @@ describe('produce batcher', () => {
     assert.equal(await send, 'sent');
   });
 
-  it('looks up the next batch while the previous one is being produced', async () => {
-    const { calls, gates, produce } = recorder();
-    const screened: string[][] = [];
-    const screen = async (keys: readonly string[]) => {
-      screened.push([...keys]);
-      return keys.map(() => false);
-    };
-    const batcher = createProduceBatcher({ ...base, maxInFlightBatches: 1, produce, screen });
-    const first = batcher.send({ ...record('a', 1), dedupKey: 'm1' });
-    await tick();
-    const second = batcher.send({ ...record('a', 2), dedupKey: 'm2' });
-    await tick();
-    assert.deepEqual(screened, [['m1'], ['m2']], 'the second lookup did not wait for the first acknowledgement');
-    assert.equal(calls.length, 1, 'the produce stage still holds one batch at a time');
-    assert.equal(batcher.pending, 2);
-    gates[0]?.release();
-    await first;
-    assert.equal(calls.length, 2, 'the screened batch goes out as soon as the slot is free');
-    gates[1]?.release();
-    assert.equal(await second, 'sent');
-    assert.equal(batcher.pending, 0);
-  });
-
-  it('runs one lookup at a time: records arriving during a lookup form the next batch', async () => {
+  it('keeps a batch in flight from its lookup to its acknowledgement: records arriving meanwhile form the next batch', async () => {
     const { calls, gates, produce } = recorder();
     const lookups: { keys: string[]; answer(): void }[] = [];
     const screen = (keys: readonly string[]) =>
       new Promise<readonly boolean[]>((resolve) => lookups.push({ keys: [...keys], answer: () => resolve(keys.map(() => false)) }));
-    const batcher = createProduceBatcher({ ...base, produce, screen });
+    const batcher = createProduceBatcher({ ...base, maxInFlightBatches: 1, produce, screen });
     const sends = [batcher.send({ ...record('a', 1), dedupKey: 'm1' })];
     await tick();
-    sends.push(batcher.send({ ...record('a', 2), dedupKey: 'm2' }), batcher.send({ ...record('a', 3), dedupKey: 'm3' }));
+    sends.push(batcher.send({ ...record('a', 2), dedupKey: 'm2' }));
     await tick();
-    assert.deepEqual(lookups.map((l) => l.keys), [['m1']]);
+    assert.deepEqual(lookups.map((l) => l.keys), [['m1']], 'no second lookup while the first batch is being looked up');
     lookups[0]?.answer();
     await tick();
-    assert.deepEqual(lookups.map((l) => l.keys), [['m1'], ['m2', 'm3']]);
+    sends.push(batcher.send({ ...record('a', 3), dedupKey: 'm3' }));
+    await tick();
     assert.deepEqual(calls.map((c) => c[0]?.messages.map((m) => m.key)), [['k1']]);
+    assert.deepEqual(lookups.map((l) => l.keys), [['m1']], 'no second lookup while the first batch is being produced');
+    assert.equal(batcher.pending, 3);
+    gates[0]?.release();
+    await tick();
+    assert.deepEqual(lookups.map((l) => l.keys), [['m1'], ['m2', 'm3']], 'everything that waited goes in one batch');
     lookups[1]?.answer();
     await tick();
     assert.deepEqual(calls.map((c) => c[0]?.messages.map((m) => m.key)), [['k1'], ['k2', 'k3']]);
-    for (const gate of gates) gate.release();
+    gates[1]?.release();
     assert.deepEqual(await Promise.all(sends), ['sent', 'sent', 'sent']);
+    assert.equal(batcher.pending, 0);
+  });
+
+  it('records that waited for a slot go as soon as it is free, without lingering again', async () => {
+    const { calls, gates, produce } = recorder();
+    const batcher = createProduceBatcher({ ...base, lingerMs: 200, maxInFlightBatches: 1, produce });
+    const first = batcher.send(record('a', 1));
+    await tick(250);
+    assert.equal(calls.length, 1);
+    const second = batcher.send(record('a', 2));
+    await tick(250);
+    assert.equal(calls.length, 1, 'the slot is taken');
+    gates[0]?.release();
+    await first;
+    await tick();
+    assert.equal(calls.length, 2, 'sent within 10 ms of the slot freeing, not after another 200 ms linger');
+    gates[1]?.release();
+    await second;
+  });
+
+  it('with two slots, two batches are looked up and produced side by side', async () => {
+    const { calls, gates, produce } = recorder();
+    const lookups: string[][] = [];
+    const screen = async (keys: readonly string[]) => {
+      lookups.push([...keys]);
+      return keys.map(() => false);
+    };
+    const batcher = createProduceBatcher({ ...base, maxInFlightBatches: 2, produce, screen });
+    const sends = [batcher.send({ ...record('a', 1), dedupKey: 'm1' })];
+    await tick();
+    sends.push(batcher.send({ ...record('a', 2), dedupKey: 'm2' }));
+    await tick();
+    assert.deepEqual(lookups, [['m1'], ['m2']]);
+    assert.equal(calls.length, 2);
+    for (const gate of gates) gate.release();
+    assert.deepEqual(await Promise.all(sends), ['sent', 'sent']);
   });
 });

@@ -29,7 +29,7 @@ export interface Scenario {
 }
 
 /** Rounds of (bare, service) measured back to back per scenario; the median ratio is reported. */
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 /** `npm run bench -- authz storm` runs only the parts whose name contains one of the words. */
 const only = process.argv.slice(2).map((word) => word.toLowerCase());
 const wanted = (name: string) => only.length === 0 || only.some((word) => name.toLowerCase().includes(word));
@@ -72,7 +72,7 @@ const bare = await startServer('bench/bare-server.mjs');
 const app = await startServer('bench/app-server.mjs', env);
 
 try {
-  console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 8)} s per scenario and side\n`);
+  console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 4)} s per scenario and side\n`);
   printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'bare p99 ms', 'non-2xx', 'RSS MB']);
   for (const scenario of scenarios.filter((candidate) => wanted(candidate.name))) {
     const spec = await scenario.spec(app);

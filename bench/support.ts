@@ -88,7 +88,7 @@ export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
     method: spec.method,
     headers,
     connections: spec.connections ?? 64,
-    duration: spec.durationS ?? Number(process.env.BENCH_DURATION_S ?? 8),
+    duration: spec.durationS ?? Number(process.env.BENCH_DURATION_S ?? 4),
     ...(spec.body !== undefined ? { body: spec.body } : {}),
     ...(nextBody
       ? {

@@ -91,7 +91,7 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
 
   function pump() {
     if (queue.length === 0) return;
-    // The linger runs while the batches in flight are: records that waited
+    // The linger counts while batches are in flight, so records that waited
     // for a slot go as soon as one is free.
     if (!due && queue.length < options.maxBatchSize) {
       timer ??= setTimeout(() => {

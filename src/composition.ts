@@ -167,6 +167,7 @@ export function createServices({ config, infra, clock, metrics, log }: Compositi
     keyPrefix: infra.redis.keyPrefix,
     windowS: config.ingest.dedupWindowS,
     timeoutMs: 250,
+    clock,
     onError: (error) => {
       telemetryMetrics.dedupUnavailable.inc();
       infra.redis.state.down(error, { operation: 'dedup' });

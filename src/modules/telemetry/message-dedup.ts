@@ -2,9 +2,10 @@ import type { Redis } from 'ioredis';
 import { defineRedisScript } from '../../infra/redis-script.js';
 import { createDeferred, type Deferred } from '../../lib/deferred.js';
 import { withTimeout } from '../../lib/with-timeout.js';
+import type { Clock } from '../../lib/clock.js';
 
 export interface MessageDedup {
-  /** The dedup key of a device's message. */
+  /** The dedup key of a device's message: its entry in the window. */
   keyOf(deviceId: string, messageId: string): string;
   /**
    * Which of the messages were already delivered within the window, in one
@@ -27,19 +28,46 @@ export interface MessageDedupOptions {
   timeoutMs: number;
   /** How long marks wait for a lookup to carry them before they are sent alone (default 5 ms). */
   maxMarkDelayMs?: number;
+  clock?: Clock;
   onError(error: unknown): void;
 }
 
+/** The window is split into this many time buckets; a mark lives one bucket longer than the window at most. */
+const BUCKETS_PER_WINDOW = 4;
+/** Buckets behind the oldest one asked that each call deletes, so a pause in traffic leaves none to expire. */
+const SWEPT_BUCKETS = 3;
+/** Members per SADD or SMISMEMBER call, well within what Lua's unpack can spread. */
+const CHUNK = 1000;
+
 /**
- * KEYS: the marks to write, then the keys to look up; ARGV: window (s), number
- * of marks. The marks are written first, so a lookup in the same call already
- * sees them. Returns 0/1 per looked-up key.
+ * KEYS: the bucket the marks go to, then the buckets a lookup asks, then the
+ * buckets to delete. ARGV: when the marks' bucket expires (Unix seconds), how
+ * many buckets a lookup asks, how many marks follow, the marks, then the keys
+ * to look up. The marks are written first, so a lookup in the same call
+ * already sees them. Returns 0/1 per looked-up key.
  */
 const MARK_AND_LOOK_UP = `
-local marks = tonumber(ARGV[2])
-for i = 1, marks do redis.call('SET', KEYS[i], '1', 'EX', ARGV[1]) end
+local asked = tonumber(ARGV[2])
+local last = 3 + tonumber(ARGV[3])
+for i = 4, last, ${CHUNK} do
+  redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + ${CHUNK - 1}, last)))
+end
+if last > 3 then redis.call('EXPIREAT', KEYS[1], ARGV[1]) end
 local found = {}
-for i = marks + 1, #KEYS do found[#found + 1] = redis.call('EXISTS', KEYS[i]) end
+for i = last + 1, #ARGV do found[i - last] = 0 end
+if #found > 0 then
+  for k = 2, asked + 1 do
+    if redis.call('EXISTS', KEYS[k]) == 1 then
+      for i = last + 1, #ARGV, ${CHUNK} do
+        local hits = redis.call('SMISMEMBER', KEYS[k], unpack(ARGV, i, math.min(i + ${CHUNK - 1}, #ARGV)))
+        for j = 1, #hits do
+          if hits[j] == 1 then found[i - last + j - 1] = 1 end
+        end
+      end
+    end
+  end
+end
+for k = asked + 2, #KEYS do redis.call('UNLINK', KEYS[k]) end
 return found
 `;
 
@@ -49,20 +77,40 @@ return found
  * The key holds the device id too: message ids are EMQX's, and scoping them
  * to the device keeps one device's ids from ever shadowing another's.
  *
+ * Marks are members of sets, one set per time bucket of a quarter of the
+ * window: a message's mark costs Redis one set member, not a key with a TTL
+ * of its own, and a lookup asks the buckets the window spans (plus the next
+ * one, for hosts whose clocks run a little apart). A mark is seen for at least
+ * the window and at most one bucket longer. Every call deletes the buckets
+ * that have just left the window with UNLINK, which frees a large set off
+ * Redis's main thread; their TTL only matters after a long pause in traffic.
+ *
  * The produce batcher looks up a whole batch in one call, and that call also
  * writes the marks of the batches acknowledged since the previous one: under
  * load each batch costs one Redis round trip, which costs more CPU than the
  * commands it carries. Marks leave Redis's connection in order with the
  * lookups, so the lookup of a repeat that arrives after its answer (a later
- * request, so a later batch) sees its mark. (The keys of one call span hash
- * slots, as on the single Redis node this service uses.)
+ * request, so a later batch) sees its mark.
  */
 export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
-  const script = defineRedisScript(options.redis, 'dlmDedupMarkAndLookUp', MARK_AND_LOOK_UP, 'any');
+  const script = defineRedisScript(options.redis, 'dlmDedupBucketsMarkAndLookUp', MARK_AND_LOOK_UP, 'any');
   const maxMarkDelayMs = options.maxMarkDelayMs ?? 5;
+  const clock = options.clock ?? Date.now;
+  const widthS = Math.ceil(options.windowS / BUCKETS_PER_WINDOW);
+  const bucketKey = (bucket: number) => `${options.keyPrefix}ingest:seen:${bucket}`;
   let marks: string[] = [];
   let written: Deferred | undefined;
   let timer: NodeJS.Timeout | undefined;
+
+  /** The keys of one call: where marks go, the buckets asked, the buckets to delete. */
+  function bucketsAt(nowMs: number): { keys: string[]; expiresAt: number } {
+    const current = Math.floor(nowMs / 1000 / widthS);
+    const keys = [bucketKey(current)];
+    for (let bucket = current - BUCKETS_PER_WINDOW; bucket <= current + 1; bucket++) keys.push(bucketKey(bucket));
+    for (let behind = 1; behind <= SWEPT_BUCKETS; behind++) keys.push(bucketKey(current - BUCKETS_PER_WINDOW - behind));
+    // Asked until the window has passed its end, plus one bucket of slack for clocks apart.
+    return { keys, expiresAt: (current + BUCKETS_PER_WINDOW + 2) * widthS };
+  }
 
   /** Sends the waiting marks along with `lookups`; resolves to the 0/1 answers, or null when Redis failed. */
   async function send(lookups: readonly string[]): Promise<readonly unknown[] | null> {
@@ -72,9 +120,10 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
     const done = written;
     marks = [];
     written = undefined;
+    const { keys, expiresAt } = bucketsAt(clock());
     try {
       const found = await withTimeout(
-        script([...carried, ...lookups], [options.windowS, carried.length]),
+        script(keys, [expiresAt, BUCKETS_PER_WINDOW + 2, carried.length, ...carried, ...lookups]),
         options.timeoutMs,
         lookups.length > 0 ? 'dedup lookup' : 'dedup record',
       );
@@ -89,7 +138,7 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
   }
 
   return {
-    keyOf: (deviceId, messageId) => `${options.keyPrefix}ingest:seen:${deviceId}:${messageId}`,
+    keyOf: (deviceId, messageId) => `${deviceId}:${messageId}`,
     async delivered(keys) {
       if (keys.length === 0) return [];
       const found = await send(keys);

@@ -4,14 +4,34 @@ import { Redis } from 'ioredis';
 import { createMessageDedup } from '../../../src/modules/telemetry/message-dedup.js';
 import { useTestRedis } from '../../helpers/redis.js';
 
+/** The start of a 225 s bucket (a 900 s window has four). */
+const T0 = 1_800_000_000_000;
+const WIDTH_MS = 225_000;
+
 describe('message dedup window', () => {
   const test = useTestRedis();
-  const { prefix } = test;
+  let suite = 0;
 
-  it('answers a batch of lookups in order, and remembers each mark with the window as TTL', async () => {
+  /** A dedup of its own (key prefix, clock at `now.ms`) over the suite's Redis. */
+  function dedupAt(startMs: number, overrides: { maxMarkDelayMs?: number } = {}) {
+    const keyPrefix = `${test.prefix}${suite++}:`;
+    const now = { ms: startMs };
     const errors: unknown[] = [];
-    const { redis } = test;
-    const dedup = createMessageDedup({ redis, keyPrefix: prefix, windowS: 900, timeoutMs: 1000, onError: (e) => errors.push(e) });
+    const dedup = createMessageDedup({
+      redis: test.redis,
+      keyPrefix,
+      windowS: 900,
+      timeoutMs: 1000,
+      clock: () => now.ms,
+      onError: (error) => errors.push(error),
+      ...overrides,
+    });
+    const bucketKey = (ms: number) => `${keyPrefix}ingest:seen:${Math.floor(ms / WIDTH_MS)}`;
+    return { dedup, now, errors, bucketKey };
+  }
+
+  it('answers a batch of lookups in order, scoped to the device', async () => {
+    const { dedup, errors, bucketKey } = dedupAt(T0 + 1000);
     const keys = Array.from({ length: 50 }, (_, i) => dedup.keyOf('device-a', `M${i}`));
     await Promise.all(keys.filter((_, i) => i % 2 === 0).map((key) => dedup.remember(key)));
     assert.deepEqual(
@@ -19,25 +39,66 @@ describe('message dedup window', () => {
       keys.map((_, i) => i % 2 === 0),
     );
     assert.deepEqual(await dedup.delivered([]), []);
-    // Scoped to the device: another device's message with the same id is new.
+    // Another device's message with the same id is new.
     assert.deepEqual(await dedup.delivered([dedup.keyOf('device-b', 'M0')]), [false]);
-    const ttl = await redis.ttl(`${prefix}ingest:seen:device-a:M0`);
-    assert.ok(ttl > 890 && ttl <= 900, `ttl ${ttl}`);
+    // One set holds the bucket's marks, and expires a bucket after the window has passed its last mark.
+    assert.equal(await test.redis.scard(bucketKey(T0)), 25);
+    assert.equal(await test.redis.expiretime(bucketKey(T0)), (T0 + 6 * WIDTH_MS) / 1000);
     assert.deepEqual(errors, []);
   });
 
   it('a lookup carries the marks waiting to be sent, written before it looks', async () => {
-    const errors: unknown[] = [];
-    const { redis } = test;
     // Marks would wait a minute on their own: only the lookup can have written them.
-    const dedup = createMessageDedup({ redis, keyPrefix: prefix, windowS: 900, timeoutMs: 1000, maxMarkDelayMs: 60_000, onError: (e) => errors.push(e) });
+    const { dedup, errors, bucketKey } = dedupAt(T0, { maxMarkDelayMs: 60_000 });
     const acknowledged = dedup.keyOf('device-c', 'A1');
     const written = dedup.remember(acknowledged);
-    assert.equal(await redis.exists(acknowledged), 0, 'not sent on its own');
+    assert.equal(await test.redis.exists(bucketKey(T0)), 0, 'not sent on its own');
     assert.deepEqual(await dedup.delivered([dedup.keyOf('device-c', 'B1'), acknowledged]), [false, true]);
     await written;
-    const ttl = await redis.ttl(acknowledged);
-    assert.ok(ttl > 890 && ttl <= 900, `ttl ${ttl}`);
+    assert.equal(await test.redis.sismember(bucketKey(T0), acknowledged), 1);
+    assert.deepEqual(errors, []);
+  });
+
+  it('remembers a mark for the whole window and forgets it within one bucket after', async () => {
+    // Written at the very end of a bucket: the shortest life a mark can have.
+    const { dedup, now, errors, bucketKey } = dedupAt(T0 + WIDTH_MS - 1);
+    const key = dedup.keyOf('device-d', 'W1');
+    await dedup.remember(key);
+    now.ms += 900_000;
+    assert.deepEqual(await dedup.delivered([key]), [true], 'seen at the end of the window');
+    now.ms += WIDTH_MS;
+    assert.deepEqual(await dedup.delivered([key]), [false], 'forgotten a bucket later');
+    // That lookup deleted the bucket rather than leaving it for Redis to expire.
+    assert.equal(await test.redis.exists(bucketKey(T0)), 0);
+    assert.deepEqual(errors, []);
+  });
+
+  it('sees marks written by a host whose clock runs ahead into the next bucket', async () => {
+    const behind = dedupAt(T0 + WIDTH_MS - 2000);
+    const ahead = createMessageDedup({
+      redis: test.redis,
+      keyPrefix: `${test.prefix}${suite - 1}:`,
+      windowS: 900,
+      timeoutMs: 1000,
+      clock: () => T0 + WIDTH_MS + 1000,
+      onError: (error) => behind.errors.push(error),
+    });
+    const key = ahead.keyOf('device-e', 'S1');
+    await ahead.remember(key);
+    assert.deepEqual(await behind.dedup.delivered([key]), [true]);
+    assert.deepEqual(behind.errors, []);
+  });
+
+  it('writes and looks up batches larger than one Redis command carries', async () => {
+    const { dedup, errors } = dedupAt(T0 + 5000, { maxMarkDelayMs: 60_000 });
+    const keys = Array.from({ length: 2500 }, (_, i) => dedup.keyOf('device-f', `L${i}`));
+    const written = keys.filter((_, i) => i % 3 !== 1).map((key) => dedup.remember(key));
+    const found = await dedup.delivered(keys);
+    await Promise.all(written);
+    assert.deepEqual(
+      found,
+      keys.map((_, i) => i % 3 !== 1),
+    );
     assert.deepEqual(errors, []);
   });
 
@@ -45,7 +106,7 @@ describe('message dedup window', () => {
     const down = new Redis('redis://127.0.0.1:1', { maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false });
     down.on('error', () => undefined);
     const errors: unknown[] = [];
-    const dedup = createMessageDedup({ redis: down, keyPrefix: prefix, windowS: 900, timeoutMs: 200, onError: (e) => errors.push(e) });
+    const dedup = createMessageDedup({ redis: down, keyPrefix: test.prefix, windowS: 900, timeoutMs: 200, onError: (e) => errors.push(e) });
     assert.deepEqual(await dedup.delivered([dedup.keyOf('d', '1'), dedup.keyOf('d', '2')]), [false, false]);
     await dedup.remember(dedup.keyOf('d', '1'));
     assert.equal(errors.length, 2);

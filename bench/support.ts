@@ -65,6 +65,8 @@ export interface LoadSpec {
   onResponse?: (status: number, requestBody: string, port: number) => void;
   connections?: number;
   durationS?: number;
+  /** Seconds the service is driven before the rounds are measured (default 2). */
+  warmupS?: number;
 }
 
 export interface LoadResult {
@@ -166,7 +168,7 @@ const cpuPerRequestUs = (m: Measured) => (m.cpuS / Math.max(1, m.result.total)) 
  */
 export async function measurePaired(bare: Server, app: Server, spec: LoadSpec, rounds: number): Promise<PairedResult> {
   await load(bare.port, { ...spec, durationS: 2 });
-  const appWarm = await load(app.port, { ...spec, durationS: 2 });
+  const appWarm = await load(app.port, { ...spec, durationS: spec.warmupS ?? 2 });
   const ceilings: Measured[] = [];
   const runs: Measured[] = [];
   for (let round = 0; round < rounds; round++) {

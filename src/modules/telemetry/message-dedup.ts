@@ -41,7 +41,7 @@ const CHUNK = 1000;
 
 /**
  * KEYS: the bucket the marks go to, then the buckets a lookup asks, then the
- * buckets to delete. ARGV: when the marks' bucket expires (Unix seconds), how
+ * buckets to delete. ARGV: the TTL of the marks' bucket (seconds), how
  * many buckets a lookup asks, how many marks follow, the marks, then the keys
  * to look up. The marks are written first, so a lookup in the same call
  * already sees them. Returns 0/1 per looked-up key.
@@ -52,7 +52,7 @@ local last = 3 + tonumber(ARGV[3])
 for i = 4, last, ${CHUNK} do
   redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + ${CHUNK - 1}, last)))
 end
-if last > 3 then redis.call('EXPIREAT', KEYS[1], ARGV[1]) end
+if last > 3 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 local found = {}
 for i = last + 1, #ARGV do found[i - last] = 0 end
 if #found > 0 then
@@ -103,13 +103,15 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
   let timer: NodeJS.Timeout | undefined;
 
   /** The keys of one call: where marks go, the buckets asked, the buckets to delete. */
-  function bucketsAt(nowMs: number): { keys: string[]; expiresAt: number } {
-    const current = Math.floor(nowMs / 1000 / widthS);
+  function bucketsAt(nowMs: number): { keys: string[]; ttlS: number } {
+    const nowS = nowMs / 1000;
+    const current = Math.floor(nowS / widthS);
     const keys = [bucketKey(current)];
     for (let bucket = current - BUCKETS_PER_WINDOW; bucket <= current + 1; bucket++) keys.push(bucketKey(bucket));
     for (let behind = 1; behind <= SWEPT_BUCKETS; behind++) keys.push(bucketKey(current - BUCKETS_PER_WINDOW - behind));
-    // Asked until the window has passed its end, plus one bucket of slack for clocks apart.
-    return { keys, expiresAt: (current + BUCKETS_PER_WINDOW + 2) * widthS };
+    // Asked until the window has passed its end, plus one bucket of slack for
+    // clocks apart. Relative, so the TTL does not depend on Redis's clock.
+    return { keys, ttlS: Math.ceil((current + BUCKETS_PER_WINDOW + 2) * widthS - nowS) };
   }
 
   /** Sends the waiting marks along with `lookups`; resolves to the 0/1 answers, or null when Redis failed. */
@@ -120,10 +122,10 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
     const done = written;
     marks = [];
     written = undefined;
-    const { keys, expiresAt } = bucketsAt(clock());
+    const { keys, ttlS } = bucketsAt(clock());
     try {
       const found = await withTimeout(
-        script(keys, [expiresAt, BUCKETS_PER_WINDOW + 2, carried.length, ...carried, ...lookups]),
+        script(keys, [ttlS, BUCKETS_PER_WINDOW + 2, carried.length, ...carried, ...lookups]),
         options.timeoutMs,
         lookups.length > 0 ? 'dedup lookup' : 'dedup record',
       );

@@ -43,7 +43,8 @@ describe('message dedup window', () => {
     assert.deepEqual(await dedup.delivered([dedup.keyOf('device-b', 'M0')]), [false]);
     // One set holds the bucket's marks, and expires a bucket after the window has passed its last mark.
     assert.equal(await test.redis.scard(bucketKey(T0)), 25);
-    assert.equal(await test.redis.expiretime(bucketKey(T0)), (T0 + 6 * WIDTH_MS) / 1000);
+    const ttl = await test.redis.ttl(bucketKey(T0));
+    assert.ok(ttl > (6 * WIDTH_MS - 1000) / 1000 - 10 && ttl <= (6 * WIDTH_MS - 1000) / 1000, `ttl ${ttl}`);
     assert.deepEqual(errors, []);
   });
 

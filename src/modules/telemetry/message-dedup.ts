@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
 import { defineRedisScript } from '../../infra/redis-script.js';
+import type { Clock } from '../../lib/clock.js';
 import { createDeferred, type Deferred } from '../../lib/deferred.js';
 import { withTimeout } from '../../lib/with-timeout.js';
-import type { Clock } from '../../lib/clock.js';
 
 export interface MessageDedup {
   /** The dedup key of a device's message: its entry in the window. */
@@ -34,7 +34,7 @@ export interface MessageDedupOptions {
 
 /** The window is split into this many time buckets; a mark lives one bucket longer than the window at most. */
 const BUCKETS_PER_WINDOW = 4;
-/** Buckets behind the oldest one asked that each call deletes, so a pause in traffic leaves none to expire. */
+/** Buckets behind the oldest one asked that each call deletes: after a pause of up to this many buckets, none is left to reach its TTL. */
 const SWEPT_BUCKETS = 3;
 /** Members per SADD or SMISMEMBER call, well within what Lua's unpack can spread. */
 const CHUNK = 1000;
@@ -90,7 +90,8 @@ return found
  * load each batch costs one Redis round trip, which costs more CPU than the
  * commands it carries. Marks leave Redis's connection in order with the
  * lookups, so the lookup of a repeat that arrives after its answer (a later
- * request, so a later batch) sees its mark.
+ * request, so a later batch) sees its mark. (The buckets of one call span
+ * hash slots, as on the single Redis node this service uses.)
  */
 export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
   const script = defineRedisScript(options.redis, 'dlmDedupBucketsMarkAndLookUp', MARK_AND_LOOK_UP, 'any');

@@ -65,7 +65,7 @@ export interface LoadSpec {
   onResponse?: (status: number, requestBody: string, port: number) => void;
   connections?: number;
   durationS?: number;
-  /** Seconds the service is driven before the rounds are measured (default 2). */
+  /** Seconds the service is driven before the rounds are measured (default 2; 0 = none). */
   warmupS?: number;
 }
 
@@ -168,7 +168,8 @@ const cpuPerRequestUs = (m: Measured) => (m.cpuS / Math.max(1, m.result.total)) 
  */
 export async function measurePaired(bare: Server, app: Server, spec: LoadSpec, rounds: number): Promise<PairedResult> {
   await load(bare.port, { ...spec, durationS: 2 });
-  const appWarm = await load(app.port, { ...spec, durationS: spec.warmupS ?? 2 });
+  const warmupS = spec.warmupS ?? 2;
+  const warmedUp = warmupS > 0 ? (await load(app.port, { ...spec, durationS: warmupS })).okIncludingWarmup : 0;
   const ceilings: Measured[] = [];
   const runs: Measured[] = [];
   for (let round = 0; round < rounds; round++) {
@@ -191,7 +192,7 @@ export async function measurePaired(bare: Server, app: Server, spec: LoadSpec, r
       non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
       errors: results.reduce((sum, r) => sum + r.errors, 0),
       total: results.reduce((sum, r) => sum + r.total, 0),
-      okIncludingWarmup: results.reduce((sum, r) => sum + r.okIncludingWarmup, appWarm.okIncludingWarmup),
+      okIncludingWarmup: results.reduce((sum, r) => sum + r.okIncludingWarmup, warmedUp),
     },
   };
 }

@@ -36,6 +36,8 @@ export interface MessageDedupOptions {
 const BUCKETS_PER_WINDOW = 4;
 /** Buckets behind the oldest one asked that each call deletes: after a pause of up to this many buckets, none is left to reach its TTL. */
 const SWEPT_BUCKETS = 3;
+/** Buckets a lookup asks: those the window spans, and the next one for hosts whose clocks run a little apart. */
+const ASKED_BUCKETS = BUCKETS_PER_WINDOW + 2;
 /** Members per SADD or SMISMEMBER call, well within what Lua's unpack can spread. */
 const CHUNK = 1000;
 
@@ -108,11 +110,11 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
     const nowS = nowMs / 1000;
     const current = Math.floor(nowS / widthS);
     const keys = [bucketKey(current)];
-    for (let bucket = current - BUCKETS_PER_WINDOW; bucket <= current + 1; bucket++) keys.push(bucketKey(bucket));
+    for (let asked = 0; asked < ASKED_BUCKETS; asked++) keys.push(bucketKey(current - BUCKETS_PER_WINDOW + asked));
     for (let behind = 1; behind <= SWEPT_BUCKETS; behind++) keys.push(bucketKey(current - BUCKETS_PER_WINDOW - behind));
     // Asked until the window has passed its end, plus one bucket of slack for
     // clocks apart. Relative, so the TTL does not depend on Redis's clock.
-    return { keys, ttlS: Math.ceil((current + BUCKETS_PER_WINDOW + 2) * widthS - nowS) };
+    return { keys, ttlS: Math.ceil((current + ASKED_BUCKETS) * widthS - nowS) };
   }
 
   /** Sends the waiting marks along with `lookups`; resolves to the 0/1 answers, or null when Redis failed. */
@@ -126,7 +128,7 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
     const { keys, ttlS } = bucketsAt(clock());
     try {
       const found = await withTimeout(
-        script(keys, [ttlS, BUCKETS_PER_WINDOW + 2, carried.length, ...carried, ...lookups]),
+        script(keys, [ttlS, ASKED_BUCKETS, carried.length, ...carried, ...lookups]),
         options.timeoutMs,
         lookups.length > 0 ? 'dedup lookup' : 'dedup record',
       );

@@ -17,15 +17,15 @@ import {
 } from './auth-bench.js';
 import { createIngestScenario } from './ingest.js';
 import { benchLiveness } from './liveness.js';
-import { measurePaired, printRow, startServer, type LoadResult, type LoadSpec, type Server } from './support.js';
+import { measurePaired, printRow, startServer, type LoadSpec, type Server } from './support.js';
 
 export interface Scenario {
   name: string;
   /** The target ratio to the ceiling, printed beside the result. */
   target?: number;
-  spec: (app: Server) => Promise<LoadSpec> | LoadSpec;
-  /** Checks after the run (e.g. that nothing was lost); returns a line to print. */
-  verify?: (result: LoadResult) => Promise<string>;
+  spec: (app: Server, bare: Server) => Promise<LoadSpec> | LoadSpec;
+  /** Checks after the run (e.g. that nothing was lost), given the 2xx answers of every service run; returns a line to print. */
+  verify?: (answeredOk: number) => Promise<string>;
 }
 
 /** Rounds of (bare, service) measured back to back per scenario; the median ratio is reported. */
@@ -34,6 +34,12 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const only = process.argv.slice(2).map((word) => word.toLowerCase());
 const wanted = (name: string) => only.length === 0 || only.some((word) => name.toLowerCase().includes(word));
 const STORM_DEVICES = Number(process.env.BENCH_STORM_DEVICES ?? 10_000);
+/**
+ * A checkout of another build of the service (built with `npm run build`),
+ * measured in the same rounds as this one: how an optimisation is judged
+ * against the plain version, everything else being equal.
+ */
+const COMPARE = process.env.BENCH_COMPARE;
 const hook = { authorization: `Bearer ${TEST_HOOK_TOKEN}` };
 
 const tag = uniqueTag();
@@ -70,13 +76,16 @@ const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', MALL
 scenarios.push(createIngestScenario({ databaseUrl: db.url, env }));
 const bare = await startServer('bench/bare-server.mjs');
 const app = await startServer('bench/app-server.mjs', env);
+const other = COMPARE ? await startServer(`${COMPARE}/bench/app-server.mjs`, env) : undefined;
 
 try {
   console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 4)} s per scenario and side\n`);
+  if (other) console.log(`each round also measures the build in ${COMPARE} (rows "… (other)"); "gain" is this build's req/s over the other's in the same round\n`);
   printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'bare p99 ms', 'non-2xx', 'RSS MB']);
   for (const scenario of scenarios.filter((candidate) => wanted(candidate.name))) {
-    const spec = await scenario.spec(app);
-    const { ceilingRps, ceilingP99, result, ratio, ratios, cpuPerRequestUs, serviceBusy } = await measurePaired(bare, app, spec, ROUNDS);
+    const spec = await scenario.spec(app, bare);
+    const measured = await measurePaired(bare, app, spec, ROUNDS, other);
+    const { ceilingRps, ceilingP99, result, ratio, ratios, cpuPerRequestUs, serviceBusy } = measured;
     printRow([
       scenario.name,
       ceilingRps,
@@ -93,8 +102,18 @@ try {
     console.log(
       `  CPU per request: bare ${cpuPerRequestUs.bare.toFixed(0)} µs, service ${cpuPerRequestUs.service.toFixed(0)} µs; service busy ${Math.round(serviceBusy * 100)} % of one core`,
     );
-    if (scenario.verify) console.log(`  ${await scenario.verify(result)}`);
+    if (measured.other && other) {
+      const o = measured.other;
+      printRow([`${scenario.name} (other)`, ceilingRps, o.result.rps, `${Math.round(o.ratio * 100)} %`, '-', o.result.p50, o.result.p99, ceilingP99, o.result.non2xx + o.result.errors, other.rssMb()]);
+      console.log(`  per-round ratios (other): ${o.ratios.map((r) => `${Math.round(r * 100)} %`).join(', ')}`);
+      console.log(
+        `  CPU per request (other): ${o.cpuPerRequestUs.toFixed(0)} µs; this build over the other, median of the rounds: ` +
+          `req/s ${(o.gain * 100).toFixed(1)} %, CPU per request saved ${(o.cpuSaving * 100).toFixed(1)} %`,
+      );
+    }
+    if (scenario.verify) console.log(`  ${await scenario.verify(result.okIncludingWarmup + (measured.other?.result.okIncludingWarmup ?? 0))}`);
   }
+  await other?.stop();
   await app.stop();
   await bare.stop();
   if (wanted('reconnect storm')) await runStorms();
@@ -103,7 +122,7 @@ try {
     for (const line of await benchLiveness(env.REDIS_URL, `${env.REDIS_KEY_PREFIX}liveness-bench:`)) console.log(line);
   }
 } finally {
-  await Promise.all([bare.stop(), app.stop()]);
+  await Promise.all([bare.stop(), app.stop(), other?.stop()]);
   await deleteKeys(TEST_REDIS_URL, [`${env.REDIS_KEY_PREFIX}*`, `${stormEnv.REDIS_KEY_PREFIX}*`]);
   await db.drop();
 }

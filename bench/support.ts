@@ -91,6 +91,10 @@ export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
     headers,
     connections: spec.connections ?? 64,
     duration: spec.durationS ?? Number(process.env.BENCH_DURATION_S ?? 4),
+    // A fixed offered load (BENCH_RATE, req/s) instead of as fast as possible:
+    // the CPU time per request then compares two builds without the swings
+    // a shared machine gives the throughput.
+    ...(process.env.BENCH_RATE ? { overallRate: Number(process.env.BENCH_RATE) } : {}),
     ...(spec.body !== undefined ? { body: spec.body } : {}),
     ...(nextBody
       ? {
@@ -141,6 +145,17 @@ export interface PairedResult {
   cpuPerRequestUs: { bare: number; service: number };
   /** Median share of one core the service process was busy while measured. */
   serviceBusy: number;
+  /** The other build, when one was compared (BENCH_COMPARE), measured in the same rounds. */
+  other?: {
+    result: LoadResult;
+    ratio: number;
+    ratios: number[];
+    cpuPerRequestUs: number;
+    /** Median over the rounds of (this build's req/s ÷ the other's in the same round) − 1. */
+    gain: number;
+    /** Median over the rounds of (the other's CPU time per request ÷ this build's in the same round) − 1. */
+    cpuSaving: number;
+  };
 }
 
 interface Measured {
@@ -159,25 +174,47 @@ async function measure(server: Server, spec: LoadSpec): Promise<Measured> {
 
 const cpuPerRequestUs = (m: Measured) => (m.cpuS / Math.max(1, m.result.total)) * 1e6;
 
+function fold(runs: Measured[], warmedUp: number): LoadResult {
+  const results = runs.map((run) => run.result);
+  return {
+    rps: median(results.map((r) => r.rps)),
+    p50: median(results.map((r) => r.p50)),
+    p99: median(results.map((r) => r.p99)),
+    non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
+    errors: results.reduce((sum, r) => sum + r.errors, 0),
+    total: results.reduce((sum, r) => sum + r.total, 0),
+    okIncludingWarmup: results.reduce((sum, r) => sum + r.okIncludingWarmup, warmedUp),
+  };
+}
+
+async function warmUp(server: Server, spec: LoadSpec): Promise<number> {
+  const warmupS = spec.warmupS ?? 2;
+  return warmupS > 0 ? (await load(server.port, { ...spec, durationS: warmupS })).okIncludingWarmup : 0;
+}
+
 /**
  * On a shared machine the ceiling itself swings between runs, so the bare
  * handler and the service are measured back to back in several rounds and the
  * median of the per-round ratios is reported. The CPU time each process used
  * tells whether the service was bound by its own work (busy near 100 %) or
- * by waiting.
+ * by waiting. With `other` (another build of the service), every round also
+ * measures it, the two builds taking turns at going first.
  */
-export async function measurePaired(bare: Server, app: Server, spec: LoadSpec, rounds: number): Promise<PairedResult> {
+export async function measurePaired(bare: Server, app: Server, spec: LoadSpec, rounds: number, other?: Server): Promise<PairedResult> {
   await load(bare.port, { ...spec, durationS: 2 });
-  const warmupS = spec.warmupS ?? 2;
-  const warmedUp = warmupS > 0 ? (await load(app.port, { ...spec, durationS: warmupS })).okIncludingWarmup : 0;
+  const warmedUp = await warmUp(app, spec);
+  const otherWarmedUp = other ? await warmUp(other, spec) : 0;
   const ceilings: Measured[] = [];
   const runs: Measured[] = [];
+  const otherRuns: Measured[] = [];
   for (let round = 0; round < rounds; round++) {
     ceilings.push(await measure(bare, spec));
+    if (other && round % 2 === 1) otherRuns.push(await measure(other, spec));
     runs.push(await measure(app, spec));
+    if (other && round % 2 === 0) otherRuns.push(await measure(other, spec));
   }
-  const results = runs.map((run) => run.result);
-  const ratios = results.map((result, index) => result.rps / (ceilings[index]?.result.rps || 1));
+  const ratioTo = (list: Measured[]) => list.map((run, index) => run.result.rps / (ceilings[index]?.result.rps || 1));
+  const ratios = ratioTo(runs);
   return {
     ceilingRps: median(ceilings.map((c) => c.result.rps)),
     ceilingP99: median(ceilings.map((c) => c.result.p99)),
@@ -185,15 +222,19 @@ export async function measurePaired(bare: Server, app: Server, spec: LoadSpec, r
     ratios,
     cpuPerRequestUs: { bare: median(ceilings.map(cpuPerRequestUs)), service: median(runs.map(cpuPerRequestUs)) },
     serviceBusy: median(runs.map((run) => run.cpuS / run.wallS)),
-    result: {
-      rps: median(results.map((r) => r.rps)),
-      p50: median(results.map((r) => r.p50)),
-      p99: median(results.map((r) => r.p99)),
-      non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
-      errors: results.reduce((sum, r) => sum + r.errors, 0),
-      total: results.reduce((sum, r) => sum + r.total, 0),
-      okIncludingWarmup: results.reduce((sum, r) => sum + r.okIncludingWarmup, warmedUp),
-    },
+    result: fold(runs, warmedUp),
+    ...(other
+      ? {
+          other: {
+            result: fold(otherRuns, otherWarmedUp),
+            ratio: median(ratioTo(otherRuns)),
+            ratios: ratioTo(otherRuns),
+            cpuPerRequestUs: median(otherRuns.map(cpuPerRequestUs)),
+            gain: median(runs.map((run, index) => run.result.rps / (otherRuns[index]?.result.rps || 1) - 1)),
+            cpuSaving: median(runs.map((run, index) => cpuPerRequestUs(otherRuns[index] ?? run) / cpuPerRequestUs(run) - 1)),
+          },
+        }
+      : {}),
   };
 }
 

@@ -1,20 +1,20 @@
 import sensible from '@fastify/sensible';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { compose } from './composition.js';
 import type { Config } from './config.js';
+import { requireAdmin } from './http/admin-auth.js';
 import { registerErrorHandler } from './http/error-handler.js';
+import { requireHookToken } from './http/hook-token.js';
 import { createMetricsRegistry, registerRequestMetrics } from './http/metrics.js';
 import { zodSerializerCompiler, zodValidatorCompiler } from './http/zod-type-provider.js';
 import { closeInfra, createInfra, type Infra } from './infra/index.js';
-import { createServices, type Services } from './composition.js';
-import { requireAdmin } from './http/admin-auth.js';
-import { requireHookToken } from './http/hook-token.js';
 import { systemClock, type Clock } from './lib/clock.js';
-import { authRoutes } from './modules/emqx-auth/auth-routes.js';
-import { eventsRoutes } from './modules/emqx-events/events-routes.js';
 import { adminTokenRoutes } from './modules/admin-tokens/admin-token-routes.js';
 import { auditRoutes } from './modules/audit/audit-routes.js';
 import { credentialRoutes } from './modules/credentials/credential-routes.js';
 import { deviceRoutes } from './modules/devices/device-routes.js';
+import { authRoutes } from './modules/emqx-auth/auth-routes.js';
+import { eventsRoutes } from './modules/emqx-events/events-routes.js';
 import { healthRoutes } from './modules/health/health-routes.js';
 import { deviceStatusRoutes } from './modules/liveness/device-status-routes.js';
 import { tenantRoutes } from './modules/tenants/tenant-routes.js';
@@ -29,10 +29,8 @@ export interface AppDeps {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    infra: Infra;
     /** Every registered `METHOD /path` (HEAD twins omitted); openapi.yaml must match it. */
     routeList: string[];
-    services: Services;
   }
 }
 
@@ -58,7 +56,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       redact: { paths: LOG_REDACT, censor: '[redacted]' },
       ...(deps.logStream ? { stream: deps.logStream } : {}),
     },
-    // EMQX sends one event per request; 10 MiB leaves room for the oversized
+    // EMQX sends one event per request; 12 MiB leaves room for the oversized
     // payloads that must reach the dead-letter topic rather than bounce.
     bodyLimit: 12 * 1024 * 1024,
     requestIdHeader: 'x-request-id',
@@ -76,15 +74,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   registerErrorHandler(app);
   await app.register(sensible);
 
-  const ownsInfra = !deps.infra;
   const infra = deps.infra ?? createInfra(config, app.log as FastifyBaseLogger);
-  app.decorate('infra', infra);
-
-  const clock = deps.clock ?? systemClock;
   const metrics = createMetricsRegistry();
   registerRequestMetrics(app, metrics);
-  const services = createServices({ config, infra, clock, metrics, log: app.log });
-  app.decorate('services', services);
+  const product = compose({ config, infra, clock: deps.clock ?? systemClock, metrics, log: app.log });
 
   await app.register(healthRoutes, {
     metrics,
@@ -97,44 +90,29 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   // Admin API: one encapsulated context, so the admin token applies here only.
   await app.register(async (admin) => {
-    const { registry } = services;
+    const { registry } = product;
     requireAdmin(admin, registry.adminTokens.authenticate);
     await admin.register(tenantRoutes, { tenants: registry.tenants });
     await admin.register(deviceRoutes, { devices: registry.devices });
-    await admin.register(deviceStatusRoutes, { statuses: services.deviceStatuses });
+    await admin.register(deviceStatusRoutes, { statuses: product.statuses });
     await admin.register(credentialRoutes, { credentials: registry.credentials });
     await admin.register(adminTokenRoutes, { adminTokens: registry.adminTokens });
-    await admin.register(auditRoutes, { pool: infra.postgres.pool, audit: registry.audit });
+    await admin.register(auditRoutes, { audit: registry.audit });
   });
 
   // EMQX-facing routes: one encapsulated context, so the hook token applies here only.
   await app.register(async (emqx) => {
-    // One child logger per level for the whole context rather than one per
-    // request: EMQX sends tens of thousands of requests a second, carries no
-    // request id to correlate, and these routes log only when something fails.
-    const loggers = new Map<string, FastifyBaseLogger>();
-    emqx.setChildLoggerFactory((logger, _bindings, options) => {
-      const level = options.level ?? logger.level;
-      let child = loggers.get(level);
-      if (!child) loggers.set(level, (child = logger.child({ context: 'emqx' }, options)));
-      return child;
-    });
     requireHookToken(emqx, config.emqx.hookToken);
-    await emqx.register(authRoutes, { authn: services.authn, authz: services.authz });
-    await emqx.register(eventsRoutes, { handlers: services.eventHandlers, metrics });
+    await emqx.register(authRoutes, { authn: product.authn, authz: product.authz });
+    await emqx.register(eventsRoutes, { handlers: product.events, metrics });
   });
 
-  // Every replica sweeps; preClose stops it before the clients it uses close.
-  app.addHook('onReady', async () => services.livenessSweeper.start());
-  app.addHook('preClose', async () => services.livenessSweeper.stop());
-
-  // In the background: a Kafka outage at start-up must not keep authentication down.
-  app.addHook('onReady', async () => services.topicReconciliation.start());
-  // preClose: before the clients close, whatever order onClose hooks run in.
-  app.addHook('preClose', () => services.topicReconciliation.stop());
-  if (ownsInfra) app.addHook('onClose', () => closeInfra(infra));
-  // onClose hooks run last-added first: this one runs before the clients close,
-  // as pending key-usage writes still need Postgres.
-  app.addHook('onClose', () => services.close());
+  app.addHook('onReady', () => product.start());
+  // preClose: before the clients close, whatever order the onClose hooks run in.
+  app.addHook('preClose', () => product.stop());
+  if (!deps.infra) app.addHook('onClose', () => closeInfra(infra));
+  // onClose hooks run last-added first: this one runs before the clients
+  // close, as pending key-usage writes still need Postgres.
+  app.addHook('onClose', () => product.close());
   return app;
 }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 /**
@@ -129,7 +130,7 @@ export interface Config {
     readonly argon2: { readonly memoryKib: number; readonly timeCost: number; readonly parallelism: number };
     readonly cacheSecret: string;
     readonly cacheTtlS: number;
-    /** Verifies running at once; 0 = one per CPU core. */
+    /** argon2 verifications running at once (ARGON2_CONCURRENCY, 0 resolved to CPU cores − 1, at least 1). */
     readonly hashConcurrency: number;
     readonly hashMaxWaitMs: number;
     readonly duplicateClientPolicy: 'reject' | 'takeover';
@@ -248,7 +249,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       cacheSecret: e.CREDENTIAL_CACHE_SECRET,
       cacheTtlS: e.CREDENTIAL_CACHE_TTL_S,
-      hashConcurrency: e.ARGON2_CONCURRENCY,
+      // One core is left to the event loop: argon2 on every core starves the
+      // requests that are only cache hits or refusals.
+      hashConcurrency: e.ARGON2_CONCURRENCY || Math.max(1, availableParallelism() - 1),
       hashMaxWaitMs: e.ARGON2_MAX_WAIT_MS,
       duplicateClientPolicy: e.DUPLICATE_CLIENT_POLICY,
     },

@@ -1,6 +1,6 @@
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { runMigrations } from './infra/migrations.js';
+import { migrateDatabase } from './infra/migrations.js';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -16,7 +16,7 @@ async function main(): Promise<void> {
 
   const app = await buildApp(config);
   if (config.postgres.migrateOnStart) {
-    await runMigrations(app.infra.postgres.pool, app.log);
+    await migrateDatabase(config.postgres.url, app.log);
   }
 
   let shuttingDown = false;

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { UnauthorizedError } from '../lib/errors.js';
-import type { Actor } from '../modules/audit/audit-repository.js';
-import type { Principal } from '../modules/admin-tokens/admin-token-service.js';
+import type { Actor, Principal } from '../lib/actor.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

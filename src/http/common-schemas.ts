@@ -8,6 +8,8 @@ export const deviceIdSchema = z
   .transform((value) => value.toLowerCase())
   .pipe(z.string().regex(DEVICE_ID_PATTERN));
 
+export const deviceParams = z.object({ deviceId: deviceIdSchema });
+
 export const tenantIdSchema = z
   .string()
   .regex(TENANT_ID_PATTERN, 'must be 1-63 characters of a-z, 0-9, "_" and "-", starting with a letter or digit');

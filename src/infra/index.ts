@@ -1,6 +1,5 @@
-import type { Config } from '../config.js';
-import { createEmqxApi, type EmqxApi } from './emqx-api.js';
-import { createKafka, type KafkaClient, type KafkaLogger } from './kafka.js';
+import { createEmqxApi, type EmqxApi, type EmqxApiOptions } from './emqx-api.js';
+import { createKafka, type KafkaClient, type KafkaLogger, type KafkaOptions } from './kafka.js';
 import { createPostgres, type PostgresClient } from './postgres.js';
 import { createRedis, type RedisClient } from './redis.js';
 
@@ -11,7 +10,15 @@ export interface Infra {
   readonly emqx: EmqxApi;
 }
 
-export function createInfra(config: Config, logger: KafkaLogger): Infra {
+/** The parts of the configuration the clients are made from. */
+export interface InfraOptions {
+  readonly postgres: { readonly url: string; readonly poolMax: number };
+  readonly redis: { readonly url: string; readonly keyPrefix: string };
+  readonly kafka: KafkaOptions;
+  readonly emqx: EmqxApiOptions;
+}
+
+export function createInfra(config: InfraOptions, logger: KafkaLogger): Infra {
   return {
     postgres: createPostgres(config.postgres, logger),
     redis: createRedis(config.redis, logger),

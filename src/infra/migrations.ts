@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Pool } from 'pg';
+import pg, { type Pool } from 'pg';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
 
@@ -31,6 +31,16 @@ export async function readMigrations(dir: string = MIGRATIONS_DIR): Promise<Migr
       };
     }),
   );
+}
+
+/** Applies pending migrations to the database at `url` over a connection of its own, closed afterwards. */
+export async function migrateDatabase(url: string, logger: MigrationLogger): Promise<string[]> {
+  const pool = new pg.Pool({ connectionString: url, max: 1, application_name: 'device-link-mqtt-migrate' });
+  try {
+    return await runMigrations(pool, logger);
+  } finally {
+    await pool.end();
+  }
 }
 
 export class MigrationError extends Error {

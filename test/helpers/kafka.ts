@@ -74,3 +74,22 @@ export async function createTopics(topics: string[], brokers = TEST_KAFKA_BROKER
     await admin.disconnect();
   }
 }
+
+/** Waits until every topic exists (the app creates some in the background at start-up). */
+export async function waitForTopics(topics: readonly string[], { brokers = TEST_KAFKA_BROKERS, timeoutMs = 20_000 } = {}): Promise<void> {
+  const kafka = new Kafka({ clientId: 'dlm-test-admin', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const existing = new Set(await admin.listTopics());
+      const missing = topics.filter((topic) => !existing.has(topic));
+      if (missing.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`topics still missing after ${timeoutMs} ms: ${missing.join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -1,25 +1,25 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { FastifyInstance } from 'fastify';
+import type { Infra } from '../../src/infra/index.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 import { consumeRecords } from '../helpers/kafka.js';
 
 describe('kafka client', () => {
   let ctx: TestContext;
-  let app: FastifyInstance;
+  let infra: Infra;
 
   before(async () => {
     ctx = await createTestContext();
-    app = await ctx.app();
+    infra = ctx.infra();
   });
   after(() => ctx.close());
 
-  it('a record produced through the app client is consumed back from the broker', async () => {
+  it("a record produced through the service's client is consumed back from the broker", async () => {
     const topic = `${ctx.config.kafka.topicPrefix}roundtrip`;
-    await app.infra.kafka.ensureTopics([topic], { partitions: 2, replicationFactor: 1 });
+    await infra.kafka.ensureTopics([topic], { partitions: 2, replicationFactor: 1 });
     // Creating again is harmless (topics are reconciled at every start).
-    await app.infra.kafka.ensureTopics([topic], { partitions: 2, replicationFactor: 1 });
-    const [metadata] = await app.infra.kafka.produce(
+    await infra.kafka.ensureTopics([topic], { partitions: 2, replicationFactor: 1 });
+    const [metadata] = await infra.kafka.produce(
       [{ topic, messages: [{ key: 'device-1', value: '{"hello":"kafka"}', headers: { schema: 'test/v1' } }] }],
       5000,
     );
@@ -34,7 +34,7 @@ describe('kafka client', () => {
 
   it('producing to a topic that does not exist fails instead of creating it', async () => {
     await assert.rejects(
-      app.infra.kafka.produce([{ topic: `${ctx.config.kafka.topicPrefix}missing`, messages: [{ value: 'x' }] }], 3000),
+      infra.kafka.produce([{ topic: `${ctx.config.kafka.topicPrefix}missing`, messages: [{ value: 'x' }] }], 3000),
     );
   });
 });

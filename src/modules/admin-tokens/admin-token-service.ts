@@ -6,7 +6,8 @@ import type { Clock } from '../../lib/clock.js';
 import { sha256 } from '../../lib/digest.js';
 import { ForbiddenError, NotFoundError } from '../../lib/errors.js';
 import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
-import type { Actor, AuditRepository } from '../audit/audit-repository.js';
+import type { Actor, Principal } from '../../lib/actor.js';
+import type { AuditRepository } from '../audit/audit-repository.js';
 import type { TenantRepository } from '../tenants/tenant-repository.js';
 import type { AdminTokenRepository, AdminTokenRow } from './admin-token-repository.js';
 
@@ -17,11 +18,6 @@ import type { AdminTokenRepository, AdminTokenRow } from './admin-token-reposito
  */
 const TOKEN_PATTERN = /^dlm_at_([a-z2-7]{12})_[A-Za-z0-9_-]{43}$/;
 export const ROOT_TOKEN_ID = 'root';
-
-export interface Principal {
-  readonly tokenId: string;
-  readonly tenantId: string | null;
-}
 
 export interface AdminTokenView {
   id: string;

@@ -1,14 +1,5 @@
 import type { Queryable } from '../../infra/transaction.js';
-
-/** Who did something through the admin API, and from where. */
-export interface Actor {
-  /** `root` for ADMIN_TOKEN, else the admin token's id. */
-  readonly tokenId: string;
-  /** The tenant a scoped token is limited to; null for global tokens. */
-  readonly tenantId: string | null;
-  readonly requestId: string;
-  readonly sourceIp: string;
-}
+import type { Actor } from '../../lib/actor.js';
 
 export interface AuditEntry {
   readonly action: string;

@@ -1,8 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { labelSchema, optionalBody, pageQuerySchema, pageSchema } from '../../http/common-schemas.js';
+import { deviceParams, labelSchema, optionalBody, pageQuerySchema, pageSchema } from '../../http/common-schemas.js';
 import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
-import { deviceParams } from '../devices/device-routes.js';
 import type { CredentialService } from './credential-service.js';
 
 export const keySchema = z.object({

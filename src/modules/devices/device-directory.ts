@@ -1,33 +1,21 @@
-import type { Pool } from 'pg';
-import type { CredentialChangeBus } from '../../infra/credential-changes.js';
 import type { Clock } from '../../lib/clock.js';
-import type { DecoderConfig } from '../../lib/decoder-config.js';
-
-/** What the hot paths (authz, ingest, liveness) need to know about a device. */
-export interface DeviceRecord {
-  readonly id: string;
-  readonly tenantId: string;
-  readonly disabled: boolean;
-  readonly offlineThresholdS: number;
-  readonly decoder: DecoderConfig | null;
-}
+import type { DeviceRecord } from './device-repository.js';
 
 export interface DeviceDirectory {
   /**
    * The device, or null when it does not exist. Served from memory when
-   * cached; otherwise one Postgres query shared by concurrent callers.
-   * Rejects when Postgres is unreachable and nothing (not even an expired
-   * entry) is cached.
+   * cached; otherwise one load shared by concurrent callers. Rejects when
+   * Postgres is unreachable and nothing (not even an expired entry) is cached.
    */
   get(deviceId: string): Promise<DeviceRecord | null>;
   /** The cached record without touching Postgres (undefined = not cached). */
   peek(deviceId: string): DeviceRecord | null | undefined;
+  /** Forgets the device (the registry changed it); a load under way is not cached either. */
   invalidate(deviceId: string): void;
 }
 
 export interface DeviceDirectoryOptions {
-  pool: Pool;
-  changes: CredentialChangeBus;
+  load(deviceId: string): Promise<DeviceRecord | null>;
   clock: Clock;
   /** How long a found device is trusted without a change signal. */
   ttlMs?: number;
@@ -41,16 +29,13 @@ interface Entry {
   expiresAt: number;
 }
 
-interface DeviceRow {
-  id: string;
-  tenant_id: string;
-  disabled: boolean;
-  offline_threshold_s: number;
-  decoder: DecoderConfig | null;
-}
-
+/**
+ * The devices the hot paths ask about, cached in memory (an LRU bounded in
+ * size and time). The registry's change signal invalidates an entry on every
+ * replica; the TTL bounds how long a missed signal is felt.
+ */
 export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDirectory {
-  const { pool, clock } = options;
+  const { clock } = options;
   const ttlMs = options.ttlMs ?? 60_000;
   const negativeTtlMs = options.negativeTtlMs ?? 2_000;
   const maxEntries = options.maxEntries ?? 200_000;
@@ -59,8 +44,6 @@ export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDi
   const loading = new Map<string, Promise<DeviceRecord | null>>();
   // Bumped by every invalidation so a load that started before it is not cached.
   const generation = new Map<string, number>();
-
-  options.changes.subscribe((change) => directory.invalidate(change.device_id));
 
   function remember(deviceId: string, record: DeviceRecord | null) {
     entries.delete(deviceId);
@@ -73,25 +56,12 @@ export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDi
 
   async function load(deviceId: string): Promise<DeviceRecord | null> {
     const startedAt = generation.get(deviceId) ?? 0;
-    const { rows } = await pool.query<DeviceRow>(
-      'SELECT id, tenant_id, disabled, offline_threshold_s, decoder FROM devices WHERE id = $1',
-      [deviceId],
-    );
-    const row = rows[0];
-    const record: DeviceRecord | null = row
-      ? {
-          id: row.id,
-          tenantId: row.tenant_id,
-          disabled: row.disabled,
-          offlineThresholdS: row.offline_threshold_s,
-          decoder: row.decoder,
-        }
-      : null;
+    const record = await options.load(deviceId);
     if ((generation.get(deviceId) ?? 0) === startedAt) remember(deviceId, record);
     return record;
   }
 
-  const directory: DeviceDirectory = {
+  return {
     peek(deviceId) {
       const entry = entries.get(deviceId);
       if (!entry || entry.expiresAt <= clock()) return undefined;
@@ -119,5 +89,4 @@ export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDi
       if (generation.size > maxEntries) generation.clear();
     },
   };
-  return directory;
 }

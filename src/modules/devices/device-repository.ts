@@ -18,6 +18,15 @@ export interface DeviceRow {
   last_seen_at: Date | null;
 }
 
+/** What the hot paths (authn, authz, ingest, liveness) need to know about a device. */
+export interface DeviceRecord {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly disabled: boolean;
+  readonly offlineThresholdS: number;
+  readonly decoder: DecoderConfig | null;
+}
+
 export interface DevicePatch {
   name?: string;
   disabled?: boolean;
@@ -27,9 +36,20 @@ export interface DevicePatch {
 
 const COLUMNS = `id, tenant_id, name, disabled, offline_threshold_s, decoder, created_at, updated_at, ${CREATED_US}, online, last_seen_at`;
 
-/** Admin-side reads and writes of devices (the hot paths use the cached DeviceDirectory). */
+/** Reads and writes of devices: the admin side's rows, and the hot paths' records (cached by the DeviceDirectory). */
 export function createDeviceRepository() {
   return {
+    /** The record the hot paths work with, or null when the device does not exist. */
+    async findRecord(db: Queryable, id: string): Promise<DeviceRecord | null> {
+      const { rows } = await db.query<Pick<DeviceRow, 'id' | 'tenant_id' | 'disabled' | 'offline_threshold_s' | 'decoder'>>(
+        'SELECT id, tenant_id, disabled, offline_threshold_s, decoder FROM devices WHERE id = $1',
+        [id],
+      );
+      const row = rows[0];
+      if (!row) return null;
+      return { id: row.id, tenantId: row.tenant_id, disabled: row.disabled, offlineThresholdS: row.offline_threshold_s, decoder: row.decoder };
+    },
+
     /** Null when the id is taken. */
     async insert(
       db: Queryable,

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { deviceIdSchema, pageQuerySchema, pageSchema, tenantIdSchema } from '../../http/common-schemas.js';
+import { deviceIdSchema, deviceParams, pageQuerySchema, pageSchema, tenantIdSchema } from '../../http/common-schemas.js';
 import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
 import { decoderConfigSchema } from '../../lib/decoder-config.js';
 import type { DeviceService } from './device-service.js';
@@ -20,8 +20,6 @@ export const deviceSchema = z.object({
   online: z.boolean(),
   last_seen_at: z.string().nullable(),
 });
-
-export const deviceParams = z.object({ deviceId: deviceIdSchema });
 
 export const deviceRoutes: FastifyPluginAsync<{ devices: DeviceService }> = async (app, { devices }) => {
   const routes = app.withTypeProvider<ZodTypeProvider>();

@@ -1,24 +1,26 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { createSeriesCounter } from '../../http/metrics.js';
 
 /** The authentication and authorization metrics, on the app's own registry. */
 export function createAuthMetrics(registry: Registry) {
   return {
     // Counted on every CONNECT and every authorization check.
-    authn: createSeriesCounter(registry, {
+    authn: new Counter({
       name: 'emqx_authn_total',
       help: 'Authentication answers, by result (allow, deny, ignore) and reason',
       labelNames: ['result', 'reason'] as const,
+      registers: [registry],
     }),
-    authz: createSeriesCounter(registry, {
+    authz: new Counter({
       name: 'emqx_authz_total',
       help: 'Authorization answers, by action and result',
       labelNames: ['action', 'result'] as const,
+      registers: [registry],
     }),
-    cache: createSeriesCounter(registry, {
+    cache: new Counter({
       name: 'credential_cache_lookups_total',
       help: 'Verified-credential cache lookups, by layer (memory, redis) and outcome (hit, miss)',
       labelNames: ['layer', 'outcome'] as const,
+      registers: [registry],
     }),
     hashQueueDepth: new Gauge({
       name: 'argon2_queue_depth',

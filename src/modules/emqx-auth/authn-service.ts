@@ -1,8 +1,6 @@
-import type { CredentialChangeBus } from '../../infra/credential-changes.js';
 import { parseApiKeyId } from '../../lib/api-key.js';
 import { QueueFullError, type BoundedQueue } from '../../lib/bounded-queue.js';
 import type { Clock } from '../../lib/clock.js';
-import { requiresKick } from '../../lib/credential-change.js';
 import { isDeviceId } from '../../lib/identifiers.js';
 import type { PasswordHasher } from '../../lib/password-hasher.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
@@ -10,9 +8,8 @@ import type { AuthMetrics } from './auth-metrics.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { CredentialCache, VerifiedCredential } from './credential-cache.js';
 import type { VerificationRepository } from './verification-repository.js';
-import type { DuplicateCheck, DuplicateClientGuard } from './duplicate-client-guard.js';
+import type { DuplicateClientGuard } from './duplicate-client-guard.js';
 import type { KeyUsageRecorder } from './key-usage.js';
-import type { SessionKicker } from './session-kicker.js';
 
 export interface AuthnRequest {
   readonly clientid: string;
@@ -35,14 +32,7 @@ export type AuthnDecision =
   | { result: 'ignore'; reason: string };
 
 export interface AuthnService {
-  /** Synchronous when memory decides (a cached verification, or a request refused on its face). */
-  authenticate(request: AuthnRequest): AuthnDecision | Promise<AuthnDecision>;
-  close(): Promise<void>;
-}
-
-export interface AuthnLogger {
-  warn(object: object, message: string): void;
-  info(object: object, message: string): void;
+  authenticate(request: AuthnRequest): Promise<AuthnDecision>;
 }
 
 /** Longer than any key or PSK the registry issues; longer input is refused before hashing. */
@@ -70,28 +60,14 @@ export function createAuthnService(deps: {
   throttle: AuthThrottle;
   usage: KeyUsageRecorder;
   duplicates: DuplicateClientGuard;
-  kicker: SessionKicker;
-  changes: Pick<CredentialChangeBus, 'subscribe'>;
   metrics: AuthMetrics;
   clock: Clock;
-  log: AuthnLogger;
   /** The time from a cache miss to a verified answer, beyond which the answer is ignore. */
   hashBudgetMs: number;
 }): AuthnService {
   const { hashBudgetMs } = deps;
-  const { devices, cache, repository, hasher, hashQueue, throttle, usage, duplicates, metrics, clock, log } = deps;
+  const { devices, cache, repository, hasher, hashQueue, throttle, usage, duplicates, metrics, clock } = deps;
   const inFlight = new Map<string, Promise<Verification>>();
-
-  const unsubscribe = deps.changes.subscribe((change) => {
-    // Invalidate first so a kicked device that reconnects at once meets the new state.
-    cache
-      .invalidate(change.device_id, change.key_id)
-      .catch((error: unknown) =>
-        log.warn({ deviceId: change.device_id, err: error instanceof Error ? error.message : String(error) }, 'could not drop cached credentials in Redis'),
-      )
-      .then(() => (requiresKick(change) ? deps.kicker.kick(change) : undefined))
-      .catch(() => undefined);
-  });
 
   const failed = (deviceId: string | null, peer: string, reason: string): Verification => {
     throttle.recordFailure(deviceId, peer).catch(() => undefined);
@@ -192,7 +168,7 @@ export function createAuthnService(deps: {
   }
 
   /** Everything after the secret is known to be right: expiry, the device, the duplicate policy. */
-  function admit(deviceId: string, cacheKey: string, credential: VerifiedCredential, via: 'memory' | 'redis' | 'argon2'): AuthnDecision | Promise<AuthnDecision> {
+  async function admit(deviceId: string, cacheKey: string, credential: VerifiedCredential, via: 'memory' | 'redis' | 'argon2'): Promise<AuthnDecision> {
     // A key past not_after stops working even while its verification is cached.
     // expire_at is whole seconds and EMQX requires it in the future.
     let expireAt: number | null = null;
@@ -203,20 +179,16 @@ export function createAuthnService(deps: {
         return { result: 'deny', reason: 'key_expired' };
       }
     }
-    // From memory, decide checked the device a moment ago with nothing awaited since.
-    if (via !== 'memory' && deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
+    if (deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
 
-    const settle = (duplicate: DuplicateCheck): AuthnDecision => {
-      if (duplicate === 'duplicate' || duplicate === 'connecting') return { result: 'deny', reason: `session_${duplicate}` };
-      if (duplicate === 'unknown') return { result: 'ignore', reason: 'emqx_unavailable' };
-      if (credential.keyId) usage.record(credential.keyId);
-      return { result: 'allow', deviceId, tenantId: credential.tenantId, expireAt, via };
-    };
-    const duplicate = duplicates.check(deviceId);
-    return typeof duplicate === 'string' ? settle(duplicate) : duplicate.then(settle);
+    const duplicate = await duplicates.check(deviceId);
+    if (duplicate === 'duplicate' || duplicate === 'connecting') return { result: 'deny', reason: `session_${duplicate}` };
+    if (duplicate === 'unknown') return { result: 'ignore', reason: 'emqx_unavailable' };
+    if (credential.keyId) usage.record(credential.keyId);
+    return { result: 'allow', deviceId, tenantId: credential.tenantId, expireAt, via };
   }
 
-  function decide(request: AuthnRequest): AuthnDecision | Promise<AuthnDecision> {
+  async function decide(request: AuthnRequest): Promise<AuthnDecision> {
     const { clientid, username, password } = request;
     if (clientid !== username) return { result: 'deny', reason: 'clientid_not_username' };
     if (!isDeviceId(username)) return { result: 'deny', reason: 'malformed_device_id' };
@@ -236,11 +208,10 @@ export function createAuthnService(deps: {
       pending = verify(deviceId, password, peer, cacheKey).finally(() => inFlight.delete(cacheKey));
       inFlight.set(cacheKey, pending);
     }
-    return pending.then((verification) =>
-      verification.kind === 'verified'
-        ? admit(deviceId, cacheKey, verification.credential, verification.layer)
-        : { result: verification.kind, reason: verification.reason },
-    );
+    const verification = await pending;
+    return verification.kind === 'verified'
+      ? admit(deviceId, cacheKey, verification.credential, verification.layer)
+      : { result: verification.kind, reason: verification.reason };
   }
 
   const counted = (decision: AuthnDecision): AuthnDecision => {
@@ -249,13 +220,8 @@ export function createAuthnService(deps: {
   };
 
   return {
-    authenticate(request) {
-      const decision = decide(request);
-      return decision instanceof Promise ? decision.then(counted) : counted(decision);
-    },
-    async close() {
-      unsubscribe();
-      await usage.close();
+    async authenticate(request) {
+      return counted(await decide(request));
     },
   };
 }

@@ -1,6 +1,7 @@
 import { isDeviceId } from '../../lib/identifiers.js';
 import { commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
-import type { DeviceDirectory, DeviceRecord } from '../devices/device-directory.js';
+import type { DeviceDirectory } from '../devices/device-directory.js';
+import type { DeviceRecord } from '../devices/device-repository.js';
 import type { AuthMetrics } from './auth-metrics.js';
 
 export interface AuthzRequest {

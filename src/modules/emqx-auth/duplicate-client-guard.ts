@@ -4,12 +4,15 @@ import type { SessionStore } from '../sessions/session-store.js';
 
 export type DuplicateClientPolicy = 'reject' | 'takeover';
 
-/** `ok`: let the connect through; `duplicate`: a live session exists; `unknown`: cannot tell now. */
+/**
+ * `ok`: let the connect through; `duplicate`: a live session exists;
+ * `connecting`: another CONNECT of the device holds the claim right now;
+ * `unknown`: cannot tell now (EMQX could not be asked).
+ */
 export type DuplicateCheck = 'ok' | 'duplicate' | 'connecting' | 'unknown';
 
 export interface DuplicateClientGuard {
-  /** Synchronous under the takeover policy, which never asks anyone. */
-  check(deviceId: string): DuplicateCheck | Promise<DuplicateCheck>;
+  check(deviceId: string): Promise<DuplicateCheck>;
 }
 
 export interface DuplicateGuardLogger {
@@ -39,7 +42,7 @@ export function createDuplicateClientGuard(deps: {
   const claimTtlMs = deps.claimTtlMs ?? 2000;
 
   return {
-    check(deviceId) {
+    async check(deviceId) {
       return policy === 'takeover' ? 'ok' : checkLive(deviceId);
     },
   };

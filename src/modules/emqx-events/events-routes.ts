@@ -1,50 +1,32 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { Registry } from 'prom-client';
-import { z } from 'zod';
-import { createSeriesCounter } from '../../http/metrics.js';
+import { Counter, type Registry } from 'prom-client';
 import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
-
-/**
- * One EMQX rule-engine event, as the HTTP action sends it (emqx-contract.md §C):
- * the rule's SELECT output as JSON. Only `event` is common to all; each handler
- * validates the fields it needs.
- */
-export const emqxEventSchema = z.looseObject({ event: z.string().min(1).max(64) });
-export type EmqxEvent = z.output<typeof emqxEventSchema> & Record<string, unknown>;
-
-/**
- * What a handler tells EMQX: `handled` (2xx, done — including poison messages
- * that went to a dead-letter topic) or `retry` (503: EMQX retries later).
- * Handlers never make EMQX answer 500: EMQX drops the message on any status
- * other than 2xx, 429 and 503.
- */
-export type EventOutcome = { kind: 'handled'; status?: 200 | 202 | 204 } | { kind: 'retry'; reason: string };
-
-export type EventHandler = (event: EmqxEvent) => Promise<EventOutcome>;
+import { emqxEventSchema, type EmqxEvent, type EventHandlers, type EventOutcome } from '../../lib/emqx-event.js';
 
 export interface EventsRoutesOptions {
-  /** Handlers by event name (`message.publish`, `client.connected`, ...). */
-  handlers: Readonly<Record<string, EventHandler>>;
+  handlers: EventHandlers;
   metrics: Registry;
 }
 
 export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app, options) => {
-  const events = createSeriesCounter(options.metrics, {
+  const events = new Counter({
     name: 'emqx_events_total',
     help: 'Rule-engine events received, by event name and outcome',
     labelNames: ['event', 'outcome'] as const,
+    registers: [options.metrics],
   });
-  const known = new Set(Object.keys(options.handlers));
+  // A Map, not the object: an event named "constructor" or "toString" is no handler.
+  const handlers = new Map(Object.entries(options.handlers));
 
   app.withTypeProvider<ZodTypeProvider>().post(
     '/emqx/events',
     { schema: { body: emqxEventSchema }, logLevel: 'warn' },
     async (request, reply) => {
       const event = request.body as EmqxEvent;
-      const handler = options.handlers[event.event];
+      const handler = handlers.get(event.event);
       if (!handler) {
         // Answered 2xx so EMQX does not retry an event nobody here consumes.
-        events.inc({ event: known.has(event.event) ? event.event : 'unknown', outcome: 'ignored' });
+        events.inc({ event: 'unknown', outcome: 'ignored' });
         return reply.code(204).send();
       }
       let outcome: EventOutcome;

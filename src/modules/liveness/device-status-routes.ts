@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
+import { deviceParams } from '../../http/common-schemas.js';
 import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
-import { deviceParams } from '../devices/device-routes.js';
 import type { DeviceStatusService } from './device-status-service.js';
 
 export const deviceStatusSchema = z.object({

@@ -1,5 +1,5 @@
 import type { Queryable } from '../../infra/transaction.js';
-import type { Actor } from '../audit/audit-repository.js';
+import type { Actor } from '../../lib/actor.js';
 import type { DeviceRepository } from '../devices/device-repository.js';
 import { findVisibleDevice } from '../devices/device-service.js';
 import type { LivenessService } from './liveness-service.js';

@@ -1,10 +1,10 @@
-import type { CredentialChangeBus } from '../../infra/credential-changes.js';
 import type { Queryable } from '../../infra/transaction.js';
 import type { Clock } from '../../lib/clock.js';
 import { createDeferred, type Deferred } from '../../lib/deferred.js';
 import type { CredentialChange } from '../../lib/credential-change.js';
 import { DeviceEventProduceError, type DeviceEvent, type DeviceEventProducer } from '../device-events/device-event-producer.js';
-import type { DeviceDirectory, DeviceRecord } from '../devices/device-directory.js';
+import type { DeviceDirectory } from '../devices/device-directory.js';
+import type { DeviceRecord } from '../devices/device-repository.js';
 import type { LivenessMetrics } from './liveness-metrics.js';
 import type { LivenessRepository, StoredStatus } from './liveness-repository.js';
 import type { LivenessState, LivenessStore, TouchInput, Transition } from './liveness-store.js';
@@ -59,8 +59,7 @@ export interface LivenessServiceDeps {
   events: DeviceEventProducer;
   pool: Queryable;
   statuses: Pick<LivenessRepository, 'saveStatuses'>;
-  devices: Pick<DeviceDirectory, 'get' | 'invalidate'>;
-  changes: Pick<CredentialChangeBus, 'subscribe'>;
+  devices: Pick<DeviceDirectory, 'get'>;
   clock: Clock;
   metrics: LivenessMetrics;
   log: LivenessLogger;
@@ -91,7 +90,11 @@ export interface LivenessService {
   persistLastSeen(): Promise<number>;
   /** The live state, or null when the device never sent telemetry (or Redis lost it). */
   read(deviceId: string): Promise<LivenessState | null>;
-  /** Applies a registry change (threshold, deletion); also called for every change signal. */
+  /**
+   * Applies a registry change to the device's liveness: a new threshold moves
+   * its deadline, a deleted device is forgotten. Reads the device through the
+   * directory, which must already have dropped it.
+   */
   applyChange(change: CredentialChange): Promise<void>;
 }
 
@@ -182,9 +185,6 @@ export function createLivenessService(deps: LivenessServiceDeps): LivenessServic
       return;
     }
     if (change.kind !== 'device_updated' && change.kind !== 'device_enabled' && change.kind !== 'device_disabled') return;
-    // The directory drops the device on the same signal; invalidating here too
-    // keeps this read fresh whatever order the listeners run in.
-    deps.devices.invalidate(change.device_id);
     const device = await deps.devices.get(change.device_id);
     if (!device) return;
     const thresholdMs = device.offlineThresholdS * 1000;
@@ -229,12 +229,6 @@ export function createLivenessService(deps: LivenessServiceDeps): LivenessServic
     else if (options.flushIntervalMs === 0) immediate ??= setImmediate(flushPending);
     else timer ??= setTimeout(flushPending, options.flushIntervalMs);
   }
-
-  deps.changes.subscribe((change) => {
-    applyChange(change).catch((error: unknown) =>
-      log.warn({ err: (error as Error).message, device_id: change.device_id }, 'device change not applied to liveness'),
-    );
-  });
 
   return {
     recordTelemetry(device, atMs) {

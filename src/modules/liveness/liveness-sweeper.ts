@@ -1,11 +1,18 @@
 import type { LivenessService } from './liveness-service.js';
 
+/**
+ * How often each replica copies pending last_seen values to Postgres: device
+ * lists read it there, and writing it per message would cost a row update
+ * per message.
+ */
+export const LAST_SEEN_PERSIST_INTERVAL_MS = 10_000;
+
 export interface LivenessSweeperDeps {
   liveness: Pick<LivenessService, 'sweep' | 'persistLastSeen'>;
   /** Time between the end of one sweep and the start of the next. */
   intervalMs: number;
-  /** How often pending last_seen values are written to Postgres. */
-  persistIntervalMs: number;
+  /** How often pending last_seen values are written to Postgres (default LAST_SEEN_PERSIST_INTERVAL_MS). */
+  persistIntervalMs?: number;
   log: { warn(object: object, message: string): void; info(object: object, message: string): void };
 }
 
@@ -19,7 +26,7 @@ export interface LivenessSweeper {
  * Runs the deadline sweep on this replica. Every replica runs one; the claim
  * in Redis decides which of them emits each transition.
  */
-export function createLivenessSweeper({ liveness, intervalMs, persistIntervalMs, log }: LivenessSweeperDeps): LivenessSweeper {
+export function createLivenessSweeper({ liveness, intervalMs, persistIntervalMs = LAST_SEEN_PERSIST_INTERVAL_MS, log }: LivenessSweeperDeps): LivenessSweeper {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let stopped = true;

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { isDeviceId } from '../../lib/identifiers.js';
 import type { DeviceEventProducer } from '../device-events/device-event-producer.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
-import type { EmqxEvent, EventHandler } from '../emqx-events/events-routes.js';
+import type { EmqxEvent, EventHandler } from '../../lib/emqx-event.js';
 import type { SessionState, SessionStore } from './session-store.js';
 
 // EMQX renders undefined values as the string "undefined" (emqx-contract.md §C),
@@ -25,12 +25,6 @@ export interface SessionEventsLogger {
   warn(object: object, message: string): void;
 }
 
-/**
- * `client.connected` / `client.disconnected` → session state. Events of
- * clients that are not devices, and events too malformed to order, are
- * acknowledged and dropped (a retry would not make them usable); a Redis
- * failure asks EMQX to retry.
- */
 export interface SessionEventsDeps {
   sessions: SessionStore;
   devices: Pick<DeviceDirectory, 'get'>;
@@ -39,6 +33,11 @@ export interface SessionEventsDeps {
 }
 
 /**
+ * `client.connected` / `client.disconnected` → session state. Events of
+ * clients that are not devices, and events too malformed to order, are
+ * acknowledged and dropped (a retry would not make them usable); a Redis
+ * failure asks EMQX to retry.
+ *
  * After the store takes an event, `connected` / `disconnected` goes to
  * device.events.{tenant}. A failed produce asks EMQX to retry; the retried
  * event is a repeat the store does not apply again, so it is emitted when it

@@ -25,13 +25,19 @@ export interface MessageDedupOptions {
   redis: Redis;
   keyPrefix: string;
   windowS: number;
-  timeoutMs: number;
+  /** How long a lookup may take before the batch is sent unscreened (default DEDUP_TIMEOUT_MS). */
+  timeoutMs?: number;
   /** How long marks wait for a lookup to carry them before they are sent alone (default 5 ms). */
   maxMarkDelayMs?: number;
   clock?: Clock;
   onError(error: unknown): void;
 }
 
+/**
+ * A lookup slower than this sends its batch unscreened: a possible repeat
+ * downstream costs less than telemetry held up by a slow Redis.
+ */
+export const DEDUP_TIMEOUT_MS = 250;
 /** The window is split into this many time buckets; a mark lives one bucket longer than the window at most. */
 const BUCKETS_PER_WINDOW = 4;
 /** Buckets behind the oldest one asked that each call deletes: after a pause of up to this many buckets, none is left to reach its TTL. */
@@ -129,7 +135,7 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
     try {
       const found = await withTimeout(
         script(keys, [ttlS, ASKED_BUCKETS, carried.length, ...carried, ...lookups]),
-        options.timeoutMs,
+        options.timeoutMs ?? DEDUP_TIMEOUT_MS,
         lookups.length > 0 ? 'dedup lookup' : 'dedup record',
       );
       if (!Array.isArray(found) || found.length !== lookups.length) throw new Error('dedup lookup: unexpected reply');

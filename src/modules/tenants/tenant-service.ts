@@ -5,7 +5,8 @@ import { withTransaction } from '../../infra/transaction.js';
 import type { Clock } from '../../lib/clock.js';
 import { ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError } from '../../lib/errors.js';
 import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
-import type { Actor, AuditRepository } from '../audit/audit-repository.js';
+import type { Actor } from '../../lib/actor.js';
+import type { AuditRepository } from '../audit/audit-repository.js';
 import type { TenantRepository, TenantRow } from './tenant-repository.js';
 
 export interface TenantView {

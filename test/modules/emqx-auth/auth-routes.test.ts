@@ -3,6 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
+import type { SessionStore } from '../../../src/modules/sessions/session-store.js';
+import { wireSessions } from '../../../src/wiring/sessions.js';
+import { publishChange, untilApplied } from '../../helpers/change-signals.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
 import { startEmqxStandIn, standInEnv, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
@@ -22,6 +25,8 @@ describe('POST /emqx/authn and /emqx/authz', () => {
   let seed: DeviceSeeder;
   let emqx: EmqxStandIn;
   let tenantId: string;
+  /** The session state the apps keep, read as they read it. */
+  let sessions: SessionStore;
   let now = Date.now();
 
   before(async () => {
@@ -29,7 +34,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
     ctx = await createTestContext(standInEnv(emqx));
     app = await ctx.app({ clock: () => now }, { DUPLICATE_CLIENT_POLICY: 'takeover' });
     rejecting = await ctx.app({ clock: () => now });
-    await Promise.all([app.services.changes.ready(), rejecting.services.changes.ready()]);
+    sessions = wireSessions(ctx.wiring()).store;
     seed = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
     tenantId = await seed.tenant();
   });
@@ -194,7 +199,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       const deletedKey = await seed.key(deleted);
       assert.equal((await connect(deleted, deletedKey.key)).json().result, 'allow');
       await seed.query('DELETE FROM devices WHERE id = $1', [deleted]);
-      await app.services.changes.publish({ kind: 'device_deleted', device_id: deleted, tenant_id: tenantId, at: new Date().toISOString() });
+      await publishChange(ctx.config.redis.keyPrefix, { kind: 'device_deleted', device_id: deleted, tenant_id: tenantId });
       await waitFor(async () => (await connect(deleted, deletedKey.key)).json().result === 'deny');
       assertDeny(await connect(deleted, deletedKey.key), 'deleted device');
 
@@ -257,7 +262,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
     it('shares one verification among concurrent checks of the same credential', async () => {
       const deviceId = await seed.device(tenantId);
       const { key } = await seed.key(deviceId, {});
-      await app.services.changes.publish({ kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId, at: new Date().toISOString() });
+      await untilApplied([app], 'keys_rotated', () => publishChange(ctx.config.redis.keyPrefix, { kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId }));
       const before = await verifyCount();
       const peer = nextPeer();
       const results = await Promise.all(Array.from({ length: 10 }, () => connect(deviceId, key, peer)));
@@ -273,12 +278,11 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       await seed.query('UPDATE device_keys SET revoked_at = now() WHERE id = $1', [keyId]);
       // Still cached: the registry's signal is what makes the revocation visible.
       assert.equal((await connect(deviceId, key, peer)).json().result, 'allow');
-      await app.services.changes.publish({ kind: 'key_revoked', device_id: deviceId, tenant_id: tenantId, key_id: keyId, at: new Date().toISOString() });
+      await publishChange(ctx.config.redis.keyPrefix, { kind: 'key_revoked', device_id: deviceId, tenant_id: tenantId, key_id: keyId });
       await waitFor(async () => (await connect(deviceId, key, peer)).json().result === 'deny');
       await waitFor(() => emqx.calls.some((call) => call.method === 'DELETE' && call.clientId === deviceId && call.authorized));
       await app.close().catch(() => undefined);
       app = await ctx.app({ clock: () => now }, { DUPLICATE_CLIENT_POLICY: 'takeover' });
-      await app.services.changes.ready();
       const { rows } = await seed.query('SELECT last_used_at FROM device_keys WHERE id = $1', [keyId]);
       assert.ok(rows[0].last_used_at instanceof Date, 'last_used_at flushed on close');
     });
@@ -339,7 +343,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
         await connectedEvent(deviceId, Date.now());
         if (emqxSays === 'disconnected') emqx.setClient(deviceId, false);
         assert.equal((await connect(deviceId, key, nextPeer(), rejecting)).json().result, 'allow', emqxSays);
-        const state = await rejecting.services.sessions.get(deviceId);
+        const state = await sessions.get(deviceId);
         assert.equal(state?.connected, false);
         assert.equal(state?.reason, 'stale');
       }
@@ -350,7 +354,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       const { key } = await seed.key(deviceId);
       assert.equal((await connect(deviceId, key, nextPeer(), rejecting)).json().result, 'allow');
       await connectedEvent(deviceId, Date.now());
-      await rejecting.services.sessions.markStale(deviceId, (await rejecting.services.sessions.get(deviceId))?.connectedAt ?? 0, Date.now());
+      await sessions.markStale(deviceId, (await sessions.get(deviceId))?.connectedAt ?? 0, Date.now());
       const results = await Promise.all([connect(deviceId, key, nextPeer(), rejecting), connect(deviceId, key, nextPeer(), rejecting)]);
       assert.deepEqual(results.map((r) => r.json().result).sort(), ['allow', 'deny']);
     });
@@ -423,7 +427,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       const topic = `devices/${deviceId}/telemetry`;
       assert.equal((await authz({ clientid: deviceId, username: deviceId, topic, action: 'publish' })).json().result, 'allow');
       await seed.query('UPDATE devices SET disabled = true WHERE id = $1', [deviceId]);
-      await app.services.changes.publish({ kind: 'device_disabled', device_id: deviceId, tenant_id: tenantId, at: new Date().toISOString() });
+      await publishChange(ctx.config.redis.keyPrefix, { kind: 'device_disabled', device_id: deviceId, tenant_id: tenantId });
       await waitFor(async () => (await authz({ clientid: deviceId, username: deviceId, topic, action: 'publish' })).json().result === 'deny');
     });
   });

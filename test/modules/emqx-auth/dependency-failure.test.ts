@@ -33,7 +33,9 @@ describe('authn with Postgres or Redis unreachable', () => {
 
   for (const outage of ['postgres', 'redis'] as const) {
     it(`${outage} down: verified credentials keep working, nothing unverified is allowed`, async () => {
-      const app = await ctx.app();
+      // The app's own clients, so the test can take one away mid-run.
+      const infra = ctx.infra();
+      const app = await ctx.app({ infra });
       const cachedDevice = await seed.device(tenantId);
       const cached = await seed.key(cachedDevice);
       const otherKey = await seed.key(cachedDevice);
@@ -42,8 +44,8 @@ describe('authn with Postgres or Redis unreachable', () => {
       const uncached = await seed.key(uncachedDevice);
       assert.equal(await connect(app, cachedDevice, cached.key), 'allow');
 
-      if (outage === 'postgres') await app.infra.postgres.pool.end();
-      else app.infra.redis.redis.disconnect();
+      if (outage === 'postgres') await infra.postgres.pool.end();
+      else infra.redis.redis.disconnect();
 
       assert.equal(await connect(app, cachedDevice, cached.key), 'allow', 'verified before the outage');
       assert.equal(await connect(app, uncachedDevice, uncached.key), 'ignore', 'never verified');

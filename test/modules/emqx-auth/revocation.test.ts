@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { publishChange, untilApplied } from '../../helpers/change-signals.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
 import { startEmqxStandIn, standInEnv, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
 import { TEST_HOOK_TOKEN } from '../../helpers/env.js';
-import { waitFor } from '../../helpers/wait.js';
 
 describe('revocation across replicas', () => {
   let ctx: TestContext;
@@ -19,7 +19,6 @@ describe('revocation across replicas', () => {
     emqx = await startEmqxStandIn();
     ctx = await createTestContext({ ...standInEnv(emqx), DUPLICATE_CLIENT_POLICY: 'takeover' });
     [first, second] = await Promise.all([ctx.app(), ctx.app()]);
-    await Promise.all([first.services.changes.ready(), second.services.changes.ready()]);
     seed = createDeviceSeeder(ctx.db.url);
     tenantId = await seed.tenant();
   });
@@ -54,19 +53,18 @@ describe('revocation across replicas', () => {
       if (scenario === 'device_disabled') await seed.query('UPDATE devices SET disabled = true WHERE id = $1', [deviceId]);
       if (scenario === 'device_deleted') await seed.query('DELETE FROM devices WHERE id = $1', [deviceId]);
       const startedAt = Date.now();
-      await first.services.changes.publish({
-        kind: scenario,
-        device_id: deviceId,
-        tenant_id: tenantId,
-        ...(scenario === 'key_revoked' ? { key_id: keyId } : {}),
-        at: new Date().toISOString(),
-      });
-      await waitFor(async () => (await connect(second, deviceId, key)) === 'deny', 1000);
+      // Both replicas act on the signal (the kick decision included) within 1 s.
+      await untilApplied([first, second], scenario, () =>
+        publishChange(ctx.config.redis.keyPrefix, {
+          kind: scenario,
+          device_id: deviceId,
+          tenant_id: tenantId,
+          ...(scenario === 'key_revoked' ? { key_id: keyId } : {}),
+        }),
+      1000);
       assert.ok(Date.now() - startedAt <= 1000);
+      assert.equal(await connect(second, deviceId, key), 'deny');
       assert.equal(await connect(first, deviceId, key), 'deny');
-      await waitFor(() => kicksOf(deviceId).length > 0, 1000);
-      // Both replicas saw the signal; give the slower one time to (not) kick as well.
-      await new Promise((resolve) => setTimeout(resolve, 200));
       assert.equal(kicksOf(deviceId).length, 1);
       assert.ok(kicksOf(deviceId).every((call) => call.authorized));
     });
@@ -76,8 +74,9 @@ describe('revocation across replicas', () => {
     const deviceId = await seed.device(tenantId);
     const { key } = await seed.key(deviceId);
     assert.equal(await connect(second, deviceId, key), 'allow');
-    await first.services.changes.publish({ kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId, at: new Date().toISOString() });
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await untilApplied([first, second], 'keys_rotated', () =>
+      publishChange(ctx.config.redis.keyPrefix, { kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId }),
+    );
     assert.equal(kicksOf(deviceId).length, 0);
     assert.equal(await connect(second, deviceId, key), 'allow');
     const metrics = (await second.inject({ method: 'GET', url: '/metrics' })).body;

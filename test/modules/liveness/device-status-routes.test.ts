@@ -3,6 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
+import type { LivenessService } from '../../../src/modules/liveness/liveness-service.js';
+import { wireLiveness } from '../../../src/wiring/liveness.js';
+import { wireSessions } from '../../../src/wiring/sessions.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 
 const T0 = Date.parse('2026-11-24T12:00:00.000Z');
@@ -11,6 +14,8 @@ describe('device status route and status filter', () => {
   let ctx: TestContext;
   let app: FastifyInstance;
   let admin: AdminClient;
+  /** Driven directly, wired as the app wires it, on the app's stores. */
+  let liveness: LivenessService;
   let now = T0;
   const sensor = randomUUID();
   const idle = randomUUID();
@@ -19,6 +24,8 @@ describe('device status route and status filter', () => {
     ctx = await createTestContext();
     app = await ctx.app({ clock: () => now });
     admin = adminClient(app);
+    const wiring = ctx.wiring({ clock: () => now });
+    liveness = wireLiveness({ ...wiring, sessions: wireSessions(wiring).store }).service;
     assert.equal((await admin.post('/v1/tenants', { id: 'acme', name: 'Acme' })).statusCode, 201);
     assert.equal((await admin.post('/v1/tenants', { id: 'globex', name: 'Globex' })).statusCode, 201);
     for (const id of [sensor, idle]) {
@@ -48,7 +55,7 @@ describe('device status route and status filter', () => {
   });
 
   it('shows telemetry-driven status live, and lists by the stored status', async () => {
-    await app.services.liveness.recordTelemetry({ id: sensor, tenantId: 'acme', offlineThresholdS: 60 }, now);
+    await liveness.recordTelemetry({ id: sensor, tenantId: 'acme', offlineThresholdS: 60 }, now);
     const status = (await admin.get(`/v1/devices/${sensor}/status`)).json();
     assert.equal(status.online, true);
     assert.equal(status.last_seen_at, new Date(T0).toISOString());
@@ -61,16 +68,16 @@ describe('device status route and status filter', () => {
 
   it('writes last_seen to Postgres in batches, not per message', async () => {
     now = T0 + 5000;
-    await app.services.liveness.recordTelemetry({ id: sensor, tenantId: 'acme', offlineThresholdS: 60 }, now);
+    await liveness.recordTelemetry({ id: sensor, tenantId: 'acme', offlineThresholdS: 60 }, now);
     assert.equal((await admin.get(`/v1/devices/${sensor}/status`)).json().last_seen_at, new Date(T0 + 5000).toISOString());
     // The stored copy may lag until the periodic write, which the sweeper runs every 10 s.
-    await app.services.liveness.persistLastSeen();
+    await liveness.persistLastSeen();
     assert.equal((await admin.get(`/v1/devices/${sensor}`)).json().last_seen_at, new Date(T0 + 5000).toISOString());
   });
 
   it('flips the filter when the device goes offline', async () => {
     now = T0 + 5000 + 60_000 + 5000;
-    await app.services.liveness.sweep();
+    await liveness.sweep();
     assert.equal((await admin.get(`/v1/devices/${sensor}/status`)).json().online, false);
     assert.deepEqual(await listed('online'), []);
     assert.deepEqual(await listed('offline'), [sensor, idle].sort());

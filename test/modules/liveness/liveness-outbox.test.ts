@@ -3,10 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import type { CredentialChangeListener } from '../../../src/infra/credential-changes.js';
 import type { DeviceEvent, DeviceEventProducer } from '../../../src/modules/device-events/device-event-producer.js';
 import { DeviceEventProduceError } from '../../../src/modules/device-events/device-event-producer.js';
-import type { DeviceRecord } from '../../../src/modules/devices/device-directory.js';
+import type { DeviceRecord } from '../../../src/modules/devices/device-repository.js';
 import { createLivenessMetrics } from '../../../src/modules/liveness/liveness-metrics.js';
 import type { StoredStatus } from '../../../src/modules/liveness/liveness-repository.js';
 import { createLivenessService, type LivenessOptions } from '../../../src/modules/liveness/liveness-service.js';
@@ -42,14 +41,12 @@ describe('liveness outbox', () => {
     let now = T0;
     const kafka = fakeProducer();
     const saved: StoredStatus[] = [];
-    const listeners: CredentialChangeListener[] = [];
     const liveness = createLivenessService({
       store,
       events: kafka.producer,
       pool: { query: () => Promise.reject(new Error('not used')) },
       statuses: { saveStatuses: async (_db, statuses) => void saved.push(...statuses) },
-      devices: { get: async (id) => devices.get(id) ?? null, invalidate: () => undefined },
-      changes: { subscribe: (listener) => (listeners.push(listener), () => undefined) },
+      devices: { get: async (id) => devices.get(id) ?? null },
       clock: () => now,
       metrics: createLivenessMetrics(new Registry()),
       log: silent,
@@ -200,8 +197,7 @@ describe('liveness outbox', () => {
       events: fakeProducer().producer,
       pool: { query: () => Promise.reject(new Error('not used')) },
       statuses: { saveStatuses: async () => undefined },
-      devices: { get: async () => device, invalidate: () => undefined },
-      changes: { subscribe: () => () => undefined },
+      devices: { get: async () => device },
       clock: () => T0,
       metrics: createLivenessMetrics(registry),
       log: silent,

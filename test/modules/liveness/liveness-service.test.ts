@@ -3,6 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
+import type { LivenessService } from '../../../src/modules/liveness/liveness-service.js';
+import { wireLiveness } from '../../../src/wiring/liveness.js';
+import { wireSessions } from '../../../src/wiring/sessions.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { consumeRecords } from '../../helpers/kafka.js';
 
@@ -20,6 +23,8 @@ describe('liveness from telemetry', () => {
   let ctx: TestContext;
   let app: FastifyInstance;
   let admin: AdminClient;
+  /** Driven directly, wired as the app wires it, on the app's stores. */
+  let liveness: LivenessService;
   let now = T0;
   let tenantCount = 0;
 
@@ -29,6 +34,8 @@ describe('liveness from telemetry', () => {
     ctx = await createTestContext({ LIVENESS_FLUSH_INTERVAL_MS: '0' });
     app = await ctx.app({ clock: () => now });
     admin = adminClient(app);
+    const wiring = ctx.wiring({ clock: () => now });
+    liveness = wireLiveness({ ...wiring, sessions: wireSessions(wiring).store }).service;
   });
   after(() => ctx.close());
 
@@ -52,14 +59,14 @@ describe('liveness from telemetry', () => {
     });
   }
 
-  const online = async (deviceId: string) => (await app.services.liveness.read(deviceId))?.online ?? false;
+  const online = async (deviceId: string) => (await liveness.read(deviceId))?.online ?? false;
 
   it('the first telemetry message makes the device online and emits one online event', async () => {
     now = T0;
     const device = await deviceWithThreshold(20);
     assert.equal(await online(device.id), false);
-    await app.services.liveness.recordTelemetry(device, now);
-    await app.services.liveness.recordTelemetry(device, now + 3000);
+    await liveness.recordTelemetry(device, now);
+    await liveness.recordTelemetry(device, now + 3000);
     assert.equal(await online(device.id), true);
     assert.deepEqual(await events(device.topic, 1), [
       { type: 'online', tenant_id: device.tenantId, device_id: device.id, at: new Date(T0).toISOString() },
@@ -69,12 +76,12 @@ describe('liveness from telemetry', () => {
   it('silence past the threshold makes it offline: never early, at most 5 s late', async () => {
     now = T0;
     const device = await deviceWithThreshold(20);
-    await app.services.liveness.recordTelemetry(device, now);
+    await liveness.recordTelemetry(device, now);
     now = T0 + 20_000 - 1;
-    await app.services.liveness.sweep();
+    await liveness.sweep();
     assert.equal(await online(device.id), true, 'not offline before the threshold passed');
     now = T0 + 20_000 + 5000;
-    await app.services.liveness.sweep();
+    await liveness.sweep();
     assert.equal(await online(device.id), false);
     const received = await events(device.topic, 2);
     assert.deepEqual(
@@ -90,20 +97,20 @@ describe('liveness from telemetry', () => {
     now = T0;
     const device = await deviceWithThreshold(20);
     for (let beat = 0; beat < 12; beat++) {
-      await app.services.liveness.recordTelemetry(device, now);
+      await liveness.recordTelemetry(device, now);
       now += 10_000;
-      await app.services.liveness.sweep();
+      await liveness.sweep();
       assert.equal(await online(device.id), true, `online after beat ${beat}`);
     }
     // Then a message every 100 ms: most of them skip the write, which must not make offline early.
     const chattyStart = now;
-    for (now = chattyStart; now <= chattyStart + 5000; now += 100) await app.services.liveness.recordTelemetry(device, now);
+    for (now = chattyStart; now <= chattyStart + 5000; now += 100) await liveness.recordTelemetry(device, now);
     const last = now - 100;
     now = last + 20_000 - 1;
-    await app.services.liveness.sweep();
+    await liveness.sweep();
     assert.equal(await online(device.id), true, 'the last message counts even when its write was skipped');
     now = last + 20_000 + 5000;
-    await app.services.liveness.sweep();
+    await liveness.sweep();
     assert.equal(await online(device.id), false);
     const received = await events(device.topic, 2);
     assert.deepEqual(
@@ -117,14 +124,14 @@ describe('liveness from telemetry', () => {
   it('a late message whose own deadline already passed does not make the device online', async () => {
     now = T0 + 60_000;
     const device = await deviceWithThreshold(20);
-    await app.services.liveness.recordTelemetry(device, T0);
+    await liveness.recordTelemetry(device, T0);
     assert.equal(await online(device.id), false);
-    assert.equal(await app.services.liveness.read(device.id), null);
+    assert.equal(await liveness.read(device.id), null);
   });
 
   async function waitForThreshold(deviceId: string, thresholdS: number) {
     for (let waited = 0; waited < 3000; waited += 20) {
-      if ((await app.services.liveness.read(deviceId))?.thresholdMs === thresholdS * 1000) return;
+      if ((await liveness.read(deviceId))?.thresholdMs === thresholdS * 1000) return;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     assert.fail(`threshold ${thresholdS} s was not applied`);
@@ -133,13 +140,13 @@ describe('liveness from telemetry', () => {
   it('lowering the threshold through the registry API takes effect at once', async () => {
     now = T0;
     const device = await deviceWithThreshold(120);
-    await app.services.liveness.recordTelemetry(device, now);
+    await liveness.recordTelemetry(device, now);
     now = T0 + 30_000;
-    await app.services.liveness.sweep();
+    await liveness.sweep();
     assert.equal(await online(device.id), true);
     assert.equal((await admin.patch(`/v1/devices/${device.id}`, { offline_threshold_s: 20 })).statusCode, 200);
     await waitForThreshold(device.id, 20);
-    await app.services.liveness.sweep();
+    await liveness.sweep();
     assert.equal(await online(device.id), false);
     const received = await events(device.topic, 2);
     assert.deepEqual(
@@ -154,27 +161,27 @@ describe('liveness from telemetry', () => {
   it('raising the threshold extends the current deadline at once', async () => {
     now = T0;
     const device = await deviceWithThreshold(20);
-    await app.services.liveness.recordTelemetry(device, now);
+    await liveness.recordTelemetry(device, now);
     now = T0 + 10_000;
     assert.equal((await admin.patch(`/v1/devices/${device.id}`, { offline_threshold_s: 600 })).statusCode, 200);
     await waitForThreshold(device.id, 600);
     now = T0 + 60_000;
-    await app.services.liveness.sweep();
+    await liveness.sweep();
     assert.equal(await online(device.id), true, 'still online 60 s after its last message');
     now = T0 + 600_000 + 5000;
-    await app.services.liveness.sweep();
+    await liveness.sweep();
     assert.equal(await online(device.id), false);
   });
 
   it('forgets a deleted device', async () => {
     now = T0;
     const device = await deviceWithThreshold(20);
-    await app.services.liveness.recordTelemetry(device, now);
+    await liveness.recordTelemetry(device, now);
     assert.equal((await admin.delete(`/v1/devices/${device.id}`)).statusCode, 204);
-    for (let waited = 0; waited < 3000 && (await app.services.liveness.read(device.id)) !== null; waited += 20) {
+    for (let waited = 0; waited < 3000 && (await liveness.read(device.id)) !== null; waited += 20) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    assert.equal(await app.services.liveness.read(device.id), null);
+    assert.equal(await liveness.read(device.id), null);
   });
 
   it('counts transitions in /metrics', async () => {

@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { adminClient } from '../../helpers/admin.js';
+import { wireLiveness } from '../../../src/wiring/liveness.js';
+import { wireSessions } from '../../../src/wiring/sessions.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { consumeRecords } from '../../helpers/kafka.js';
 
@@ -20,10 +22,16 @@ describe('liveness sweep on two replicas', () => {
   it('emits exactly one offline event per silent device however many replicas sweep', async () => {
     let now = T0;
     const clock = () => now;
-    // Both replicas also run their own background sweepers on the same clock.
-    const [first, second] = await Promise.all([ctx.app({ clock }), ctx.app({ clock })]);
-    assert.ok(first && second);
-    assert.equal((await adminClient(first).post('/v1/tenants', { id: 'fleet', name: 'Fleet' })).statusCode, 201);
+    // Two apps run their own background sweepers on the same clock, beside
+    // the two replicas' liveness services this test drives.
+    const [app] = await Promise.all([ctx.app({ clock }), ctx.app({ clock })]);
+    assert.ok(app);
+    const replica = () => {
+      const wiring = ctx.wiring({ clock });
+      return wireLiveness({ ...wiring, sessions: wireSessions(wiring).store }).service;
+    };
+    const [first, second] = [replica(), replica()];
+    assert.equal((await adminClient(app).post('/v1/tenants', { id: 'fleet', name: 'Fleet' })).statusCode, 201);
     const ids = Array.from({ length: DEVICES }, () => randomUUID());
     const pool = new pg.Pool({ connectionString: ctx.db.url, max: 1 });
     try {
@@ -38,12 +46,12 @@ describe('liveness sweep on two replicas', () => {
     // Telemetry lands on either replica.
     await Promise.all(
       ids.map((id, index) =>
-        (index % 2 ? first : second).services.liveness.recordTelemetry({ id, tenantId: 'fleet', offlineThresholdS: 30 }, now),
+        (index % 2 ? first : second).recordTelemetry({ id, tenantId: 'fleet', offlineThresholdS: 30 }, now),
       ),
     );
     now = T0 + 35_000;
     const sweeps = await Promise.all(
-      [first, second, first, second, first, second].map((app) => app.services.liveness.sweep()),
+      [first, second, first, second, first, second].map((replica) => replica.sweep()),
     );
     assert.ok(sweeps.reduce((sum, sweep) => sum + sweep.expired, 0) <= DEVICES);
 
@@ -58,7 +66,7 @@ describe('liveness sweep on two replicas', () => {
     assert.deepEqual(new Set(offline.map((event) => event.device_id)), new Set(ids));
     assert.equal(byType('online').length, DEVICES);
 
-    const listed = await adminClient(first).get('/v1/tenants/fleet/devices?status=online&limit=500');
+    const listed = await adminClient(app).get('/v1/tenants/fleet/devices?status=online&limit=500');
     assert.deepEqual(listed.json().items, [], 'Postgres shows every device offline');
   });
 });

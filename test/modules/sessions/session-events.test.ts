@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import type { SessionStore } from '../../../src/modules/sessions/session-store.js';
+import { wireSessions } from '../../../src/wiring/sessions.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder } from '../../helpers/devices.js';
 import { TEST_HOOK_TOKEN } from '../../helpers/env.js';
@@ -10,10 +12,13 @@ import { consumeRecords } from '../../helpers/kafka.js';
 describe('session state from client.connected / client.disconnected', () => {
   let ctx: TestContext;
   let app: FastifyInstance;
+  /** The session state the app keeps, read as it reads it. */
+  let sessions: SessionStore;
 
   before(async () => {
     ctx = await createTestContext();
     app = await ctx.app();
+    sessions = wireSessions(ctx.wiring()).store;
   });
   after(() => ctx.close());
 
@@ -30,7 +35,7 @@ describe('session state from client.connected / client.disconnected', () => {
     send({ event: 'client.connected', clientid: id, username: id, peername: peer, proto_ver: 5, keepalive: 60, connected_at: connectedAt, timestamp: connectedAt });
   const disconnected = (id: string, connectedAt: number, reason: string, disconnectedAt = connectedAt + 1000) =>
     send({ event: 'client.disconnected', clientid: id, username: id, reason, connected_at: connectedAt, disconnected_at: disconnectedAt, timestamp: disconnectedAt });
-  const state = (id: string) => app.services.sessions.get(id);
+  const state = (id: string) => sessions.get(id);
 
   it('puts connected and disconnected on device.events of a registered device, a stale disconnect not', async () => {
     const seed = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
@@ -147,8 +152,9 @@ describe('session state from client.connected / client.disconnected', () => {
   });
 
   it('asks EMQX to retry when Redis is unreachable', async () => {
-    const broken = await ctx.app();
-    broken.infra.redis.redis.disconnect();
+    const infra = ctx.infra();
+    const broken = await ctx.app({ infra });
+    infra.redis.redis.disconnect();
     const response = await broken.inject({
       method: 'POST',
       url: '/emqx/events',

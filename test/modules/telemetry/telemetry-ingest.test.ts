@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { createTopicNames } from '../../../src/lib/topics.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
-import { consumeRecords, type ConsumedRecord } from '../../helpers/kafka.js';
+import { consumeRecords, waitForTopics, type ConsumedRecord } from '../../helpers/kafka.js';
 import { createRegistrySeeder, messageId, postEvent, publishEvent } from '../../helpers/telemetry.js';
 
 const TENANT = 'acme';
@@ -33,10 +34,12 @@ describe('telemetry ingestion into Kafka', () => {
     await seed.tenant(OTHER_TENANT);
     device = await seed.device(TENANT);
     app = await ctx.app();
-    assert.equal(await app.services.topicReconciliation.done, true);
-    rawTopic = app.services.topics.telemetryRaw(TENANT);
-    dlqTopic = app.services.topics.telemetryDlq(TENANT);
-    unattributedTopic = app.services.topics.unattributedDlq;
+    const topics = createTopicNames(ctx.config.kafka.topicPrefix);
+    rawTopic = topics.telemetryRaw(TENANT);
+    dlqTopic = topics.telemetryDlq(TENANT);
+    unattributedTopic = topics.unattributedDlq;
+    // Reconciled by the app at start-up, in the background.
+    await waitForTopics([...topics.forTenant(TENANT), ...topics.forTenant(OTHER_TENANT), unattributedTopic]);
   });
   after(async () => {
     await seed.close();
@@ -235,13 +238,18 @@ describe('telemetry ingestion into Kafka', () => {
   });
 
   it('counts accepted, dead-lettered by reason, batch sizes and produce latency', async () => {
-    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /^telemetry_accepted_total [1-9]/m);
+    const counted = await ctx.app();
+    const stranger = 'not-a-device';
+    assert.equal((await postEvent(counted, publishEvent(device, '{"counted":1}'))).statusCode, 204);
+    assert.equal((await postEvent(counted, publishEvent(device, '{"counted":'))).statusCode, 204);
+    for (let i = 0; i < 2; i++) assert.equal((await postEvent(counted, publishEvent(stranger, '{"v":1}'))).statusCode, 204);
+    const metrics = (await counted.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(metrics, /^telemetry_accepted_total 1$/m);
     assert.match(metrics, /^telemetry_dead_lettered_total\{reason="invalid_json"\} 1$/m);
     assert.match(metrics, /^telemetry_dead_lettered_total\{reason="unknown_device"\} 2$/m);
     assert.match(metrics, /^telemetry_produce_batch_size_count [1-9]/m);
     assert.match(metrics, /^telemetry_produce_duration_seconds_count\{outcome="acked"\} [1-9]/m);
-    assert.match(metrics, /^emqx_events_total\{event="message.publish",outcome="handled"\} [1-9]/m);
+    assert.match(metrics, /^emqx_events_total\{event="message.publish",outcome="handled"\} 4$/m);
   });
 
   it('produces anyway when Redis is down (at-least-once over refusing)', async () => {

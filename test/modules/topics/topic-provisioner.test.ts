@@ -1,15 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { FastifyInstance } from 'fastify';
 import { createTopicReconciliation } from '../../../src/modules/topics/topic-provisioner.js';
+import { wireTopics, type Topics } from '../../../src/wiring/topics.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
+import { waitForTopics } from '../../helpers/kafka.js';
 import { createRegistrySeeder } from '../../helpers/telemetry.js';
 
 const quietLog = { info: () => undefined, warn: () => undefined };
 
 describe('topic provisioning', () => {
   let ctx: TestContext;
-  let app: FastifyInstance;
+  /** Wired as the app wires it, for the calls the registry makes. */
+  let topics: Topics;
   let seed: ReturnType<typeof createRegistrySeeder>;
 
   before(async () => {
@@ -17,7 +19,9 @@ describe('topic provisioning', () => {
     seed = createRegistrySeeder(ctx.db.url);
     await seed.tenant('alpha');
     await seed.tenant('beta');
-    app = await ctx.app();
+    // The app reconciles every tenant's topics in the background once it is ready.
+    await ctx.app();
+    topics = wireTopics(ctx.wiring());
   });
   after(async () => {
     await seed.close();
@@ -25,7 +29,7 @@ describe('topic provisioning', () => {
   });
 
   const listTopics = async () => {
-    const admin = app.infra.kafka.kafka.admin();
+    const admin = ctx.infra().kafka.kafka.admin();
     await admin.connect();
     try {
       return (await admin.listTopics()).filter((topic) => topic.startsWith(ctx.config.kafka.topicPrefix)).sort();
@@ -35,8 +39,9 @@ describe('topic provisioning', () => {
   };
 
   it("reconciles every tenant's topics and the unattributed dead-letter topic at start-up", async () => {
-    assert.equal(await app.services.topicReconciliation.done, true);
     const p = ctx.config.kafka.topicPrefix;
+    // The app reconciles in the background once it is ready.
+    await waitForTopics([`${p}telemetry.raw.beta`, `${p}telemetry.dlq.unattributed`]);
     assert.deepEqual(await listTopics(), [
       `${p}device.events.alpha`,
       `${p}device.events.beta`,
@@ -50,16 +55,16 @@ describe('topic provisioning', () => {
 
   it('creates a new tenant\'s topics with the configured partitions, and again harmlessly', async () => {
     await seed.tenant('gamma');
-    await app.services.topicProvisioner.ensureTenant('gamma');
-    await app.services.topicProvisioner.ensureTenant('gamma');
-    const topics = app.services.topics.forTenant('gamma');
-    const admin = app.infra.kafka.kafka.admin();
+    await topics.provisioner.ensureTenant('gamma');
+    await topics.provisioner.ensureTenant('gamma');
+    const names = topics.names.forTenant('gamma');
+    const admin = ctx.infra().kafka.kafka.admin();
     await admin.connect();
     try {
-      const { topics: described } = await admin.fetchTopicMetadata({ topics });
+      const { topics: described } = await admin.fetchTopicMetadata({ topics: names });
       assert.deepEqual(
         described.map((t) => [t.name, t.partitions.length]).sort(),
-        topics.map((t) => [t, ctx.config.kafka.topicPartitions]).sort(),
+        names.map((t) => [t, ctx.config.kafka.topicPartitions]).sort(),
       );
     } finally {
       await admin.disconnect();

@@ -1,0 +1,44 @@
+import type { CredentialChangeBus } from '../infra/credential-changes.js';
+import { createPasswordHasher } from '../lib/password-hasher.js';
+import { createAdminTokenRepository } from '../modules/admin-tokens/admin-token-repository.js';
+import { createAdminTokenService } from '../modules/admin-tokens/admin-token-service.js';
+import { createAuditRepository } from '../modules/audit/audit-repository.js';
+import { createAuditService } from '../modules/audit/audit-service.js';
+import { createCredentialRepository } from '../modules/credentials/credential-repository.js';
+import { createCredentialService } from '../modules/credentials/credential-service.js';
+import { createDeviceRepository } from '../modules/devices/device-repository.js';
+import { createDeviceService } from '../modules/devices/device-service.js';
+import { createTenantRepository } from '../modules/tenants/tenant-repository.js';
+import { createTenantService } from '../modules/tenants/tenant-service.js';
+import type { WiringContext } from './context.js';
+
+/**
+ * The admin side: tenants, devices, credentials, admin tokens and the audit
+ * log, in Postgres. Every committed change that matters to authentication is
+ * published on `changes`; what the other features do about it is written in
+ * composition.ts.
+ */
+export function wireRegistry(
+  deps: WiringContext & { changes: Pick<CredentialChangeBus, 'publishCommitted'>; provisionTopics: (tenantId: string) => Promise<void> },
+) {
+  const { config, infra, clock, changes } = deps;
+  const pool = infra.postgres.pool;
+  const audit = createAuditRepository();
+  const tenants = createTenantRepository();
+  const devices = createDeviceRepository();
+  return {
+    tenants: createTenantService({ pool, tenants, audit, changes, provisionTopics: deps.provisionTopics, clock }),
+    devices: createDeviceService({ pool, devices, tenants, audit, changes, clock }),
+    credentials: createCredentialService({
+      pool,
+      devices,
+      credentials: createCredentialRepository(),
+      audit,
+      hasher: createPasswordHasher(config.credentials.argon2),
+      changes,
+      clock,
+    }),
+    adminTokens: createAdminTokenService({ pool, tokens: createAdminTokenRepository(), tenants, audit, rootToken: config.admin.rootToken, clock }),
+    audit: createAuditService({ pool, audit }),
+  };
+}

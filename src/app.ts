@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { requireAdmin } from './http/admin-auth.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { requireHookToken } from './http/hook-token.js';
+import { shareLoggerPerLevel } from './http/shared-logger.js';
 import { createMetricsRegistry, registerRequestMetrics } from './http/metrics.js';
 import { zodSerializerCompiler, zodValidatorCompiler } from './http/zod-type-provider.js';
 import { closeInfra, createInfra, type Infra } from './infra/index.js';
@@ -102,6 +103,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   // EMQX-facing routes: one encapsulated context, so the hook token applies here only.
   await app.register(async (emqx) => {
+    // Tens of thousands of requests a second that log only when something fails.
+    shareLoggerPerLevel(emqx, { context: 'emqx' });
     requireHookToken(emqx, config.emqx.hookToken);
     await emqx.register(authRoutes, { authn: product.authn, authz: product.authz });
     await emqx.register(eventsRoutes, { handlers: product.events, metrics });

@@ -44,7 +44,9 @@ export function registerErrorHandler(app: FastifyInstance) {
     }
 
     if (statusCode >= 500) {
-      request.log.error({ err: error }, 'request failed');
+      // The request id is the one the error body carries, also on the EMQX
+      // routes, whose logger is shared rather than bound to each request.
+      request.log.error({ err: error, requestId: String(request.id) }, 'request failed');
     }
     const body: ErrorBody = {
       statusCode,

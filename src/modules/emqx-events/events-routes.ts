@@ -33,7 +33,7 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
       try {
         outcome = await handler(event);
       } catch (error) {
-        request.log.error({ err: error, event: event.event }, 'event handler failed');
+        request.log.error({ err: error, event: event.event, requestId: String(request.id) }, 'event handler failed');
         outcome = { kind: 'retry', reason: 'handler_error' };
       }
       events.inc({ event: event.event, outcome: outcome.kind });

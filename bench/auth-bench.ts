@@ -4,48 +4,46 @@ import http from 'node:http';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { generateApiKey } from '../src/lib/api-key.js';
+import { createKeyDigest } from '../src/lib/key-digest.js';
 import { createPasswordHasher, type Argon2Params } from '../src/lib/password-hasher.js';
-import { TEST_HOOK_TOKEN } from '../test/helpers/env.js';
+import { TEST_HOOK_TOKEN, TEST_KEY_DIGEST_SECRET } from '../test/helpers/env.js';
 
 export interface BenchDevice {
   readonly id: string;
   readonly key: string;
 }
 
-/** Cheap hashing for seeding many keys; verification reads the cost from each hash. */
-export const SEED_ARGON2: Argon2Params = { memoryKib: 1024, timeCost: 1, parallelism: 1 };
-/** The service's default argon2 settings (config.ts), used where hashing cost is the point. */
+/** The service's default argon2 settings (config.ts): what each PSK verification costs. */
 export const DEFAULT_ARGON2: Argon2Params = { memoryKib: 19 * 1024, timeCost: 2, parallelism: 1 };
 export const STORM_PSK = 'bench-storm-pre-shared-key-0123456789';
 
 /**
- * Inserts a tenant and `count` devices, each with an API key hashed with
- * SEED_ARGON2 and the PSK STORM_PSK hashed once with DEFAULT_ARGON2 (the same
- * hash row for every device: one default-cost hash, verified at full cost).
+ * Inserts a tenant and `count` devices, each with an API key stored as the
+ * registry stores it (a digest under the bench's KEY_DIGEST_SECRET) and the
+ * PSK STORM_PSK hashed once with DEFAULT_ARGON2 (the same hash row for every
+ * device: one default-cost hash, verified at full cost).
  */
 export async function seedDevices(databaseUrl: string, count: number): Promise<{ tenantId: string; devices: BenchDevice[] }> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
-  const seedHasher = createPasswordHasher(SEED_ARGON2);
+  const keyDigest = createKeyDigest(TEST_KEY_DIGEST_SECRET, null);
   const pskHash = await createPasswordHasher(DEFAULT_ARGON2).hash(STORM_PSK);
   const tenantId = 'bench';
   try {
     await pool.query("INSERT INTO tenants (id, name) VALUES ($1, 'bench') ON CONFLICT DO NOTHING", [tenantId]);
     const devices: BenchDevice[] = [];
     for (let start = 0; start < count; start += 500) {
-      const batch = await Promise.all(
-        Array.from({ length: Math.min(500, count - start) }, async () => {
-          const { keyId, key } = generateApiKey();
-          return { id: randomUUID(), keyId, key, hash: await seedHasher.hash(key) };
-        }),
-      );
+      const batch = Array.from({ length: Math.min(500, count - start) }, () => {
+        const { keyId, key } = generateApiKey();
+        return { id: randomUUID(), keyId, key, digest: keyDigest.digest(key) };
+      });
       const ids = batch.map((d) => d.id);
       await pool.query(
         "INSERT INTO devices (id, tenant_id, name) SELECT id, $2, 'bench' FROM unnest($1::uuid[]) AS id",
         [ids, tenantId],
       );
       await pool.query(
-        'INSERT INTO device_keys (id, device_id, hash) SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[])',
-        [batch.map((d) => d.keyId), ids, batch.map((d) => d.hash)],
+        "INSERT INTO device_keys (id, device_id, scheme, hash) SELECT k, d, 'hmac-sha256', h FROM unnest($1::text[], $2::uuid[], $3::text[]) AS t(k, d, h)",
+        [batch.map((d) => d.keyId), ids, batch.map((d) => d.digest)],
       );
       await pool.query('INSERT INTO device_psk (device_id, hash) SELECT id, $2 FROM unnest($1::uuid[]) AS id', [ids, pskHash]);
       devices.push(...batch.map(({ id, key }) => ({ id, key })));
@@ -131,11 +129,6 @@ export async function storm(port: number, requests: readonly StormRequest[], con
   result.p99Ms = Math.round(latencies[Math.floor(latencies.length * 0.99)] ?? 0);
   agent.destroy();
   return result;
-}
-
-/** Drops the verified-credential cache (not sessions or throttles) under a key prefix. */
-export function flushCredentialCache(redisUrl: string, keyPrefix: string): Promise<void> {
-  return deleteKeys(redisUrl, [`${keyPrefix}authn:cred:*`, `${keyPrefix}authn:dev:*`]);
 }
 
 export async function deleteKeys(redisUrl: string, patterns: string[]): Promise<void> {

@@ -14,6 +14,8 @@ export const SECRET_VARIABLES = [
   'EMQX_API_KEY',
   'EMQX_API_SECRET',
   'CREDENTIAL_CACHE_SECRET',
+  'KEY_DIGEST_SECRET',
+  'KEY_DIGEST_SECRET_PREVIOUS',
 ] as const;
 
 const bool = z
@@ -77,6 +79,8 @@ const envSchema = z.object({
   ARGON2_TIME_COST: int(1, 10).default(2),
   ARGON2_PARALLELISM: int(1, 16).default(1),
   CREDENTIAL_CACHE_SECRET: token,
+  KEY_DIGEST_SECRET: z.string().min(32, 'must be at least 32 characters'),
+  KEY_DIGEST_SECRET_PREVIOUS: z.string().min(32, 'must be at least 32 characters').optional(),
   CREDENTIAL_CACHE_TTL_S: int(5, 86_400).default(300),
   ARGON2_CONCURRENCY: int(0, 64).default(0),
   ARGON2_MAX_WAIT_MS: int(50, 4000).default(800),
@@ -129,6 +133,9 @@ export interface Config {
   readonly credentials: {
     readonly argon2: { readonly memoryKib: number; readonly timeCost: number; readonly parallelism: number };
     readonly cacheSecret: string;
+    /** HMAC key of stored API key digests, and the one it replaced (tried second while set). */
+    readonly keyDigestSecret: string;
+    readonly keyDigestSecretPrevious: string | null;
     readonly cacheTtlS: number;
     /** argon2 verifications running at once (ARGON2_CONCURRENCY, 0 resolved to CPU cores − 1, at least 1). */
     readonly hashConcurrency: number;
@@ -248,6 +255,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
     credentials: {
       argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       cacheSecret: e.CREDENTIAL_CACHE_SECRET,
+      keyDigestSecret: e.KEY_DIGEST_SECRET,
+      keyDigestSecretPrevious: e.KEY_DIGEST_SECRET_PREVIOUS ?? null,
       cacheTtlS: e.CREDENTIAL_CACHE_TTL_S,
       // One core is left to the event loop: argon2 on every core starves the
       // requests that are only cache hits or refusals.

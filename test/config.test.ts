@@ -12,6 +12,7 @@ const base = {
   EMQX_API_KEY: 'key',
   EMQX_API_SECRET: 'api-secret-value',
   CREDENTIAL_CACHE_SECRET: 'cache-secret-0123456789abcdef',
+  KEY_DIGEST_SECRET: 'key-digest-secret-0123456789abcdefghij',
 };
 
 function problemsOf(env: Record<string, string>, readFile?: (path: string) => string): string[] {

@@ -1,5 +1,6 @@
 import type { CredentialChange } from '../lib/credential-change.js';
 import { createBoundedQueue } from '../lib/bounded-queue.js';
+import { createKeyDigest } from '../lib/key-digest.js';
 import { createPasswordHasher } from '../lib/password-hasher.js';
 import type { DeviceDirectory } from '../modules/devices/device-directory.js';
 import { createAuthMetrics } from '../modules/emqx-auth/auth-metrics.js';
@@ -33,6 +34,7 @@ export function wireEmqxAuth(deps: WiringContext & { directory: DeviceDirectory;
     devices: directory,
     cache,
     repository: verification,
+    keyDigest: createKeyDigest(settings.keyDigestSecret, settings.keyDigestSecretPrevious),
     hasher: createPasswordHasher(settings.argon2),
     hashQueue: createBoundedQueue({ concurrency: settings.hashConcurrency, maxWaitMs: settings.hashMaxWaitMs }),
     throttle: createAuthThrottle(redis),

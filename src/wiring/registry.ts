@@ -1,4 +1,5 @@
 import type { CredentialChangeBus } from '../infra/credential-changes.js';
+import { createKeyDigest } from '../lib/key-digest.js';
 import { createPasswordHasher } from '../lib/password-hasher.js';
 import { createAdminTokenRepository } from '../modules/admin-tokens/admin-token-repository.js';
 import { createAdminTokenService } from '../modules/admin-tokens/admin-token-service.js';
@@ -35,6 +36,7 @@ export function wireRegistry(
       credentials: createCredentialRepository(),
       audit,
       hasher: createPasswordHasher(config.credentials.argon2),
+      keyDigest: createKeyDigest(config.credentials.keyDigestSecret, config.credentials.keyDigestSecretPrevious),
       changes,
       clock,
     }),

@@ -1,13 +1,18 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { generateApiKey } from '../../src/lib/api-key.js';
+import { createKeyDigest } from '../../src/lib/key-digest.js';
 import { createPasswordHasher } from '../../src/lib/password-hasher.js';
 import { createTopicNames } from '../../src/lib/topics.js';
+import { TEST_KEY_DIGEST_SECRET } from './env.js';
 import { createTopics } from './kafka.js';
 
 // The registry API is not part of these tests: rows are written directly, as
 // the registry would commit them.
 const hasher = createPasswordHasher({ memoryKib: 1024, timeCost: 1, parallelism: 1 });
+
+/** How a seeded key is stored: as the registry stores keys now, an argon2id hash as it did before, or under another digest secret. */
+export type SeededKeyStorage = 'digest' | 'argon2id' | { digestSecret: string };
 
 export interface SeededKey {
   readonly keyId: string;
@@ -17,7 +22,7 @@ export interface SeededKey {
 export interface DeviceSeeder {
   tenant(id?: string): Promise<string>;
   device(tenantId: string, options?: { disabled?: boolean }): Promise<string>;
-  key(deviceId: string, options?: { notAfter?: Date; revoked?: boolean }): Promise<SeededKey>;
+  key(deviceId: string, options?: { notAfter?: Date; revoked?: boolean; storage?: SeededKeyStorage }): Promise<SeededKey>;
   psk(deviceId: string, psk?: string): Promise<string>;
   query(sql: string, params?: unknown[]): Promise<pg.QueryResult>;
   close(): Promise<void>;
@@ -44,9 +49,14 @@ export function createDeviceSeeder(databaseUrl: string, options: { topicPrefix?:
     },
     async key(deviceId, options = {}) {
       const { keyId, key } = generateApiKey();
+      const storage = options.storage ?? 'digest';
+      const [scheme, hash] =
+        storage === 'argon2id'
+          ? ['argon2id', await hasher.hash(key)]
+          : ['hmac-sha256', createKeyDigest(storage === 'digest' ? TEST_KEY_DIGEST_SECRET : storage.digestSecret, null).digest(key)];
       await pool.query(
-        'INSERT INTO device_keys (id, device_id, hash, not_after, revoked_at) VALUES ($1, $2, $3, $4, $5)',
-        [keyId, deviceId, await hasher.hash(key), options.notAfter ?? null, options.revoked ? new Date() : null],
+        'INSERT INTO device_keys (id, device_id, scheme, hash, not_after, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)',
+        [keyId, deviceId, scheme, hash, options.notAfter ?? null, options.revoked ? new Date() : null],
       );
       return { keyId, key };
     },

@@ -8,6 +8,8 @@ export const TEST_KAFKA_BROKERS = process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:1
 
 export const TEST_ADMIN_TOKEN = 'test-root-admin-token-0123456789';
 export const TEST_HOOK_TOKEN = 'test-emqx-hook-token-0123456789';
+/** KEY_DIGEST_SECRET of test apps: seeders digest keys under it as the registry would. */
+export const TEST_KEY_DIGEST_SECRET = 'test-key-digest-secret-0123456789abcdef';
 
 /** A short unique tag for names (database, Redis prefix, topic prefix). */
 export function uniqueTag(): string {
@@ -40,6 +42,7 @@ export function testEnv(tag: string, databaseUrl: string, overrides: Record<stri
     ARGON2_TIME_COST: '1',
     ARGON2_PARALLELISM: '1',
     CREDENTIAL_CACHE_SECRET: `cache-secret-${tag}-0123456789`,
+    KEY_DIGEST_SECRET: TEST_KEY_DIGEST_SECRET,
     ...overrides,
   };
 }

@@ -13,7 +13,7 @@ export interface DeviceKeyRow {
   created_us: string;
 }
 
-// The hash column is never selected here: nothing on the admin side needs it.
+// The hash column (a key's digest) is never selected here: nothing on the admin side needs it.
 const KEY_COLUMNS = `id, device_id, label, created_at, not_after, revoked_at, last_used_at, ${CREATED_US}`;
 
 /** Keys that still authenticate at `now`. */
@@ -23,12 +23,12 @@ export function createCredentialRepository() {
   return {
     async insertKey(
       db: Queryable,
-      key: { id: string; deviceId: string; hash: string; label: string | null; notAfter: Date | null; at: Date },
+      key: { id: string; deviceId: string; digest: string; label: string | null; notAfter: Date | null; at: Date },
     ): Promise<DeviceKeyRow> {
       const { rows } = await db.query<DeviceKeyRow>(
-        `INSERT INTO device_keys (id, device_id, hash, label, created_at, not_after)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${KEY_COLUMNS}`,
-        [key.id, key.deviceId, key.hash, key.label, key.at, key.notAfter],
+        `INSERT INTO device_keys (id, device_id, hash, scheme, label, created_at, not_after)
+         VALUES ($1, $2, $3, 'hmac-sha256', $4, $5, $6) RETURNING ${KEY_COLUMNS}`,
+        [key.id, key.deviceId, key.digest, key.label, key.at, key.notAfter],
       );
       return rows[0] as DeviceKeyRow;
     },

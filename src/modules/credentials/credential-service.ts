@@ -5,6 +5,7 @@ import { displayPrefix, generateApiKey } from '../../lib/api-key.js';
 import type { Clock } from '../../lib/clock.js';
 import { BadRequestError, ConflictError, NotFoundError } from '../../lib/errors.js';
 import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
+import type { KeyDigest } from '../../lib/key-digest.js';
 import type { PasswordHasher } from '../../lib/password-hasher.js';
 import type { Actor } from '../../lib/actor.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
@@ -52,13 +53,16 @@ export interface CredentialServiceDeps {
   devices: Pick<DeviceRepository, 'findById'>;
   credentials: CredentialRepository;
   audit: AuditRepository;
+  /** PSKs: people choose them, so they get argon2id. */
   hasher: Pick<PasswordHasher, 'hash'>;
+  /** API keys: generated with 256 random bits, stored as a keyed digest. */
+  keyDigest: Pick<KeyDigest, 'digest'>;
   changes: Pick<CredentialChangeBus, 'publishCommitted'>;
   clock: Clock;
 }
 
 export function createCredentialService(deps: CredentialServiceDeps) {
-  const { pool, devices, credentials, audit, hasher, clock } = deps;
+  const { pool, devices, credentials, audit, hasher, keyDigest, clock } = deps;
 
   const signal = (kind: 'key_revoked' | 'keys_rotated' | 'psk_set' | 'psk_deleted', device: { id: string; tenant_id: string }, at: Date, keyId?: string) =>
     deps.changes.publishCommitted({
@@ -77,9 +81,8 @@ export function createCredentialService(deps: CredentialServiceDeps) {
       if (notAfter && notAfter.getTime() <= now.getTime()) {
         throw new BadRequestError('body.not_after: must be in the future', 'validation_failed');
       }
-      // Hashing before the transaction keeps the row locks short.
       const generated = generateApiKey();
-      const hash = await hasher.hash(generated.key);
+      const digest = keyDigest.digest(generated.key);
       const row = await withTransaction(pool, async (db) => {
         const device = await findVisibleDevice(devices, db, actor, deviceId, true);
         if ((await credentials.countUsableKeys(db, deviceId, now)) >= MAX_USABLE_KEYS) {
@@ -88,7 +91,7 @@ export function createCredentialService(deps: CredentialServiceDeps) {
         const created = await credentials.insertKey(db, {
           id: generated.keyId,
           deviceId,
-          hash,
+          digest,
           label: input.label ?? null,
           notAfter,
           at: now,
@@ -118,14 +121,14 @@ export function createCredentialService(deps: CredentialServiceDeps) {
       const now = new Date(clock());
       const graceEnd = new Date(now.getTime() + input.grace_period_s * 1000);
       const generated = generateApiKey();
-      const hash = await hasher.hash(generated.key);
+      const digest = keyDigest.digest(generated.key);
       const { row, device, expiring } = await withTransaction(pool, async (db) => {
         const device = await findVisibleDevice(devices, db, actor, deviceId, true);
         const expiring = await credentials.expireUsableKeys(db, deviceId, now, graceEnd);
         const created = await credentials.insertKey(db, {
           id: generated.keyId,
           deviceId,
-          hash,
+          digest,
           label: input.label ?? null,
           notAfter: null,
           at: now,

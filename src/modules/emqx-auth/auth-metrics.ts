@@ -38,6 +38,12 @@ export function createAuthMetrics(registry: Registry) {
       help: 'Verifications refused because they would have waited too long (answered ignore)',
       registers: [registry],
     }),
+    keysRestored: new Counter({
+      name: 'api_keys_restored_total',
+      help: 'Verified API keys stored again as a digest under the current secret, by what they were (argon2id, previous_secret) and result',
+      labelNames: ['from', 'result'] as const,
+      registers: [registry],
+    }),
     throttled: new Counter({
       name: 'authn_throttled_total',
       help: 'Attempts denied without hashing because of earlier failures, by scope (device, peer)',

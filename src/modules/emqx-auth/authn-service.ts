@@ -1,13 +1,14 @@
 import { parseApiKeyId } from '../../lib/api-key.js';
 import { QueueFullError, type BoundedQueue } from '../../lib/bounded-queue.js';
 import type { Clock } from '../../lib/clock.js';
+import type { KeyDigest } from '../../lib/key-digest.js';
 import { isDeviceId } from '../../lib/identifiers.js';
 import type { PasswordHasher } from '../../lib/password-hasher.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
 import type { AuthMetrics } from './auth-metrics.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { CredentialCache, VerifiedCredential } from './credential-cache.js';
-import type { VerificationRepository } from './verification-repository.js';
+import type { StoredKey, VerificationRepository } from './verification-repository.js';
 import type { DuplicateClientGuard } from './duplicate-client-guard.js';
 import type { KeyUsageRecorder } from './key-usage.js';
 
@@ -25,8 +26,7 @@ export type AuthnDecision =
       tenantId: string;
       /** Unix seconds */
       expireAt: number | null;
-      /** Where the verification came from: this process's memory, Redis, or argon2 now. */
-      via: 'memory' | 'redis' | 'argon2';
+      via: VerifiedVia;
     }
   | { result: 'deny'; reason: string }
   | { result: 'ignore'; reason: string };
@@ -35,26 +35,33 @@ export interface AuthnService {
   authenticate(request: AuthnRequest): Promise<AuthnDecision>;
 }
 
-/** Longer than any key or PSK the registry issues; longer input is refused before hashing. */
+/** Longer than any key or PSK the registry issues; longer input is refused before any check. */
 const MAX_SECRET_LENGTH = 1024;
 const MAX_PEER_LENGTH = 64;
 
+/** Where a verification came from: this process's memory, Redis, or a check now against a key digest or an argon2 hash. */
+export type VerifiedVia = 'memory' | 'redis' | 'digest' | 'argon2';
+
 type Verification =
-  | { kind: 'verified'; credential: VerifiedCredential; layer: 'redis' | 'argon2' }
+  | { kind: 'verified'; credential: VerifiedCredential; layer: Exclude<VerifiedVia, 'memory'> }
   | { kind: 'deny'; reason: string }
   | { kind: 'ignore'; reason: string };
+
+/** The presented secret is the stored one. */
+type Match = { kind: 'match'; keyId: string | null; notAfter: number | null; layer: 'digest' | 'argon2' };
 
 /**
  * Decides EMQX's "may this client connect?" (emqx-contract.md §A). Order of
  * checks, cheapest first: identity shape → in-memory cache → Redis cache →
- * device → throttle → stored key/PSK → argon2 (bounded). Anything that cannot
- * be decided because a dependency failed is `ignore`; only a verification
- * (now, or cached from before) ever yields `allow`.
+ * device → throttle → stored key or PSK → its digest or argon2 hash (argon2
+ * bounded). Anything that cannot be decided because a dependency failed is
+ * `ignore`; only a verification (now, or cached from before) ever yields `allow`.
  */
 export function createAuthnService(deps: {
   devices: Pick<DeviceDirectory, 'get' | 'peek'>;
   cache: CredentialCache;
-  repository: Pick<VerificationRepository, 'findKey' | 'findPskHash'>;
+  repository: Pick<VerificationRepository, 'findKey' | 'findPskHash' | 'restoreKey'>;
+  keyDigest: KeyDigest;
   hasher: Pick<PasswordHasher, 'verify'>;
   hashQueue: BoundedQueue;
   throttle: AuthThrottle;
@@ -62,11 +69,11 @@ export function createAuthnService(deps: {
   duplicates: DuplicateClientGuard;
   metrics: AuthMetrics;
   clock: Clock;
-  /** The time from a cache miss to a verified answer, beyond which the answer is ignore. */
+  /** The time from a cache miss to a verified answer, beyond which an argon2 check is answered ignore. */
   hashBudgetMs: number;
 }): AuthnService {
   const { hashBudgetMs } = deps;
-  const { devices, cache, repository, hasher, hashQueue, throttle, usage, duplicates, metrics, clock } = deps;
+  const { devices, cache, repository, keyDigest, hasher, hashQueue, throttle, usage, duplicates, metrics, clock } = deps;
   const inFlight = new Map<string, Promise<Verification>>();
 
   const failed = (deviceId: string | null, peer: string, reason: string): Verification => {
@@ -80,6 +87,81 @@ export function createAuthnService(deps: {
     return device === undefined ? undefined : device !== null && !device.disabled;
   };
 
+  /** argon2, bounded: true/false, or ignore when it could not finish within the budget. */
+  async function argon2(stored: string, password: string, budgetMs: number): Promise<boolean | Verification> {
+    try {
+      metrics.hashQueueDepth.set(hashQueue.waiting);
+      return await hashQueue.run(async () => {
+        const stopTimer = metrics.hashVerify.startTimer();
+        try {
+          return await hasher.verify(stored, password);
+        } finally {
+          stopTimer();
+        }
+      }, budgetMs);
+    } catch (error) {
+      if (error instanceof QueueFullError) {
+        metrics.hashRejected.inc();
+        return { kind: 'ignore', reason: 'hash_queue_full' };
+      }
+      return { kind: 'ignore', reason: 'hash_failed' };
+    } finally {
+      metrics.hashQueueDepth.set(hashQueue.waiting);
+    }
+  }
+
+  /**
+   * Stores a verified key as its digest under the current secret. Best effort:
+   * the key is verified either way, and a write that failed is tried again at
+   * the device's next uncached connect.
+   */
+  async function restore(key: StoredKey, password: string, from: 'argon2id' | 'previous_secret') {
+    const result = await repository.restoreKey(key.id, key.hash, keyDigest.digest(password)).then(
+      () => 'ok' as const,
+      () => 'failed' as const,
+    );
+    metrics.keysRestored.inc({ from, result });
+  }
+
+  async function checkKey(deviceId: string, keyId: string, password: string, peer: string, budgetMs: () => number): Promise<Match | Verification> {
+    let key: StoredKey | null;
+    try {
+      key = await repository.findKey(keyId);
+    } catch {
+      return { kind: 'ignore', reason: 'postgres_unavailable' };
+    }
+    // A key of another device is as good as no key: same answer, same counters.
+    if (!key || key.deviceId !== deviceId) return failed(deviceId, peer, 'unknown_key');
+    if (key.revoked) return failed(deviceId, peer, 'key_revoked');
+    if (key.notAfter !== null && key.notAfter <= clock()) return failed(deviceId, peer, 'key_expired');
+    const match: Match = { kind: 'match', keyId, notAfter: key.notAfter, layer: 'digest' };
+    if (key.scheme === 'hmac-sha256') {
+      const secret = keyDigest.match(key.hash, password);
+      if (secret === null) return failed(deviceId, peer, 'wrong_secret');
+      // Digested under the secret being rotated out: moved to the current one as the device connects.
+      if (secret === 'previous') await restore(key, password, 'previous_secret');
+      return match;
+    }
+    // Issued before keys were digests: verified with argon2 once, then stored as a digest.
+    const verified = await argon2(key.hash, password, budgetMs());
+    if (verified !== true) return verified === false ? failed(deviceId, peer, 'wrong_secret') : verified;
+    await restore(key, password, 'argon2id');
+    return { ...match, layer: 'argon2' };
+  }
+
+  async function checkPsk(deviceId: string, password: string, peer: string, budgetMs: () => number): Promise<Match | Verification> {
+    let stored: string | null;
+    try {
+      stored = await repository.findPskHash(deviceId);
+    } catch {
+      return { kind: 'ignore', reason: 'postgres_unavailable' };
+    }
+    if (stored === null) return failed(deviceId, peer, 'no_psk');
+    const verified = await argon2(stored, password, budgetMs());
+    if (verified !== true) return verified === false ? failed(deviceId, peer, 'wrong_secret') : verified;
+    return { kind: 'match', keyId: null, notAfter: null, layer: 'argon2' };
+  }
+
   async function verify(deviceId: string, password: string, peer: string, cacheKey: string): Promise<Verification> {
     const receivedAt = performance.now();
     const budgetLeft = () => hashBudgetMs - (performance.now() - receivedAt);
@@ -91,9 +173,10 @@ export function createAuthnService(deps: {
     } catch {
       return { kind: 'ignore', reason: 'redis_unavailable' };
     }
-    // In a cold reconnect storm most requests cannot be hashed in time: refuse
-    // those before spending database round trips on them.
-    if (!hashQueue.wouldAdmit(budgetLeft())) {
+    const keyId = parseApiKeyId(password);
+    // A PSK is checked with argon2. In a cold reconnect storm most of those
+    // cannot be hashed in time: they are refused before any database round trip.
+    if (keyId === null && !hashQueue.wouldAdmit(budgetLeft())) {
       metrics.hashRejected.inc();
       return { kind: 'ignore', reason: 'hash_queue_full' };
     }
@@ -117,58 +200,18 @@ export function createAuthnService(deps: {
       return { kind: 'ignore', reason: 'redis_unavailable' };
     }
 
-    const keyId = parseApiKeyId(password);
-    let storedHash: string | null;
-    let notAfter: number | null = null;
-    try {
-      if (keyId) {
-        const key = await repository.findKey(keyId);
-        // A key of another device is as good as no key: same answer, same counters.
-        if (!key || key.deviceId !== deviceId) return failed(deviceId, peer, 'unknown_key');
-        if (key.revoked) return failed(deviceId, peer, 'key_revoked');
-        if (key.notAfter !== null && key.notAfter <= clock()) return failed(deviceId, peer, 'key_expired');
-        storedHash = key.hash;
-        notAfter = key.notAfter;
-      } else {
-        storedHash = await repository.findPskHash(deviceId);
-        if (storedHash === null) return failed(deviceId, peer, 'no_psk');
-      }
-    } catch {
-      return { kind: 'ignore', reason: 'postgres_unavailable' };
-    }
-
-    let matches: boolean;
-    try {
-      metrics.hashQueueDepth.set(hashQueue.waiting);
-      matches = await hashQueue.run(async () => {
-        const stopTimer = metrics.hashVerify.startTimer();
-        try {
-          return await hasher.verify(storedHash, password);
-        } finally {
-          stopTimer();
-        }
-      }, budgetLeft());
-    } catch (error) {
-      if (error instanceof QueueFullError) {
-        metrics.hashRejected.inc();
-        return { kind: 'ignore', reason: 'hash_queue_full' };
-      }
-      return { kind: 'ignore', reason: 'hash_failed' };
-    } finally {
-      metrics.hashQueueDepth.set(hashQueue.waiting);
-    }
-    if (!matches) return failed(deviceId, peer, 'wrong_secret');
-
-    const credential: VerifiedCredential = { deviceId, tenantId: device.tenantId, keyId, notAfter };
+    const checked = keyId ? await checkKey(deviceId, keyId, password, peer, budgetLeft) : await checkPsk(deviceId, password, peer, budgetLeft);
+    if (checked.kind !== 'match') return checked;
+    const credential: VerifiedCredential = { deviceId, tenantId: device.tenantId, keyId: checked.keyId, notAfter: checked.notAfter };
     // Both writes are best effort: the secret is verified, and a cache or counter
     // that could not be written only costs a later verify.
     await cache.store(cacheKey, credential, generation).catch(() => undefined);
     throttle.recordSuccess(deviceId).catch(() => undefined);
-    return { kind: 'verified', credential, layer: 'argon2' };
+    return { kind: 'verified', credential, layer: checked.layer };
   }
 
   /** Everything after the secret is known to be right: expiry, the device, the duplicate policy. */
-  async function admit(deviceId: string, cacheKey: string, credential: VerifiedCredential, via: 'memory' | 'redis' | 'argon2'): Promise<AuthnDecision> {
+  async function admit(deviceId: string, cacheKey: string, credential: VerifiedCredential, via: VerifiedVia): Promise<AuthnDecision> {
     // A key past not_after stops working even while its verification is cached.
     // expire_at is whole seconds and EMQX requires it in the future.
     let expireAt: number | null = null;

@@ -261,11 +261,11 @@ describe('POST /emqx/authn and /emqx/authz', () => {
 
     it('shares one verification among concurrent checks of the same credential', async () => {
       const deviceId = await seed.device(tenantId);
-      const { key } = await seed.key(deviceId, {});
+      const psk = await seed.psk(deviceId);
       await untilApplied([app], 'keys_rotated', () => publishChange(ctx.config.redis.keyPrefix, { kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId }));
       const before = await verifyCount();
       const peer = nextPeer();
-      const results = await Promise.all(Array.from({ length: 10 }, () => connect(deviceId, key, peer)));
+      const results = await Promise.all(Array.from({ length: 10 }, () => connect(deviceId, psk, peer)));
       assert.deepEqual(new Set(results.map((r) => r.json().result)), new Set(['allow']));
       assert.equal((await verifyCount()) - before, 1);
     });
@@ -291,10 +291,10 @@ describe('POST /emqx/authn and /emqx/authz', () => {
   describe('throttling', () => {
     it('denies without hashing once a device has failed repeatedly, then counts it', async () => {
       const deviceId = await seed.device(tenantId);
-      const { key } = await seed.key(deviceId);
+      const psk = await seed.psk(deviceId);
       for (let attempt = 0; attempt < 6; attempt++) assertDeny(await connect(deviceId, `wrong-${attempt}`), `wrong ${attempt}`);
       const before = await verifyCount();
-      assertDeny(await connect(deviceId, key), 'throttled, though correct');
+      assertDeny(await connect(deviceId, psk), 'throttled, though correct');
       assert.equal(await verifyCount(), before, 'no argon2 work while throttled');
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
       assert.match(metrics, /authn_throttled_total\{scope="device"\} [1-9]/);

@@ -78,6 +78,17 @@ function changeKindOf(before: DeviceRow, patch: DevicePatch): CredentialChangeKi
   return changed ? 'device_updated' : null;
 }
 
+/**
+ * Device ids are global (they are MQTT client ids), so a taken id may be
+ * another tenant's. A tenant-scoped token is told only that it cannot use the
+ * id, whoever holds it: otherwise creating devices would tell it which ids
+ * exist in other tenants.
+ */
+function idTaken(actor: Actor, id: string): ConflictError {
+  if (actor.tenantId === null) return new ConflictError(`device ${id} already exists`, 'device_exists');
+  return new ConflictError(`device id ${id} cannot be used; choose another or leave id out to have one generated`, 'device_id_unavailable');
+}
+
 export function createDeviceService(deps: DeviceServiceDeps) {
   const { pool, devices, audit, clock } = deps;
 
@@ -102,8 +113,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
           decoder: input.decoder ?? null,
           at: now,
         });
-        // Device ids are global (they are MQTT client ids), so this may be another tenant's.
-        if (!created) throw new ConflictError(`device ${id} already exists`, 'device_exists');
+        if (!created) throw idTaken(actor, id);
         await audit.record(
           db,
           actor,

@@ -88,6 +88,20 @@ describe('admin tokens, tenant scope and the audit log', () => {
     const missing = await scoped.get('/v1/devices/00000000-0000-4000-8000-000000000000');
     assert.equal(missing.json().code, (await scoped.get(`/v1/devices/${otherDevice}`)).json().code);
 
+    // No existence oracle: an id another tenant holds gets the answer any id
+    // the token cannot use gets (its own tenant's here), and says nothing of
+    // where the id is used.
+    const taken = [
+      await scoped.post('/v1/tenants/acme/devices', { id: otherDevice, name: 'clash' }),
+      await scoped.post('/v1/tenants/acme/devices', { id: ownDevice, name: 'clash' }),
+    ];
+    for (const response of taken) {
+      assert.equal(response.statusCode, 409);
+      assert.equal(response.json().code, 'device_id_unavailable');
+      assert.ok(!/exist|globex|acme/.test(response.json().message as string), response.body);
+    }
+    assert.equal(taken[0]?.json().message.replace(otherDevice, 'ID'), taken[1]?.json().message.replace(ownDevice, 'ID'));
+
     const globalOnly = [
       await scoped.post('/v1/tenants', { name: 'new' }),
       await scoped.delete('/v1/tenants/acme'),

@@ -46,7 +46,7 @@ export function createAuthMetrics(registry: Registry) {
     }),
     throttled: new Counter({
       name: 'authn_throttled_total',
-      help: 'Attempts denied without hashing because of earlier failures, by scope (device, peer)',
+      help: 'Attempts denied before any check because of earlier failures, by the limit that blocked them (device_peer, peer, device)',
       labelNames: ['scope'] as const,
       registers: [registry],
     }),

@@ -9,73 +9,109 @@ export interface BackoffPolicy {
   readonly maxMs: number;
 }
 
+/**
+ * What a limit counts failures of: one address guessing one device, one
+ * address guessing across devices, or one device guessed at from many
+ * addresses.
+ */
+export type ThrottleScope = 'device_peer' | 'peer' | 'device';
+
+export interface ThrottlePolicies {
+  readonly device_peer: BackoffPolicy;
+  /** Looser: many devices may share an address behind NAT. */
+  readonly peer: BackoffPolicy;
+  /** A ceiling against guessing spread over many addresses: high, with a short backoff. */
+  readonly device: BackoffPolicy;
+}
+
 export interface AuthThrottleOptions {
   redis: Redis;
   keyPrefix: string;
-  device?: BackoffPolicy;
-  /** Looser than per device: many devices may share an address behind NAT. */
-  peer?: BackoffPolicy;
+  policies?: ThrottlePolicies;
   /** Failures older than this are forgotten. */
   windowS?: number;
 }
 
 export interface AuthThrottle {
-  /** Which scope blocks the attempt now, or null. Rejects when Redis is unreachable. */
-  blockedBy(deviceId: string, peer: string): Promise<'device' | 'peer' | null>;
+  /** Which limit blocks the attempt now, or null. Rejects when Redis is unreachable. */
+  blockedBy(deviceId: string, peer: string): Promise<ThrottleScope | null>;
+  /** A failed attempt; `deviceId` null when the client id names no device. */
   recordFailure(deviceId: string | null, peer: string): Promise<void>;
-  recordSuccess(deviceId: string): Promise<void>;
+  /** The device's owner got in from this address: that pair starts afresh. */
+  recordSuccess(deviceId: string, peer: string): Promise<void>;
 }
 
-export const DEFAULT_DEVICE_BACKOFF: BackoffPolicy = { freeFailures: 5, baseMs: 1000, maxMs: 5 * 60_000 };
-export const DEFAULT_PEER_BACKOFF: BackoffPolicy = { freeFailures: 50, baseMs: 1000, maxMs: 5 * 60_000 };
+/**
+ * Guessing costs the guesser: the limits that block soon are those of the
+ * guessing address (alone, or paired with the device it guesses at), so a
+ * stranger's wrong passwords never lock the owner, connecting from elsewhere,
+ * out. The per-device limit only catches guessing spread over many
+ * addresses, and then blocks briefly.
+ */
+export const DEFAULT_THROTTLE_POLICIES: ThrottlePolicies = {
+  device_peer: { freeFailures: 5, baseMs: 1000, maxMs: 5 * 60_000 },
+  peer: { freeFailures: 50, baseMs: 1000, maxMs: 5 * 60_000 },
+  device: { freeFailures: 200, baseMs: 1000, maxMs: 30_000 },
+};
 
-// INCR and the block decision in one step, so concurrent failures on several
-// replicas each see their own count.
-const RECORD_FAILURE = `
-local failures = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-local over = failures - tonumber(ARGV[1])
-if over <= 0 then return 0 end
-local ms = math.min(tonumber(ARGV[2]) * math.pow(2, math.min(over - 1, 30)), tonumber(ARGV[3]))
-redis.call('SET', KEYS[2], '1', 'PX', math.floor(ms))
-return math.floor(ms)
+// For each scope given (KEYS: failure counter, block key; ARGV: free
+// failures, base ms, max ms), INCR and the block decision in one step, so
+// concurrent failures on several replicas each see their own count. ARGV[1]
+// is the window in seconds.
+const RECORD_FAILURES = `
+for i = 1, #KEYS, 2 do
+  local failures = redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+  local base = 2 + (i - 1) / 2 * 3
+  local over = failures - tonumber(ARGV[base])
+  if over > 0 then
+    local ms = math.min(tonumber(ARGV[base + 1]) * math.pow(2, math.min(over - 1, 30)), tonumber(ARGV[base + 2]))
+    redis.call('SET', KEYS[i + 1], '1', 'PX', math.floor(ms))
+  end
+end
+return 0
 `;
 
 /**
- * Failed-attempt counters with exponential backoff, checked before any hashing
- * so that guessing costs the attacker time and costs us no argon2 work.
- * Layout: `authn:fail:{dev|peer}:{id}` (count, expires after the window) and
- * `authn:block:{dev|peer}:{id}` (present while blocked, PX = backoff).
+ * Failed-attempt counters with exponential backoff, checked before any
+ * verification so that guessing costs the attacker time and costs us no
+ * hashing. Layout: `authn:fail:{scope}:{id}` (count, expires after the window)
+ * and `authn:block:{scope}:{id}` (present while blocked, PX = backoff), where
+ * the id is `device|peer`, `peer` or `device`.
  */
 export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
   const { redis, keyPrefix } = options;
-  const device = options.device ?? DEFAULT_DEVICE_BACKOFF;
-  const peer = options.peer ?? DEFAULT_PEER_BACKOFF;
+  const policies = options.policies ?? DEFAULT_THROTTLE_POLICIES;
   const windowS = options.windowS ?? 15 * 60;
-  const recordFailure = defineRedisScript(redis, 'dlmAuthnFailure', RECORD_FAILURE, 2);
-  const failKey = (scope: string, id: string) => `${keyPrefix}authn:fail:${scope}:${id}`;
-  const blockKey = (scope: string, id: string) => `${keyPrefix}authn:block:${scope}:${id}`;
-
-  const record = (scope: string, id: string, policy: BackoffPolicy) =>
-    recordFailure([failKey(scope, id), blockKey(scope, id)], [policy.freeFailures, policy.baseMs, policy.maxMs, windowS]);
+  const recordFailures = defineRedisScript(redis, 'dlmAuthnFailures', RECORD_FAILURES, 'any');
+  const failKey = (scope: ThrottleScope, id: string) => `${keyPrefix}authn:fail:${scope}:${id}`;
+  const blockKey = (scope: ThrottleScope, id: string) => `${keyPrefix}authn:block:${scope}:${id}`;
+  const idOf = (scope: ThrottleScope, deviceId: string, peer: string) =>
+    scope === 'device_peer' ? `${deviceId}|${peer}` : scope === 'peer' ? peer : deviceId;
+  /** The scopes an attempt counts in: an empty peer (EMQX rendered none) counts for the device only. */
+  const scopesOf = (deviceId: string | null, peer: string): ThrottleScope[] =>
+    deviceId === null ? (peer ? ['peer'] : []) : peer ? ['device_peer', 'peer', 'device'] : ['device'];
 
   return {
-    async blockedBy(deviceId, peerAddress) {
-      const keys = [blockKey('dev', deviceId)];
-      if (peerAddress) keys.push(blockKey('peer', peerAddress));
-      const [deviceBlocked, peerBlocked] = await redis.mget(...keys);
-      if (deviceBlocked) return 'device';
-      if (peerBlocked) return 'peer';
-      return null;
+    async blockedBy(deviceId, peer) {
+      const scopes = scopesOf(deviceId, peer);
+      const blocked = await redis.mget(...scopes.map((scope) => blockKey(scope, idOf(scope, deviceId, peer))));
+      return scopes.find((_, index) => blocked[index] !== null) ?? null;
     },
-    async recordFailure(deviceId, peerAddress) {
-      await Promise.all([
-        deviceId ? record('dev', deviceId, device) : undefined,
-        peerAddress ? record('peer', peerAddress, peer) : undefined,
-      ]);
+    async recordFailure(deviceId, peer) {
+      const scopes = scopesOf(deviceId, peer);
+      if (scopes.length === 0) return;
+      await recordFailures(
+        scopes.flatMap((scope) => {
+          const id = idOf(scope, deviceId ?? '', peer);
+          return [failKey(scope, id), blockKey(scope, id)];
+        }),
+        [windowS, ...scopes.flatMap((scope) => [policies[scope].freeFailures, policies[scope].baseMs, policies[scope].maxMs])],
+      );
     },
-    async recordSuccess(deviceId) {
-      await redis.del(failKey('dev', deviceId), blockKey('dev', deviceId));
+    async recordSuccess(deviceId, peer) {
+      const id = idOf('device_peer', deviceId, peer);
+      await redis.del(failKey('device_peer', id), blockKey('device_peer', id));
     },
   };
 }

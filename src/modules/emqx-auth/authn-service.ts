@@ -206,7 +206,7 @@ export function createAuthnService(deps: {
     // Both writes are best effort: the secret is verified, and a cache or counter
     // that could not be written only costs a later verify.
     await cache.store(cacheKey, credential, generation).catch(() => undefined);
-    throttle.recordSuccess(deviceId).catch(() => undefined);
+    throttle.recordSuccess(deviceId, peer).catch(() => undefined);
     return { kind: 'verified', credential, layer: checked.layer };
   }
 

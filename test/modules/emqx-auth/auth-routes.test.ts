@@ -289,13 +289,28 @@ describe('POST /emqx/authn and /emqx/authz', () => {
   });
 
   describe('throttling', () => {
-    it('denies without hashing once a device has failed repeatedly, then counts it', async () => {
+    it('blocks the guessing address for that device without hashing, never the owner connecting from elsewhere', async () => {
       const deviceId = await seed.device(tenantId);
       const psk = await seed.psk(deviceId);
-      for (let attempt = 0; attempt < 6; attempt++) assertDeny(await connect(deviceId, `wrong-${attempt}`), `wrong ${attempt}`);
+      const { key } = await seed.key(deviceId);
+      const guesser = nextPeer();
+      for (let attempt = 0; attempt < 12; attempt++) assertDeny(await connect(deviceId, `wrong-${attempt}`, guesser), `wrong ${attempt}`);
       const before = await verifyCount();
-      assertDeny(await connect(deviceId, psk), 'throttled, though correct');
+      assertDeny(await connect(deviceId, psk, guesser), 'the guessing address, though correct');
       assert.equal(await verifyCount(), before, 'no argon2 work while throttled');
+      // The owner, from another address, with a key nothing has cached.
+      assert.equal((await connect(deviceId, key, nextPeer())).json().result, 'allow');
+      assert.equal((await connect(deviceId, psk, nextPeer())).json().result, 'allow');
+      assertDeny(await connect(deviceId, key, guesser), 'the guessing address stays throttled');
+      const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+      assert.match(metrics, /authn_throttled_total\{scope="device_peer"\} [1-9]/);
+    });
+
+    it('blocks a device briefly when guessing at it is spread over many addresses', async () => {
+      const deviceId = await seed.device(tenantId);
+      const { key } = await seed.key(deviceId);
+      for (let attempt = 0; attempt < 201; attempt++) await connect(deviceId, `spread-${attempt}`, nextPeer());
+      assertDeny(await connect(deviceId, key, nextPeer()), 'the per-device ceiling');
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
       assert.match(metrics, /authn_throttled_total\{scope="device"\} [1-9]/);
     });

@@ -63,6 +63,19 @@ export function compose(context: WiringContext) {
     await attempt(change, 'liveness', () => liveness.service.applyChange(change));
     applied.inc({ kind: change.kind });
   });
+  const resubscribed = new Counter({
+    name: 'credential_changes_resubscribed_total',
+    help: 'Times the change subscription was lost and active again, after which this replica dropped what it held in memory',
+    registers: [context.metrics],
+  });
+  // Change signals sent while this replica's subscription was down are lost:
+  // it drops what it holds in memory (devices and verifications) and reads
+  // them again. Redis itself lost nothing the other replicas did not delete.
+  const stopResyncing = changes.onResubscribed(() => {
+    directory.clear();
+    auth.forgetAll();
+    resubscribed.inc();
+  });
 
   return {
     registry,
@@ -86,6 +99,7 @@ export function compose(context: WiringContext) {
     /** After the last request: writes what is still pending (key usage, telemetry's liveness). */
     async close() {
       unsubscribe();
+      stopResyncing();
       await Promise.all([auth.close(), liveness.service.flush()]);
     },
   };

@@ -18,6 +18,13 @@ export interface CredentialChangeBus {
   subscribe(listener: CredentialChangeListener): () => void;
   /** Resolves once the Redis subscription is active (changes published after that are seen). */
   ready(): Promise<void>;
+  /**
+   * Calls `listener` each time the subscription is active again after its
+   * connection was lost: the changes published meanwhile were missed, so
+   * whatever they would have dropped must be dropped now. Returns the
+   * unsubscribe function.
+   */
+  onResubscribed(listener: () => void): () => void;
 }
 
 /**
@@ -28,6 +35,7 @@ export interface CredentialChangeBus {
 export function createCredentialChangeBus(redis: RedisClient, logger: DependencyLogger): CredentialChangeBus {
   const channel = credentialChangeChannel(redis.keyPrefix);
   const listeners = new Set<CredentialChangeListener>();
+  const resubscribedListeners = new Set<() => void>();
   let subscribed: Promise<void> | undefined;
 
   const deliver = (message: string) => {
@@ -47,7 +55,24 @@ export function createCredentialChangeBus(redis: RedisClient, logger: Dependency
       subscriber.on('message', (receivedOn: string, message: string) => {
         if (receivedOn === channel) deliver(message);
       });
-      // ioredis re-subscribes by itself after a reconnect.
+      // ioredis re-subscribes by itself after a reconnect, but only once the
+      // connection is ready again; the listeners run when the SUBSCRIBE
+      // confirming the subscription has been answered, so nothing published
+      // after they dropped their state goes unseen.
+      let lost = false;
+      subscriber.on('close', () => {
+        lost = true;
+      });
+      subscriber.on('ready', () => {
+        if (!lost) return;
+        lost = false;
+        subscriber.subscribe(channel).then(
+          () => {
+            for (const listener of resubscribedListeners) listener();
+          },
+          (error: unknown) => redis.state.down(error, { connection: 'subscriber' }),
+        );
+      });
       await subscriber.subscribe(channel);
     })().catch((error: unknown) => {
       subscribed = undefined;
@@ -85,5 +110,9 @@ export function createCredentialChangeBus(redis: RedisClient, logger: Dependency
       return () => listeners.delete(listener);
     },
     ready: () => subscribeOnce(),
+    onResubscribed(listener) {
+      resubscribedListeners.add(listener);
+      return () => resubscribedListeners.delete(listener);
+    },
   };
 }

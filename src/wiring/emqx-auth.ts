@@ -49,6 +49,8 @@ export function wireEmqxAuth(deps: WiringContext & { directory: DeviceDirectory;
     authz: createAuthzService({ devices: directory, metrics }),
     /** Drops the verifications the change names, in this replica's memory and in Redis. */
     forget: (change: CredentialChange) => cache.invalidate(change.device_id, change.key_id),
+    /** Drops every verification held in this replica's memory. */
+    forgetAll: () => cache.clearMemory(),
     /** Disconnects the device's live session through EMQX's REST API, once across replicas. */
     kick: (change: CredentialChange) => kicker.kick(change),
     /** Writes the key usage still pending. */

@@ -12,6 +12,8 @@ export interface DeviceDirectory {
   peek(deviceId: string): DeviceRecord | null | undefined;
   /** Forgets the device (the registry changed it); a load under way is not cached either. */
   invalidate(deviceId: string): void;
+  /** Forgets every device (change signals may have been missed); loads under way are not cached. */
+  clear(): void;
 }
 
 export interface DeviceDirectoryOptions {
@@ -42,8 +44,11 @@ export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDi
   // Map iteration order is insertion order: re-inserting on hit makes it an LRU.
   const entries = new Map<string, Entry>();
   const loading = new Map<string, Promise<DeviceRecord | null>>();
-  // Bumped by every invalidation so a load that started before it is not cached.
+  // Bumped by every invalidation so a load that started before it is not
+  // cached; `epoch` does the same for every device at once.
   const generation = new Map<string, number>();
+  let epoch = 0;
+  const versionOf = (deviceId: string) => `${epoch}:${generation.get(deviceId) ?? 0}`;
 
   function remember(deviceId: string, record: DeviceRecord | null) {
     entries.delete(deviceId);
@@ -55,9 +60,9 @@ export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDi
   }
 
   async function load(deviceId: string): Promise<DeviceRecord | null> {
-    const startedAt = generation.get(deviceId) ?? 0;
+    const startedAt = versionOf(deviceId);
     const record = await options.load(deviceId);
-    if ((generation.get(deviceId) ?? 0) === startedAt) remember(deviceId, record);
+    if (versionOf(deviceId) === startedAt) remember(deviceId, record);
     return record;
   }
 
@@ -87,6 +92,11 @@ export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDi
       entries.delete(deviceId);
       generation.set(deviceId, (generation.get(deviceId) ?? 0) + 1);
       if (generation.size > maxEntries) generation.clear();
+    },
+    clear() {
+      entries.clear();
+      generation.clear();
+      epoch++;
     },
   };
 }

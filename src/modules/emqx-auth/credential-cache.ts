@@ -26,6 +26,8 @@ export interface CredentialCache {
   drop(cacheKey: string): void;
   /** Drops the entries of a key (keyId given) or of the whole device, here and in Redis. */
   invalidate(deviceId: string, keyId?: string): Promise<void>;
+  /** Drops every entry held in memory (change signals may have been missed); verifications under way are not cached. */
+  clearMemory(): void;
 }
 
 export interface CredentialCacheOptions {
@@ -81,11 +83,12 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   let counter = 0;
   let floor = 0;
   const generation = (deviceId: string) => generations.get(deviceId) ?? floor;
+  const bumpAll = () => {
+    generations.clear();
+    floor = ++counter;
+  };
   const bump = (deviceId: string) => {
-    if (generations.size >= maxEntries) {
-      generations.clear();
-      floor = ++counter;
-    }
+    if (generations.size >= maxEntries) bumpAll();
     generations.set(deviceId, ++counter);
   };
   // Devices whose Redis entries are being deleted: until that finishes, a Redis
@@ -172,6 +175,11 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
         .exec();
     },
     drop: forget,
+    clearMemory() {
+      memory.clear();
+      byDevice.clear();
+      bumpAll();
+    },
     async invalidate(deviceId, keyId) {
       bump(deviceId);
       for (const cacheKey of [...(byDevice.get(deviceId) ?? [])]) {

@@ -35,6 +35,8 @@ declare module 'fastify' {
   }
 }
 
+const ADMIN_BODY_LIMIT_BYTES = 1024 * 1024;
+
 /** Paths whose values never reach a log line. */
 const LOG_REDACT = [
   'req.headers.authorization',
@@ -57,9 +59,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       redact: { paths: LOG_REDACT, censor: '[redacted]' },
       ...(deps.logStream ? { stream: deps.logStream } : {}),
     },
-    // EMQX sends one event per request; 12 MiB leaves room for the oversized
-    // payloads that must reach the dead-letter topic rather than bounce.
-    bodyLimit: 12 * 1024 * 1024,
+    // The admin API's limit (a command's params are at most 64 KiB). The EMQX
+    // routes set their own: small for authn and authz, and /emqx/events
+    // reads any body, dead-lettering what no allowed event can be.
+    bodyLimit: ADMIN_BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -105,9 +108,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(async (emqx) => {
     // Tens of thousands of requests a second that log only when something fails.
     shareLoggerPerLevel(emqx, { context: 'emqx' });
-    requireHookToken(emqx, config.emqx.hookToken);
+    requireHookToken(emqx, config.emqx.hookTokens);
     await emqx.register(authRoutes, { authn: product.authn, authz: product.authz });
-    await emqx.register(eventsRoutes, { handlers: product.events, metrics });
+    await emqx.register(eventsRoutes, { ...product.events, maxEventBytes: config.ingest.maxEventBytes, metrics });
   });
 
   app.addHook('onReady', () => product.start());

@@ -82,8 +82,8 @@ export function compose(context: WiringContext) {
     statuses: liveness.statuses,
     authn: auth.authn,
     authz: auth.authz,
-    /** Handlers of `/emqx/events` by event name. */
-    events: { ...ingest.handlers, ...sessions.handlers },
+    /** `/emqx/events`: handlers by event name, and where an event none can take is kept. */
+    events: { handlers: { ...ingest.handlers, ...sessions.handlers }, unusable: ingest.unusable },
 
     /** Once the app is ready: background work that every replica runs. */
     async start() {

@@ -11,12 +11,16 @@ export const SECRET_VARIABLES = [
   'REDIS_URL',
   'ADMIN_TOKEN',
   'EMQX_HOOK_TOKEN',
+  'EMQX_HOOK_TOKEN_PREVIOUS',
   'EMQX_API_KEY',
   'EMQX_API_SECRET',
   'CREDENTIAL_CACHE_SECRET',
   'KEY_DIGEST_SECRET',
   'KEY_DIGEST_SECRET_PREVIOUS',
 ] as const;
+
+/** Room for an event's fields around its payload (ids, topic, client attributes, properties). */
+const EVENT_ENVELOPE_BYTES = 64 * 1024;
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -70,6 +74,7 @@ const envSchema = z.object({
   ADMIN_TOKEN: token,
 
   EMQX_HOOK_TOKEN: token,
+  EMQX_HOOK_TOKEN_PREVIOUS: token.optional(),
   EMQX_API_URL: url(['http:', 'https:']),
   EMQX_API_KEY: z.string().min(1),
   EMQX_API_SECRET: z.string().min(1),
@@ -124,7 +129,8 @@ export interface Config {
   };
   readonly admin: { readonly rootToken: string };
   readonly emqx: {
-    readonly hookToken: string;
+    /** Bearer tokens accepted on /emqx/*: the current one, and the one it replaces while set. */
+    readonly hookTokens: readonly string[];
     readonly apiUrl: string;
     readonly apiKey: string;
     readonly apiSecret: string;
@@ -153,6 +159,12 @@ export interface Config {
       readonly timestampMaxAgeMs: number;
       readonly timestampMaxAheadMs: number;
     };
+    /**
+     * The largest `/emqx/events` body an allowed payload makes: the payload
+     * after the rule's base64, plus the event around it. A larger body is
+     * dead-lettered.
+     */
+    readonly maxEventBytes: number;
     readonly dedupWindowS: number;
     readonly lingerMs: number;
     readonly batchMax: number;
@@ -246,7 +258,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
     },
     admin: { rootToken: e.ADMIN_TOKEN },
     emqx: {
-      hookToken: e.EMQX_HOOK_TOKEN,
+      hookTokens: [e.EMQX_HOOK_TOKEN, ...(e.EMQX_HOOK_TOKEN_PREVIOUS ? [e.EMQX_HOOK_TOKEN_PREVIOUS] : [])],
       apiUrl: e.EMQX_API_URL.replace(/\/+$/, ''),
       apiKey: e.EMQX_API_KEY,
       apiSecret: e.EMQX_API_SECRET,
@@ -275,6 +287,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
         timestampMaxAgeMs: e.INGEST_TIMESTAMP_MAX_AGE_S * 1000,
         timestampMaxAheadMs: e.INGEST_TIMESTAMP_MAX_AHEAD_S * 1000,
       },
+      maxEventBytes: Math.ceil(e.INGEST_MAX_PAYLOAD_BYTES / 3) * 4 + EVENT_ENVELOPE_BYTES,
       dedupWindowS: e.INGEST_DEDUP_WINDOW_S,
       lingerMs: e.INGEST_LINGER_MS,
       batchMax: e.INGEST_BATCH_MAX,

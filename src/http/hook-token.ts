@@ -1,18 +1,22 @@
 import type { FastifyInstance } from 'fastify';
 
 /**
- * Requires `Authorization: Bearer <EMQX_HOOK_TOKEN>` on every route of the
- * (encapsulated) plugin it is added to. A wrong token gets 401, which EMQX
- * reads as "ignore" for authn/authz (the client is then refused) and as a
- * dropped message for the rule action — so a misconfigured token is loud,
- * not silent.
+ * Requires `Authorization: Bearer <token>` with one of `tokens` on every route
+ * of the (encapsulated) plugin it is added to: EMQX_HOOK_TOKEN, and while a
+ * rotation is under way EMQX_HOOK_TOKEN_PREVIOUS, so EMQX nodes still sending
+ * the old token lose no event. A wrong token gets 401, which EMQX reads as
+ * "ignore" for authn/authz (the client is then refused) and as a dropped
+ * message for the rule action — so a misconfigured token is loud, not silent.
  */
-export function requireHookToken(app: FastifyInstance, token: string) {
-  const expected = `Bearer ${token}`;
-  // Callback style: this runs on every EMQX request, and an async hook costs a
-  // promise per request for nothing.
+export function requireHookToken(app: FastifyInstance, tokens: readonly string[]) {
+  const expected = tokens.map((token) => `Bearer ${token}`);
+  // Callback style, the hook's plain form in fastify.
   app.addHook('onRequest', (request, reply, done) => {
-    if (!sameSecret(request.headers.authorization, expected)) {
+    const presented = request.headers.authorization;
+    // Every token is compared, so the time does not tell which one matched.
+    let accepted = false;
+    for (const candidate of expected) accepted = sameSecret(presented, candidate) || accepted;
+    if (!accepted) {
       reply.code(401).send({ result: 'ignore', reason: 'bad hook token' });
       return;
     }

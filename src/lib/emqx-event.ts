@@ -20,3 +20,23 @@ export type EventHandler = (event: EmqxEvent) => Promise<EventOutcome>;
 
 /** Handlers by event name (`message.publish`, `client.connected`, ...). */
 export type EventHandlers = Readonly<Record<string, EventHandler>>;
+
+/**
+ * A request to `/emqx/events` that no handler can take: not JSON, no event
+ * name, an event nobody here consumes, or larger than any event the
+ * configuration allows. It is answered 2xx once it is kept somewhere (EMQX
+ * drops what gets any other answer but 429 and 503, and retrying would not
+ * make it usable).
+ */
+export interface UnusableEvent {
+  readonly reason: 'invalid_event' | 'unknown_event' | 'event_too_large';
+  readonly detail: string;
+  /** The request body as received (its first bytes only when too large). */
+  readonly body: Buffer;
+  /** The size of the whole body, in bytes. */
+  readonly size: number;
+  /** The event, when the body was JSON naming one. */
+  readonly event: EmqxEvent | null;
+}
+
+export type UnusableEventSink = (unusable: UnusableEvent) => Promise<EventOutcome>;

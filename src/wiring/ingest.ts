@@ -54,5 +54,5 @@ export function wireIngest(
     batcher,
     onAccepted: deps.onAccepted,
   });
-  return { handlers: { 'message.publish': telemetry.handle } };
+  return { handlers: { 'message.publish': telemetry.handle }, unusable: telemetry.unusable };
 }

@@ -174,7 +174,7 @@ describe('docker-compose.yml', () => {
       const rendered = await renderEmqxConfig(emqx);
       assert.equal(hoconString(rendered.config, 'authentication.0.headers.authorization'), `Bearer ${service.EMQX_HOOK_TOKEN}`);
       assert.equal(rendered.apiKeys, `${service.EMQX_API_KEY}:${service.EMQX_API_SECRET}:administrator\n`);
-      assert.equal(loadConfig(service).emqx.hookToken, service.EMQX_HOOK_TOKEN);
+      assert.deepEqual(loadConfig(service).emqx.hookTokens, [service.EMQX_HOOK_TOKEN]);
     }
   });
 

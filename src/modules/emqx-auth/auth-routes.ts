@@ -34,6 +34,12 @@ export function authnResponse(decision: AuthnDecision): AuthnResponse {
   };
 }
 
+/**
+ * Room for the largest client id, username and password MQTT lets a client
+ * send; a larger body is answered 413, which EMQX reads as ignore (refused).
+ */
+const AUTH_BODY_LIMIT_BYTES = 64 * 1024;
+
 export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, options) => {
   const routes = app.withTypeProvider<ZodTypeProvider>();
   const { authn, authz } = options;
@@ -41,13 +47,13 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
   // logLevel warn: one info line per CONNECT would swamp the log in a reconnect storm.
   routes.post(
     '/emqx/authn',
-    { schema: { body: authnBodySchema, response: { 200: authnResponseSchema } }, logLevel: 'warn' },
+    { schema: { body: authnBodySchema, response: { 200: authnResponseSchema } }, bodyLimit: AUTH_BODY_LIMIT_BYTES, logLevel: 'warn' },
     async (request) => authnResponse(await authn.authenticate(request.body)),
   );
 
   routes.post(
     '/emqx/authz',
-    { schema: { body: authzBodySchema, response: { 200: authzResponseSchema } }, logLevel: 'warn' },
+    { schema: { body: authzBodySchema, response: { 200: authzResponseSchema } }, bodyLimit: AUTH_BODY_LIMIT_BYTES, logLevel: 'warn' },
     // Not async: a device found in memory is answered without a promise.
     // Measured against an async handler and service: paired median +9.5 %
     // req/s on /emqx/authz (npm run bench, BENCH_COMPARE, 10 rounds).

@@ -6,7 +6,7 @@ import { normalizeTelemetry, TELEMETRY_POINT_SCHEMA, type TelemetryLimits } from
 import type { TopicNames } from '../../lib/topics.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
 import type { DeviceRecord } from '../devices/device-repository.js';
-import type { EmqxEvent, EventHandler, EventOutcome } from '../../lib/emqx-event.js';
+import type { EmqxEvent, EventHandler, EventOutcome, UnusableEventSink } from '../../lib/emqx-event.js';
 import type { MessageDedup } from './message-dedup.js';
 import { OverloadedError, type OutgoingRecord, type ProduceBatcher, type SendOutcome } from './produce-batcher.js';
 import type { TelemetryMetrics } from './telemetry-metrics.js';
@@ -17,6 +17,8 @@ export const DEAD_LETTER_SCHEMA = 'telemetry_dead_letter/v1';
 /** Reasons a message goes to a dead-letter topic (the `reason` field and metric label). */
 export type DeadLetterReason =
   | 'invalid_event'
+  | 'unknown_event'
+  | 'event_too_large'
   | 'unknown_device'
   | 'username_mismatch'
   | 'topic_mismatch'
@@ -70,6 +72,12 @@ export interface TelemetryIngestOptions {
 export interface TelemetryIngest {
   /** The `message.publish` handler for `devices/{id}/telemetry`. */
   handle: EventHandler;
+  /**
+   * Keeps a request no event handler could take on a dead-letter topic: its
+   * device's tenant's when the event names a known device, else the
+   * unattributed one. The body is what the dead letter carries.
+   */
+  unusable: UnusableEventSink;
 }
 
 /** EMQX renders an undefined value in rule output as the string "undefined". */
@@ -185,6 +193,8 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     reason: DeadLetterReason,
     detail: string,
     payload: Buffer | null,
+    /** A whole request body kept in place of a payload: its full size, not deduplicated (EMQX does not retry a 2xx). */
+    body?: { size: number },
   ): Promise<EventOutcome> {
     const tenantId = device?.tenantId ?? null;
     const kept = payload && payload.length > DEAD_LETTER_PAYLOAD_KEEP_BYTES ? payload.subarray(0, DEAD_LETTER_PAYLOAD_KEEP_BYTES) : payload;
@@ -200,10 +210,10 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       topic: incoming.topic,
       received_at: new Date(incoming.receivedAtMs).toISOString(),
       dead_lettered_at: new Date(clock()).toISOString(),
-      payload_encoding: incoming.encoding,
+      payload_encoding: body ? 'plain' : incoming.encoding,
       payload_base64: kept ? kept.toString('base64') : null,
-      payload_bytes: payload?.length ?? 0,
-      payload_truncated: kept !== payload,
+      payload_bytes: body?.size ?? payload?.length ?? 0,
+      payload_truncated: (body?.size ?? payload?.length ?? 0) > (kept?.length ?? 0),
     };
     const headers: IHeaders = { reason, 'content-type': 'application/json', schema: DEAD_LETTER_SCHEMA };
     if (tenantId) headers.tenant_id = tenantId;
@@ -214,7 +224,7 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       {
         topic: tenantId ? topics.telemetryDlq(tenantId) : topics.unattributedDlq,
         message: { key: device?.id ?? incoming.clientid, value: JSON.stringify(record), headers },
-        dedupKey: incoming.messageId && incoming.clientid ? dedup.keyOf(incoming.clientid, incoming.messageId) : undefined,
+        dedupKey: !body && incoming.messageId && incoming.clientid ? dedup.keyOf(incoming.clientid, incoming.messageId) : undefined,
       },
       () => metrics.deadLettered.inc({ reason }),
     );
@@ -298,6 +308,17 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     );
   }
 
+  /** The device an event names, when it is one; null when unknown or not to be known now. */
+  async function deviceNamedBy(incoming: Incoming): Promise<DeviceRecord | null> {
+    if (incoming.clientid === null || !isDeviceId(incoming.clientid)) return null;
+    try {
+      return await devices.get(incoming.clientid);
+    } catch {
+      // Unattributed rather than lost: the registry being down must not hold a dead letter back.
+      return null;
+    }
+  }
+
   return {
     async handle(event) {
       const incoming = readEvent(event, clock);
@@ -311,6 +332,10 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       const outcome = ingest({ ...incoming, messageId, clientid }).finally(() => inFlight.delete(key));
       inFlight.set(key, outcome);
       return outcome;
+    },
+    async unusable({ reason, detail, body, size, event }) {
+      const incoming = readEvent(event ?? { event: '' }, clock);
+      return deadLetter(incoming, await deviceNamedBy(incoming), reason, detail, body, { size });
     },
   };
 }

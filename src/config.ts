@@ -70,6 +70,9 @@ const envSchema = z.object({
   KAFKA_TOPIC_PARTITIONS: int(1, 1024).default(6),
   KAFKA_TOPIC_REPLICATION_FACTOR: int(1, 16).default(1),
   KAFKA_PRODUCERS: int(1, 16).default(4),
+  // Below the broker's message size limit (1 MiB by default in Kafka and
+  // Redpanda); at least room for the largest dead letter (256 KiB kept, in base64).
+  KAFKA_MAX_BATCH_BYTES: int(512 * 1024, 64 * 1024 * 1024).default(900 * 1024),
 
   ADMIN_TOKEN: token,
 
@@ -108,6 +111,7 @@ const envSchema = z.object({
   INGEST_BATCH_MAX: int(1, 10_000).default(500),
   INGEST_MAX_IN_FLIGHT_BATCHES: int(1, 64).default(1),
   INGEST_MAX_PENDING: int(1, 1_000_000).default(20_000),
+  INGEST_MAX_PENDING_BYTES: int(1024 * 1024, 4 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
   INGEST_PRODUCE_TIMEOUT_MS: int(100, 30_000).default(5000),
 });
 
@@ -126,6 +130,7 @@ export interface Config {
     readonly topicPartitions: number;
     readonly topicReplicationFactor: number;
     readonly producerPoolSize: number;
+    readonly maxBatchBytes: number;
   };
   readonly admin: { readonly rootToken: string };
   readonly emqx: {
@@ -170,6 +175,7 @@ export interface Config {
     readonly batchMax: number;
     readonly maxInFlightBatches: number;
     readonly maxPending: number;
+    readonly maxPendingBytes: number;
     readonly produceTimeoutMs: number;
   };
 }
@@ -255,6 +261,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       topicPartitions: e.KAFKA_TOPIC_PARTITIONS,
       topicReplicationFactor: e.KAFKA_TOPIC_REPLICATION_FACTOR,
       producerPoolSize: e.KAFKA_PRODUCERS,
+      maxBatchBytes: e.KAFKA_MAX_BATCH_BYTES,
     },
     admin: { rootToken: e.ADMIN_TOKEN },
     emqx: {
@@ -293,6 +300,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       batchMax: e.INGEST_BATCH_MAX,
       maxInFlightBatches: e.INGEST_MAX_IN_FLIGHT_BATCHES,
       maxPending: e.INGEST_MAX_PENDING,
+      maxPendingBytes: e.INGEST_MAX_PENDING_BYTES,
       produceTimeoutMs: e.INGEST_PRODUCE_TIMEOUT_MS,
     },
   });

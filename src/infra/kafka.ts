@@ -5,13 +5,26 @@ import {
   type Admin,
   type ITopicConfig,
   type LogEntry,
+  type Message,
   type Producer,
   type RecordMetadata,
   type TopicMessages,
 } from 'kafkajs';
-import { JavaCompatiblePartitioner } from './kafka-partitioner.js';
+import { JavaCompatiblePartitioner, murmur2 } from './kafka-partitioner.js';
 import { createDependencyState, type DependencyLogger, type DependencyState } from '../lib/dependency-state.js';
 import { withTimeout } from '../lib/with-timeout.js';
+
+/** Some records of a produce request were written and the others were not. */
+export class PartialProduceError extends Error {
+  override name = 'PartialProduceError';
+  constructor(
+    /** The records (as given to produce) the broker acknowledged. */
+    readonly written: ReadonlySet<Message>,
+    cause: unknown,
+  ) {
+    super(`kafka produce: ${written.size} records written, the others failed`, { cause });
+  }
+}
 
 export interface KafkaLogger extends DependencyLogger {
   debug(object: object, message: string): void;
@@ -22,7 +35,8 @@ export interface KafkaClient {
   readonly state: DependencyState;
   /**
    * Sends records and resolves once every in-sync replica has them (acks=all).
-   * Rejects when the broker cannot be reached or does not acknowledge in time.
+   * Rejects when the broker cannot be reached or does not acknowledge in time,
+   * with a PartialProduceError when some partitions' records were written.
    */
   produce(topicMessages: TopicMessages[], timeoutMs: number): Promise<RecordMetadata[]>;
   /** Creates the topics that do not exist yet; existing ones are left alone. */
@@ -125,6 +139,76 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
     }
   }
 
+  /** Partitions per topic, as the broker has them; null when the topic cannot be described. */
+  async function partitionCount(topic: string): Promise<number | null> {
+    try {
+      await adminConnection.ensure();
+      const { topics: [described] = [] } = await admin.fetchTopicMetadata({ topics: [topic] });
+      return described?.partitions.length || null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The records grouped by the partition the partitioner gives them, each with that partition set. */
+  async function byPartition(topicMessages: TopicMessages[]): Promise<{ group: TopicMessages; originals: Message[] }[]> {
+    const groups: { group: TopicMessages; originals: Message[] }[] = [];
+    for (const { topic, messages } of topicMessages) {
+      const partitions = await partitionCount(topic);
+      if (partitions === null) {
+        groups.push({ group: { topic, messages }, originals: messages });
+        continue;
+      }
+      const byNumber = new Map<number, { group: TopicMessages; originals: Message[] }>();
+      for (const message of messages) {
+        const { key } = message;
+        // The producer's own choice (JavaCompatiblePartitioner), made here so a group is one partition.
+        const partition =
+          message.partition ?? (key === null || key === undefined ? 0 : (murmur2(typeof key === 'string' ? Buffer.from(key) : key) & 0x7fffffff) % partitions);
+        let entry = byNumber.get(partition);
+        if (!entry) byNumber.set(partition, (entry = { group: { topic, messages: [] }, originals: [] }));
+        entry.group.messages.push({ ...message, partition });
+        entry.originals.push(message);
+      }
+      groups.push(...byNumber.values());
+    }
+    return groups;
+  }
+
+  /**
+   * One request for all the records; when it fails and holds the records of
+   * several partitions, each partition's records are sent again on their
+   * own, on the same producer. The broker applies each partition of a request
+   * separately, so some may have been written; the producer is idempotent and
+   * sends them again under the same sequence numbers, which the broker
+   * acknowledges without writing a second copy. What failed then fails alone,
+   * and the records written are reported as written (PartialProduceError).
+   */
+  async function sendSplittingOnFailure(producer: Producer, topicMessages: TopicMessages[], timeoutMs: number): Promise<RecordMetadata[]> {
+    try {
+      return await producer.sendBatch({ topicMessages, acks: -1, timeout: timeoutMs });
+    } catch (error) {
+      if (closing) throw error;
+      const groups = await byPartition(topicMessages);
+      if (groups.length < 2) throw error;
+      const written = new Set<Message>();
+      const metadata: RecordMetadata[] = [];
+      let failure: unknown;
+      // One at a time: an idempotent producer keeps one request in flight anyway.
+      for (const { group, originals } of groups) {
+        try {
+          metadata.push(...(await producer.sendBatch({ topicMessages: [group], acks: -1, timeout: timeoutMs })));
+          for (const message of originals) written.add(message);
+        } catch (groupError) {
+          failure ??= groupError;
+        }
+      }
+      if (failure === undefined) return metadata;
+      if (written.size === 0) throw error;
+      throw new PartialProduceError(written, failure);
+    }
+  }
+
   async function tracked<T>(work: () => Promise<T>, context: object): Promise<T> {
     try {
       const result = await work();
@@ -145,7 +229,7 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
       slot.inFlight++;
       const send = slot.connection
         .ensure()
-        .then(() => slot.producer.sendBatch({ topicMessages, acks: -1, timeout: timeoutMs }))
+        .then(() => sendSplittingOnFailure(slot.producer, topicMessages, timeoutMs))
         .finally(() => slot.inFlight--);
       return tracked(() => withTimeout(send, timeoutMs, 'kafka produce'), { operation: 'produce' });
     },

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Infra } from '../../src/infra/index.js';
+import { PartialProduceError } from '../../src/infra/kafka.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 import { consumeRecords } from '../helpers/kafka.js';
 
@@ -36,5 +37,30 @@ describe('kafka client', () => {
     await assert.rejects(
       infra.kafka.produce([{ topic: `${ctx.config.kafka.topicPrefix}missing`, messages: [{ value: 'x' }] }], 3000),
     );
+  });
+});
+
+describe('kafka client, a request whose partitions fail apart', () => {
+  let ctx: TestContext;
+  let infra: Infra;
+
+  before(async () => {
+    ctx = await createTestContext();
+    infra = ctx.infra();
+  });
+  after(() => ctx.close());
+
+  it('reports the records written as written when others failed, and writes them once', async () => {
+    const topic = `${ctx.config.kafka.topicPrefix}partly`;
+    await infra.kafka.ensureTopics([topic], { partitions: 2, replicationFactor: 1 });
+    const written = [1, 2, 3].map((n) => ({ key: `device-${n}`, value: `written-${n}` }));
+    const refused = [{ key: 'device-9', value: 'to a topic that does not exist' }];
+    const error = await infra.kafka
+      .produce([{ topic, messages: written }, { topic: `${ctx.config.kafka.topicPrefix}absent`, messages: refused }], 8000)
+      .then(() => null, (failure: unknown) => failure);
+    assert.ok(error instanceof PartialProduceError, String(error));
+    assert.deepEqual(new Set(error.written), new Set(written));
+    const records = await consumeRecords([topic], 3, { settleMs: 1500 });
+    assert.deepEqual(records.map((record) => record.value).sort(), ['written-1', 'written-2', 'written-3']);
   });
 });

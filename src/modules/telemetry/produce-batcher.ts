@@ -1,4 +1,5 @@
 import type { Message, TopicMessages } from 'kafkajs';
+import { PartialProduceError } from '../../infra/kafka.js';
 
 export interface OutgoingRecord {
   topic: string;
@@ -15,11 +16,21 @@ export interface BatchObserver {
 }
 
 export interface ProduceBatcherOptions {
-  /** Sends the records and resolves once the broker acknowledged all of them. */
+  /**
+   * Sends the records and resolves once the broker acknowledged all of them;
+   * rejects with a PartialProduceError naming the records written when only
+   * some were.
+   */
   produce(topicMessages: TopicMessages[], timeoutMs: number): Promise<unknown>;
   /** How long the first record of a batch waits for company. */
   lingerMs: number;
   maxBatchSize: number;
+  /**
+   * The most bytes of records one produce request carries, below the
+   * broker's message size limit (which the records of one partition in one
+   * request must not exceed); a record larger than this alone is refused.
+   */
+  maxBatchBytes: number;
   /**
    * Batches in flight at once, each from its lookup until its acknowledgement;
    * records arriving meanwhile gather into the next batch.
@@ -27,6 +38,8 @@ export interface ProduceBatcherOptions {
   maxInFlightBatches: number;
   /** Records queued or in flight; beyond it `send` fails fast with OverloadedError. */
   maxPending: number;
+  /** Bytes of records queued or in flight; beyond it `send` fails fast with OverloadedError. */
+  maxPendingBytes: number;
   timeoutMs: number;
   /**
    * Tells, for the dedup keys of a batch about to be sent, which were already
@@ -50,10 +63,29 @@ export class OverloadedError extends Error {
   override name = 'OverloadedError';
 }
 
+/** A record that no produce request may carry: larger than maxBatchBytes on its own. */
+export class RecordTooLargeError extends Error {
+  override name = 'RecordTooLargeError';
+}
+
 interface Waiting {
   record: OutgoingRecord;
+  bytes: number;
   resolve(outcome: SendOutcome): void;
   reject(error: unknown): void;
+}
+
+/** Room a record takes in a produce request beyond its key, value and headers (Kafka's record framing, generously). */
+const RECORD_OVERHEAD_BYTES = 64;
+
+export function recordBytes(message: Message): number {
+  const size = (value: Message['key'] | Message['value'] | undefined) =>
+    value === null || value === undefined ? 0 : typeof value === 'string' ? Buffer.byteLength(value) : value.length;
+  let bytes = RECORD_OVERHEAD_BYTES + size(message.key) + size(message.value);
+  for (const [name, value] of Object.entries(message.headers ?? {})) {
+    bytes += Buffer.byteLength(name) + [value].flat().reduce<number>((sum, part) => sum + (part === undefined ? 0 : typeof part === 'string' ? Buffer.byteLength(part) : part.length), 0);
+  }
+  return bytes;
 }
 
 function groupByTopic(items: readonly Waiting[]): TopicMessages[] {
@@ -79,11 +111,18 @@ function groupByTopic(items: readonly Waiting[]): TopicMessages[] {
  * batch rather than starting one of their own: under load, batches grow
  * rather than multiply, and each costs one lookup, one produce request and
  * one request for the broker to handle, however many records it carries.
+ *
+ * A batch is also capped by bytes, so the broker never refuses a request
+ * for its size (a refused request would be answered 503, and EMQX would
+ * retry the same doomed batch), and the bytes waiting are bounded too, so
+ * memory stays bounded under load.
  */
 export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBatcher {
   const queue: Waiting[] = [];
-  /** Records taken from the queue: being screened or produced. */
+  let queuedBytes = 0;
+  /** Records taken from the queue, and their bytes: being screened or produced. */
   let taken = 0;
+  let takenBytes = 0;
   let inFlightBatches = 0;
   /** The oldest queued record has waited its linger. */
   let due = false;
@@ -93,7 +132,7 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
     if (queue.length === 0) return;
     // The linger counts while batches are in flight, so records that waited
     // for a slot go as soon as one is free.
-    if (!due && queue.length < options.maxBatchSize) {
+    if (!due && queue.length < options.maxBatchSize && queuedBytes < options.maxBatchBytes) {
       timer ??= setTimeout(() => {
         timer = undefined;
         due = true;
@@ -105,20 +144,36 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
     clearTimeout(timer);
     timer = undefined;
     due = false;
-    void dispatch(queue.splice(0, options.maxBatchSize));
+    void dispatch(takeBatch());
     // What is left (beyond a full batch) starts its own linger, or waits for a slot.
     pump();
   }
 
+  /** The oldest queued records that fit in one request, by count and by bytes. */
+  function takeBatch(): Waiting[] {
+    let count = 0;
+    let bytes = 0;
+    for (const item of queue) {
+      if (count === options.maxBatchSize || (count > 0 && bytes + item.bytes > options.maxBatchBytes)) break;
+      count++;
+      bytes += item.bytes;
+    }
+    queuedBytes -= bytes;
+    return queue.splice(0, count);
+  }
+
   async function dispatch(batch: Waiting[]) {
+    const bytes = batch.reduce((sum, item) => sum + item.bytes, 0);
     inFlightBatches++;
     taken += batch.length;
+    takenBytes += bytes;
     try {
       const unsent = await screenBatch(batch);
       if (unsent.length > 0) await produceBatch(unsent);
     } finally {
       inFlightBatches--;
       taken -= batch.length;
+      takenBytes -= bytes;
       pump();
     }
   }
@@ -154,7 +209,13 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
       for (const item of batch) item.resolve('sent');
     } catch (error) {
       options.observer?.batch(batch.length, (performance.now() - startedAt) / 1000, false);
-      for (const item of batch) item.reject(error);
+      // Records the broker did take are answered as taken: a retry of them by
+      // EMQX would otherwise write them twice.
+      const written = error instanceof PartialProduceError ? error.written : null;
+      for (const item of batch) {
+        if (written?.has(item.record.message)) item.resolve('sent');
+        else item.reject(error);
+      }
     }
   }
 
@@ -163,11 +224,16 @@ export function createProduceBatcher(options: ProduceBatcherOptions): ProduceBat
       return queue.length + taken;
     },
     send(record) {
-      if (queue.length + taken >= options.maxPending) {
-        return Promise.reject(new OverloadedError(`more than ${options.maxPending} records waiting for the broker`));
+      const bytes = recordBytes(record.message);
+      if (bytes > options.maxBatchBytes) {
+        return Promise.reject(new RecordTooLargeError(`a record of ${bytes} bytes, more than one produce request carries (${options.maxBatchBytes})`));
+      }
+      if (queue.length + taken >= options.maxPending || queuedBytes + takenBytes + bytes > options.maxPendingBytes) {
+        return Promise.reject(new OverloadedError(`more than ${options.maxPending} records or ${options.maxPendingBytes} bytes waiting for the broker`));
       }
       return new Promise<SendOutcome>((resolve, reject) => {
-        queue.push({ record, resolve, reject });
+        queue.push({ record, bytes, resolve, reject });
+        queuedBytes += bytes;
         pump();
       });
     },

@@ -8,7 +8,7 @@ import type { DeviceDirectory } from '../devices/device-directory.js';
 import type { DeviceRecord } from '../devices/device-repository.js';
 import type { EmqxEvent, EventHandler, EventOutcome, UnusableEventSink } from '../../lib/emqx-event.js';
 import type { MessageDedup } from './message-dedup.js';
-import { OverloadedError, type OutgoingRecord, type ProduceBatcher, type SendOutcome } from './produce-batcher.js';
+import { OverloadedError, recordBytes, type OutgoingRecord, type ProduceBatcher, type SendOutcome } from './produce-batcher.js';
 import type { TelemetryMetrics } from './telemetry-metrics.js';
 import type { TopicProvisioner } from '../topics/topic-provisioner.js';
 
@@ -51,8 +51,6 @@ export interface DeadLetter {
 
 /** Original bytes kept in a dead letter: keeps the record well under Kafka's 1 MB message limit. */
 export const DEAD_LETTER_PAYLOAD_KEEP_BYTES = 256 * 1024;
-/** Largest TelemetryPoint produced; a larger one could only be refused by the broker. */
-export const MAX_TELEMETRY_RECORD_BYTES = 900 * 1024;
 
 const MAX_IDENTIFIER_LENGTH = 256;
 
@@ -63,6 +61,8 @@ export interface TelemetryIngestOptions {
   provisioner: Pick<TopicProvisioner, 'ensureTenantOnce' | 'ensureUnattributedOnce'>;
   topics: TopicNames;
   limits: TelemetryLimits;
+  /** The largest record one produce request carries (KAFKA_MAX_BATCH_BYTES). */
+  maxRecordBytes: number;
   clock: Clock;
   metrics: TelemetryMetrics;
   /** Told of every message once Kafka has it (liveness), before it is answered; must not throw. */
@@ -276,29 +276,25 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       limits,
     );
     if (!result.ok) return deadLetter(incoming, device, result.reason, result.detail, payload);
-    const value = JSON.stringify(result.point);
-    if (Buffer.byteLength(value) > MAX_TELEMETRY_RECORD_BYTES) {
-      return deadLetter(incoming, device, 'record_too_large', `the TelemetryPoint exceeds ${MAX_TELEMETRY_RECORD_BYTES} bytes`, payload);
+    const tenantId = device.tenantId;
+    const message = {
+      key: device.id,
+      value: JSON.stringify(result.point),
+      headers: { tenant_id: tenantId, device_id: device.id, 'content-type': 'application/json', schema: TELEMETRY_POINT_SCHEMA },
+    };
+    // The broker refuses a request larger than its limit; such a record could never be produced.
+    if (recordBytes(message) > options.maxRecordBytes) {
+      return deadLetter(incoming, device, 'record_too_large', `the TelemetryPoint is larger than one produce request carries (${options.maxRecordBytes} bytes)`, payload);
     }
 
     // Repeats are found by the batcher's screen, one lookup per batch. When
     // Redis cannot tell, the record is produced anyway: a possible duplicate
     // downstream is better than refusing telemetry, or losing it when EMQX gives up.
-    const tenantId = device.tenantId;
     return produce(
       () => provisioner.ensureTenantOnce(tenantId),
       {
         topic: topics.telemetryRaw(tenantId),
-        message: {
-          key: device.id,
-          value,
-          headers: {
-            tenant_id: tenantId,
-            device_id: device.id,
-            'content-type': 'application/json',
-            schema: TELEMETRY_POINT_SCHEMA,
-          },
-        },
+        message,
         dedupKey: dedup.keyOf(clientid, messageId),
       },
       () => {

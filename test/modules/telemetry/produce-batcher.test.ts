@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { TopicMessages } from 'kafkajs';
-import { createProduceBatcher, OverloadedError, type ProduceBatcherOptions } from '../../../src/modules/telemetry/produce-batcher.js';
+import { PartialProduceError } from '../../../src/infra/kafka.js';
+import {
+  createProduceBatcher,
+  OverloadedError,
+  recordBytes,
+  RecordTooLargeError,
+  type ProduceBatcherOptions,
+} from '../../../src/modules/telemetry/produce-batcher.js';
 
 function recorder() {
   const calls: TopicMessages[][] = [];
@@ -13,7 +20,7 @@ function recorder() {
   return { calls, gates, produce };
 }
 
-const base = { lingerMs: 2, maxBatchSize: 100, maxInFlightBatches: 2, maxPending: 1000, timeoutMs: 1000 };
+const base = { lingerMs: 2, maxBatchSize: 100, maxBatchBytes: 1024 * 1024, maxInFlightBatches: 2, maxPending: 1000, maxPendingBytes: 64 * 1024 * 1024, timeoutMs: 1000 };
 const tick = (ms = 10) => new Promise((resolve) => setTimeout(resolve, ms));
 const record = (topic: string, n: number) => ({ topic, message: { key: `k${n}`, value: `v${n}` } });
 
@@ -41,6 +48,46 @@ describe('produce batcher', () => {
     gates[0]?.fail(new Error('broker down'));
     gates[1]?.release();
     assert.deepEqual(await Promise.all(sends), ['broker down', 'broker down', 'ok']);
+  });
+
+  it('caps a batch by bytes, and refuses a record larger than any batch may be', async () => {
+    const { calls, gates, produce } = recorder();
+    const big = (n: number) => ({ topic: 'a', message: { key: `k${n}`, value: 'x'.repeat(300) } });
+    const size = recordBytes(big(1).message);
+    const batcher = createProduceBatcher({ ...base, maxBatchBytes: 2 * size + 10, produce });
+    await assert.rejects(batcher.send({ topic: 'a', message: { key: 'huge', value: 'x'.repeat(3 * size) } }), RecordTooLargeError);
+    const sends = [1, 2, 3, 4, 5].map((n) => batcher.send(big(n)));
+    await tick();
+    assert.deepEqual(calls.map((c) => c[0]?.messages.length), [2, 2]);
+    for (const gate of gates.splice(0)) gate.release();
+    await tick();
+    assert.deepEqual(calls.map((c) => c[0]?.messages.length), [2, 2, 1]);
+    for (const gate of gates.splice(0)) gate.release();
+    await Promise.all(sends);
+  });
+
+  it('answers the records a partly failed request wrote as sent, and only the others as failed', async () => {
+    const { gates, produce, calls } = recorder();
+    const batcher = createProduceBatcher({ ...base, produce });
+    const sends = [record('a', 1), record('b', 2), record('a', 3)].map((r) => batcher.send(r).then(() => 'sent', () => 'failed'));
+    await tick();
+    const writtenA = new Set(calls[0]?.filter((t) => t.topic === 'a').flatMap((t) => t.messages));
+    gates[0]?.fail(new PartialProduceError(writtenA, new Error('topic b refused')));
+    assert.deepEqual(await Promise.all(sends), ['sent', 'failed', 'sent']);
+  });
+
+  it('fails fast with OverloadedError when too many bytes are waiting', async () => {
+    const { gates, produce } = recorder();
+    const one = recordBytes(record('a', 1).message);
+    const batcher = createProduceBatcher({ ...base, maxPendingBytes: 2 * one, produce });
+    const first = [batcher.send(record('a', 1)), batcher.send(record('a', 2))];
+    await assert.rejects(batcher.send(record('a', 3)), OverloadedError);
+    await tick();
+    gates[0]?.release();
+    await Promise.all(first);
+    assert.ok(batcher.send(record('a', 4)));
+    await tick();
+    gates[1]?.release();
   });
 
   it('fails fast with OverloadedError when too many records are waiting', async () => {

@@ -114,15 +114,16 @@ describe('telemetry ingestion into Kafka', () => {
     const disabled = await seed.device(TENANT, { disabled: true });
     const otherTenantDevice = await seed.device(OTHER_TENANT);
     const unknown = '00000000-0000-4000-8000-000000000000';
-    const tenMb = `{"blob":"${'x'.repeat(10 * 1024 * 1024)}"}`;
-    const manyFields = JSON.stringify(Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [i.toString(36), 0])));
+    // Above the payload limit (256 KiB), below what makes the event itself too large to read.
+    const tooLarge = `{"blob":"${'x'.repeat(300 * 1024)}"}`;
+    const manyFields = JSON.stringify(Object.fromEntries(Array.from({ length: 40_000 }, (_, i) => [i.toString(36), 0])));
     const invalidUtf8 = Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d]).toString('base64');
     const poison: { name: string; reason: string; topic: string; event: ReturnType<typeof publishEvent> }[] = [
       { name: 'invalid JSON', reason: 'invalid_json', topic: dlqTopic, event: publishEvent(device, '{"temperature":') },
       { name: 'JSON array', reason: 'not_an_object', topic: dlqTopic, event: publishEvent(device, '[1,2,3]') },
       { name: 'bare number', reason: 'not_an_object', topic: dlqTopic, event: publishEvent(device, '42') },
-      { name: '10 MB', reason: 'payload_too_large', topic: dlqTopic, event: publishEvent(device, tenMb) },
-      { name: '100,000 fields', reason: 'payload_too_large', topic: dlqTopic, event: publishEvent(device, manyFields) },
+      { name: '300 KiB', reason: 'payload_too_large', topic: dlqTopic, event: publishEvent(device, tooLarge) },
+      { name: '40,000 fields', reason: 'payload_too_large', topic: dlqTopic, event: publishEvent(device, manyFields) },
       { name: 'deep nesting', reason: 'too_deep', topic: dlqTopic, event: publishEvent(device, `${'{"a":'.repeat(50)}1${'}'.repeat(50)}`) },
       { name: 'invalid UTF-8 via base64', reason: 'invalid_utf8', topic: dlqTopic, event: publishEvent(device, invalidUtf8, { payload_encoding: 'base64' }) },
       { name: 'not base64', reason: 'invalid_base64', topic: dlqTopic, event: publishEvent(device, '{"a":1}', { payload_encoding: 'base64' }) },
@@ -192,7 +193,7 @@ describe('telemetry ingestion into Kafka', () => {
     assert.equal(invalidJson.record.key, device);
 
     const big = records.get(poison[3]!.event.id)!.value;
-    assert.deepEqual([big.payload_bytes, big.payload_truncated], [Buffer.byteLength(tenMb), true]);
+    assert.deepEqual([big.payload_bytes, big.payload_truncated], [Buffer.byteLength(tooLarge), true]);
     assert.equal(Buffer.from(String(big.payload_base64), 'base64').length, 256 * 1024);
     assert.equal(records.get(poison[6]!.event.id)!.value.payload_base64, invalidUtf8, 'the original bytes, not a replacement');
     const unattributed = records.get(poison[17]!.event.id)!;
@@ -250,6 +251,19 @@ describe('telemetry ingestion into Kafka', () => {
     assert.match(metrics, /^telemetry_produce_batch_size_count [1-9]/m);
     assert.match(metrics, /^telemetry_produce_duration_seconds_count\{outcome="acked"\} [1-9]/m);
     assert.match(metrics, /^emqx_events_total\{event="message.publish",outcome="handled"\} 4$/m);
+  });
+
+  it('produces large records in batches the broker accepts: 40 events of 200 KiB for one device, each once', async () => {
+    // 50 strings of 4,000 bytes: about 200 KiB of payload, and a TelemetryPoint as large.
+    const payload = JSON.stringify(Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`s${i}`, 'v'.repeat(4000)])));
+    const events = Array.from({ length: 40 }, () => publishEvent(device, payload));
+    const answers = await Promise.all(events.map((event) => postEvent(app, event)));
+    assert.deepEqual(new Set(answers.map((answer) => answer.statusCode)), new Set([204]));
+    const ids = new Set(events.map((event) => event.id));
+    const raw = await consumeRecords([rawTopic], 1_000_000, { timeoutMs: 6000 });
+    const copies = raw.map((r) => (JSON.parse(r.value ?? '{}') as { message_id: string }).message_id).filter((id) => ids.has(id));
+    assert.equal(copies.length, 40);
+    assert.equal(new Set(copies).size, 40);
   });
 
   it('produces anyway when Redis is down (at-least-once over refusing)', async () => {

@@ -89,12 +89,13 @@ export function compose(context: WiringContext) {
     async start() {
       await Promise.race([changes.ready().catch(() => undefined), sleep(CHANGE_SUBSCRIPTION_WAIT_MS, undefined, { ref: false })]);
       liveness.sweeper.start();
+      auth.keyExpiry.start();
       // In the background: a Kafka outage at start-up must not keep authentication down.
       topics.reconciliation.start();
     },
     /** Before the clients close: stops the background work and waits for what is under way. */
     async stop() {
-      await Promise.all([liveness.sweeper.stop(), topics.reconciliation.stop()]);
+      await Promise.all([liveness.sweeper.stop(), auth.keyExpiry.stop(), topics.reconciliation.stop()]);
     },
     /** After the last request: writes what is still pending (key usage, telemetry's liveness). */
     async close() {

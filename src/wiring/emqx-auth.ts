@@ -9,6 +9,7 @@ import { createAuthnService } from '../modules/emqx-auth/authn-service.js';
 import { createAuthzService } from '../modules/emqx-auth/authz-service.js';
 import { createCredentialCache } from '../modules/emqx-auth/credential-cache.js';
 import { createDuplicateClientGuard } from '../modules/emqx-auth/duplicate-client-guard.js';
+import { createKeyExpirySweeper } from '../modules/emqx-auth/key-expiry.js';
 import { createKeyUsageRecorder } from '../modules/emqx-auth/key-usage.js';
 import { createSessionKicker } from '../modules/emqx-auth/session-kicker.js';
 import { createVerificationRepository } from '../modules/emqx-auth/verification-repository.js';
@@ -53,6 +54,15 @@ export function wireEmqxAuth(deps: WiringContext & { directory: DeviceDirectory;
     forgetAll: () => cache.clearMemory(),
     /** Disconnects the device's live session through EMQX's REST API, once across replicas. */
     kick: (change: CredentialChange) => kicker.kick(change),
+    /** Ends, on time, the sessions opened with keys that then got a not_after. */
+    keyExpiry: createKeyExpirySweeper({
+      repository: verification,
+      sessions: deps.sessions,
+      kicker,
+      clock,
+      log,
+      onEnded: (outcome) => metrics.keySessionsEnded.inc({ outcome }),
+    }),
     /** Writes the key usage still pending. */
     close: () => usage.close(),
   };

@@ -50,6 +50,12 @@ export function createAuthMetrics(registry: Registry) {
       labelNames: ['scope'] as const,
       registers: [registry],
     }),
+    keySessionsEnded: new Counter({
+      name: 'key_expiry_sessions_total',
+      help: 'Keys whose not_after came, by what became of the device session (kicked, not_found, failed, not_connected, other_credential)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
     kicks: new Counter({
       name: 'emqx_kicks_total',
       help: 'Sessions kicked after a credential change, by result (kicked, not_found, failed, skipped)',

@@ -224,7 +224,7 @@ export function createAuthnService(deps: {
     }
     if (deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
 
-    const duplicate = await duplicates.check(deviceId);
+    const duplicate = await duplicates.check(deviceId, credential.keyId === null ? { kind: 'psk' } : { kind: 'key', keyId: credential.keyId });
     if (duplicate === 'duplicate' || duplicate === 'connecting') return { result: 'deny', reason: `session_${duplicate}` };
     if (duplicate === 'unknown') return { result: 'ignore', reason: 'emqx_unavailable' };
     if (credential.keyId) usage.record(credential.keyId);

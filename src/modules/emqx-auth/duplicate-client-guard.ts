@@ -1,6 +1,6 @@
 import type { EmqxApi } from '../../infra/emqx-api.js';
 import type { Clock } from '../../lib/clock.js';
-import type { SessionStore } from '../sessions/session-store.js';
+import type { SessionCredential, SessionStore } from '../sessions/session-store.js';
 
 export type DuplicateClientPolicy = 'reject' | 'takeover';
 
@@ -12,7 +12,8 @@ export type DuplicateClientPolicy = 'reject' | 'takeover';
 export type DuplicateCheck = 'ok' | 'duplicate' | 'connecting' | 'unknown';
 
 export interface DuplicateClientGuard {
-  check(deviceId: string): Promise<DuplicateCheck>;
+  /** `credential` is what the CONNECT authenticated with; the session it opens records it. */
+  check(deviceId: string, credential: SessionCredential): Promise<DuplicateCheck>;
 }
 
 export interface DuplicateGuardLogger {
@@ -42,16 +43,16 @@ export function createDuplicateClientGuard(deps: {
   const claimTtlMs = deps.claimTtlMs ?? 2000;
 
   return {
-    async check(deviceId) {
-      return policy === 'takeover' ? 'ok' : checkLive(deviceId);
+    async check(deviceId, credential) {
+      return policy === 'takeover' ? 'ok' : checkLive(deviceId, credential);
     },
   };
 
-  async function checkLive(deviceId: string): Promise<DuplicateCheck> {
+  async function checkLive(deviceId: string, credential: SessionCredential): Promise<DuplicateCheck> {
     let claimed: boolean;
     let session: Awaited<ReturnType<SessionStore['get']>>;
     try {
-      [claimed, session] = await Promise.all([sessions.claimConnecting(deviceId, claimTtlMs), sessions.get(deviceId)]);
+      [claimed, session] = await Promise.all([sessions.claimConnecting(deviceId, claimTtlMs, credential), sessions.get(deviceId)]);
     } catch {
       return 'ok';
     }

@@ -8,6 +8,11 @@ import type { AuthMetrics } from './auth-metrics.js';
 export interface SessionKicker {
   /** Disconnects the device named by the change, once across all replicas. */
   kick(change: CredentialChange): Promise<'kicked' | 'not_found' | 'skipped' | 'failed'>;
+  /**
+   * Disconnects the device now, for `why` (logged); the caller has made sure
+   * no other replica does it too.
+   */
+  kickDevice(deviceId: string, why: string): Promise<'kicked' | 'not_found' | 'failed'>;
 }
 
 export interface KickerLogger {
@@ -21,8 +26,8 @@ export interface KickerLogger {
  * If the claim cannot be taken because Redis is failing, the replica kicks
  * anyway: a second DELETE is harmless (404), a missing one leaves a revoked
  * device connected. A key revocation kicks the device whichever key its live
- * session used — the session does not record it, and a needless reconnect is
- * the safe error.
+ * session used: the credential is recorded only under the reject policy, and
+ * a needless reconnect is the safe error.
  */
 export function createSessionKicker(deps: {
   emqx: Pick<EmqxApi, 'kickClient'>;
@@ -39,6 +44,26 @@ export function createSessionKicker(deps: {
       .update(JSON.stringify([change.kind, change.device_id, change.key_id ?? '', change.at]))
       .digest('base64url')}`;
 
+  // The other replicas stood down, so a brief EMQX hiccup must not lose the kick.
+  async function kickDevice(deviceId: string, why: string): Promise<'kicked' | 'not_found' | 'failed'> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await emqx.kickClient(deviceId);
+        metrics.kicks.inc({ result });
+        log.info({ deviceId, why, result }, 'kicked session');
+        return result;
+      } catch (error) {
+        if (attempt < retryDelaysMs.length + 1) {
+          await sleep(retryDelaysMs[attempt - 1] ?? 0);
+          continue;
+        }
+        metrics.kicks.inc({ result: 'failed' });
+        log.warn({ deviceId, why, err: error instanceof Error ? error.message : String(error) }, 'could not kick session');
+        return 'failed';
+      }
+    }
+  }
+
   return {
     async kick(change) {
       let claimed = true;
@@ -51,26 +76,8 @@ export function createSessionKicker(deps: {
         metrics.kicks.inc({ result: 'skipped' });
         return 'skipped';
       }
-      // The other replicas stood down, so a brief EMQX hiccup must not lose the kick.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const result = await emqx.kickClient(change.device_id);
-          metrics.kicks.inc({ result });
-          log.info({ deviceId: change.device_id, change: change.kind, result }, 'kicked session after credential change');
-          return result;
-        } catch (error) {
-          if (attempt < retryDelaysMs.length + 1) {
-            await sleep(retryDelaysMs[attempt - 1] ?? 0);
-            continue;
-          }
-          metrics.kicks.inc({ result: 'failed' });
-          log.warn(
-            { deviceId: change.device_id, change: change.kind, err: error instanceof Error ? error.message : String(error) },
-            'could not kick session after credential change',
-          );
-          return 'failed';
-        }
-      }
+      return kickDevice(change.device_id, change.kind);
     },
+    kickDevice,
   };
 }

@@ -1,8 +1,16 @@
 import type { Redis } from 'ioredis';
 import { defineRedisScript } from '../../infra/redis-script.js';
 
+/**
+ * What a connection authenticated with: an API key (by id) or the PSK. Known
+ * when the duplicate-client claim carried it to the connect event (reject
+ * policy); null when not recorded.
+ */
+export type SessionCredential = { readonly kind: 'key'; readonly keyId: string } | { readonly kind: 'psk' };
+
 /** The MQTT session of a device as the rule-engine events describe it. */
 export interface SessionState {
+  readonly credential: SessionCredential | null;
   readonly connected: boolean;
   /** Milliseconds since the epoch, as EMQX stamps the connection; orders events. */
   readonly connectedAt: number;
@@ -32,8 +40,12 @@ export interface SessionStore {
   recordDisconnected(deviceId: string, event: DisconnectedEvent): Promise<boolean>;
   /** Marks the stored connection `connectedAt` as gone (EMQX no longer knows it); false if a newer one is stored. */
   markStale(deviceId: string, connectedAt: number, at: number): Promise<boolean>;
-  /** A short exclusive claim on "this device is connecting now"; false when another connect holds it. */
-  claimConnecting(deviceId: string, ttlMs: number): Promise<boolean>;
+  /**
+   * A short exclusive claim on "this device is connecting now, with this
+   * credential"; false when another connect holds it. The connect event that
+   * follows records the credential with the session it opens.
+   */
+  claimConnecting(deviceId: string, ttlMs: number, credential: SessionCredential): Promise<boolean>;
   releaseConnecting(deviceId: string): Promise<void>;
 }
 
@@ -59,6 +71,8 @@ if current > incoming then return 0 end
 if current == incoming and redis.call('HGET', KEYS[1], 'connected') == '0' then return 0 end
 redis.call('HSET', KEYS[1], 'connected', '1', 'connected_at', ARGV[1], 'peer', ARGV[2], 'proto_ver', ARGV[3])
 redis.call('HDEL', KEYS[1], 'disconnected_at', 'reason')
+local credential = redis.call('GET', KEYS[2])
+if credential then redis.call('HSET', KEYS[1], 'credential', credential) else redis.call('HDEL', KEYS[1], 'credential') end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2])
 return 1
@@ -83,12 +97,21 @@ redis.call('HSET', KEYS[1], 'connected', '0', 'disconnected_at', ARGV[2], 'reaso
 return 1
 `;
 
+function parseCredential(value: string | undefined): SessionCredential | null {
+  if (value === 'psk') return { kind: 'psk' };
+  if (value?.startsWith('key:')) return { kind: 'key', keyId: value.slice('key:'.length) };
+  return null;
+}
+
 /**
  * Session state per device in Redis. Layout (under the key prefix):
  *  - `session:{deviceId}` hash: connected ("1"/"0"), connected_at (ms),
- *    disconnected_at (ms), reason, peer, proto_ver;
+ *    disconnected_at (ms), reason, peer, proto_ver, credential (`key:{id}`
+ *    or `psk`, when the claim below carried it);
  *  - `session:connecting:{deviceId}`: the short connect claim of the
- *    duplicate-client policy, dropped by the next connect/disconnect event.
+ *    duplicate-client policy, holding the credential of the CONNECT it was
+ *    made for; the next connect event copies it into the session, and the
+ *    next connect or disconnect event drops it.
  */
 export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const { redis, keyPrefix } = options;
@@ -104,6 +127,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
       const hash = await redis.hgetall(sessionKey(deviceId));
       if (hash.connected === undefined || hash.connected_at === undefined) return null;
       return {
+        credential: parseCredential(hash.credential),
         connected: hash.connected === '1',
         connectedAt: Number(hash.connected_at),
         disconnectedAt: hash.disconnected_at === undefined ? null : Number(hash.disconnected_at),
@@ -129,8 +153,9 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     async markStale(deviceId, connectedAt, at) {
       return (await markStale([sessionKey(deviceId)], [connectedAt, at])) === 1;
     },
-    async claimConnecting(deviceId, ttlMs) {
-      return (await redis.set(claimKey(deviceId), '1', 'PX', ttlMs, 'NX')) === 'OK';
+    async claimConnecting(deviceId, ttlMs, credential) {
+      const value = credential.kind === 'key' ? `key:${credential.keyId}` : 'psk';
+      return (await redis.set(claimKey(deviceId), value, 'PX', ttlMs, 'NX')) === 'OK';
     },
     async releaseConnecting(deviceId) {
       await redis.del(claimKey(deviceId));

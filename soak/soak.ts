@@ -1,0 +1,324 @@
+// The fault soak: the service under authn, authz and telemetry load while
+// Kafka, Redis and Postgres are restarted in turn, then everything produced
+// is consumed back. The dependencies are private instances (a Kafka, a Redis
+// and a Postgres of the soak's own), so the machine's services are never
+// touched; the service runs from src/main.ts in a process of its own.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createTopicNames } from '../src/lib/topics.js';
+import { startEmqxStandIn } from '../test/helpers/emqx-stand-in.js';
+import { consumeRecords } from '../test/helpers/kafka.js';
+import { freePort } from '../test/helpers/ports.js';
+import { createPrivateKafka } from '../test/helpers/private-kafka.js';
+import { createPrivatePostgres } from '../test/helpers/private-postgres.js';
+import { createPrivateRedis } from '../test/helpers/private-redis.js';
+
+export interface SoakOptions {
+  /** How long load runs, faults included. */
+  durationS: number;
+  devices: number;
+  /** How long each dependency stays down. */
+  outageS: number;
+  log(line: string): void;
+}
+
+export interface SoakReport {
+  /** Answers by request kind and outcome. */
+  outcomes: Record<string, Record<string, number>>;
+  telemetry: { acknowledged: number; lost: number; duplicated: number; duplicatedWithoutRetry: number; dropped: number; unfinished: number };
+  wrongAllows: number;
+  serverErrors: number;
+  rssPeakMb: number;
+  faults: string[];
+  /** Why the soak failed; empty when it passed. */
+  failures: string[];
+}
+
+const ADMIN_TOKEN = `soak-admin-${randomBytes(12).toString('hex')}`;
+const HOOK_TOKEN = `soak-hook-${randomBytes(12).toString('hex')}`;
+const TENANT = 'soak';
+/** EMQX gives up on an event after request_ttl (10 min in deploy/emqx/emqx.conf); each attempt waits this long. */
+const EVENT_ATTEMPT_TIMEOUT_MS = 15_000;
+const EVENT_RETRY_MS = 1000;
+const TELEMETRY_IN_FLIGHT = 32;
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+function request(port: number, method: string, path: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers: { ...headers, ...(body ? { 'content-type': 'application/json' } : {}) }, timeout: timeoutMs }, (res) => {
+      let data = '';
+      res.on('data', (chunk: Buffer) => (data += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function count(table: Record<string, Record<string, number>>, kind: string, outcome: string) {
+  const row = (table[kind] ??= {});
+  row[outcome] = (row[outcome] ?? 0) + 1;
+}
+
+const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
+
+async function startService(env: Record<string, string>, port: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000)));
+  child.stderr?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000)));
+  for (let waited = 0; waited < 60_000; waited += 200) {
+    if (child.exitCode !== null) throw new Error(`the service exited:\n${output}`);
+    const answered = await request(port, 'GET', '/healthz', {}, undefined, 1000).then(() => true, () => false);
+    if (answered) return child;
+    await sleep(200);
+  }
+  throw new Error(`the service did not start:\n${output}`);
+}
+
+function rssMb(child: ChildProcess): number {
+  try {
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0);
+    return Math.round(kb / 1024);
+  } catch {
+    return 0;
+  }
+}
+
+export async function runSoak(options: SoakOptions): Promise<SoakReport> {
+  const { log } = options;
+  const report: SoakReport = {
+    outcomes: {},
+    telemetry: { acknowledged: 0, lost: 0, duplicated: 0, duplicatedWithoutRetry: 0, dropped: 0, unfinished: 0 },
+    wrongAllows: 0,
+    serverErrors: 0,
+    rssPeakMb: 0,
+    faults: [],
+    failures: [],
+  };
+  log('starting a private Kafka, Redis and Postgres');
+  const [kafka, redis, postgres, emqx] = await Promise.all([createPrivateKafka(), createPrivateRedis(), createPrivatePostgres(), startEmqxStandIn()]);
+  let service: ChildProcess | undefined;
+  try {
+    await Promise.all([kafka.start(), redis.start(), postgres.start()]);
+    const port = await freePort();
+    const prefix = `soak${randomBytes(3).toString('hex')}.`;
+    service = await startService(
+      {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'error',
+        DATABASE_URL: postgres.url,
+        REDIS_URL: redis.url,
+        KAFKA_BROKERS: kafka.brokers,
+        KAFKA_TOPIC_PREFIX: prefix,
+        KAFKA_TOPIC_PARTITIONS: '2',
+        ADMIN_TOKEN,
+        EMQX_HOOK_TOKEN: HOOK_TOKEN,
+        EMQX_API_URL: emqx.url,
+        EMQX_API_KEY: emqx.apiKey,
+        EMQX_API_SECRET: emqx.apiSecret,
+        CREDENTIAL_CACHE_SECRET: randomBytes(24).toString('hex'),
+        KEY_DIGEST_SECRET: randomBytes(32).toString('hex'),
+        // Devices reconnect many times a second here; the reject policy would (rightly) refuse most.
+        DUPLICATE_CLIENT_POLICY: 'takeover',
+        MALLOC_ARENA_MAX: '2',
+      },
+      port,
+    );
+    const running = service;
+    const sampler = setInterval(() => (report.rssPeakMb = Math.max(report.rssPeakMb, rssMb(running))), 500);
+    const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const hook = { authorization: `Bearer ${HOOK_TOKEN}` };
+    const created = await request(port, 'POST', '/v1/tenants', admin, JSON.stringify({ id: TENANT, name: 'Soak' }), 30_000);
+    if (created.status !== 201) throw new Error(`creating the tenant answered ${created.status}: ${created.body}`);
+    const devices: { id: string; key: string }[] = [];
+    for (let i = 0; i < options.devices; i++) {
+      const device = JSON.parse((await request(port, 'POST', `/v1/tenants/${TENANT}/devices`, admin, JSON.stringify({ name: `soak ${i}` }), 10_000)).body) as { id: string };
+      const issued = JSON.parse((await request(port, 'POST', `/v1/devices/${device.id}/keys`, admin, '{}', 10_000)).body) as { key: string };
+      devices.push({ id: device.id, key: issued.key });
+    }
+    log(`service on ${port}, ${devices.length} devices; load for ${options.durationS} s`);
+
+    const startedAt = Date.now();
+    const deadline = startedAt + options.durationS * 1000;
+    const outage = async (what: string, atFraction: number, stop: () => Promise<void>, start: () => Promise<void>) => {
+      await sleep(Math.max(0, startedAt + options.durationS * 1000 * atFraction - Date.now()));
+      const downAt = Date.now();
+      await stop();
+      log(`${what} stopped`);
+      await sleep(options.outageS * 1000);
+      await start();
+      report.faults.push(`${what}: down ${((Date.now() - downAt) / 1000).toFixed(1)} s from +${((downAt - startedAt) / 1000).toFixed(0)} s`);
+      log(`${what} started again`);
+    };
+    const faults = (async () => {
+      await outage('Kafka', 0.15, kafka.stop, kafka.start);
+      await outage('Redis', 0.45, redis.stop, redis.start);
+      await outage('Postgres', 0.7, postgres.stop, postgres.start);
+    })();
+
+    /** The answer as EMQX reads it (5 s is its request timeout), or the status when there is none to read. */
+    const answerOf = async (path: string, body: object): Promise<string> => {
+      try {
+        const answer = await request(port, 'POST', path, hook, JSON.stringify(body), 5000);
+        if (answer.status === 500) report.serverErrors++;
+        if (answer.status === 200) return (JSON.parse(answer.body) as { result: string }).result;
+        return `http_${answer.status}`;
+      } catch {
+        return 'no_answer';
+      }
+    };
+
+    const authn = async () => {
+      while (Date.now() < deadline) {
+        const device = pick(devices);
+        const wrong = Math.random() < 0.1;
+        const password = wrong ? `${device.key.slice(0, -1)}${device.key.endsWith('A') ? 'B' : 'A'}` : device.key;
+        const result = await answerOf('/emqx/authn', { clientid: device.id, username: device.id, password, peerhost: `10.7.${Math.floor(Math.random() * 250)}.1` });
+        count(report.outcomes, wrong ? 'authn (wrong key)' : 'authn', result);
+        if (wrong && result === 'allow') report.wrongAllows++;
+      }
+    };
+    const authz = async () => {
+      while (Date.now() < deadline) {
+        const device = pick(devices);
+        const foreign = Math.random() < 0.5;
+        const topic = `devices/${foreign ? pick(devices.filter((other) => other.id !== device.id)).id : device.id}/telemetry`;
+        const result = await answerOf('/emqx/authz', { clientid: device.id, username: device.id, topic, action: 'publish', qos: '1', retain: 'false' });
+        count(report.outcomes, foreign ? 'authz (foreign topic)' : 'authz', result);
+        if (foreign && result === 'allow') report.wrongAllows++;
+      }
+    };
+
+    // Telemetry, delivered the way EMQX's HTTP action does: retried on 429,
+    // 503, timeouts and connection errors, dropped on any other status.
+    const acknowledged = new Set<string>();
+    const retried = new Set<string>();
+    let sequence = 0;
+    let inFlight = 0;
+    const deliver = async (id: string, body: string) => {
+      for (;;) {
+        let status = 0;
+        try {
+          status = (await request(port, 'POST', '/emqx/events', hook, body, EVENT_ATTEMPT_TIMEOUT_MS)).status;
+        } catch {
+          status = 0;
+        }
+        if (status >= 200 && status < 300) {
+          acknowledged.add(id);
+          count(report.outcomes, 'telemetry', 'acknowledged');
+          return;
+        }
+        if (status === 500) report.serverErrors++;
+        if (status !== 0 && status !== 429 && status !== 503) {
+          report.telemetry.dropped++;
+          count(report.outcomes, 'telemetry', `dropped (${status})`);
+          return;
+        }
+        count(report.outcomes, 'telemetry', status === 0 ? 'retried (no answer)' : `retried (${status})`);
+        retried.add(id);
+        await sleep(EVENT_RETRY_MS);
+      }
+    };
+    const deliveries: Promise<void>[] = [];
+    const telemetry = async () => {
+      while (Date.now() < deadline) {
+        if (inFlight >= TELEMETRY_IN_FLIGHT) {
+          await sleep(5);
+          continue;
+        }
+        const device = pick(devices);
+        const id = `${(sequence++).toString(16).toUpperCase().padStart(16, '0')}${randomBytes(8).toString('hex').toUpperCase()}`;
+        const now = Date.now();
+        const body = JSON.stringify({
+          event: 'message.publish',
+          id,
+          clientid: device.id,
+          username: device.id,
+          topic: `devices/${device.id}/telemetry`,
+          payload: Buffer.from(JSON.stringify({ temperature: 20 + Math.random() * 5, state: 'running' })).toString('base64'),
+          payload_encoding: 'base64',
+          qos: 1,
+          publish_received_at: now,
+          timestamp: now,
+          client_attrs: { tenant_id: TENANT },
+        });
+        inFlight++;
+        deliveries.push(deliver(id, body).finally(() => inFlight--));
+      }
+    };
+
+    await Promise.all([authn(), authn(), authn(), authz(), authz(), telemetry(), telemetry(), faults]);
+    log(`load stopped; waiting for ${inFlight} retried deliveries`);
+    const settled = await Promise.race([Promise.all(deliveries).then(() => true), sleep(180_000, undefined, { ref: false }).then(() => false)]);
+    if (!settled) report.telemetry.unfinished = inFlight;
+    clearInterval(sampler);
+
+    log('consuming telemetry.raw back');
+    const records = await consumeRecords([createTopicNames(prefix).telemetryRaw(TENANT)], acknowledged.size, {
+      brokers: kafka.brokers,
+      timeoutMs: 120_000,
+      settleMs: 5000,
+    });
+    const copies = new Map<string, number>();
+    for (const record of records) {
+      const id = (JSON.parse(record.value ?? '{}') as { message_id?: string }).message_id ?? '';
+      copies.set(id, (copies.get(id) ?? 0) + 1);
+    }
+    report.telemetry.acknowledged = acknowledged.size;
+    for (const id of acknowledged) if (!copies.has(id)) report.telemetry.lost++;
+    for (const [id, n] of copies) {
+      if (n < 2) continue;
+      report.telemetry.duplicated++;
+      if (!retried.has(id)) report.telemetry.duplicatedWithoutRetry++;
+    }
+  } finally {
+    if (service && service.exitCode === null) {
+      const exited = new Promise((resolve) => service?.once('exit', resolve));
+      service.kill('SIGTERM');
+      await Promise.race([exited, sleep(25_000, undefined, { ref: false })]);
+    }
+    await Promise.allSettled([kafka.destroy(), redis.stop(), postgres.destroy(), emqx.close()]);
+  }
+
+  const { telemetry } = report;
+  if (telemetry.lost > 0) report.failures.push(`${telemetry.lost} acknowledged messages lost`);
+  if (telemetry.duplicatedWithoutRetry > 0) report.failures.push(`${telemetry.duplicatedWithoutRetry} messages duplicated though delivered once`);
+  if (telemetry.dropped > 0) report.failures.push(`${telemetry.dropped} events answered a status EMQX drops`);
+  if (telemetry.unfinished > 0) report.failures.push(`${telemetry.unfinished} events still retried after 3 minutes`);
+  if (report.wrongAllows > 0) report.failures.push(`${report.wrongAllows} wrong allows`);
+  if (report.serverErrors > 0) report.failures.push(`${report.serverErrors} answers of 500`);
+  return report;
+}
+
+/** The report as the table `npm run soak` prints. */
+export function formatReport(report: SoakReport): string {
+  const lines = ['', 'requests by outcome'];
+  for (const [kind, outcomes] of Object.entries(report.outcomes).sort()) {
+    lines.push(`  ${kind.padEnd(24)} ${Object.entries(outcomes).sort().map(([outcome, n]) => `${outcome} ${n}`).join(', ')}`);
+  }
+  const { telemetry } = report;
+  lines.push(
+    '',
+    `faults                    ${report.faults.join('; ')}`,
+    `telemetry acknowledged    ${telemetry.acknowledged}`,
+    `  lost                    ${telemetry.lost} (must be 0)`,
+    `  duplicated              ${telemetry.duplicated} (${telemetry.duplicatedWithoutRetry} of them delivered once: must be 0; the others were retried by EMQX after a 503 or no answer, see README "Duplicates")`,
+    `  dropped by EMQX         ${telemetry.dropped} (must be 0)`,
+    `wrong allows              ${report.wrongAllows} (must be 0)`,
+    `500 answers               ${report.serverErrors} (must be 0)`,
+    `service RSS peak          ${report.rssPeakMb} MB`,
+    '',
+    report.failures.length === 0 ? 'PASSED' : `FAILED: ${report.failures.join('; ')}`,
+  );
+  return lines.join('\n');
+}

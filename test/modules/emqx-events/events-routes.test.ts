@@ -3,7 +3,6 @@ import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { shareLoggerPerLevel } from '../../../src/http/shared-logger.js';
-import { zodValidatorCompiler } from '../../../src/http/zod-type-provider.js';
 import { eventsRoutes } from '../../../src/modules/emqx-events/events-routes.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createTopicNames } from '../../../src/lib/topics.js';
@@ -107,13 +106,14 @@ describe('a failing event handler', () => {
   it('answers 503 (EMQX retries) and logs the failure with its request id', async () => {
     const lines: string[] = [];
     const app = Fastify({ logger: { stream: { write: (line: string) => void lines.push(line) } }, requestIdHeader: 'x-request-id' });
-    app.setValidatorCompiler(zodValidatorCompiler);
     await app.register(async (emqx) => {
       shareLoggerPerLevel(emqx, { context: 'emqx' });
       await emqx.register(eventsRoutes, {
         handlers: {
           'message.publish': () => Promise.reject(new Error('bug')),
         },
+        unusable: () => Promise.resolve({ kind: 'handled' }),
+        maxEventBytes: 64 * 1024,
         metrics: new Registry(),
       });
     });

@@ -64,9 +64,10 @@ describe('session state from client.connected / client.disconnected', () => {
   it('records a connect with peer and protocol, then its disconnect', async () => {
     const id = randomUUID();
     await connected(id, 1000);
-    assert.deepEqual(await state(id), { connected: true, connectedAt: 1000, disconnectedAt: null, reason: null, peer: '10.0.0.1:40000', protoVer: '5' });
+    // No CONNECT was authenticated here: nothing says which credential the connection used.
+    assert.deepEqual(await state(id), { connected: true, connectedAt: 1000, disconnectedAt: null, reason: null, peer: '10.0.0.1:40000', protoVer: '5', credential: null });
     await disconnected(id, 1000, 'normal', 5000);
-    assert.deepEqual(await state(id), { connected: false, connectedAt: 1000, disconnectedAt: 5000, reason: 'normal', peer: '10.0.0.1:40000', protoVer: '5' });
+    assert.deepEqual(await state(id), { connected: false, connectedAt: 1000, disconnectedAt: 5000, reason: 'normal', peer: '10.0.0.1:40000', protoVer: '5', credential: null });
   });
 
   it('ignores the old connection’s disconnect arriving after the new connect', async () => {

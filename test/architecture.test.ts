@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { REPO_ROOT } from './helpers/emqx-config.js';
+import { sourceFiles } from './helpers/source-files.js';
 
 /**
  * Imports run one way (style.md 12): routes → services → repositories and
@@ -11,14 +12,6 @@ import { REPO_ROOT } from './helpers/emqx-config.js';
  */
 
 const SRC = path.join(REPO_ROOT, 'src');
-
-function sourceFiles(directory: string): string[] {
-  return readdirSync(directory).flatMap((entry) => {
-    const full = path.join(directory, entry);
-    if (statSync(full).isDirectory()) return sourceFiles(full);
-    return entry.endsWith('.ts') ? [full] : [];
-  });
-}
 
 /** Relative import specifiers of a source text, static and dynamic, type-only included. */
 function relativeImports(source: string): string[] {

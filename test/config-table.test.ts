@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { SECRET_VARIABLES } from '../src/config.js';
 import { REPO_ROOT } from './helpers/emqx-config.js';
 import { readmeConfigTable } from './helpers/readme.js';
+import { sourceFiles } from './helpers/source-files.js';
 
 /**
  * The README's configuration table and the code describe the same variables:
@@ -12,14 +13,6 @@ import { readmeConfigTable } from './helpers/readme.js';
  * variable is read. Reads are the keys of the zod schema in src/config.ts and
  * any direct `process.env.NAME` elsewhere in src/.
  */
-
-function sourceFiles(directory: string): string[] {
-  return readdirSync(directory).flatMap((entry) => {
-    const full = path.join(directory, entry);
-    if (statSync(full).isDirectory()) return sourceFiles(full);
-    return entry.endsWith('.ts') ? [full] : [];
-  });
-}
 
 /** Keys of `const envSchema = z.object({ ... })`, read from the source text. */
 function envSchemaKeys(source: string): string[] {

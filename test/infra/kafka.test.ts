@@ -38,19 +38,8 @@ describe('kafka client', () => {
       infra.kafka.produce([{ topic: `${ctx.config.kafka.topicPrefix}missing`, messages: [{ value: 'x' }] }], 3000),
     );
   });
-});
 
-describe('kafka client, a request whose partitions fail apart', () => {
-  let ctx: TestContext;
-  let infra: Infra;
-
-  before(async () => {
-    ctx = await createTestContext();
-    infra = ctx.infra();
-  });
-  after(() => ctx.close());
-
-  it('reports the records written as written when others failed, and writes them once', async () => {
+  it('reports, for a request whose partitions fail apart, the records written as written when others failed, and writes them once', async () => {
     const topic = `${ctx.config.kafka.topicPrefix}partly`;
     await infra.kafka.ensureTopics([topic], { partitions: 2, replicationFactor: 1 });
     const written = [1, 2, 3].map((n) => ({ key: `device-${n}`, value: `written-${n}` }));

@@ -5,7 +5,8 @@ import type { FastifyInstance } from 'fastify';
 import { publishChange, untilApplied } from '../../helpers/change-signals.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
-import { TEST_HOOK_TOKEN, TEST_KEY_DIGEST_SECRET } from '../../helpers/env.js';
+import { connectAs } from '../../helpers/emqx-auth.js';
+import { TEST_KEY_DIGEST_SECRET } from '../../helpers/env.js';
 
 const OLD_SECRET = 'previous-key-digest-secret-0123456789abcdef';
 
@@ -31,16 +32,8 @@ describe('API keys checked against a keyed digest', () => {
   });
 
   /** A fresh peer per attempt, so the failure throttle of one check never decides another. */
-  const connect = async (target: FastifyInstance, deviceId: string, password: string) => {
-    const response = await target.inject({
-      method: 'POST',
-      url: '/emqx/authn',
-      headers: { authorization: `Bearer ${TEST_HOOK_TOKEN}` },
-      payload: { clientid: deviceId, username: deviceId, password, peerhost: `10.18.${Math.floor(++peer / 250)}.${peer % 250}` },
-    });
-    assert.equal(response.statusCode, 200);
-    return (response.json() as { result: string }).result;
-  };
+  const connect = (target: FastifyInstance, deviceId: string, password: string) =>
+    connectAs(target, deviceId, password, `10.18.${Math.floor(++peer / 250)}.${peer % 250}`);
   const stored = async (keyId: string) =>
     (await seed.query('SELECT scheme, hash FROM device_keys WHERE id = $1', [keyId])).rows[0] as { scheme: string; hash: string };
   /** Drops the device's cached verifications on `apps` (as a key rotation does), so their next connect checks the key again. */

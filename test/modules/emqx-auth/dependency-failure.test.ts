@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
-import { TEST_HOOK_TOKEN } from '../../helpers/env.js';
+import { connectAs } from '../../helpers/emqx-auth.js';
 
 describe('authn with Postgres or Redis unreachable', () => {
   let ctx: TestContext;
@@ -20,16 +20,7 @@ describe('authn with Postgres or Redis unreachable', () => {
     await ctx.close();
   });
 
-  const connect = async (app: FastifyInstance, deviceId: string, password: string) => {
-    const response = await app.inject({
-      method: 'POST',
-      url: '/emqx/authn',
-      headers: { authorization: `Bearer ${TEST_HOOK_TOKEN}` },
-      payload: { clientid: deviceId, username: deviceId, password, peerhost: '10.8.0.1' },
-    });
-    assert.equal(response.statusCode, 200);
-    return (response.json() as { result: string }).result;
-  };
+  const connect = (app: FastifyInstance, deviceId: string, password: string) => connectAs(app, deviceId, password, '10.8.0.1');
 
   for (const outage of ['postgres', 'redis'] as const) {
     it(`${outage} down: verified credentials keep working, nothing unverified is allowed`, async () => {

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { adminClient } from '../../helpers/admin.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
-import { TEST_HOOK_TOKEN } from '../../helpers/env.js';
+import { connectAs } from '../../helpers/emqx-auth.js';
 import { createPrivateRedis, type PrivateRedis } from '../../helpers/private-redis.js';
 import { waitFor } from '../../helpers/wait.js';
 
@@ -30,15 +30,7 @@ describe('change signals missed while Redis was away', () => {
     await redis.stop();
   });
 
-  const connect = async (app: FastifyInstance, deviceId: string, password: string) => {
-    const response = await app.inject({
-      method: 'POST',
-      url: '/emqx/authn',
-      headers: { authorization: `Bearer ${TEST_HOOK_TOKEN}` },
-      payload: { clientid: deviceId, username: deviceId, password, peerhost: '10.5.0.1' },
-    });
-    return (response.json() as { result: string }).result;
-  };
+  const connect = (app: FastifyInstance, deviceId: string, password: string) => connectAs(app, deviceId, password, '10.5.0.1');
   const resubscribed = async (app: FastifyInstance) =>
     Number(/^credential_changes_resubscribed_total (\d+)$/m.exec((await app.inject({ method: 'GET', url: '/metrics' })).body)?.[1] ?? 0);
 

@@ -3,9 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { publishChange, untilApplied } from '../../helpers/change-signals.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
+import { connectAs } from '../../helpers/emqx-auth.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
 import { startEmqxStandIn, standInEnv, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
-import { TEST_HOOK_TOKEN } from '../../helpers/env.js';
 
 describe('revocation across replicas', () => {
   let ctx: TestContext;
@@ -28,15 +28,7 @@ describe('revocation across replicas', () => {
     await emqx.close();
   });
 
-  const connect = async (app: FastifyInstance, deviceId: string, password: string) => {
-    const response = await app.inject({
-      method: 'POST',
-      url: '/emqx/authn',
-      headers: { authorization: `Bearer ${TEST_HOOK_TOKEN}` },
-      payload: { clientid: deviceId, username: deviceId, password, peerhost: '10.9.0.1' },
-    });
-    return (response.json() as { result: string }).result;
-  };
+  const connect = (app: FastifyInstance, deviceId: string, password: string) => connectAs(app, deviceId, password);
   const kicksOf = (deviceId: string) => emqx.calls.filter((call) => call.method === 'DELETE' && call.clientId === deviceId);
 
   for (const scenario of ['key_revoked', 'device_disabled', 'device_deleted'] as const) {

@@ -80,6 +80,18 @@ describe('sessions of a key that gets a not_after end when it comes', () => {
     await waitFor(() => kicksOf(device) > 0, 2500);
   });
 
+  it('the deadline outlives the service: replicas started after the grace ended still end the session', async () => {
+    const { device, key } = await deviceWithKey();
+    await connect(device, key);
+    await rotate(device, 2);
+    await Promise.all(apps.map((app) => app.close()));
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    assert.equal(kicksOf(device), 0, 'nobody was running when the grace ended');
+    apps = await Promise.all([ctx.app(), ctx.app()]);
+    admin = adminClient(apps[0]!);
+    await waitFor(() => kicksOf(device) > 0, 3000);
+  });
+
   it('a device that reconnected with the new key is left alone', async () => {
     const { device, key } = await deviceWithKey();
     const first = await connect(device, key);

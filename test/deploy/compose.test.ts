@@ -5,8 +5,8 @@ import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { loadConfig } from '../../src/config.js';
-import { EMQX_ENTRYPOINT, EMQX_TEMPLATE, REPO_ROOT, renderEmqxConfig } from '../helpers/emqx-config.js';
-import { hoconAt, hoconString, parseHocon } from '../helpers/hocon.js';
+import { EMQX_ENTRYPOINT, EMQX_TEMPLATE, REPO_ROOT, renderEmqxConfig } from '../../dev/emqx/emqx-config.js';
+import { hoconAt, hoconString, parseHocon } from '../../dev/emqx/hocon.js';
 import { readmeConfigTable } from '../helpers/readme.js';
 
 /**

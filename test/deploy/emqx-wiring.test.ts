@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { createTopicNames } from '../../src/lib/topics.js';
 import { adminClient } from '../helpers/admin.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
-import { renderEmqxConfig } from '../helpers/emqx-config.js';
+import { renderEmqxConfig } from '../../dev/emqx/emqx-config.js';
 import {
   AUTHN_PLACEHOLDERS,
   AUTHZ_PLACEHOLDERS,
@@ -15,9 +15,9 @@ import {
   selectOutput,
   type RenderedRequest,
   type Values,
-} from '../helpers/emqx-templates.js';
+} from '../../dev/emqx/emqx-templates.js';
 import { TEST_HOOK_TOKEN } from '../helpers/env.js';
-import { hoconArray, hoconObject, hoconString, type HoconObject } from '../helpers/hocon.js';
+import { hoconArray, hoconObject, hoconString, type HoconObject } from '../../dev/emqx/hocon.js';
 import { consumeRecords } from '../helpers/kafka.js';
 
 /**

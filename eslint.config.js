@@ -16,7 +16,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['bench/**', 'scripts/**', 'soak/**'],
+    files: ['bench/**', 'scripts/**', 'soak/**', 'dev/**'],
     rules: { 'no-console': 'off' },
   },
 );

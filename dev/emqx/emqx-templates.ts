@@ -192,11 +192,14 @@ export function parseRuleSql(sql: string): RuleSql {
 }
 
 /** The event a `$events/...` FROM selects (emqx_rule_events), or message.publish for a topic filter. */
-const EVENT_TOPICS: Readonly<Record<string, string>> = {
+export const EVENT_TOPICS: Readonly<Record<string, string>> = {
   '$events/client_connected': 'client.connected',
   '$events/client_disconnected': 'client.disconnected',
   '$events/message_delivered': 'message.delivered',
   '$events/message_acked': 'message.acked',
+  '$events/message_dropped': 'message.dropped',
+  '$events/delivery_dropped': 'delivery.dropped',
+  '$events/session_subscribed': 'session.subscribed',
 };
 
 export function topicMatches(filter: string, topic: string): boolean {

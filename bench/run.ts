@@ -15,7 +15,7 @@ import {
 } from './auth-bench.js';
 import { createIngestScenario } from './ingest.js';
 import { benchLiveness } from './liveness.js';
-import { measurePaired, printRow, startServer, type LoadSpec, type Server } from './support.js';
+import { deployedEnv, measurePaired, printRow, startServer, type LoadSpec, type Server } from './support.js';
 
 export interface Scenario {
   name: string;
@@ -68,9 +68,9 @@ const scenarios: Scenario[] = [
 
 // Throughput scenarios repeat the same devices many times a second, which the
 // reject policy (rightly) refuses as duplicate CONNECTs; the storms use the default.
-// MALLOC_ARENA_MAX as in the Dockerfile, so RSS is measured as deployed.
-const env = testEnv(`bench-${tag}`, db.url, { LOG_LEVEL: 'warn', DUPLICATE_CLIENT_POLICY: 'takeover', MALLOC_ARENA_MAX: '2' });
-const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', MALLOC_ARENA_MAX: '2' });
+// The Dockerfile's environment (malloc arenas, V8 flags), so RSS is measured as deployed.
+const env = testEnv(`bench-${tag}`, db.url, { LOG_LEVEL: 'warn', DUPLICATE_CLIENT_POLICY: 'takeover', ...deployedEnv() });
+const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', ...deployedEnv() });
 scenarios.push(createIngestScenario({ databaseUrl: db.url, env }));
 const bare = await startServer('bench/bare-server.mjs');
 const app = await startServer('bench/app-server.mjs', env);

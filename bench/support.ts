@@ -11,6 +11,22 @@ export interface Server {
   stop(): Promise<void>;
 }
 
+/**
+ * The environment the Dockerfile gives the service (the `ENV` lines of its
+ * last stage: malloc arenas, V8 flags in NODE_OPTIONS), so the bench measures
+ * RSS and CPU as deployed and cannot drift from the image.
+ */
+export function deployedEnv(dockerfile = 'Dockerfile'): Record<string, string> {
+  const lines = readFileSync(dockerfile, 'utf8').split('\n');
+  const lastStage = lines.findLastIndex((line) => /^FROM\s/i.test(line));
+  const env: Record<string, string> = {};
+  for (const line of lines.slice(lastStage)) {
+    const match = /^ENV\s+([A-Za-z_][A-Za-z0-9_]*)=(\S+)\s*$/.exec(line);
+    if (match) env[match[1] as string] = match[2] as string;
+  }
+  return env;
+}
+
 /** USER_HZ: the unit of the CPU times in /proc (100 on Linux on every common architecture). */
 const CLOCK_TICKS_PER_S = 100;
 

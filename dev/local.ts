@@ -178,9 +178,9 @@ async function main() {
   const apiPort = await choosePort('LOCAL_EMQX_API_PORT', 18083, 'the EMQX REST API');
 
   for (const ensure of [
-    () => ensurePostgres(databaseUrl, !env.DATABASE_URL),
-    () => ensureRedis(redisUrl, !env.REDIS_URL),
-    () => ensureKafka(REPO_ROOT, kafkaBrokers, !env.KAFKA_BROKERS),
+    () => ensurePostgres(databaseUrl, { isDefault: !env.DATABASE_URL, variable: 'DATABASE_URL' }),
+    () => ensureRedis(redisUrl, { isDefault: !env.REDIS_URL, variable: 'REDIS_URL' }),
+    () => ensureKafka(REPO_ROOT, kafkaBrokers, { isDefault: !env.KAFKA_BROKERS, variable: 'KAFKA_BROKERS' }),
   ]) {
     const dependency = await ensure();
     if (dependency) {

@@ -4,9 +4,20 @@
 // dependencies of their own and load the machine: they run after the others,
 // one at a time. Arguments narrow the run to the files whose path contains
 // one of them.
+//
+// First it makes sure Postgres, Redis and Kafka answer at the test addresses,
+// starting what does not as `npm run local` does (the machine's Postgres
+// cluster and redis-server, scripts/kafka.sh), and stops what it started when
+// the tests end; what cannot be started is named with how to get it.
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { register } from 'tsx/esm/api';
+
+register();
+const { ensureKafka, ensurePostgres, ensureRedis, MissingDependency } = await import('../dev/local/dependencies.ts');
+const repo = fileURLToPath(new URL('..', import.meta.url));
 
 function findTests(dir) {
   return readdirSync(dir).flatMap((entry) => {
@@ -27,6 +38,33 @@ if (files.length === 0) {
 const fault = files.filter((file) => file.startsWith(path.join('test', 'fault') + path.sep));
 const regular = files.filter((file) => !fault.includes(file));
 
+const env = process.env;
+const started = [];
+const origin = (variable) => ({ isDefault: !env[variable], variable });
+async function stopStarted() {
+  for (const dependency of started.reverse()) {
+    console.log(`tests: stopping ${dependency.what}, which this run started`);
+    await dependency.stop().catch((error) => console.error(`tests: stopping ${dependency.what} failed: ${error}`));
+  }
+}
+try {
+  for (const ensure of [
+    () => ensurePostgres(env.TEST_POSTGRES_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', origin('TEST_POSTGRES_ADMIN_URL')),
+    () => ensureRedis(env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0', origin('TEST_REDIS_URL')),
+    () => ensureKafka(repo, env.TEST_KAFKA_BROKERS ?? '127.0.0.1:19092', origin('TEST_KAFKA_BROKERS')),
+  ]) {
+    const dependency = await ensure();
+    if (dependency) {
+      started.push(dependency);
+      console.log(`tests: started ${dependency.what}; it is stopped again when the tests end`);
+    }
+  }
+} catch (error) {
+  console.error(error instanceof MissingDependency ? `tests: ${error.message}` : error);
+  await stopStarted();
+  process.exit(1);
+}
+
 function run(group, concurrency) {
   if (group.length === 0) return Promise.resolve(0);
   const child = spawn(
@@ -37,6 +75,9 @@ function run(group, concurrency) {
   return new Promise((resolve) => child.on('exit', (code, signal) => resolve(signal ? 1 : (code ?? 1))));
 }
 
-const regularCode = await run(regular, process.env.TEST_CONCURRENCY ?? '3');
+// Ctrl-C reaches the test runners too; this process waits for them to end, then stops what it started.
+process.on('SIGINT', () => undefined);
+const regularCode = await run(regular, env.TEST_CONCURRENCY ?? '3');
 const faultCode = await run(fault, '1');
+await stopStarted();
 process.exit(regularCode || faultCode);

@@ -63,21 +63,29 @@ export async function redisAnswers(url: string): Promise<boolean> {
 }
 
 /**
- * Postgres at `url`, started from the machine's own cluster (Debian's
+ * Postgres at `url` (any database of the server), started from the machine's own cluster (Debian's
  * `pg_ctlcluster`, as .ci/run does) when it does not answer and `url` is the
  * default local address. Returns what it started, if anything.
  */
-export async function ensurePostgres(url: string, isDefault: boolean): Promise<Started | null> {
+/** Where an address came from: the default (this run may start the service) or the variable that set it. */
+export interface Origin {
+  readonly isDefault: boolean;
+  /** The variable that sets this address (named in messages). */
+  readonly variable: string;
+}
+
+export async function ensurePostgres(url: string, { isDefault, variable }: Origin): Promise<Started | null> {
   // The server answers through its maintenance database: the service's own may not exist yet.
   const server = maintenanceUrl(url);
   if (await postgresAnswers(server)) return null;
-  const versions = isDefault && (await onPath('pg_ctlcluster')) ? await readdir('/etc/postgresql').catch(() => []) : [];
+  if (!isDefault) throw new MissingDependency(`PostgreSQL does not answer at ${new URL(url).host} (${variable}).`);
+  const versions = (await onPath('pg_ctlcluster')) ? await readdir('/etc/postgresql').catch(() => []) : [];
   const version = versions.sort().at(-1);
   if (version === undefined) {
     throw new MissingDependency(
-      `PostgreSQL does not answer at ${new URL(url).host}${isDefault ? ', and there is no local cluster to start (pg_ctlcluster)' : ''}.\n` +
+      `PostgreSQL does not answer at ${new URL(url).host}, and there is no local cluster to start (pg_ctlcluster).\n` +
         '  Install and start it (Debian/Ubuntu: sudo apt-get install postgresql; macOS: brew install postgresql@16 && brew services start postgresql@16)\n' +
-        '  with user postgres allowed in from 127.0.0.1 without a password, or set DATABASE_URL to a database that answers.',
+        `  with user postgres allowed in from 127.0.0.1 without a password, or set ${variable} to a database that answers.`,
     );
   }
   const cluster = ['--skip-systemctl-redirect', version, 'main'];
@@ -85,18 +93,19 @@ export async function ensurePostgres(url: string, isDefault: boolean): Promise<S
     throw new MissingDependency(`PostgreSQL does not answer and "pg_ctlcluster ${version} main start" failed: ${String(error)}`);
   });
   if (!(await waitUntil(() => postgresAnswers(server), 30_000))) {
-    throw new MissingDependency(`PostgreSQL ${version} started but does not let postgres in at ${new URL(url).host} without a password (see its pg_hba.conf), or set DATABASE_URL.`);
+    throw new MissingDependency(`PostgreSQL ${version} started but does not let postgres in at ${new URL(url).host} without a password (see its pg_hba.conf), or set ${variable}.`);
   }
   return { what: `PostgreSQL ${version}`, stop: () => run('pg_ctlcluster', [...cluster, 'stop']).then(() => undefined) };
 }
 
 /** Redis at `url`, started with the machine's `redis-server` (as .ci/run does) when it does not answer at the default address. */
-export async function ensureRedis(url: string, isDefault: boolean): Promise<Started | null> {
+export async function ensureRedis(url: string, { isDefault, variable }: Origin): Promise<Started | null> {
   if (await redisAnswers(url)) return null;
-  if (!isDefault || !(await onPath('redis-server'))) {
+  if (!isDefault) throw new MissingDependency(`Redis does not answer at ${new URL(url).host} (${variable}).`);
+  if (!(await onPath('redis-server'))) {
     throw new MissingDependency(
-      `Redis does not answer at ${new URL(url).host}${isDefault ? ', and there is no redis-server to start' : ''}.\n` +
-        '  Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis), version 6.2 or later, or set REDIS_URL.',
+      `Redis does not answer at ${new URL(url).host}, and there is no redis-server to start.\n` +
+        `  Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis), version 6.2 or later, or set ${variable}.`,
     );
   }
   const { hostname, port } = new URL(url);
@@ -109,7 +118,7 @@ export async function ensureRedis(url: string, isDefault: boolean): Promise<Star
 }
 
 /** Kafka at `brokers`; at the default address, started with the project's scripts/kafka.sh when no broker answers. */
-export async function ensureKafka(repo: string, brokers: string, isDefault: boolean): Promise<Started | null> {
+export async function ensureKafka(repo: string, brokers: string, { isDefault, variable }: Origin): Promise<Started | null> {
   const script = `${repo}/scripts/kafka.sh`;
   const first = brokers.split(',')[0] ?? '';
   const answers = () =>
@@ -118,7 +127,7 @@ export async function ensureKafka(repo: string, brokers: string, isDefault: bool
       () => false,
     );
   if (await answers()) return null;
-  if (!isDefault) throw new MissingDependency(`Kafka does not answer at ${first}: start it, or leave KAFKA_BROKERS unset to have scripts/kafka.sh start one.`);
+  if (!isDefault) throw new MissingDependency(`Kafka does not answer at ${first}: start it, or leave ${variable} unset to have scripts/kafka.sh start one.`);
   const missing = [];
   if (!(await onPath('java'))) missing.push('java (17 or later)');
   if (!(await onPath('mvn'))) missing.push('mvn');
@@ -126,10 +135,10 @@ export async function ensureKafka(repo: string, brokers: string, isDefault: bool
     throw new MissingDependency(
       `Kafka does not answer at ${brokers}, and scripts/kafka.sh cannot start one without ${missing.join(' and ')}.\n` +
         '  Install them (Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless maven; macOS: brew install openjdk@17 maven),\n' +
-        '  or set KAFKA_BROKERS to a Kafka or Redpanda that answers.',
+        `  or set ${variable} to a Kafka or Redpanda that answers.`,
     );
   }
-  console.log('local: starting Kafka with scripts/kafka.sh (the first start resolves it from Maven Central)');
+  console.log('starting Kafka with scripts/kafka.sh (the first start resolves it from Maven Central)');
   try {
     await run(script, ['start'], { maxBuffer: 16 * 1024 * 1024 });
   } catch (error) {

@@ -19,7 +19,9 @@ export const RAISED_EVENTS: ReadonlySet<string> = new Set([
   'client.connected',
   'client.disconnected',
   'session.subscribed',
+  'message.delivered',
   'message.dropped',
+  'delivery.dropped',
 ]);
 
 /** EMQX's `mqtt.session_expiry_interval` default: how long a clean_session=false session outlives its connection. */
@@ -46,6 +48,14 @@ export interface DevBroker {
   readonly rules: RuleEngine;
   /** Disconnects every client (their disconnect events are sent), stops listening, and gives events under way `graceMs`. */
   close(graceMs?: number): Promise<void>;
+}
+
+/** Where a routed message came from: a client's session, or the REST API (no session). */
+interface MessageOrigin {
+  readonly id: string;
+  readonly from: Session | undefined;
+  readonly pubProps: Record<string, unknown>;
+  readonly receivedAt: number;
 }
 
 function withoutMappedPrefix(address: string | undefined): string {
@@ -119,9 +129,15 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
   const offline = new Map<string, OfflineSession>();
   const connectPackets = new WeakMap<Client, ConnectPacket>();
   const keepaliveTimeouts = new WeakSet<Client>();
-  /** Messages published through the REST API, by packet: the id their answer carried, and their properties. */
-  const restPublishes = new WeakMap<object, string>();
-  const restProperties = new WeakMap<object, Record<string, unknown>>();
+  /** Messages published through the REST API, by packet: what their answer and their events carry. */
+  const restPublishes = new WeakMap<object, { id: string; pubProps: Record<string, unknown> }>();
+  /**
+   * Each routed message's id and origin, keyed by its `properties` object:
+   * aedes carries that object by reference into every copy it queues and
+   * delivers (MQTT 3.1.1 never puts it on the wire), so a delivery finds the
+   * id its publish event carried.
+   */
+  const messages = new WeakMap<object, MessageOrigin>();
   /** Publishes that authorization denied with deny_action = ignore: acknowledged, never routed. */
   const deniedPublishes = new WeakSet<object>();
 
@@ -134,13 +150,27 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
 
   class EmqxLikeAedes extends Aedes {
     // aedes routes a client's PUBLISH through publish(packet, client, done)
-    // after acknowledging it; a denied one stops here, as EMQX with
-    // deny_action = ignore acknowledges and drops it.
+    // after acknowledging it, and the REST API's through publish(packet, done).
+    // A denied one stops here, as EMQX with deny_action = ignore acknowledges
+    // and drops it; the others get their id and origin for the rule events.
     override publish(packet: PublishPacket, ...rest: unknown[]): void {
       const done = rest[rest.length - 1];
       if (deniedPublishes.has(packet) && typeof done === 'function') {
         (done as () => void)();
         return;
+      }
+      const client = rest.length > 1 ? (rest[0] as Client | null) : null;
+      const session = client ? sessions.get(client) : undefined;
+      const fromApi = restPublishes.get(packet);
+      // Publishes of the broker itself (heartbeats, $SYS) have neither a client nor a REST origin.
+      if (session || fromApi) {
+        packet.properties ??= {};
+        messages.set(packet.properties, {
+          id: fromApi?.id ?? messageId(),
+          from: session,
+          pubProps: fromApi?.pubProps ?? {},
+          receivedAt: Date.now(),
+        });
       }
       (Aedes.prototype.publish as (packet: PublishPacket, ...rest: unknown[]) => void).call(this, packet, ...rest);
     }
@@ -194,27 +224,56 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
         callback(null, null);
       });
     },
-    published(packet, client, callback) {
+    published(packet, _client, callback) {
       callback(null);
-      const session = client ? sessions.get(client) : undefined;
-      // Publishes of the broker itself (heartbeats, $SYS) have neither a client nor a REST origin.
-      const fromApi = !client && restPublishes.has(packet);
-      if (!session && !fromApi) return;
-      const receivedAt = Date.now();
+      const origin = packet.properties ? messages.get(packet.properties) : undefined;
+      if (!origin) return;
+      const from = origin.from;
       raise('message.publish', {
-        id: restPublishes.get(packet) ?? messageId(),
-        clientid: session?.clientid ?? 'http_api',
-        username: session?.username,
+        id: origin.id,
+        clientid: from?.clientid ?? 'http_api',
+        username: from?.username,
         payload: packet.payload,
-        peerhost: session?.peerhost,
-        peername: session?.peername,
+        peerhost: from?.peerhost,
+        peername: from?.peername,
         topic: packet.topic,
         qos: packet.qos,
         flags: { dup: packet.dup, retain: packet.retain },
-        pub_props: restProperties.get(packet) ?? {},
-        publish_received_at: receivedAt,
-        client_attrs: session?.clientAttrs ?? {},
+        pub_props: origin.pubProps,
+        publish_received_at: origin.receivedAt,
+        client_attrs: from?.clientAttrs ?? {},
       });
+    },
+    authorizeForward(client, packet) {
+      const origin = packet.properties ? messages.get(packet.properties) : undefined;
+      const session = sessions.get(client);
+      const expiry = (packet as { messageExpiry?: number }).messageExpiry;
+      // EMQX drops a queued message whose Message-Expiry-Interval passed before it leaves the queue.
+      const expired = expiry !== undefined && Date.now() > expiry;
+      if (origin && session) {
+        // The QoS the receiver gets: the message's, at most its subscription's (upgrade_qos = false).
+        const granted = Math.max(
+          0,
+          ...[...session.subscriptions].filter(([filter]) => topicMatches(filter.replace(/^\$share\/[^/]+\//, ''), packet.topic)).map(([, qos]) => qos),
+        );
+        raise(expired ? 'delivery.dropped' : 'message.delivered', {
+          id: origin.id,
+          ...(expired ? { reason: 'expired' } : {}),
+          from_clientid: origin.from?.clientid ?? 'http_api',
+          from_username: origin.from?.username,
+          clientid: session.clientid,
+          username: session.username,
+          payload: packet.payload,
+          peerhost: session.peerhost,
+          topic: packet.topic,
+          qos: Math.min(packet.qos, granted),
+          flags: { dup: packet.dup, retain: packet.retain },
+          pub_props: origin.pubProps,
+          publish_received_at: origin.receivedAt,
+          client_attrs: session.clientAttrs,
+        });
+      }
+      return expired ? null : packet;
     },
   });
   await broker.listen();
@@ -454,8 +513,7 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
           dup: false,
           ...(message.expiryIntervalS !== undefined ? { messageExpiry: Date.now() + message.expiryIntervalS * 1000 } : {}),
         };
-        restPublishes.set(packet, message.id);
-        restProperties.set(packet, message.pubProps);
+        restPublishes.set(packet, { id: message.id, pubProps: message.pubProps });
         broker.publish(packet, (error?: Error) => {
           if (error) log.warn(`REST publish to ${message.topic} failed: ${error.message}`);
         });
@@ -468,12 +526,6 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
     broker.close();
     throw error;
   }
-
-  // EMQX drops a queued message whose Message-Expiry-Interval passed before it leaves the queue.
-  broker.authorizeForward = (_client, packet) => {
-    const expiry = (packet as { messageExpiry?: number }).messageExpiry;
-    return expiry !== undefined && Date.now() > expiry ? null : packet;
-  };
 
   return {
     mqttPort,

@@ -6,7 +6,7 @@ import { connectAsync, type MqttClient } from 'mqtt';
 import { startDevBroker, type DevBroker } from '../../../dev/broker/dev-broker.js';
 import { silentBrokerLog } from '../../../dev/broker/log.js';
 import { renderEmqxConfig } from '../../../dev/emqx/emqx-config.js';
-import type { HoconObject } from '../../../dev/emqx/hocon.js';
+import { hoconObject, type HoconObject } from '../../../dev/emqx/hocon.js';
 import { waitFor } from '../../helpers/wait.js';
 
 /**
@@ -64,6 +64,11 @@ describe('the development broker toward the service', () => {
 
   before(async () => {
     ({ config } = await renderEmqxConfig({ DEVICE_LINK_HOOK_TOKEN: TOKEN, DEVICE_LINK_API_KEY: API.key, DEVICE_LINK_API_SECRET: API.secret }));
+    // A delivery rule beside the shipped ones, as the command downlink adds.
+    (hoconObject(config, 'rule_engine.rules').test_delivered = {
+      sql: 'SELECT event, id, from_clientid, clientid, topic, qos FROM "$events/message_delivered"',
+      actions: ['http:device_link_events'],
+    });
     service = createServer((request: IncomingMessage, response: ServerResponse) => {
       const chunks: Buffer[] = [];
       request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -243,11 +248,18 @@ describe('the development broker toward the service', () => {
       properties: { message_expiry_interval: 60, user_properties: { command_id: 'c1' } },
     });
     assert.equal(published.status, 200);
-    assert.match(((await published.json()) as { id: string }).id, /^[0-9A-F]{32}$/);
+    const { id } = (await published.json()) as { id: string };
+    assert.match(id, /^[0-9A-F]{32}$/);
     const [topic, payload, packet] = await message;
     assert.equal(topic, 'devices/dev-i/commands');
     assert.equal(payload.toString(), '{"op":"reboot"}');
     assert.equal(packet.qos, 1);
+    // The delivery event carries the id the publish answer gave.
+    await waitFor(() => events('message.delivered').some((event) => event.id === id));
+    assert.deepEqual(
+      events('message.delivered').find((event) => event.id === id),
+      { event: 'message.delivered', id, from_clientid: 'http_api', clientid: 'dev-i', topic: 'devices/dev-i/commands', qos: 1 },
+    );
 
     const closed = closing(client);
     assert.equal((await api('DELETE', '/api/v5/clients/dev-i')).status, 204);

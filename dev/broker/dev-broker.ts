@@ -120,7 +120,14 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
     dispatch: (action, request, label) => void senders.get(action)?.send(request, label),
     log,
   });
-  const raise = (event: string, fields: Values) => rules.fire({ event, timestamp: Date.now(), node, ...fields });
+  const raise = (event: string, fields: Values) => {
+    try {
+      rules.fire({ event, timestamp: Date.now(), node, ...fields });
+    } catch (error) {
+      // A rule that cannot render its output must not take the broker down; EMQX counts it as a failed rule.
+      log.warn(`rules on ${event} failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
 
   /** Sessions by connection, from the authenticator's allow on. */
   const sessions = new WeakMap<Client, Session>();
@@ -165,12 +172,23 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
       // Publishes of the broker itself (heartbeats, $SYS) have neither a client nor a REST origin.
       if (session || fromApi) {
         packet.properties ??= {};
-        messages.set(packet.properties, {
-          id: fromApi?.id ?? messageId(),
-          from: session,
-          pubProps: fromApi?.pubProps ?? {},
-          receivedAt: Date.now(),
-        });
+        const origin = { id: fromApi?.id ?? messageId(), from: session, pubProps: fromApi?.pubProps ?? {}, receivedAt: Date.now() };
+        messages.set(packet.properties, origin);
+        if (!hasSubscriber(packet.topic)) {
+          raise('message.dropped', {
+            id: origin.id,
+            reason: 'no_subscribers',
+            clientid: session?.clientid ?? 'http_api',
+            username: session?.username,
+            payload: packet.payload,
+            peerhost: session?.peerhost,
+            topic: packet.topic,
+            qos: packet.qos,
+            flags: { dup: packet.dup, retain: packet.retain },
+            pub_props: origin.pubProps,
+            publish_received_at: origin.receivedAt,
+          });
+        }
       }
       (Aedes.prototype.publish as (packet: PublishPacket, ...rest: unknown[]) => void).call(this, packet, ...rest);
     }
@@ -490,20 +508,8 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
       },
       discard: (clientid) => offline.delete(clientid),
       publish(message) {
-        if (!hasSubscriber(message.topic)) {
-          raise('message.dropped', {
-            id: message.id,
-            reason: 'no_subscribers',
-            clientid: 'http_api',
-            topic: message.topic,
-            qos: message.qos,
-            flags: { dup: false, retain: message.retain },
-            payload: message.payload,
-            pub_props: message.pubProps,
-            publish_received_at: Date.now(),
-          });
-          return false;
-        }
+        // Rules see the message whether or not anyone receives it; the answer says whether someone did.
+        const received = hasSubscriber(message.topic);
         const packet: PublishPacket & { messageExpiry?: number } = {
           cmd: 'publish',
           topic: message.topic,
@@ -517,7 +523,7 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
         broker.publish(packet, (error?: Error) => {
           if (error) log.warn(`REST publish to ${message.topic} failed: ${error.message}`);
         });
-        return true;
+        return received;
       },
       log,
     });

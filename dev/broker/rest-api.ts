@@ -26,7 +26,7 @@ export interface RestApiOptions {
   readonly offline: ReadonlyMap<string, OfflineSession>;
   kick(session: Session): void;
   discard(clientid: string): void;
-  /** Routes the message; false when nobody is subscribed (it is dropped). */
+  /** Routes the message; false when nobody is subscribed to receive it. */
   publish(message: ApiMessage): boolean;
   readonly log: BrokerLog;
 }

@@ -76,8 +76,9 @@ function run(group, concurrency) {
 }
 
 // Ctrl-C reaches the test runners too; this process waits for them to end, then stops what it started.
-process.on('SIGINT', () => undefined);
+let interrupted = false;
+process.on('SIGINT', () => (interrupted = true));
 const regularCode = await run(regular, env.TEST_CONCURRENCY ?? '3');
-const faultCode = await run(fault, '1');
+const faultCode = interrupted ? 1 : await run(fault, '1');
 await stopStarted();
 process.exit(regularCode || faultCode);

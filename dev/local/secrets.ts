@@ -16,6 +16,7 @@ export const DEVELOPMENT_SECRETS = {
   EMQX_HOOK_TOKEN: hex(24),
   EMQX_API_SECRET: hex(24),
   CREDENTIAL_CACHE_SECRET: hex(24),
+  KEY_DIGEST_SECRET: hex(32),
 } as const satisfies Record<string, () => string>;
 
 export type DevelopmentSecrets = Record<keyof typeof DEVELOPMENT_SECRETS, string>;

@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { startDevBroker, type DevBroker } from '../../dev/broker/dev-broker.js';
@@ -6,6 +5,7 @@ import { silentBrokerLog, type BrokerLog } from '../../dev/broker/log.js';
 import { renderEmqxConfig } from '../../dev/emqx/emqx-config.js';
 import type { TestContext } from './context.js';
 import { TEST_HOOK_TOKEN } from './env.js';
+import { freePort } from './ports.js';
 
 export interface MqttStack {
   readonly app: FastifyInstance;
@@ -20,16 +20,6 @@ export interface MqttStack {
 const API_KEY = 'mqtt-stack-key';
 const API_SECRET = 'mqtt-stack-secret-0123456789';
 
-/** A port nobody listens on right now (the service must know the broker's REST URL before either starts). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (typeof address !== 'object' || !address) throw new Error('no port');
-  return address.port;
-}
-
 /**
  * The service listening on an ephemeral port, on this test context's
  * database, Redis prefix and topic prefix, behind the development broker
@@ -40,6 +30,7 @@ export async function startMqttStack(
   ctx: TestContext,
   options: { overrides?: Record<string, string>; log?: BrokerLog; eventResumeIntervalMs?: number } = {},
 ): Promise<MqttStack> {
+  // The service must know the broker's REST URL before either starts.
   const apiPort = await freePort();
   const app = await ctx.app({}, { EMQX_API_URL: `http://127.0.0.1:${apiPort}`, EMQX_API_KEY: API_KEY, EMQX_API_SECRET: API_SECRET, ...options.overrides });
   await app.listen({ host: '127.0.0.1', port: 0 });

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { AppError } from '../lib/errors.js';
+import { isUnavailable } from '../lib/unavailable.js';
 import { RequestValidationError } from './zod-type-provider.js';
 
 export interface ErrorBody {
@@ -37,17 +38,17 @@ export function registerErrorHandler(app: FastifyInstance) {
       statusCode = error.statusCode;
       code = (error.code ?? 'bad_request').toLowerCase();
       message = error.message;
-    } else if (typeof error.statusCode === 'number' && error.statusCode === 503) {
+    } else if ((typeof error.statusCode === 'number' && error.statusCode === 503) || isUnavailable(error)) {
+      // A dependency down or out of connections: the request may succeed later.
       statusCode = 503;
       code = 'unavailable';
       message = 'service unavailable';
     }
 
-    if (statusCode >= 500) {
-      // The request id is the one the error body carries, also on the EMQX
-      // routes, whose logger is shared rather than bound to each request.
-      request.log.error({ err: error, requestId: String(request.id) }, 'request failed');
-    }
+    // The request id is the one the error body carries, also on the EMQX
+    // routes, whose logger is shared rather than bound to each request.
+    if (statusCode === 503) request.log.warn({ err: error, requestId: String(request.id) }, 'request failed: a dependency is unavailable');
+    else if (statusCode >= 500) request.log.error({ err: error, requestId: String(request.id) }, 'request failed');
     const body: ErrorBody = {
       statusCode,
       error: STATUS_CODES[statusCode] ?? 'Error',

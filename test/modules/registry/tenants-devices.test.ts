@@ -66,6 +66,14 @@ describe('tenants and devices', () => {
     assert.equal(duplicate.json().code, 'tenant_exists');
   });
 
+  it('answers 503, not 500, while Postgres cannot be reached: the request may succeed later', async () => {
+    const noPostgres = adminClient(await ctx.app({}, { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' }));
+    for (const response of [await noPostgres.get('/v1/tenants'), await noPostgres.post('/v1/tenants/acme/devices', { name: 'x' })]) {
+      assert.equal(response.statusCode, 503, response.body);
+      assert.equal(response.json().code, 'unavailable');
+    }
+  });
+
   it('answers 400 naming the bad field', async () => {
     const cases: [string, unknown, RegExp][] = [
       ['/v1/tenants', { id: 'Bad Id!', name: 'x' }, /^body\.id: /],

@@ -1,4 +1,4 @@
-import { withTimeout } from '../lib/with-timeout.js';
+import { TimeoutError, withTimeout } from '../lib/with-timeout.js';
 
 /** What `GET /api/v5/clients/{id}` tells about a client (emqx-contract.md §D). */
 export interface EmqxClientInfo {
@@ -7,11 +7,37 @@ export interface EmqxClientInfo {
   readonly connectedAt?: string;
 }
 
+/** One message for `POST /api/v5/publish` (emqx-contract.md §F). */
+export interface EmqxPublishRequest {
+  readonly topic: string;
+  /** Sent as text (payload_encoding plain). */
+  readonly payload: string;
+  readonly qos: 0 | 1 | 2;
+  readonly retain: boolean;
+  /** MQTT 5 Message-Expiry-Interval in seconds; EMQX drops the message once it has waited this long. */
+  readonly messageExpiryIntervalS?: number;
+  readonly userProperties?: Readonly<Record<string, string>>;
+}
+
+export type EmqxPublishResult =
+  /** 200: handed to at least one subscriber's session (not proof that the device has it). */
+  | { readonly kind: 'handed'; readonly id: string | null }
+  /** 202 (reason code 16): nobody is subscribed; nothing was queued. */
+  | { readonly kind: 'no_subscriber' }
+  /** 400: EMQX refuses this message as it is (bad topic, too large); sending it again cannot help. */
+  | { readonly kind: 'refused'; readonly status: number; readonly message: string };
+
 export interface EmqxApi {
   /** The client, or null when EMQX does not know it (404). Throws when EMQX cannot be asked. */
   getClient(clientId: string): Promise<EmqxClientInfo | null>;
   /** Disconnects the client: `kicked` (204) or `not_found` (404). Throws on anything else. */
   kickClient(clientId: string): Promise<'kicked' | 'not_found'>;
+  /**
+   * Publishes one message. Throws an EmqxApiError on 503 (failed to dispatch),
+   * any other unexpected status, a timeout or a connection error; its
+   * `ambiguous` says whether EMQX may have taken the message all the same.
+   */
+  publish(message: EmqxPublishRequest): Promise<EmqxPublishResult>;
 }
 
 export interface EmqxApiOptions {
@@ -26,9 +52,20 @@ export class EmqxApiError extends Error {
   constructor(
     readonly operation: string,
     readonly status: number | null,
+    /** No answer came, but the request may have reached EMQX (a timeout, a connection lost after sending). */
+    readonly ambiguous = false,
   ) {
     super(status === null ? `EMQX ${operation} failed` : `EMQX ${operation} answered ${status}`);
   }
+}
+
+/** A connection that was never made: the request cannot have reached EMQX. */
+function neverConnected(error: unknown): boolean {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    const { code } = current as { code?: unknown };
+    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'UND_ERR_CONNECT_TIMEOUT') return true;
+  }
+  return false;
 }
 
 /** EMQX's REST API (`/api/v5`), HTTP Basic with an API key and secret. */
@@ -37,17 +74,20 @@ export function createEmqxApi(options: EmqxApiOptions, fetchImpl: typeof fetch =
   // Client ids are arbitrary strings in MQTT; a "/" or "?" must not change the path.
   const clientUrl = (clientId: string) => `${options.apiUrl}/api/v5/clients/${encodeURIComponent(clientId)}`;
 
-  async function call(operation: string, url: string, method: 'GET' | 'DELETE'): Promise<Response> {
+  async function call(operation: string, url: string, method: 'GET' | 'DELETE' | 'POST', body?: object): Promise<Response> {
     const controller = new AbortController();
+    const headers: Record<string, string> = { authorization, accept: 'application/json' };
+    if (body) headers['content-type'] = 'application/json';
     try {
       return await withTimeout(
-        fetchImpl(url, { method, headers: { authorization, accept: 'application/json' }, signal: controller.signal }),
+        fetchImpl(url, { method, headers, signal: controller.signal, ...(body ? { body: JSON.stringify(body) } : {}) }),
         options.apiTimeoutMs,
         `EMQX ${operation}`,
       );
     } catch (error) {
       controller.abort();
-      throw Object.assign(new EmqxApiError(operation, null), { cause: error });
+      const ambiguous = error instanceof TimeoutError || !neverConnected(error);
+      throw Object.assign(new EmqxApiError(operation, null, ambiguous), { cause: error });
     }
   }
 
@@ -76,5 +116,41 @@ export function createEmqxApi(options: EmqxApiOptions, fetchImpl: typeof fetch =
       if (response.status === 404) return 'not_found';
       throw new EmqxApiError('kick client', response.status);
     },
+    async publish(message) {
+      const properties: Record<string, unknown> = {};
+      if (message.messageExpiryIntervalS !== undefined) properties.message_expiry_interval = message.messageExpiryIntervalS;
+      if (message.userProperties) properties.user_properties = message.userProperties;
+      // qos and retain are always sent: EMQX's defaults (QoS 0) would make the
+      // message fire-and-forget, with no acknowledgement to track.
+      const response = await call('publish', `${options.apiUrl}/api/v5/publish`, 'POST', {
+        topic: message.topic,
+        payload: message.payload,
+        payload_encoding: 'plain',
+        qos: message.qos,
+        retain: message.retain,
+        ...(Object.keys(properties).length > 0 ? { properties } : {}),
+      });
+      const text = await response.text().catch(() => '');
+      if (response.status === 200) {
+        const id = parseJson(text)?.id;
+        return { kind: 'handed', id: typeof id === 'string' && id !== '' ? id : null };
+      }
+      // 202 carries no id: the message reached no subscriber and is gone.
+      if (response.status === 202) return { kind: 'no_subscriber' };
+      if (response.status === 400) {
+        const reason = parseJson(text)?.message;
+        return { kind: 'refused', status: 400, message: typeof reason === 'string' ? reason.slice(0, 200) : 'bad request' };
+      }
+      throw new EmqxApiError('publish', response.status);
+    },
   };
+}
+
+function parseJson(text: string): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
 }

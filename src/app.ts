@@ -12,6 +12,7 @@ import { closeInfra, createInfra, type Infra } from './infra/index.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import { adminTokenRoutes } from './modules/admin-tokens/admin-token-routes.js';
 import { auditRoutes } from './modules/audit/audit-routes.js';
+import { commandRoutes } from './modules/commands/command-routes.js';
 import { credentialRoutes } from './modules/credentials/credential-routes.js';
 import { deviceRoutes } from './modules/devices/device-routes.js';
 import { authRoutes } from './modules/emqx-auth/auth-routes.js';
@@ -100,6 +101,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await admin.register(deviceRoutes, { devices: registry.devices });
     await admin.register(deviceStatusRoutes, { statuses: product.statuses });
     await admin.register(credentialRoutes, { credentials: registry.credentials });
+    await admin.register(commandRoutes, { commands: product.commands });
     await admin.register(adminTokenRoutes, { adminTokens: registry.adminTokens });
     await admin.register(auditRoutes, { audit: registry.audit });
   });
@@ -109,7 +111,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // Tens of thousands of requests a second that log only when something fails.
     shareLoggerPerLevel(emqx, { context: 'emqx' });
     requireHookToken(emqx, config.emqx.hookTokens);
-    await emqx.register(authRoutes, { authn: product.authn, authz: product.authz });
+    await emqx.register(authRoutes, { authn: product.authn, authz: product.authz, commandReplies: config.commands.replies });
     await emqx.register(eventsRoutes, { ...product.events, maxEventBytes: config.ingest.maxEventBytes, metrics });
   });
 

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Counter } from 'prom-client';
 import { createCredentialChangeBus } from './infra/credential-changes.js';
 import { requiresKick, type CredentialChange } from './lib/credential-change.js';
+import { wireCommands } from './wiring/commands.js';
 import type { WiringContext } from './wiring/context.js';
 import { wireDirectory } from './wiring/directory.js';
 import { wireEmqxAuth } from './wiring/emqx-auth.js';
@@ -24,7 +25,16 @@ export function compose(context: WiringContext) {
   const directory = wireDirectory(context);
 
   const topics = wireTopics(context);
-  const registry = wireRegistry({ ...context, changes, provisionTopics: topics.provisioner.ensureTenant });
+  const commands = wireCommands({ ...context, topics });
+  const registry = wireRegistry({
+    ...context,
+    changes,
+    provisionTopics: async (tenantId) => {
+      await topics.provisioner.ensureTenant(tenantId);
+      // Command requests of a new tenant are consumed from its creation on, not from the next look at Kafka's topics.
+      commands.tenantCreated();
+    },
+  });
   const sessions = wireSessions({ ...context, directory });
   const auth = wireEmqxAuth({ ...context, directory, sessions: sessions.store });
   const liveness = wireLiveness({ ...context, directory, sessions: sessions.store });
@@ -59,8 +69,11 @@ export function compose(context: WiringContext) {
     // 3. kicks the live session when the credential it may have used, or the
     //    device itself, may no longer connect (one replica calls EMQX);
     if (requiresKick(change)) await attempt(change, 'kick', () => auth.kick(change));
-    // 4. moves the liveness deadline to a new offline threshold, or forgets a deleted device.
+    // 4. moves the liveness deadline to a new offline threshold, or forgets a deleted device;
     await attempt(change, 'liveness', () => liveness.service.applyChange(change));
+    // 5. ends the commands a deleted device still had: queued ones canceled, those EMQX held dropped
+    //    (every replica tries; a command moves once).
+    if (change.kind === 'device_deleted') await attempt(change, 'commands', () => commands.service.abandonDevice(change.device_id));
     applied.inc({ kind: change.kind });
   });
   const resubscribed = new Counter({
@@ -80,10 +93,11 @@ export function compose(context: WiringContext) {
   return {
     registry,
     statuses: liveness.statuses,
+    commands: commands.service,
     authn: auth.authn,
     authz: auth.authz,
     /** `/emqx/events`: handlers by event name, and where an event none can take is kept. */
-    events: { handlers: { ...ingest.handlers, ...sessions.handlers }, unusable: ingest.unusable },
+    events: { handlers: { ...ingest.handlers, ...sessions.handlers, ...commands.handlers }, unusable: ingest.unusable },
 
     /** Once the app is ready: background work that every replica runs. */
     async start() {
@@ -92,10 +106,11 @@ export function compose(context: WiringContext) {
       auth.keyExpiry.start();
       // In the background: a Kafka outage at start-up must not keep authentication down.
       topics.reconciliation.start();
+      commands.start();
     },
     /** Before the clients close: stops the background work and waits for what is under way. */
     async stop() {
-      await Promise.all([liveness.sweeper.stop(), auth.keyExpiry.stop(), topics.reconciliation.stop()]);
+      await Promise.all([liveness.sweeper.stop(), auth.keyExpiry.stop(), topics.reconciliation.stop(), commands.stop()]);
     },
     /** After the last request: writes what is still pending (key usage, telemetry's liveness). */
     async close() {

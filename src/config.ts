@@ -113,6 +113,12 @@ const envSchema = z.object({
   INGEST_MAX_PENDING: int(1, 1_000_000).default(20_000),
   INGEST_MAX_PENDING_BYTES: int(1024 * 1024, 4 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
   INGEST_PRODUCE_TIMEOUT_MS: int(100, 30_000).default(5000),
+
+  COMMANDS_MAX_PENDING_PER_DEVICE: int(1, 1000).default(50),
+  COMMANDS_RETENTION_DAYS: int(1, 3650).default(30),
+  COMMANDS_POLL_INTERVAL_MS: int(50, 10_000).default(1000),
+  COMMANDS_FROM_KAFKA: bool.default(true),
+  COMMAND_REPLIES: z.enum(['enabled', 'disabled']).default('disabled'),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -177,6 +183,15 @@ export interface Config {
     readonly maxPending: number;
     readonly maxPendingBytes: number;
     readonly produceTimeoutMs: number;
+  };
+  readonly commands: {
+    readonly maxPendingPerDevice: number;
+    readonly retentionDays: number;
+    readonly pollIntervalMs: number;
+    /** Whether this replica consumes command requests from Kafka (commands.{tenant}). */
+    readonly fromKafka: boolean;
+    /** Devices may publish replies on devices/{id}/command-replies (COMMAND_REPLIES=enabled). */
+    readonly replies: boolean;
   };
 }
 
@@ -302,6 +317,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       maxPending: e.INGEST_MAX_PENDING,
       maxPendingBytes: e.INGEST_MAX_PENDING_BYTES,
       produceTimeoutMs: e.INGEST_PRODUCE_TIMEOUT_MS,
+    },
+    commands: {
+      maxPendingPerDevice: e.COMMANDS_MAX_PENDING_PER_DEVICE,
+      retentionDays: e.COMMANDS_RETENTION_DAYS,
+      pollIntervalMs: e.COMMANDS_POLL_INTERVAL_MS,
+      fromKafka: e.COMMANDS_FROM_KAFKA,
+      replies: e.COMMAND_REPLIES === 'enabled',
     },
   });
 }

@@ -40,6 +40,12 @@ export class ConflictError extends AppError {
   }
 }
 
+export class TooManyRequestsError extends AppError {
+  constructor(message: string, code = 'too_many_requests') {
+    super(429, code, message);
+  }
+}
+
 export class ServiceUnavailableError extends AppError {
   constructor(message: string, code = 'unavailable') {
     super(503, code, message);

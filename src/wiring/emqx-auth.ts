@@ -47,7 +47,7 @@ export function wireEmqxAuth(deps: WiringContext & { directory: DeviceDirectory;
   });
   return {
     authn,
-    authz: createAuthzService({ devices: directory, metrics }),
+    authz: createAuthzService({ devices: directory, metrics, commandReplies: config.commands.replies }),
     /** Drops the verifications the change names, in this replica's memory and in Redis. */
     forget: (change: CredentialChange) => cache.invalidate(change.device_id, change.key_id),
     /** Drops every verification held in this replica's memory. */

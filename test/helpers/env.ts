@@ -43,6 +43,9 @@ export function testEnv(tag: string, databaseUrl: string, overrides: Record<stri
     ARGON2_PARALLELISM: '1',
     CREDENTIAL_CACHE_SECRET: `cache-secret-${tag}-0123456789`,
     KEY_DIGEST_SECRET: TEST_KEY_DIGEST_SECRET,
+    // Joining the command-request consumer group costs an app seconds at start
+    // and at close; the tests of that consumer turn it on.
+    COMMANDS_FROM_KAFKA: 'false',
     ...overrides,
   };
 }

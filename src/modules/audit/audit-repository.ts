@@ -3,10 +3,10 @@ import type { Actor } from '../../lib/actor.js';
 
 export interface AuditEntry {
   readonly action: string;
-  readonly objectType: 'tenant' | 'device' | 'device_key' | 'device_psk' | 'admin_token';
+  readonly objectType: 'tenant' | 'device' | 'device_key' | 'device_psk' | 'admin_token' | 'command';
   readonly objectId: string;
   readonly tenantId: string | null;
-  /** Non-secret facts about the change (changed fields, labels, expiry). Never a secret. */
+  /** Non-secret facts about the change (changed fields, labels, expiry). Never a secret, nor a command's params. */
   readonly details?: Record<string, unknown>;
 }
 

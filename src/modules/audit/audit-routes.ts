@@ -19,7 +19,7 @@ const auditEntrySchema = z.object({
 
 const auditQuerySchema = z.strictObject({
   tenant_id: tenantIdSchema.optional(),
-  object_type: z.enum(['tenant', 'device', 'device_key', 'device_psk', 'admin_token']).optional(),
+  object_type: z.enum(['tenant', 'device', 'device_key', 'device_psk', 'admin_token', 'command']).optional(),
   object_id: z.string().min(1).max(200).optional(),
   since: z.iso.datetime({ offset: true }).optional(),
   until: z.iso.datetime({ offset: true }).optional(),

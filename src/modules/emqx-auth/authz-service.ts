@@ -1,5 +1,5 @@
 import { isDeviceId } from '../../lib/identifiers.js';
-import { commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
+import { commandRepliesTopic, commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
 import type { DeviceRecord } from '../devices/device-repository.js';
 import type { AuthMetrics } from './auth-metrics.js';
@@ -28,16 +28,21 @@ export interface AuthzService {
 export function createAuthzService(deps: {
   devices: Pick<DeviceDirectory, 'get' | 'peek'>;
   metrics: Pick<AuthMetrics, 'authz'>;
+  /** COMMAND_REPLIES=enabled: a device may also publish on devices/{own id}/command-replies. */
+  commandReplies?: boolean;
 }): AuthzService {
   const { devices, metrics } = deps;
+  const commandReplies = deps.commandReplies ?? false;
 
   const usable = (device: DeviceRecord | null): AuthzResult => (device && !device.disabled ? 'allow' : 'deny');
 
   function decide({ clientid, username, topic, action }: AuthzRequest): AuthzResult | Promise<AuthzResult> {
     if (clientid !== username || !isDeviceId(clientid)) return 'deny';
     const ownTopic =
-      action === 'publish' ? telemetryTopic(clientid) : action === 'subscribe' ? commandsTopic(clientid) : null;
-    if (topic !== ownTopic) return 'deny';
+      action === 'publish'
+        ? topic === telemetryTopic(clientid) || (commandReplies && topic === commandRepliesTopic(clientid))
+        : action === 'subscribe' && topic === commandsTopic(clientid);
+    if (!ownTopic) return 'deny';
     const device = devices.peek(clientid);
     if (device !== undefined) return usable(device);
     return devices.get(clientid).then(usable, () => 'ignore' as const);

@@ -43,6 +43,12 @@ describe('topic provisioning', () => {
     // The app reconciles in the background once it is ready.
     await waitForTopics([`${p}telemetry.raw.beta`, `${p}telemetry.dlq.unattributed`]);
     assert.deepEqual(await listTopics(), [
+      `${p}commands.alpha`,
+      `${p}commands.beta`,
+      `${p}commands.dlq.alpha`,
+      `${p}commands.dlq.beta`,
+      `${p}commands.status.alpha`,
+      `${p}commands.status.beta`,
       `${p}device.events.alpha`,
       `${p}device.events.beta`,
       `${p}telemetry.dlq.alpha`,
@@ -51,6 +57,18 @@ describe('topic provisioning', () => {
       `${p}telemetry.raw.alpha`,
       `${p}telemetry.raw.beta`,
     ]);
+  });
+
+  it('names a tenant\'s command topics so that status and dead-letter topics are never taken for request topics', () => {
+    const names = topics.names;
+    const p = ctx.config.kafka.topicPrefix;
+    assert.equal(names.commandRequestsTenant(`${p}commands.alpha`), 'alpha');
+    // A tenant may be called "status" or "dlq": its request topic is still told apart.
+    assert.equal(names.commandRequestsTenant(`${p}commands.status`), 'status');
+    assert.equal(names.commandRequestsTenant(`${p}commands.status.alpha`), null);
+    assert.equal(names.commandRequestsTenant(`${p}commands.dlq.alpha`), null);
+    assert.equal(names.commandRequestsTenant(`${p}telemetry.raw.alpha`), null);
+    assert.equal(names.commandRequestsTenant('commands.alpha'), p === '' ? 'alpha' : null, 'another prefix is another deployment');
   });
 
   it('creates a new tenant\'s topics with the configured partitions, and again harmlessly', async () => {

@@ -1,0 +1,232 @@
+import type { Pool } from 'pg';
+import { EmqxApiError, type EmqxApi } from '../../infra/emqx-api.js';
+import type { Clock } from '../../lib/clock.js';
+import { commandsTopic } from '../../lib/mqtt-topics.js';
+import type { CommandRepository, CommandRow, TransitionedRow } from './command-repository.js';
+import type { CommandMetrics } from './command-metrics.js';
+
+export interface DispatcherOptions {
+  /** How often this replica looks for commands due (retries, other replicas' commands) when nothing nudged it. */
+  pollIntervalMs: number;
+  /** Commands published at once by this replica (each a different device). */
+  concurrency: number;
+  /** How long a claimed command belongs to this replica; longer than a publish can take. */
+  leaseMs: number;
+  /** First retry after a failed publish; doubled per attempt up to maxRetryDelayMs. */
+  retryDelayMs: number;
+  maxRetryDelayMs: number;
+  /**
+   * After a 202 the command waits for the device's `session.subscribed`
+   * event; should that event be lost, it is tried again after this long.
+   */
+  subscriberRecheckMs: number;
+}
+
+export const DEFAULT_DISPATCHER_OPTIONS: Omit<DispatcherOptions, 'pollIntervalMs' | 'leaseMs'> = {
+  concurrency: 32,
+  retryDelayMs: 1000,
+  maxRetryDelayMs: 60_000,
+  subscriberRecheckMs: 5 * 60_000,
+};
+
+export interface DispatcherLogger {
+  warn(object: object, message: string): void;
+  info(object: object, message: string): void;
+}
+
+export interface CommandDispatcher {
+  start(): void;
+  /** Look for commands to send now (one was created, or a device subscribed). */
+  nudge(): void;
+  /** Stops claiming and waits for the publishes under way. */
+  stop(): Promise<void>;
+}
+
+/** What the device receives on devices/{id}/commands. */
+export function commandPayload(command: Pick<CommandRow, 'id' | 'name' | 'params' | 'expires_at'>): string {
+  return JSON.stringify({ command_id: command.id, name: command.name, params: command.params, expires_at: command.expires_at.toISOString() });
+}
+
+/**
+ * Hands queued commands to EMQX (`POST /api/v5/publish`, QoS 1). Every
+ * replica runs one. A claim in Postgres leases the oldest queued command of a
+ * device, and only while no older command of that device is queued, so a
+ * device's commands go out one at a time in creation order, whichever replica
+ * sends them; after a 200 the same replica goes on with the device's next
+ * command. No transaction is open during the HTTP call: the lease is
+ * committed before it and the outcome written after it.
+ */
+export function createCommandDispatcher(deps: {
+  pool: Pool;
+  commands: CommandRepository;
+  emqx: Pick<EmqxApi, 'publish'>;
+  clock: Clock;
+  metrics: CommandMetrics;
+  changed(rows: readonly TransitionedRow[]): void;
+  log: DispatcherLogger;
+  options: DispatcherOptions;
+}): CommandDispatcher {
+  const { pool, commands, emqx, clock, metrics, log, options } = deps;
+  let stopped = true;
+  let timer: NodeJS.Timeout | undefined;
+  let wanted = false;
+  let claiming: Promise<void> | undefined;
+  let failing = false;
+  const sending = new Set<Promise<void>>();
+
+  const leaseUntil = (now: number) => new Date(now + options.leaseMs);
+
+  function retryDelay(attempts: number): number {
+    const delay = Math.min(options.retryDelayMs * 2 ** Math.max(0, attempts - 1), options.maxRetryDelayMs);
+    // Spread out, so commands that failed together do not all come back together.
+    return Math.round(delay * (0.8 + Math.random() * 0.4));
+  }
+
+  function changed(row: TransitionedRow | null) {
+    if (row) deps.changed([row]);
+  }
+
+  /** Publishes one claimed command; returns the device's next command when this one was handed over and another is due. */
+  async function send(command: CommandRow): Promise<CommandRow | null> {
+    const now = clock();
+    const remainingS = Math.ceil((command.expires_at.getTime() - now) / 1000);
+    if (remainingS <= 0) {
+      changed(await commands.transitionOne(pool, command.id, { to: 'expired', from: ['queued'], reason: 'not_sent', at: new Date(now) }));
+      return null;
+    }
+    let result;
+    try {
+      result = await emqx.publish({
+        topic: commandsTopic(command.device_id),
+        payload: commandPayload(command),
+        qos: 1,
+        retain: false,
+        messageExpiryIntervalS: remainingS,
+        userProperties: { command_id: command.id },
+      });
+    } catch (error) {
+      const ambiguous = !(error instanceof EmqxApiError) || error.ambiguous;
+      const reason = error instanceof EmqxApiError && error.status !== null ? `status_${error.status}` : ambiguous ? 'no_answer' : 'unreachable';
+      metrics.publishFailed(reason);
+      const at = clock();
+      await commands.retryLater(pool, command.id, {
+        error: reason,
+        possiblySent: ambiguous,
+        now: new Date(at),
+        sendAfter: new Date(at + retryDelay(command.attempts)),
+      });
+      return null;
+    }
+
+    const at = new Date(clock());
+    switch (result.kind) {
+      case 'handed': {
+        const sent = await commands.transitionOne(pool, command.id, {
+          to: 'sent',
+          from: ['queued'],
+          reason: null,
+          at,
+          sets: { value: { sent_at: at, last_error: null }, first: { emqx_message_id: result.id } },
+        });
+        // Events may have moved it on already (delivered before this answer came).
+        if (sent) changed(sent);
+        else await commands.noteHanded(pool, command.id, result.id, at);
+        const [next] = await commands.claim(pool, { now: at, leaseUntil: leaseUntil(at.getTime()), limit: 1, deviceId: command.device_id });
+        return next ?? null;
+      }
+      case 'no_subscriber':
+        metrics.noSubscriber();
+        await commands.awaitSubscriber(pool, command.id, {
+          attemptStartedAt: new Date(now),
+          now: at,
+          recheckAt: new Date(at.getTime() + options.subscriberRecheckMs),
+        });
+        return null;
+      case 'refused':
+        metrics.publishFailed('refused');
+        changed(
+          await commands.transitionOne(pool, command.id, {
+            to: 'dropped',
+            from: ['queued'],
+            reason: 'refused_by_emqx',
+            at,
+            sets: { value: { last_error: `${result.status}: ${result.message}` } },
+          }),
+        );
+        return null;
+    }
+  }
+
+  /** A device's commands one after another, as long as each is handed over and the next is due. */
+  async function sendInTurn(first: CommandRow): Promise<void> {
+    let next: CommandRow | null = first;
+    try {
+      while (next && !stopped) next = await send(next);
+    } catch (error) {
+      // The lease runs out and another pass tries again.
+      log.warn({ command_id: next?.id, err: (error as Error).message }, 'command dispatch failed');
+    }
+  }
+
+  async function claimWhileWanted() {
+    while (wanted && !stopped && sending.size < options.concurrency) {
+      wanted = false;
+      const free = options.concurrency - sending.size;
+      let claimed: CommandRow[];
+      try {
+        const now = clock();
+        claimed = await commands.claim(pool, { now: new Date(now), leaseUntil: leaseUntil(now), limit: free });
+        if (failing) log.info({}, 'command dispatch recovered');
+        failing = false;
+      } catch (error) {
+        // An outage would otherwise log once per pass.
+        if (!failing) log.warn({ err: (error as Error).message }, 'command dispatch cannot claim commands; retrying every interval');
+        failing = true;
+        return;
+      }
+      for (const command of claimed) {
+        const work: Promise<void> = sendInTurn(command).finally(() => {
+          sending.delete(work);
+          // A slot is free: more may be due.
+          nudge();
+        });
+        sending.add(work);
+      }
+      if (claimed.length === free) wanted = true;
+    }
+  }
+
+  function nudge() {
+    wanted = true;
+    if (stopped || claiming) return;
+    claiming = claimWhileWanted().finally(() => {
+      claiming = undefined;
+      if (wanted && !stopped && sending.size < options.concurrency) nudge();
+    });
+  }
+
+  function schedule() {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      nudge();
+      schedule();
+    }, options.pollIntervalMs);
+    timer.unref();
+  }
+
+  return {
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      schedule();
+      nudge();
+    },
+    nudge,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await claiming;
+      await Promise.all(sending);
+    },
+  };
+}

@@ -1,0 +1,222 @@
+import type { Pool } from 'pg';
+import { z } from 'zod';
+import type { Clock } from '../../lib/clock.js';
+import type { EmqxEvent, EventHandler, EventOutcome } from '../../lib/emqx-event.js';
+import { isCommandId, isDeviceId } from '../../lib/identifiers.js';
+import { commandRepliesTopic, commandsTopic } from '../../lib/mqtt-topics.js';
+import type { CommandRepository, CommandRow, TransitionedRow } from './command-repository.js';
+import type { CommandMetrics } from './command-metrics.js';
+import { MAX_PARAMS_BYTES } from './command-schemas.js';
+import type { CommandState } from '../../lib/command-states.js';
+
+const COMMANDS_TOPIC = /^devices\/([^/]+)\/commands$/;
+
+// EMQX renders values a rule selects but the event lacks as the string
+// "undefined" (emqx-contract.md §C), so every field is read leniently.
+const deliveryEventSchema = z.looseObject({
+  id: z.string().optional(),
+  clientid: z.string().optional(),
+  topic: z.string(),
+  reason: z.string().optional(),
+  pub_props: z.unknown().optional(),
+});
+
+const subscribedEventSchema = z.looseObject({ clientid: z.string(), topic: z.string() });
+
+const replyEventSchema = z.looseObject({ clientid: z.string(), username: z.string().optional(), topic: z.string(), payload: z.string() });
+
+const replySchema = z.object({
+  command_id: z.uuid(),
+  status: z.enum(['ok', 'error']),
+  result: z.unknown().optional(),
+});
+
+/** The command id the service put into the message's MQTT 5 user properties. */
+function commandIdOf(pubProps: unknown): string | null {
+  if (pubProps === null || typeof pubProps !== 'object') return null;
+  const userProperties = (pubProps as Record<string, unknown>)['User-Property'];
+  if (userProperties === null || typeof userProperties !== 'object') return null;
+  const id = (userProperties as Record<string, unknown>).command_id;
+  return typeof id === 'string' && id.length > 0 && id.length <= 64 ? id : null;
+}
+
+const handled: EventOutcome = { kind: 'handled' };
+/** Only Postgres can fail here, and it may be back when EMQX retries. */
+const retry: EventOutcome = { kind: 'retry', reason: 'postgres_unavailable' };
+
+export interface CommandEventsDeps {
+  pool: Pool;
+  commands: CommandRepository;
+  clock: Clock;
+  metrics: CommandMetrics;
+  changed(rows: readonly TransitionedRow[]): void;
+  /** The device subscribed to its command topic and has queued commands. */
+  subscribed(deviceId: string): void;
+}
+
+/**
+ * What EMQX tells about commands through the rule engine (emqx-contract.md
+ * §F): delivered, acked and dropped deliveries on devices/{id}/commands, the
+ * device subscribing to that topic, and (with replies enabled) its replies.
+ *
+ * Events come unordered, repeated (`flags.dup` on a replay) and possibly
+ * before the publish call that caused them has returned. A command is found
+ * by the command_id in the message's user properties, else by EMQX's message
+ * id; it only ever moves forward, so a late or repeated event changes
+ * nothing. Every event is answered 2xx once handled — unknown ones included —
+ * and 503 only while Postgres cannot be reached, so that EMQX retries it.
+ */
+export function createCommandEventHandlers(deps: CommandEventsDeps) {
+  const { pool, commands, clock, metrics } = deps;
+
+  async function findCommand(deviceId: string, event: { id?: string | undefined; pub_props?: unknown }): Promise<CommandRow | null> {
+    const commandId = commandIdOf(event.pub_props);
+    if (commandId !== null) {
+      if (!isCommandId(commandId)) return null;
+      const row = await commands.findById(pool, commandId);
+      return row && row.device_id === deviceId ? row : null;
+    }
+    if (event.id === undefined || event.id === 'undefined') return null;
+    return commands.findByEmqxMessageId(pool, deviceId, event.id);
+  }
+
+  /** A delivery event: the command it names moves to the state `next` picks (null: no change). */
+  function deliveryHandler(name: string, next: (event: z.output<typeof deliveryEventSchema>, command: CommandRow, at: Date) => Parameters<CommandRepository['transitionOne']>[2] | null): EventHandler {
+    return async (raw: EmqxEvent) => {
+      const parsed = deliveryEventSchema.safeParse(raw);
+      const deviceId = parsed.success ? COMMANDS_TOPIC.exec(parsed.data.topic)?.[1] : undefined;
+      if (!parsed.success || deviceId === undefined || !isDeviceId(deviceId)) {
+        metrics.event(name, 'ignored');
+        return handled;
+      }
+      const event = parsed.data;
+      // The receiver of a delivery is the device itself; its ACL lets no one else subscribe there.
+      if (name !== 'message.dropped' && event.clientid !== deviceId) {
+        metrics.event(name, 'ignored');
+        return handled;
+      }
+      try {
+        const command = await findCommand(deviceId, event);
+        if (!command) {
+          metrics.event(name, 'unmatched');
+          return handled;
+        }
+        const at = new Date(clock());
+        const change = next(event, command, at);
+        const moved = change ? await commands.transitionOne(pool, command.id, change) : null;
+        if (moved) deps.changed([moved]);
+        metrics.event(name, moved ? 'applied' : 'repeated');
+        return handled;
+      } catch {
+        return retry;
+      }
+    };
+  }
+
+  const emqxId = (event: { id?: string | undefined }) => (event.id !== undefined && event.id !== 'undefined' ? event.id : null);
+
+  const delivered = deliveryHandler('message.delivered', (event, _command, at) => ({
+    to: 'delivered',
+    reason: null,
+    at,
+    sets: { first: { delivered_at: at, emqx_message_id: emqxId(event) } },
+  }));
+
+  const acked = deliveryHandler('message.acked', (event, command, at) => ({
+    to: 'acked',
+    reason: null,
+    at,
+    sets: {
+      value: { acked_at: at, reply_due_at: command.response_timeout_s === null ? null : new Date(at.getTime() + command.response_timeout_s * 1000) },
+      first: { delivered_at: at, emqx_message_id: emqxId(event) },
+    },
+  }));
+
+  // The session dropped the message instead of sending it: it expired in the
+  // queue or in flight, or the queue was full (emqx_session_events).
+  const deliveryDropped = deliveryHandler('delivery.dropped', (event, _command, at) => {
+    const expired = event.reason === 'expired';
+    const to: CommandState = expired ? 'expired' : 'dropped';
+    return { to, reason: expired ? 'expired_in_emqx' : (event.reason ?? 'unknown').slice(0, 64), at };
+  });
+
+  // No subscriber when EMQX routed it: the publish itself answered 202, which
+  // is what the dispatcher acts on. The event changes nothing.
+  const messageDropped = deliveryHandler('message.dropped', () => null);
+
+  const sessionSubscribed: EventHandler = async (raw) => {
+    const parsed = subscribedEventSchema.safeParse(raw);
+    if (!parsed.success || !isDeviceId(parsed.data.clientid) || parsed.data.topic !== commandsTopic(parsed.data.clientid)) {
+      metrics.event('session.subscribed', 'ignored');
+      return handled;
+    }
+    try {
+      const queued = await commands.wake(pool, parsed.data.clientid, new Date(clock()));
+      metrics.event('session.subscribed', queued > 0 ? 'applied' : 'repeated');
+      if (queued > 0) deps.subscribed(parsed.data.clientid);
+      return handled;
+    } catch {
+      return retry;
+    }
+  };
+
+  const commandReply: EventHandler = async (raw) => {
+    const parsed = replyEventSchema.safeParse(raw);
+    const event = parsed.success ? parsed.data : null;
+    if (!event || !isDeviceId(event.clientid) || event.username !== event.clientid || event.topic !== commandRepliesTopic(event.clientid)) {
+      metrics.reply('invalid');
+      return handled;
+    }
+    let reply: z.output<typeof replySchema>;
+    try {
+      if (Buffer.byteLength(event.payload, 'utf8') > MAX_PARAMS_BYTES + 1024) throw new Error('reply too large');
+      reply = replySchema.parse(JSON.parse(event.payload));
+    } catch {
+      metrics.reply('invalid');
+      return handled;
+    }
+    try {
+      const command = await commands.findById(pool, reply.command_id);
+      if (!command) {
+        metrics.reply('unknown_command');
+        return handled;
+      }
+      // A device may only answer for itself; another device's command is left as it is.
+      if (command.device_id !== event.clientid) {
+        metrics.reply('foreign');
+        return handled;
+      }
+      if (command.response_timeout_s === null) {
+        metrics.reply('unexpected');
+        return handled;
+      }
+      const at = new Date(clock());
+      const moved = await commands.transitionOne(pool, command.id, {
+        to: reply.status === 'ok' ? 'succeeded' : 'failed',
+        reason: null,
+        at,
+        sets: {
+          value: { reply_status: reply.status, reply_result: reply.result ?? null, replied_at: at },
+          first: { delivered_at: at, acked_at: at },
+        },
+      });
+      if (moved) deps.changed([moved]);
+      metrics.reply(moved ? 'applied' : 'late');
+      return handled;
+    } catch {
+      return retry;
+    }
+  };
+
+  return {
+    delivery: {
+      'message.delivered': delivered,
+      'message.acked': acked,
+      'delivery.dropped': deliveryDropped,
+      'message.dropped': messageDropped,
+      'session.subscribed': sessionSubscribed,
+    },
+    /** `command.reply`: the name the shipped replies rule gives the device's publish on devices/{id}/command-replies. */
+    reply: { 'command.reply': commandReply },
+  };
+}

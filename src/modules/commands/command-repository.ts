@@ -1,0 +1,452 @@
+import { afterKey } from '../../infra/sql.js';
+import type { Queryable } from '../../infra/transaction.js';
+import type { PageKey } from '../../lib/pagination.js';
+import { reachableFrom, type CommandState } from '../../lib/command-states.js';
+
+export type CommandSource = 'api' | 'kafka';
+
+export interface CommandRow {
+  id: string;
+  /** Creation order (exact where timestamps tie), as text. */
+  seq: string;
+  tenant_id: string;
+  device_id: string;
+  name: string;
+  params: Record<string, unknown>;
+  state: CommandState;
+  reason: string | null;
+  source: CommandSource;
+  idempotency_key: string | null;
+  request_digest: string;
+  ttl_s: number;
+  response_timeout_s: number | null;
+  emqx_message_id: string | null;
+  attempts: number;
+  last_error: string | null;
+  send_after: Date | null;
+  lease_until: Date | null;
+  possibly_sent: boolean;
+  woken_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  expires_at: Date;
+  sent_at: Date | null;
+  delivered_at: Date | null;
+  acked_at: Date | null;
+  finished_at: Date | null;
+  reply_due_at: Date | null;
+  reply_status: 'ok' | 'error' | null;
+  reply_result: unknown;
+  replied_at: Date | null;
+  created_us: string;
+}
+
+/** A row changed by a transition, with the state it left. */
+export interface TransitionedRow extends CommandRow {
+  previous_state: CommandState;
+}
+
+/** One record for commands.status.{tenant}, waiting in the outbox. */
+export interface StatusRecordRow {
+  id: string;
+  command_id: string;
+  tenant_id: string;
+  device_id: string;
+  name: string;
+  state: CommandState;
+  previous_state: CommandState | null;
+  reason: string | null;
+  idempotency_key: string | null;
+  at: Date;
+}
+
+export interface NewCommand {
+  id: string;
+  tenantId: string;
+  deviceId: string;
+  name: string;
+  params: Record<string, unknown>;
+  source: CommandSource;
+  idempotencyKey: string | null;
+  requestDigest: string;
+  ttlS: number;
+  responseTimeoutS: number | null;
+  at: Date;
+}
+
+/** Columns a transition also sets: `value` overwrites, `first` keeps a value already there. */
+export interface TransitionSets {
+  readonly value?: Readonly<Record<string, unknown>>;
+  readonly first?: Readonly<Record<string, unknown>>;
+}
+
+const columns = (alias: string) =>
+  [
+    'id',
+    'seq::text AS seq',
+    'tenant_id',
+    'device_id',
+    'name',
+    'params',
+    'state',
+    'reason',
+    'source',
+    'idempotency_key',
+    'request_digest',
+    'ttl_s',
+    'response_timeout_s',
+    'emqx_message_id',
+    'attempts',
+    'last_error',
+    'send_after',
+    'lease_until',
+    'possibly_sent',
+    'woken_at',
+    'created_at',
+    'updated_at',
+    'expires_at',
+    'sent_at',
+    'delivered_at',
+    'acked_at',
+    'finished_at',
+    'reply_due_at',
+    'reply_status',
+    'reply_result',
+    'replied_at',
+    `(extract(epoch FROM ${alias}.created_at) * 1000000)::bigint::text AS created_us`,
+  ]
+    .map((column) => (column.startsWith('(') ? column : `${alias}.${column}`))
+    .join(', ');
+
+const COLUMNS = columns('commands');
+/** Column names a transition may set (they are written into the SQL, so only these). */
+const SETTABLE = new Set(['emqx_message_id', 'sent_at', 'delivered_at', 'acked_at', 'reply_due_at', 'reply_status', 'reply_result', 'replied_at', 'last_error']);
+const FINAL = `('expired', 'dropped', 'canceled', 'succeeded', 'failed', 'timed_out')`;
+
+const OUTBOX_INSERT = `INSERT INTO command_status_outbox (command_id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, at)`;
+
+/** Commands and their status outbox, in Postgres. */
+export function createCommandRepository() {
+  /**
+   * Moves the commands `selectSql` picks (an `id, state` select that locks
+   * them) to `to`, and writes one status record per command moved, in one
+   * statement. Only commands still in one of `from` move: whatever else
+   * happened to them meanwhile wins.
+   */
+  async function transition(
+    db: Queryable,
+    selectSql: (param: (value: unknown) => string) => string,
+    change: { to: CommandState; from?: readonly CommandState[]; reason: string | null; reasonSql?: string; at: Date; sets?: TransitionSets },
+  ): Promise<TransitionedRow[]> {
+    const values: unknown[] = [];
+    const param = (value: unknown) => {
+      values.push(value);
+      return `$${values.length}`;
+    };
+    const select = selectSql(param);
+    const to = param(change.to);
+    const from = param(change.from ?? reachableFrom(change.to));
+    const at = param(change.at);
+    const reason = change.reasonSql ?? param(change.reason);
+    const sets = [`state = ${to}`, `reason = ${reason}`, `updated_at = ${at}`, 'lease_until = NULL'];
+    for (const [mode, entries] of [['value', change.sets?.value], ['first', change.sets?.first]] as const) {
+      for (const [column, value] of Object.entries(entries ?? {})) {
+        if (!SETTABLE.has(column)) throw new Error(`a transition cannot set ${column}`);
+        const placeholder = param(column === 'reply_result' && value !== null ? JSON.stringify(value) : value);
+        sets.push(mode === 'value' ? `${column} = ${placeholder}` : `${column} = COALESCE(c.${column}, ${placeholder})`);
+      }
+    }
+    // Acked is where a command without a reply to wait for ends.
+    sets.push(`finished_at = CASE WHEN ${to} IN ${FINAL} OR (${to} = 'acked' AND c.response_timeout_s IS NULL) THEN ${at}::timestamptz ELSE NULL END`);
+    const { rows } = await db.query<TransitionedRow>(
+      `WITH previous AS (${select}),
+       changed AS (
+         UPDATE commands c SET ${sets.join(', ')}
+           FROM previous p
+          WHERE c.id = p.id AND p.state = ANY(${from}::text[])
+         RETURNING ${columns('c')}, p.state AS previous_state
+       ),
+       recorded AS (
+         ${OUTBOX_INSERT}
+         SELECT id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, updated_at FROM changed
+       )
+       SELECT * FROM changed ORDER BY seq::bigint`,
+      values,
+    );
+    return rows;
+  }
+
+  return {
+    /** Inserts a queued command and its first status record; null when the device already has the idempotency key. */
+    async insert(db: Queryable, command: NewCommand): Promise<CommandRow | null> {
+      const expiresAt = new Date(command.at.getTime() + command.ttlS * 1000);
+      const { rows } = await db.query<CommandRow>(
+        `WITH inserted AS (
+           INSERT INTO commands (id, tenant_id, device_id, name, params, state, source, idempotency_key, request_digest,
+                                 ttl_s, response_timeout_s, send_after, created_at, updated_at, expires_at)
+           VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $11, $11, $12)
+           ON CONFLICT (device_id, idempotency_key) DO NOTHING
+           RETURNING *
+         ),
+         recorded AS (
+           ${OUTBOX_INSERT}
+           SELECT id, tenant_id, device_id, name, state, NULL, NULL, idempotency_key, created_at FROM inserted
+         )
+         SELECT ${columns('inserted')} FROM inserted`,
+        [
+          command.id,
+          command.tenantId,
+          command.deviceId,
+          command.name,
+          JSON.stringify(command.params),
+          command.source,
+          command.idempotencyKey,
+          command.requestDigest,
+          command.ttlS,
+          command.responseTimeoutS,
+          command.at,
+          expiresAt,
+        ],
+      );
+      return rows[0] ?? null;
+    },
+
+    async findById(db: Queryable, id: string): Promise<CommandRow | null> {
+      const { rows } = await db.query<CommandRow>(`SELECT ${COLUMNS} FROM commands WHERE id = $1`, [id]);
+      return rows[0] ?? null;
+    },
+
+    async findByIdempotencyKey(db: Queryable, deviceId: string, key: string): Promise<CommandRow | null> {
+      const { rows } = await db.query<CommandRow>(`SELECT ${COLUMNS} FROM commands WHERE device_id = $1 AND idempotency_key = $2`, [deviceId, key]);
+      return rows[0] ?? null;
+    },
+
+    async findByEmqxMessageId(db: Queryable, deviceId: string, emqxMessageId: string): Promise<CommandRow | null> {
+      const { rows } = await db.query<CommandRow>(
+        `SELECT ${COLUMNS} FROM commands WHERE device_id = $1 AND emqx_message_id = $2 ORDER BY seq DESC LIMIT 1`,
+        [deviceId, emqxMessageId],
+      );
+      return rows[0] ?? null;
+    },
+
+    /** Commands of the device that are not finished: queued, sent, delivered, or acked and waiting for a reply. */
+    async countUnfinished(db: Queryable, deviceId: string): Promise<number> {
+      const { rows } = await db.query<{ count: string }>(
+        `SELECT count(*) AS count FROM commands
+          WHERE device_id = $1 AND (state IN ('queued', 'sent', 'delivered') OR (state = 'acked' AND finished_at IS NULL))`,
+        [deviceId],
+      );
+      return Number(rows[0]?.count ?? 0);
+    },
+
+    async listByDevice(
+      db: Queryable,
+      page: { tenantId: string; deviceId: string; state?: CommandState; limit: number; after: PageKey | undefined },
+    ): Promise<CommandRow[]> {
+      const values: unknown[] = [page.limit + 1, page.deviceId, page.tenantId];
+      let state = '';
+      if (page.state !== undefined) {
+        values.push(page.state);
+        state = ` AND state = $${values.length}`;
+      }
+      const { rows } = await db.query<CommandRow>(
+        `SELECT ${COLUMNS} FROM commands
+          WHERE device_id = $2 AND tenant_id = $3${state} AND ${afterKey(values, page.after, '::uuid')}
+          ORDER BY created_at, id LIMIT $1`,
+        values,
+      );
+      return rows;
+    },
+
+    /** Moves one command, if it is in one of `from` (and `when`, a condition on its columns, holds). */
+    async transitionOne(
+      db: Queryable,
+      id: string,
+      change: {
+        to: CommandState;
+        /** Default: every state the target is reachable from. */
+        from?: readonly CommandState[];
+        reason: string | null;
+        at: Date;
+        sets?: TransitionSets;
+        when?: (param: (value: unknown) => string) => string;
+      },
+    ): Promise<TransitionedRow | null> {
+      const rows = await transition(
+        db,
+        (param) =>
+          `SELECT id, state FROM commands WHERE id = ${param(id)} AND state = ANY(${param(change.from ?? reachableFrom(change.to))}::text[])${change.when ? ` AND ${change.when(param)}` : ''} FOR UPDATE`,
+        change,
+      );
+      return rows[0] ?? null;
+    },
+
+    /** Cancels a queued command no publish may have reached EMQX with; null when it is not such a command (any more). */
+    cancel(db: Queryable, id: string, at: Date): Promise<TransitionedRow | null> {
+      return this.transitionOne(db, id, {
+        to: 'canceled',
+        reason: 'canceled',
+        at,
+        when: (param) => `NOT possibly_sent AND (lease_until IS NULL OR lease_until <= ${param(at)})`,
+      });
+    },
+
+    /** Queued, sent or delivered commands past expires_at → expired; the reason says how far each got. */
+    expireDue(db: Queryable, now: Date, limit: number): Promise<TransitionedRow[]> {
+      return transition(
+        db,
+        (param) =>
+          `SELECT id, state FROM commands
+            WHERE state IN ('queued', 'sent', 'delivered') AND expires_at <= ${param(now)}
+            ORDER BY expires_at LIMIT ${param(limit)} FOR UPDATE SKIP LOCKED`,
+        {
+          to: 'expired',
+          reason: null,
+          reasonSql: `CASE p.state WHEN 'queued' THEN 'not_sent' WHEN 'sent' THEN 'not_delivered' ELSE 'not_acked' END`,
+          at: now,
+        },
+      );
+    },
+
+    /** Acked commands whose reply did not come in time → timed_out. */
+    timeOutDue(db: Queryable, now: Date, limit: number): Promise<TransitionedRow[]> {
+      return transition(
+        db,
+        (param) =>
+          `SELECT id, state FROM commands
+            WHERE state = 'acked' AND reply_due_at <= ${param(now)}
+            ORDER BY reply_due_at LIMIT ${param(limit)} FOR UPDATE SKIP LOCKED`,
+        { to: 'timed_out', reason: 'no_reply', at: now },
+      );
+    },
+
+    /** Every unfinished command of a device that no longer exists: queued → canceled, sent or delivered → dropped. */
+    async abandonDevice(db: Queryable, deviceId: string, at: Date): Promise<TransitionedRow[]> {
+      const select = (states: string) => (param: (value: unknown) => string) =>
+        `SELECT id, state FROM commands WHERE device_id = ${param(deviceId)} AND state IN (${states}) FOR UPDATE`;
+      const canceled = await transition(db, select(`'queued'`), { to: 'canceled', from: ['queued'], reason: 'device_deleted', at });
+      const dropped = await transition(db, select(`'sent', 'delivered'`), { to: 'dropped', from: ['sent', 'delivered'], reason: 'device_deleted', at });
+      return [...canceled, ...dropped];
+    },
+
+    /**
+     * Leases the next commands to publish: the oldest queued command of each
+     * device (so a device's commands go out one after another, in creation
+     * order), when it is due and no publish of it is in flight. `deviceId`
+     * limits the claim to one device.
+     */
+    async claim(db: Queryable, options: { now: Date; leaseUntil: Date; limit: number; deviceId?: string }): Promise<CommandRow[]> {
+      const values: unknown[] = [options.now, options.leaseUntil, options.limit];
+      let device = '';
+      if (options.deviceId !== undefined) {
+        values.push(options.deviceId);
+        device = ` AND c.device_id = $${values.length}`;
+      }
+      const { rows } = await db.query<CommandRow>(
+        `WITH claimable AS (
+           SELECT c.id FROM commands c
+            WHERE c.state = 'queued' AND c.send_after <= $1${device}
+              AND (c.lease_until IS NULL OR c.lease_until <= $1)
+              AND NOT EXISTS (SELECT 1 FROM commands o WHERE o.device_id = c.device_id AND o.state = 'queued' AND o.seq < c.seq)
+            ORDER BY c.send_after, c.seq
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+         )
+         UPDATE commands SET lease_until = $2, attempts = commands.attempts + 1
+           FROM claimable WHERE commands.id = claimable.id
+         RETURNING ${COLUMNS}`,
+        values,
+      );
+      return rows;
+    },
+
+    /** EMQX answered 200 after the command had already moved on (events came first): keep its id, end the lease. */
+    async noteHanded(db: Queryable, id: string, emqxMessageId: string | null, at: Date): Promise<void> {
+      await db.query(
+        `UPDATE commands SET emqx_message_id = COALESCE(emqx_message_id, $2), sent_at = COALESCE(sent_at, $3), lease_until = NULL, last_error = NULL WHERE id = $1`,
+        [id, emqxMessageId, at],
+      );
+    },
+
+    /**
+     * EMQX answered 202 (nobody subscribed): the command waits for the
+     * device's next subscription, or until `recheckAt` should that event be
+     * lost. If the device subscribed while the publish was under way, it is
+     * due again at once.
+     */
+    async awaitSubscriber(db: Queryable, id: string, options: { attemptStartedAt: Date; now: Date; recheckAt: Date }): Promise<void> {
+      await db.query(
+        `UPDATE commands
+            SET lease_until = NULL, last_error = 'no_subscriber', updated_at = $3::timestamptz,
+                send_after = CASE WHEN woken_at >= $2::timestamptz THEN $3::timestamptz ELSE $4::timestamptz END
+          WHERE id = $1 AND state = 'queued'`,
+        [id, options.attemptStartedAt, options.now, options.recheckAt],
+      );
+    },
+
+    /** The publish failed; the command is tried again at `sendAfter`. */
+    async retryLater(db: Queryable, id: string, options: { error: string; possiblySent: boolean; now: Date; sendAfter: Date }): Promise<void> {
+      await db.query(
+        `UPDATE commands
+            SET lease_until = NULL, last_error = $2, possibly_sent = possibly_sent OR $3, updated_at = $4, send_after = $5
+          WHERE id = $1 AND state = 'queued'`,
+        [id, options.error, options.possiblySent, options.now, options.sendAfter],
+      );
+    },
+
+    /** The device subscribed to its command topic: its queued commands are due now. Returns how many it has. */
+    async wake(db: Queryable, deviceId: string, now: Date): Promise<number> {
+      const { rowCount } = await db.query(
+        `UPDATE commands SET woken_at = $2::timestamptz, send_after = LEAST(send_after, $2::timestamptz) WHERE device_id = $1 AND state = 'queued'`,
+        [deviceId, now],
+      );
+      return rowCount ?? 0;
+    },
+
+    /** Deletes up to `limit` commands that finished before `cutoff`; returns how many. */
+    async deleteFinishedBefore(db: Queryable, cutoff: Date, limit: number): Promise<number> {
+      const { rowCount } = await db.query(
+        `DELETE FROM commands WHERE id IN (
+           SELECT id FROM commands WHERE finished_at < $1 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+        [cutoff, limit],
+      );
+      return rowCount ?? 0;
+    },
+
+    /**
+     * Inside a transaction: the oldest status records, locked, when this
+     * transaction is the only one draining the outbox (null when another is).
+     */
+    async takeStatusRecords(db: Queryable, limit: number): Promise<StatusRecordRow[] | null> {
+      const { rows: locked } = await db.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [STATUS_OUTBOX_LOCK_KEY]);
+      if (!locked[0]?.locked) return null;
+      const { rows } = await db.query<StatusRecordRow>(
+        `SELECT id::text AS id, command_id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, at
+           FROM command_status_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [limit],
+      );
+      return rows;
+    },
+
+    async deleteStatusRecords(db: Queryable, ids: readonly string[]): Promise<void> {
+      await db.query('DELETE FROM command_status_outbox WHERE id = ANY($1::bigint[])', [ids]);
+    },
+
+    /** Queued commands (the queue depth) and status records not yet produced. */
+    async depths(db: Queryable): Promise<{ queued: number; outbox: number }> {
+      const { rows } = await db.query<{ queued: string; outbox: string }>(
+        `SELECT (SELECT count(*) FROM commands WHERE state = 'queued') AS queued,
+                (SELECT count(*) FROM command_status_outbox) AS outbox`,
+      );
+      return { queued: Number(rows[0]?.queued ?? 0), outbox: Number(rows[0]?.outbox ?? 0) };
+    },
+  };
+}
+
+/**
+ * One drainer of the status outbox at a time across replicas: records of one
+ * device then reach Kafka in the order their changes were committed.
+ */
+const STATUS_OUTBOX_LOCK_KEY = 7_310_402_119;
+
+export type CommandRepository = ReturnType<typeof createCommandRepository>;

@@ -1,0 +1,294 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
+import { withTransaction, type Queryable } from '../../infra/transaction.js';
+import type { Actor } from '../../lib/actor.js';
+import type { Clock } from '../../lib/clock.js';
+import { BadRequestError, ConflictError, NotFoundError, TooManyRequestsError } from '../../lib/errors.js';
+import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
+import type { AuditRepository } from '../audit/audit-repository.js';
+import type { DeviceRepository, DeviceRow } from '../devices/device-repository.js';
+import { findVisibleDevice } from '../devices/device-service.js';
+import type { CommandRepository, CommandRow, CommandSource, TransitionedRow } from './command-repository.js';
+import { DEFAULT_RESPONSE_TIMEOUT_S, DEFAULT_TTL_S } from './command-schemas.js';
+import type { CommandState } from '../../lib/command-states.js';
+
+export interface CommandView {
+  id: string;
+  device_id: string;
+  tenant_id: string;
+  name: string;
+  params: Record<string, unknown>;
+  state: CommandState;
+  reason: string | null;
+  source: CommandSource;
+  idempotency_key: string | null;
+  ttl_s: number;
+  response_timeout_s: number | null;
+  created_at: string;
+  updated_at: string;
+  expires_at: string;
+  sent_at: string | null;
+  delivered_at: string | null;
+  acked_at: string | null;
+  finished_at: string | null;
+  attempts: number;
+  last_error: string | null;
+  emqx_message_id: string | null;
+  reply: { status: 'ok' | 'error'; result: unknown; replied_at: string } | null;
+}
+
+const iso = (date: Date | null) => date?.toISOString() ?? null;
+
+export function toCommandView(row: CommandRow): CommandView {
+  return {
+    id: row.id,
+    device_id: row.device_id,
+    tenant_id: row.tenant_id,
+    name: row.name,
+    params: row.params,
+    state: row.state,
+    reason: row.reason,
+    source: row.source,
+    idempotency_key: row.idempotency_key,
+    ttl_s: row.ttl_s,
+    response_timeout_s: row.response_timeout_s,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+    expires_at: row.expires_at.toISOString(),
+    sent_at: iso(row.sent_at),
+    delivered_at: iso(row.delivered_at),
+    acked_at: iso(row.acked_at),
+    finished_at: iso(row.finished_at),
+    attempts: row.attempts,
+    last_error: row.last_error,
+    emqx_message_id: row.emqx_message_id,
+    reply:
+      row.reply_status !== null && row.replied_at !== null
+        ? { status: row.reply_status, result: row.reply_result ?? null, replied_at: row.replied_at.toISOString() }
+        : null,
+  };
+}
+
+export interface CommandInput {
+  name: string;
+  params?: Record<string, unknown>;
+  ttl_s?: number;
+  response_timeout_s?: number;
+}
+
+/** Why a command request from Kafka cannot become a command (its dead letter's reason). */
+export class CommandRequestRefused extends Error {
+  override name = 'CommandRequestRefused';
+  constructor(
+    readonly reason: 'unknown_device' | 'tenant_mismatch' | 'device_disabled' | 'too_many_pending' | 'idempotency_conflict' | 'invalid_request',
+    detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+/** JSON with object keys sorted, so that equal requests digest alike whatever their key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export interface CommandServiceDeps {
+  pool: Pool;
+  commands: CommandRepository;
+  devices: Pick<DeviceRepository, 'findById'>;
+  audit: AuditRepository;
+  clock: Clock;
+  maxPendingPerDevice: number;
+  /** Devices may reply (COMMAND_REPLIES=enabled); new commands then wait for a reply after the ack. */
+  repliesEnabled: boolean;
+  /** Told of every committed state change (creation included), after the commit. */
+  changed(rows: readonly (CommandRow | TransitionedRow)[]): void;
+}
+
+type Created = { command: CommandRow; created: boolean };
+
+export function createCommandService(deps: CommandServiceDeps) {
+  const { pool, commands, devices, audit, clock } = deps;
+
+  function resolve(input: CommandInput, field: (name: string) => string) {
+    if (input.response_timeout_s !== undefined && !deps.repliesEnabled) {
+      throw new BadRequestError(`${field('response_timeout_s')}: command replies are not enabled (COMMAND_REPLIES)`, 'validation_failed');
+    }
+    const request = {
+      name: input.name,
+      params: input.params ?? {},
+      ttl_s: input.ttl_s ?? DEFAULT_TTL_S,
+      response_timeout_s: deps.repliesEnabled ? (input.response_timeout_s ?? DEFAULT_RESPONSE_TIMEOUT_S) : null,
+    };
+    return { request, digest: createHash('sha256').update(canonicalJson(request)).digest('base64url') };
+  }
+
+  /**
+   * Creates the command on a device locked for the transaction (so the
+   * pending count and the idempotency key are checked against every other
+   * create for the device), or finds the one created earlier under the same key.
+   */
+  async function createLocked(
+    db: Queryable,
+    device: DeviceRow,
+    input: CommandInput,
+    options: { source: CommandSource; idempotencyKey: string | null; field: (name: string) => string },
+  ): Promise<Created> {
+    const { request, digest } = resolve(input, options.field);
+    if (options.idempotencyKey !== null) {
+      const existing = await commands.findByIdempotencyKey(db, device.id, options.idempotencyKey);
+      if (existing) {
+        if (existing.request_digest !== digest) {
+          throw new ConflictError('the idempotency key was already used for a different command on this device', 'idempotency_key_reused');
+        }
+        return { command: existing, created: false };
+      }
+    }
+    if (device.disabled) throw new ConflictError(`device ${device.id} is disabled`, 'device_disabled');
+    if ((await commands.countUnfinished(db, device.id)) >= deps.maxPendingPerDevice) {
+      throw new TooManyRequestsError(
+        `device ${device.id} already has ${deps.maxPendingPerDevice} unfinished commands; wait for some to finish`,
+        'too_many_pending_commands',
+      );
+    }
+    const command = await commands.insert(db, {
+      id: randomUUID(),
+      tenantId: device.tenant_id,
+      deviceId: device.id,
+      name: request.name,
+      params: request.params,
+      source: options.source,
+      idempotencyKey: options.idempotencyKey,
+      requestDigest: digest,
+      ttlS: request.ttl_s,
+      responseTimeoutS: request.response_timeout_s,
+      at: new Date(clock()),
+    });
+    // The device row is locked, so nothing else can have taken the key meanwhile.
+    if (!command) throw new Error('idempotency key taken while the device was locked');
+    return { command, created: true };
+  }
+
+  async function findCommand(db: Queryable, device: DeviceRow, commandId: string): Promise<CommandRow> {
+    const row = await commands.findById(db, commandId);
+    if (!row || row.device_id !== device.id || row.tenant_id !== device.tenant_id) throw new NotFoundError(`command ${commandId}`);
+    return row;
+  }
+
+  return {
+    /** POST /v1/devices/{id}/commands: a new queued command, or the one created earlier under the same Idempotency-Key. */
+    async create(actor: Actor, deviceId: string, input: CommandInput, idempotencyKey: string | null): Promise<{ command: CommandView; created: boolean }> {
+      const result = await withTransaction(pool, async (db) => {
+        const device = await findVisibleDevice(devices, db, actor, deviceId, true);
+        const created = await createLocked(db, device, input, {
+          source: 'api',
+          idempotencyKey,
+          field: (name) => `body.${name}`,
+        });
+        if (created.created) {
+          await audit.record(
+            db,
+            actor,
+            {
+              action: 'command.create',
+              objectType: 'command',
+              objectId: created.command.id,
+              tenantId: device.tenant_id,
+              // Never the params: they are the caller's data, not a fact about the change.
+              details: { device_id: device.id, name: created.command.name },
+            },
+            created.command.created_at,
+          );
+        }
+        return created;
+      });
+      if (result.created) deps.changed([result.command]);
+      return { command: toCommandView(result.command), created: result.created };
+    },
+
+    /**
+     * A request from commands.{tenant} (its command_id, if any, is the
+     * idempotency key). Throws CommandRequestRefused for a request that can
+     * never become a command; anything else thrown may succeed later.
+     */
+    async createFromRequest(tenantId: string, deviceId: string, input: CommandInput, commandId: string | null): Promise<{ command: CommandRow; created: boolean }> {
+      let result: Created;
+      try {
+        result = await withTransaction(pool, async (db) => {
+          const device = await devices.findById(db, deviceId, true);
+          if (!device) throw new CommandRequestRefused('unknown_device', `device ${deviceId} does not exist`);
+          if (device.tenant_id !== tenantId) throw new CommandRequestRefused('tenant_mismatch', `device ${deviceId} is not a device of tenant ${tenantId}`);
+          return createLocked(db, device, input, { source: 'kafka', idempotencyKey: commandId, field: (name) => name });
+        });
+      } catch (error) {
+        if (error instanceof BadRequestError) throw new CommandRequestRefused('invalid_request', error.message);
+        if (error instanceof TooManyRequestsError) throw new CommandRequestRefused('too_many_pending', error.message);
+        if (error instanceof ConflictError) {
+          throw new CommandRequestRefused(error.code === 'device_disabled' ? 'device_disabled' : 'idempotency_conflict', error.message);
+        }
+        throw error;
+      }
+      if (result.created) deps.changed([result.command]);
+      return result;
+    },
+
+    async get(actor: Actor, deviceId: string, commandId: string): Promise<CommandView> {
+      const device = await findVisibleDevice(devices, pool, actor, deviceId);
+      return toCommandView(await findCommand(pool, device, commandId));
+    },
+
+    async list(actor: Actor, deviceId: string, query: { limit: number; cursor?: string; state?: CommandState }): Promise<Page<CommandView>> {
+      const after = parseCursor(query.cursor);
+      const device = await findVisibleDevice(devices, pool, actor, deviceId);
+      const rows = await commands.listByDevice(pool, {
+        tenantId: device.tenant_id,
+        deviceId: device.id,
+        limit: query.limit,
+        after,
+        ...(query.state !== undefined ? { state: query.state } : {}),
+      });
+      return toPage(rows, query.limit, (row) => row.id, toCommandView);
+    },
+
+    /** Cancels a command that has not been handed to EMQX; 409 once it may have been. */
+    async cancel(actor: Actor, deviceId: string, commandId: string): Promise<CommandView> {
+      const now = new Date(clock());
+      const canceled = await withTransaction(pool, async (db) => {
+        const device = await findVisibleDevice(devices, db, actor, deviceId);
+        const row = await findCommand(db, device, commandId);
+        const moved = await commands.cancel(db, row.id, now);
+        if (!moved) {
+          const why =
+            row.state !== 'queued'
+              ? `it is ${row.state}`
+              : row.possibly_sent
+                ? 'an earlier attempt to send it got no answer, so EMQX may have it'
+                : 'it is being sent to EMQX';
+          throw new ConflictError(`command ${commandId} can no longer be canceled: ${why}`, 'command_not_cancelable');
+        }
+        await audit.record(
+          db,
+          actor,
+          { action: 'command.cancel', objectType: 'command', objectId: moved.id, tenantId: device.tenant_id, details: { device_id: device.id, name: moved.name } },
+          now,
+        );
+        return moved;
+      });
+      deps.changed([canceled]);
+      return toCommandView(canceled);
+    },
+
+    /** The device is gone: what it still had queued is canceled, what EMQX held for it dropped. */
+    async abandonDevice(deviceId: string): Promise<void> {
+      const rows = await commands.abandonDevice(pool, deviceId, new Date(clock()));
+      if (rows.length > 0) deps.changed(rows);
+    },
+  };
+}
+
+export type CommandService = ReturnType<typeof createCommandService>;

@@ -1,0 +1,113 @@
+import type { Pool } from 'pg';
+import type { Clock } from '../../lib/clock.js';
+import type { CommandRepository, TransitionedRow } from './command-repository.js';
+
+export interface CommandSweeperOptions {
+  /** Time between the end of one sweep and the start of the next. */
+  intervalMs: number;
+  retentionDays: number;
+  /** Commands moved (or deleted) per statement; small, so no statement holds many row locks for long. */
+  batch: number;
+  /** Statements per kind and sweep at most, so one sweep cannot run on without bound. */
+  maxBatches: number;
+  /** How often finished commands past retention are looked for. */
+  retentionIntervalMs: number;
+}
+
+export const DEFAULT_SWEEPER_OPTIONS: Omit<CommandSweeperOptions, 'intervalMs' | 'retentionDays'> = {
+  batch: 500,
+  maxBatches: 20,
+  retentionIntervalMs: 60_000,
+};
+
+export interface CommandSweeper {
+  start(): void;
+  /** One sweep now: expiry, reply timeouts and (when due) retention. */
+  sweep(): Promise<{ expired: number; timedOut: number; deleted: number }>;
+  /** Stops scheduling and waits for a sweep in progress. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs on every replica. Each statement locks the rows it moves with
+ * FOR UPDATE SKIP LOCKED, so replicas sweeping at the same moment take
+ * different commands, and a command moves (and is reported) once.
+ */
+export function createCommandSweeper(deps: {
+  pool: Pool;
+  commands: Pick<CommandRepository, 'expireDue' | 'timeOutDue' | 'deleteFinishedBefore'>;
+  clock: Clock;
+  changed(rows: readonly TransitionedRow[]): void;
+  log: { warn(object: object, message: string): void; info(object: object, message: string): void };
+  options: CommandSweeperOptions;
+}): CommandSweeper {
+  const { pool, commands, clock, log, options } = deps;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> | undefined;
+  let stopped = true;
+  let failing = false;
+  let lastRetention = -Infinity;
+
+  async function moveAll(move: (now: Date) => Promise<TransitionedRow[]>): Promise<number> {
+    let moved = 0;
+    for (let batch = 0; batch < options.maxBatches; batch++) {
+      const rows = await move(new Date(clock()));
+      if (rows.length > 0) deps.changed(rows);
+      moved += rows.length;
+      if (rows.length < options.batch) break;
+    }
+    return moved;
+  }
+
+  async function sweep() {
+    const expired = await moveAll((now) => commands.expireDue(pool, now, options.batch));
+    const timedOut = await moveAll((now) => commands.timeOutDue(pool, now, options.batch));
+    let deleted = 0;
+    if (performance.now() - lastRetention >= options.retentionIntervalMs) {
+      lastRetention = performance.now();
+      const cutoff = new Date(clock() - options.retentionDays * 86_400_000);
+      for (let batch = 0; batch < options.maxBatches; batch++) {
+        const count = await commands.deleteFinishedBefore(pool, cutoff, options.batch);
+        deleted += count;
+        if (count < options.batch) break;
+      }
+    }
+    return { expired, timedOut, deleted };
+  }
+
+  async function tick() {
+    try {
+      await sweep();
+      if (failing) log.info({}, 'command sweep recovered');
+      failing = false;
+    } catch (error) {
+      if (!failing) log.warn({ err: (error as Error).message }, 'command sweep failed; retrying every interval');
+      failing = true;
+    }
+  }
+
+  function schedule() {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = tick().finally(() => {
+        running = undefined;
+        schedule();
+      });
+    }, options.intervalMs);
+    timer.unref();
+  }
+
+  return {
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      schedule();
+    },
+    sweep,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
+}

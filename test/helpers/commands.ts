@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import type { FastifyInstance } from 'fastify';
+import { createTopicNames } from '../../src/lib/topics.js';
+import type { CommandStatusRecord } from '../../src/modules/commands/command-status-outbox.js';
+import type { AdminClient } from './admin.js';
+import type { EventSender } from './emqx-stand-in.js';
+import { TEST_ADMIN_TOKEN } from './env.js';
+import { consumeRecords } from './kafka.js';
+import { postEvent } from './telemetry.js';
+
+export interface CommandBody {
+  id: string;
+  device_id: string;
+  tenant_id: string;
+  name: string;
+  params: Record<string, unknown>;
+  state: string;
+  reason: string | null;
+  attempts: number;
+  last_error: string | null;
+  emqx_message_id: string | null;
+  expires_at: string;
+  created_at: string;
+  reply: { status: string; result: unknown; replied_at: string } | null;
+  [field: string]: unknown;
+}
+
+/** The EMQX HTTP action posting to this app's /emqx/events (one app, or any of several). */
+export function eventsTo(...apps: FastifyInstance[]): EventSender {
+  let next = 0;
+  return async (event) => {
+    const app = apps[next++ % apps.length] as FastifyInstance;
+    return (await postEvent(app, event)).statusCode;
+  };
+}
+
+/** POST /v1/devices/{id}/commands, with an Idempotency-Key when given. */
+export function createCommand(app: FastifyInstance, deviceId: string, body: object, options: { idempotencyKey?: string; token?: string } = {}) {
+  return app.inject({
+    method: 'POST',
+    url: `/v1/devices/${deviceId}/commands`,
+    headers: {
+      authorization: `Bearer ${options.token ?? TEST_ADMIN_TOKEN}`,
+      ...(options.idempotencyKey !== undefined ? { 'idempotency-key': options.idempotencyKey } : {}),
+    },
+    payload: body,
+  });
+}
+
+/** Polls the command until it is in `state`; returns it. */
+export async function waitForCommand(admin: AdminClient, deviceId: string, commandId: string, state: string | ((command: CommandBody) => boolean), timeoutMs = 10_000): Promise<CommandBody> {
+  const deadline = Date.now() + timeoutMs;
+  let last: CommandBody | undefined;
+  for (;;) {
+    const response = await admin.get(`/v1/devices/${deviceId}/commands/${commandId}`);
+    assert.equal(response.statusCode, 200, response.body);
+    last = response.json<CommandBody>();
+    if (typeof state === 'string' ? last.state === state : state(last)) return last;
+    if (Date.now() > deadline) assert.fail(`command ${commandId} is ${last.state} (${last.reason ?? '-'}, ${last.last_error ?? '-'}), not ${String(state)}, after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** Status records of a tenant read back from commands.status.{tenant}. */
+export async function statusRecords(topicPrefix: string, tenantId: string, count: number, options: { settleMs?: number; timeoutMs?: number } = {}) {
+  const topic = createTopicNames(topicPrefix).commandStatus(tenantId);
+  const records = await consumeRecords([topic], count, { settleMs: options.settleMs ?? 1000, timeoutMs: options.timeoutMs ?? 20_000 });
+  return records.map((record) => ({ key: record.key, partition: record.partition, ...(JSON.parse(record.value ?? '{}') as CommandStatusRecord) }));
+}
+
+/** The states each command went through, in the order its records were read. */
+export function statesByCommand(records: readonly CommandStatusRecord[]): Map<string, string[]> {
+  const byCommand = new Map<string, string[]>();
+  for (const record of records) {
+    const states = byCommand.get(record.command_id) ?? [];
+    states.push(record.state);
+    byCommand.set(record.command_id, states);
+  }
+  return byCommand;
+}

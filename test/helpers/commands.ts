@@ -78,3 +78,22 @@ export function statesByCommand(records: readonly CommandStatusRecord[]): Map<st
   }
   return byCommand;
 }
+
+/** The order states are reached in; a command's status records follow it, possibly skipping some. */
+const STATE_ORDER = ['queued', 'sent', 'delivered', 'acked', 'expired', 'dropped', 'canceled', 'succeeded', 'failed', 'timed_out'];
+const FINAL = new Set(['expired', 'dropped', 'canceled', 'succeeded', 'failed', 'timed_out']);
+
+/**
+ * Whether `states` is a path a command can take: queued first, each state
+ * once, only forward, at most one final state and only at the end, ending in `last`.
+ */
+export function isForwardPath(states: readonly string[], last: string): boolean {
+  if (states[0] !== 'queued' || states.at(-1) !== last) return false;
+  for (let i = 1; i < states.length; i++) {
+    const previous = states[i - 1] as string;
+    const current = states[i] as string;
+    if (FINAL.has(previous)) return false;
+    if (!FINAL.has(current) && STATE_ORDER.indexOf(current) <= STATE_ORDER.indexOf(previous)) return false;
+  }
+  return true;
+}

@@ -93,3 +93,19 @@ export async function waitForTopics(topics: readonly string[], { brokers = TEST_
     await admin.disconnect();
   }
 }
+
+/** Writes records as another service would (acks from all in-sync replicas). */
+export async function produceRecords(
+  topic: string,
+  messages: Array<{ key?: string | null; value: string | Buffer }>,
+  brokers = TEST_KAFKA_BROKERS,
+): Promise<void> {
+  const kafka = new Kafka({ clientId: 'dlm-test-producer', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  try {
+    await producer.send({ topic, acks: -1, messages: messages.map((message) => ({ key: message.key ?? null, value: message.value })) });
+  } finally {
+    await producer.disconnect();
+  }
+}

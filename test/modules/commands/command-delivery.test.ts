@@ -3,7 +3,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
-import { createCommand, eventsTo, statesByCommand, statusRecords, waitForCommand, type CommandBody } from '../../helpers/commands.js';
+import { createCommand, eventsTo, isForwardPath, statesByCommand, statusRecords, waitForCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
 import { waitFor } from '../../helpers/wait.js';
@@ -123,11 +123,8 @@ describe('sending commands and tracking their delivery', () => {
     const ids = new Set(commands.map((c) => c.id));
     const records = (await statusRecords(ctx.config.kafka.topicPrefix, 'plant', 30, { settleMs: 1500 })).filter((r) => ids.has(r.command_id));
     for (const [id, states] of statesByCommand(records)) {
-      // queued, then acked through delivered, with or without `sent` (events may come before the answer).
-      assert.ok(
-        JSON.stringify(states) === '["queued","sent","delivered","acked"]' || JSON.stringify(states) === '["queued","delivered","acked"]' || JSON.stringify(states) === '["queued","acked"]',
-        `${id}: ${states.join(' → ')}`,
-      );
+      // Steps are skipped when events come before the answer, or the ack before the delivery; never repeated.
+      assert.ok(isForwardPath(states, 'acked'), `${id}: ${states.join(' → ')}`);
     }
     assert.equal(statesByCommand(records).size, commands.length);
     for (const record of records) assert.equal(record.key, device);

@@ -123,6 +123,7 @@ export function renderAuthRequest(source: HoconObject, values: Values, known: Re
 
 // ---------------------------------------------------------------------------
 // Rule SQL: SELECT <column | 'literal' | fn(column)> [as alias], ... FROM "<topic>", ...
+//           [WHERE <column> =~ '<topic filter>']
 
 type Expression =
   | { kind: 'column'; name: string }
@@ -132,6 +133,8 @@ type Expression =
 export interface RuleSql {
   readonly columns: ReadonlyArray<{ expression: Expression; alias: string }>;
   readonly from: readonly string[];
+  /** `WHERE column =~ 'filter'`: the column's value must match the MQTT topic filter. */
+  readonly where?: { readonly column: string; readonly filter: string };
 }
 
 function splitTopLevel(text: string): string[] {
@@ -173,8 +176,15 @@ export function parseRuleSql(sql: string): RuleSql {
   const match = /^\s*SELECT\s+([\s\S]+?)\s+FROM\s+([\s\S]+?)\s*$/i.exec(sql);
   if (!match) throw new Error(`not a SELECT ... FROM ... rule: ${sql}`);
   const select = match[1] ?? '';
-  const from = match[2] ?? '';
-  if (/\bWHERE\b/i.test(from)) throw new Error('WHERE clauses are not simulated');
+  let from = match[2] ?? '';
+  let where: RuleSql['where'];
+  const whereAt = from.search(/\bWHERE\b/i);
+  if (whereAt >= 0) {
+    const condition = /^WHERE\s+([a-z_][a-z_0-9]*)\s*=~\s*'([^']+)'$/i.exec(from.slice(whereAt).trim());
+    if (!condition) throw new Error(`${from.slice(whereAt).trim()}: only WHERE <column> =~ '<topic filter>' is simulated`);
+    where = { column: condition[1] as string, filter: condition[2] as string };
+    from = from.slice(0, whereAt).trim();
+  }
   const columns = splitTopLevel(select).map((item) => {
     if (item === '*') throw new Error('SELECT * is not simulated: name the fields');
     const aliased = /^([\s\S]+?)\s+as\s+([a-z_][a-z_0-9]*)$/i.exec(item);
@@ -188,7 +198,7 @@ export function parseRuleSql(sql: string): RuleSql {
     if (!quoted) throw new Error(`FROM ${topic}: topics are double-quoted`);
     return quoted[1] as string;
   });
-  return { columns, from: topics };
+  return where ? { columns, from: topics, where } : { columns, from: topics };
 }
 
 /** The event a `$events/...` FROM selects (emqx_rule_events), or message.publish for a topic filter. */
@@ -217,6 +227,10 @@ export function topicMatches(filter: string, topic: string): boolean {
 }
 
 export function ruleSelects(rule: RuleSql, event: Values): boolean {
+  if (rule.where) {
+    const value = event[rule.where.column];
+    if (typeof value !== 'string' || !topicMatches(rule.where.filter, value)) return false;
+  }
   return rule.from.some((topic) => {
     if (topic.startsWith('$events/')) {
       const name = EVENT_TOPICS[topic];

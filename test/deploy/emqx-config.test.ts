@@ -83,6 +83,10 @@ describe('EMQX template rendering', () => {
     assert.equal(ruleSelects(rule, { event: 'client.disconnected' }), false);
     assert.throws(() => parseRuleSql('SELECT * FROM "t"'), /SELECT \*/);
     assert.throws(() => parseRuleSql('SELECT a FROM "t" WHERE a = 1'), /WHERE/);
+    const filtered = parseRuleSql(`SELECT event, topic FROM "$events/message_acked" WHERE topic =~ 'devices/+/commands'`);
+    assert.equal(ruleSelects(filtered, { event: 'message.acked', topic: 'devices/d/commands' }), true);
+    assert.equal(ruleSelects(filtered, { event: 'message.acked', topic: 'devices/d/telemetry' }), false);
+    assert.equal(ruleSelects(filtered, { event: 'message.delivered', topic: 'devices/d/commands' }), false);
     assert.throws(() => parseRuleSql('SELECT lower(a) as a FROM "t"'), /not simulated/);
   });
 });
@@ -197,6 +201,47 @@ describe('deploy/emqx/emqx.conf', () => {
     assert.deepEqual(disconnected.from, ['$events/client_disconnected']);
     const disconnectedFields = disconnected.columns.map((column) => column.alias);
     for (const field of ['event', 'clientid', 'connected_at', 'disconnected_at', 'reason']) assert.ok(disconnectedFields.includes(field), field);
+  });
+
+  it('sends the command delivery events for command topics only, with what the service finds a command by', () => {
+    const cases: Array<[string, string, string[]]> = [
+      ['device_link_command_delivered', '$events/message_delivered', ['event', 'id', 'clientid', 'topic', 'pub_props']],
+      ['device_link_command_acked', '$events/message_acked', ['event', 'id', 'clientid', 'topic', 'pub_props']],
+      ['device_link_command_delivery_dropped', '$events/delivery_dropped', ['event', 'id', 'clientid', 'topic', 'pub_props', 'reason']],
+      ['device_link_command_dropped', '$events/message_dropped', ['event', 'id', 'topic', 'pub_props', 'reason']],
+      ['device_link_command_subscribed', '$events/session_subscribed', ['event', 'clientid', 'topic']],
+    ];
+    for (const [id, from, fields] of cases) {
+      const parsed = rule(id);
+      assert.deepEqual(parsed.from, [from], id);
+      assert.deepEqual(parsed.where, { column: 'topic', filter: 'devices/+/commands' }, `${id} selects command topics only`);
+      const selected = parsed.columns.map((column) => column.alias);
+      for (const field of fields) assert.ok(selected.includes(field), `${id} selects ${field}`);
+      assert.notEqual(hoconAt(rules, `${id}.enable`), false, `${id} is enabled`);
+    }
+    const event = rule('device_link_command_delivered');
+    assert.equal(ruleSelects(event, { event: 'message.delivered', topic: 'devices/d/telemetry' }), false);
+    assert.equal(ruleSelects(event, { event: 'message.delivered', topic: 'devices/d/commands' }), true);
+  });
+
+  it('ships the command replies rule disabled, sending the publish as event command.reply', () => {
+    assert.equal(hoconAt(rules, 'device_link_command_replies.enable'), false, 'off like COMMAND_REPLIES, until both are enabled');
+    const replies = rule('device_link_command_replies');
+    assert.deepEqual(replies.from, ['devices/+/command-replies']);
+    const output = selectOutput(replies, {
+      event: 'message.publish',
+      id: '0A',
+      clientid: 'd',
+      username: 'd',
+      topic: 'devices/d/command-replies',
+      payload: Buffer.from('{"command_id":"c","status":"ok"}'),
+      publish_received_at: 1,
+      timestamp: 2,
+    });
+    assert.equal(output.event, 'command.reply', 'not message.publish, which is telemetry');
+    assert.equal((JSON.parse(encodeRuleOutput(output)) as { payload: string }).payload, '{"command_id":"c","status":"ok"}', 'the reply as text');
+    assert.equal(ruleSelects(replies, { event: 'message.publish', topic: 'devices/d/telemetry' }), false);
+    assert.equal(ruleSelects(rule('device_link_telemetry'), { event: 'message.publish', topic: 'devices/d/command-replies' }), false);
   });
 
   it('posts every rule output whole to /emqx/events and keeps retrying far longer than 45 s', () => {

@@ -4,14 +4,17 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { createTopicNames } from '../../src/lib/topics.js';
 import { adminClient } from '../helpers/admin.js';
+import { waitForCommand, type CommandBody } from '../helpers/commands.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 import { renderEmqxConfig } from '../../dev/emqx/emqx-config.js';
+import { standInEnv, startEmqxStandIn, type EmqxStandIn, type PublishedMessage } from '../helpers/emqx-stand-in.js';
 import {
   AUTHN_PLACEHOLDERS,
   AUTHZ_PLACEHOLDERS,
   parseRuleSql,
   renderAuthRequest,
   renderHttpAction,
+  ruleSelects,
   selectOutput,
   type RenderedRequest,
   type Values,
@@ -188,6 +191,8 @@ describe('deploy/emqx/emqx.conf against the service', () => {
       ['publish', `devices/${deviceId}/commands`, 'deny'],
       ['subscribe', `devices/${deviceId}/telemetry`, 'deny'],
       ['subscribe', '$SYS/brokers', 'deny'],
+      // Replies are off unless COMMAND_REPLIES=enabled.
+      ['publish', `devices/${deviceId}/command-replies`, 'deny'],
     ];
     for (const [action, topic, expected] of cases) {
       const response = await send(authzRequest(action, topic));
@@ -274,5 +279,159 @@ describe('deploy/emqx/emqx.conf against the service', () => {
     assert.deepEqual(new Set(types), new Set(['online', 'connected', 'disconnected']), `device events on ${topic}`);
     const status = await adminClient(app).get(`/v1/devices/${deviceId}/status`);
     assert.equal(status.json<{ online: boolean }>().online, true);
+  });
+});
+
+/**
+ * The command rules of deploy/emqx/emqx.conf against the service: EMQX's
+ * delivery events for a command the service published, rendered through the
+ * rules and the HTTP action as EMQX renders them, move the command; the
+ * subscribe event sends what waited; with replies on, the replies rule's
+ * request settles the command.
+ */
+describe('deploy/emqx/emqx.conf command rules against the service', () => {
+  let ctx: TestContext;
+  let emqx: EmqxStandIn;
+  let app: FastifyInstance;
+  let config: HoconObject;
+  let deviceId: string;
+
+  const send = (request: RenderedRequest) =>
+    app.inject({ method: request.method, url: request.url, headers: request.headers, payload: request.body });
+
+  /** The request of the one rule that selects this event (the replies rule counts although it ships disabled). */
+  const eventRequest = (event: Values) => {
+    const matching = Object.keys(hoconObject(config, 'rule_engine.rules')).filter((id) =>
+      ruleSelects(parseRuleSql(hoconString(config, `rule_engine.rules.${id}.sql`)), event),
+    );
+    assert.equal(matching.length, 1, `exactly one rule selects ${String(event.event)} on ${String(event.topic)}`);
+    const id = matching[0] as string;
+    const output = selectOutput(parseRuleSql(hoconString(config, `rule_engine.rules.${id}.sql`)), event);
+    const [action] = hoconArray(config, `rule_engine.rules.${id}.actions`);
+    return renderHttpAction(config, action as string, output);
+  };
+
+  /** A delivery event with every column emqx_rule_events gives it, for a message the service published. */
+  const deliveryEvent = (name: string, message: PublishedMessage, extra: Values = {}) => {
+    const properties = message.body.properties as { user_properties: Record<string, string>; message_expiry_interval: number };
+    return {
+      event: name,
+      id: message.id,
+      from_clientid: 'http_api',
+      from_username: undefined,
+      clientid: deviceId,
+      username: deviceId,
+      payload: Buffer.from(String(message.body.payload)),
+      peerhost: PEER,
+      peername: `${PEER}:51234`,
+      topic: message.topic,
+      qos: 1,
+      flags: { dup: false, retain: false },
+      pub_props: {
+        'User-Property': properties.user_properties,
+        'User-Property-Pairs': Object.entries(properties.user_properties).map(([key, value]) => ({ key, value })),
+        'Message-Expiry-Interval': properties.message_expiry_interval,
+      },
+      publish_received_at: Date.now(),
+      timestamp: Date.now(),
+      node: 'emqx@emqx',
+      ...extra,
+    };
+  };
+
+  const command = async (name: string) => {
+    const response = await adminClient(app).post(`/v1/devices/${deviceId}/commands`, { name, params: { via: 'rules' } });
+    assert.equal(response.statusCode, 202, response.body);
+    return response.json<CommandBody>();
+  };
+  const published = (commandId: string) =>
+    emqx.published.find((p) => p.status === 200 && (JSON.parse(String(p.body.payload)) as { command_id: string }).command_id === commandId);
+
+  before(async () => {
+    emqx = await startEmqxStandIn();
+    ctx = await createTestContext({ ...standInEnv(emqx), COMMANDS_POLL_INTERVAL_MS: '100', COMMAND_REPLIES: 'enabled' });
+    app = await ctx.app();
+    ({ config } = await renderEmqxConfig({
+      DEVICE_LINK_HOOK_TOKEN: TEST_HOOK_TOKEN,
+      DEVICE_LINK_API_KEY: ctx.config.emqx.apiKey,
+      DEVICE_LINK_API_SECRET: ctx.config.emqx.apiSecret,
+    }));
+    const admin = adminClient(app);
+    assert.equal((await admin.post('/v1/tenants', { id: `cmd-${ctx.tag}`, name: 'Commands' })).statusCode, 201);
+    deviceId = (await admin.post(`/v1/tenants/cmd-${ctx.tag}/devices`, { name: 'valve' })).json<{ id: string }>().id;
+  });
+  after(async () => {
+    await ctx.close();
+    await emqx.close();
+  });
+
+  it('session.subscribed sends what waited; delivered and acked move the command; message.dropped changes nothing', async () => {
+    const admin = adminClient(app);
+    const waiting = await command('open');
+    const parked = await waitForCommand(admin, deviceId, waiting.id, (c) => c.last_error === 'no_subscriber');
+    const dropped = emqx.published.find((p) => p.status === 202 && p.topic === `devices/${deviceId}/commands`);
+    assert.ok(dropped);
+    const noSubscriber = await send(
+      eventRequest({ ...deliveryEvent('message.dropped', { ...dropped, id: 'F0'.repeat(16) }), clientid: 'http_api', username: undefined, reason: 'no_subscribers' }),
+    );
+    assert.equal(noSubscriber.statusCode, 204);
+    assert.equal((await waitForCommand(admin, deviceId, waiting.id, 'queued')).attempts, parked.attempts);
+
+    // The device subscribes (the stand-in sends no events here: these come through the rules).
+    await emqx.subscribe(deviceId, `devices/${deviceId}/commands`);
+    const subscribed = await send(
+      eventRequest({ event: 'session.subscribed', clientid: deviceId, username: deviceId, peerhost: PEER, peername: `${PEER}:51234`, topic: `devices/${deviceId}/commands`, qos: 1, sub_props: {}, timestamp: Date.now(), node: 'emqx@emqx' }),
+    );
+    assert.equal(subscribed.statusCode, 204);
+    await waitForCommand(admin, deviceId, waiting.id, 'sent');
+    const message = published(waiting.id);
+    assert.ok(message);
+    const acked = await send(eventRequest(deliveryEvent('message.acked', message, { puback_props: {} })));
+    assert.equal(acked.statusCode, 204);
+    // The delivery event comes after the ack, and twice: nothing moves back.
+    assert.equal((await send(eventRequest(deliveryEvent('message.delivered', message)))).statusCode, 204);
+    assert.equal((await send(eventRequest(deliveryEvent('message.delivered', message, { flags: { dup: true, retain: false } })))).statusCode, 204);
+    const done = await waitForCommand(admin, deviceId, waiting.id, 'acked');
+    assert.equal(done.emqx_message_id, message.id);
+  });
+
+  it('delivery.dropped with queue_full drops the command', async () => {
+    const admin = adminClient(app);
+    const full = await command('close');
+    await waitForCommand(admin, deviceId, full.id, 'sent');
+    const message = published(full.id);
+    assert.ok(message);
+    assert.equal((await send(eventRequest(deliveryEvent('delivery.dropped', message, { reason: 'queue_full' })))).statusCode, 204);
+    assert.equal((await waitForCommand(admin, deviceId, full.id, 'dropped')).reason, 'queue_full');
+  });
+
+  it('the replies rule (once enabled) settles a command with the device\'s reply', async () => {
+    const admin = adminClient(app);
+    const asked = await command('read_level');
+    await waitForCommand(admin, deviceId, asked.id, 'sent');
+    const message = published(asked.id);
+    assert.ok(message);
+    await send(eventRequest(deliveryEvent('message.acked', message, { puback_props: {} })));
+    await waitForCommand(admin, deviceId, asked.id, 'acked');
+    const reply = {
+      event: 'message.publish',
+      id: 'AB'.repeat(16),
+      clientid: deviceId,
+      username: deviceId,
+      payload: Buffer.from(JSON.stringify({ command_id: asked.id, status: 'ok', result: { level: 42 } })),
+      peerhost: PEER,
+      topic: `devices/${deviceId}/command-replies`,
+      qos: 1,
+      flags: { dup: false, retain: false },
+      pub_props: {},
+      publish_received_at: Date.now(),
+      client_attrs: {},
+      timestamp: Date.now(),
+      node: 'emqx@emqx',
+    };
+    const response = await send(eventRequest(reply));
+    assert.equal(response.statusCode, 204);
+    const settled = await waitForCommand(admin, deviceId, asked.id, 'succeeded');
+    assert.deepEqual(settled.reply?.result, { level: 42 });
   });
 });

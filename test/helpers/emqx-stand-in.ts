@@ -34,8 +34,8 @@ export type EventSender = (event: Record<string, unknown>) => Promise<number>;
  * call that caused it has returned).
  */
 export interface DeliveryPlan {
-  /** Send a publish's events before answering it. */
-  beforeAnswer?: boolean;
+  /** Send a publish's events before answering it (`sometimes`: for half of them, at random). */
+  beforeAnswer?: boolean | 'sometimes';
   /** Send every event twice (a replayed delivery carries flags.dup = true). */
   repeat?: boolean;
   /** Send each publish's events in random order (an ack before its delivery). */
@@ -271,7 +271,7 @@ export async function startEmqxStandIn(apiKey = 'stand-in-key', apiSecret = 'sta
         const result = await publish(body);
         published.push({ body, topic, status: result.status, id: result.status === 200 ? (result.answer as { id: string }).id : null });
         const sending = emit(result.events);
-        if (plan.beforeAnswer) await sending;
+        if (plan.beforeAnswer === true || (plan.beforeAnswer === 'sometimes' && Math.random() < 0.5)) await sending;
         return send(result.status, result.answer);
       }
       if (clientId === null) return send(404, { code: 'NOT_FOUND', message: 'no such route' });

@@ -223,7 +223,7 @@ export function createCommandRepository() {
 
     async findByEmqxMessageId(db: Queryable, deviceId: string, emqxMessageId: string): Promise<CommandRow | null> {
       const { rows } = await db.query<CommandRow>(
-        `SELECT ${COLUMNS} FROM commands WHERE device_id = $1 AND emqx_message_id = $2 ORDER BY seq DESC LIMIT 1`,
+        `SELECT ${COLUMNS} FROM commands WHERE device_id = $1 AND emqx_message_id = $2 ORDER BY commands.seq DESC LIMIT 1`,
         [deviceId, emqxMessageId],
       );
       return rows[0] ?? null;
@@ -422,7 +422,7 @@ export function createCommandRepository() {
       if (!locked[0]?.locked) return null;
       const { rows } = await db.query<StatusRecordRow>(
         `SELECT id::text AS id, command_id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, at
-           FROM command_status_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+           FROM command_status_outbox ORDER BY command_status_outbox.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
         [limit],
       );
       return rows;

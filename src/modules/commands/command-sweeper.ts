@@ -63,9 +63,9 @@ export function createCommandSweeper(deps: {
     const expired = await moveAll((now) => commands.expireDue(pool, now, options.batch));
     const timedOut = await moveAll((now) => commands.timeOutDue(pool, now, options.batch));
     let deleted = 0;
-    if (performance.now() - lastRetention >= options.retentionIntervalMs) {
-      lastRetention = performance.now();
-      const cutoff = new Date(clock() - options.retentionDays * 86_400_000);
+    if (clock() - lastRetention >= options.retentionIntervalMs) {
+      lastRetention = clock();
+      const cutoff = new Date(lastRetention - options.retentionDays * 86_400_000);
       for (let batch = 0; batch < options.maxBatches; batch++) {
         const count = await commands.deleteFinishedBefore(pool, cutoff, options.batch);
         deleted += count;

@@ -69,7 +69,7 @@ export async function statusRecords(topicPrefix: string, tenantId: string, count
 }
 
 /** The states each command went through, in the order its records were read. */
-export function statesByCommand(records: readonly CommandStatusRecord[]): Map<string, string[]> {
+export function statesByCommand(records: readonly { command_id: string; state: string }[]): Map<string, string[]> {
   const byCommand = new Map<string, string[]>();
   for (const record of records) {
     const states = byCommand.get(record.command_id) ?? [];

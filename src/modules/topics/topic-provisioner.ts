@@ -3,8 +3,9 @@ import type { TopicNames } from '../../lib/topics.js';
 
 export interface TopicProvisioner {
   /**
-   * Creates the tenant's topics (telemetry.raw, telemetry.dlq, device.events)
-   * that do not exist yet. Called when a tenant is created; idempotent.
+   * Creates the tenant's topics (telemetry, device events, commands: see
+   * TopicNames.forTenant) that do not exist yet. Called when a tenant is
+   * created; idempotent.
    */
   ensureTenant(tenantId: string): Promise<void>;
   /** The tenants' topics and the unattributed dead-letter topic, in one admin round trip. */

@@ -13,6 +13,8 @@ import {
   STORM_PSK,
   type StormRequest,
 } from './auth-bench.js';
+import { standInEnv, startEmqxStandIn } from '../test/helpers/emqx-stand-in.js';
+import { createCommandScenario } from './commands.js';
 import { createIngestScenario } from './ingest.js';
 import { benchLiveness } from './liveness.js';
 import { deployedEnv, measurePaired, printRow, startServer, type LoadSpec, type Server } from './support.js';
@@ -69,9 +71,19 @@ const scenarios: Scenario[] = [
 // Throughput scenarios repeat the same devices many times a second, which the
 // reject policy (rightly) refuses as duplicate CONNECTs; the storms use the default.
 // The Dockerfile's environment (malloc arenas, V8 flags), so RSS is measured as deployed.
-const env = testEnv(`bench-${tag}`, db.url, { LOG_LEVEL: 'warn', DUPLICATE_CLIENT_POLICY: 'takeover', ...deployedEnv() });
+// Commands are published to an EMQX stand-in in this process, which acks them
+// and posts the events back; commands queue up per device while the load lasts.
+const emqx = await startEmqxStandIn();
+const env = testEnv(`bench-${tag}`, db.url, {
+  LOG_LEVEL: 'warn',
+  DUPLICATE_CLIENT_POLICY: 'takeover',
+  ...deployedEnv(),
+  ...standInEnv(emqx),
+  COMMANDS_MAX_PENDING_PER_DEVICE: '1000',
+});
 const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', ...deployedEnv() });
 scenarios.push(createIngestScenario({ databaseUrl: db.url, env }));
+scenarios.push(createCommandScenario({ databaseUrl: db.url, env, emqx }));
 const bare = await startServer('bench/bare-server.mjs');
 const app = await startServer('bench/app-server.mjs', env);
 const other = COMPARE ? await startServer(`${COMPARE}/bench/app-server.mjs`, env) : undefined;
@@ -121,6 +133,7 @@ try {
   }
 } finally {
   await Promise.all([bare.stop(), app.stop(), other?.stop()]);
+  await emqx.close();
   await deleteKeys(TEST_REDIS_URL, [`${env.REDIS_KEY_PREFIX}*`, `${stormEnv.REDIS_KEY_PREFIX}*`]);
   await db.drop();
 }

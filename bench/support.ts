@@ -77,6 +77,8 @@ export interface LoadSpec {
   bodies?: string[];
   /** A fresh body for every request, for routes where no two requests may be alike. */
   nextBody?: () => string;
+  /** Paths to rotate through (one per request), for routes that name what they act on; `path` is the first request's. */
+  paths?: string[];
   /** Called with each response's status, the body of the request it answers and the server's port. */
   onResponse?: (status: number, requestBody: string, port: number) => void;
   connections?: number;
@@ -101,6 +103,9 @@ export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
   const bodies = spec.bodies;
   let next = 0;
   const nextBody = spec.nextBody ?? (bodies ? () => bodies[next++ % bodies.length] ?? '' : undefined);
+  const paths = spec.paths;
+  let nextPathIndex = 0;
+  const nextPath = paths ? () => paths[nextPathIndex++ % paths.length] ?? spec.path : undefined;
   const result = await autocannon({
     url: `http://127.0.0.1:${port}${spec.path}`,
     method: spec.method,
@@ -112,15 +117,15 @@ export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
     // a shared machine gives the throughput.
     ...(process.env.BENCH_RATE ? { overallRate: Number(process.env.BENCH_RATE) } : {}),
     ...(spec.body !== undefined ? { body: spec.body } : {}),
-    ...(nextBody
+    ...(nextBody || nextPath
       ? {
           requests: [
             {
               // One request at a time per connection, so the context holds the body being answered.
               setupRequest: (request: autocannon.Request, context: object) => {
-                const body = nextBody();
+                const body = nextBody ? nextBody() : (spec.body ?? '');
                 (context as { body?: string }).body = body;
-                return { ...request, body };
+                return { ...request, body, ...(nextPath ? { path: nextPath() } : {}) };
               },
               ...(spec.onResponse
                 ? { onResponse: (status: number, _body: string, context: object) => spec.onResponse?.(status, (context as { body?: string }).body ?? '', port) }

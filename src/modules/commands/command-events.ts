@@ -1,13 +1,13 @@
 import type { Pool } from 'pg';
 import { z } from 'zod';
 import type { Clock } from '../../lib/clock.js';
+import type { CommandState } from '../../lib/command-states.js';
 import type { EmqxEvent, EventHandler, EventOutcome } from '../../lib/emqx-event.js';
 import { isCommandId, isDeviceId } from '../../lib/identifiers.js';
 import { commandRepliesTopic, commandsTopic } from '../../lib/mqtt-topics.js';
 import type { CommandRepository, CommandRow, TransitionedRow } from './command-repository.js';
 import type { CommandMetrics } from './command-metrics.js';
 import { MAX_PARAMS_BYTES } from './command-schemas.js';
-import type { CommandState } from '../../lib/command-states.js';
 
 const COMMANDS_TOPIC = /^devices\/([^/]+)\/commands$/;
 
@@ -103,7 +103,11 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
         }
         const at = new Date(clock());
         const change = next(event, command, at);
-        const moved = change ? await commands.transitionOne(pool, command.id, change) : null;
+        if (!change) {
+          metrics.event(name, 'ignored');
+          return handled;
+        }
+        const moved = await commands.transitionOne(pool, command.id, change);
         if (moved) deps.changed([moved]);
         metrics.event(name, moved ? 'applied' : 'repeated');
         return handled;

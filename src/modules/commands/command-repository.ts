@@ -176,7 +176,32 @@ export function createCommandRepository() {
     return rows;
   }
 
+  /** Moves one command, if it is in one of `from` (and `when`, a condition on its columns, holds). */
+  async function transitionOne(
+    db: Queryable,
+    id: string,
+    change: {
+      to: CommandState;
+      /** Default: every state the target is reachable from. */
+      from?: readonly CommandState[];
+      reason: string | null;
+      at: Date;
+      sets?: TransitionSets;
+      when?: (param: (value: unknown) => string) => string;
+    },
+  ): Promise<TransitionedRow | null> {
+    const rows = await transition(
+      db,
+      (param) =>
+        `SELECT id, state FROM commands WHERE id = ${param(id)} AND state = ANY(${param(change.from ?? reachableFrom(change.to))}::text[])${change.when ? ` AND ${change.when(param)}` : ''} FOR UPDATE`,
+      change,
+    );
+    return rows[0] ?? null;
+  }
+
   return {
+    transitionOne,
+
     /** Inserts a queued command and its first status record; null when the device already has the idempotency key. */
     async insert(db: Queryable, command: NewCommand): Promise<CommandRow | null> {
       const expiresAt = new Date(command.at.getTime() + command.ttlS * 1000);
@@ -258,32 +283,9 @@ export function createCommandRepository() {
       return rows;
     },
 
-    /** Moves one command, if it is in one of `from` (and `when`, a condition on its columns, holds). */
-    async transitionOne(
-      db: Queryable,
-      id: string,
-      change: {
-        to: CommandState;
-        /** Default: every state the target is reachable from. */
-        from?: readonly CommandState[];
-        reason: string | null;
-        at: Date;
-        sets?: TransitionSets;
-        when?: (param: (value: unknown) => string) => string;
-      },
-    ): Promise<TransitionedRow | null> {
-      const rows = await transition(
-        db,
-        (param) =>
-          `SELECT id, state FROM commands WHERE id = ${param(id)} AND state = ANY(${param(change.from ?? reachableFrom(change.to))}::text[])${change.when ? ` AND ${change.when(param)}` : ''} FOR UPDATE`,
-        change,
-      );
-      return rows[0] ?? null;
-    },
-
     /** Cancels a queued command no publish may have reached EMQX with; null when it is not such a command (any more). */
     cancel(db: Queryable, id: string, at: Date): Promise<TransitionedRow | null> {
-      return this.transitionOne(db, id, {
+      return transitionOne(db, id, {
         to: 'canceled',
         reason: 'canceled',
         at,

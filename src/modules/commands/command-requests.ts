@@ -4,16 +4,14 @@ import type { Clock } from '../../lib/clock.js';
 import type { TopicNames } from '../../lib/topics.js';
 import type { CommandMetrics } from './command-metrics.js';
 import { commandRequestRecordSchema } from './command-schemas.js';
-import { CommandRequestRefused, type CommandService } from './command-service.js';
+import { CommandRequestRefused, type CommandService, type RefusalReason } from './command-service.js';
 
 /** The original value kept in a dead letter, at most this many bytes. */
 const MAX_KEPT_VALUE_BYTES = 256 * 1024;
 
-export type DeadLetterReason = CommandRequestRefused['reason'] | 'invalid_json' | 'key_mismatch';
-
 /** One record of `commands.dlq.{tenant_id}`: a request that did not become a command, and why. */
 export interface CommandDeadLetter {
-  readonly reason: DeadLetterReason;
+  readonly reason: RefusalReason;
   readonly detail: string;
   readonly tenant_id: string;
   readonly source: { readonly topic: string; readonly partition: number; readonly offset: string };
@@ -22,15 +20,6 @@ export interface CommandDeadLetter {
   readonly value_base64: string;
   readonly value_truncated: boolean;
   readonly dead_lettered_at: string;
-}
-
-class Refused extends Error {
-  constructor(
-    readonly reason: DeadLetterReason,
-    detail: string,
-  ) {
-    super(detail);
-  }
 }
 
 /**
@@ -51,7 +40,7 @@ export function createCommandRequestHandler(deps: {
   clock: Clock;
   produceTimeoutMs: number;
 }) {
-  async function deadLetter(record: ConsumedRecord, tenantId: string, refusal: Refused) {
+  async function deadLetter(record: ConsumedRecord, tenantId: string, refusal: CommandRequestRefused) {
     const value = record.value ?? Buffer.alloc(0);
     const letter: CommandDeadLetter = {
       reason: refusal.reason,
@@ -72,17 +61,17 @@ export function createCommandRequestHandler(deps: {
     try {
       json = JSON.parse(record.value?.toString('utf8') ?? '');
     } catch {
-      throw new Refused('invalid_json', 'the record value is not JSON');
+      throw new CommandRequestRefused('invalid_json', 'the record value is not JSON');
     }
     const parsed = commandRequestRecordSchema.safeParse(json);
     if (!parsed.success) {
-      throw new Refused('invalid_request', parsed.error.issues.slice(0, 5).map((issue) => `${issue.path.map(String).join('.') || 'value'}: ${issue.message}`).join('; '));
+      throw new CommandRequestRefused('invalid_request', parsed.error.issues.slice(0, 5).map((issue) => `${issue.path.map(String).join('.') || 'value'}: ${issue.message}`).join('; '));
     }
     const request = { ...parsed.data, device_id: parsed.data.device_id.toLowerCase() };
     const key = record.key?.toString('utf8');
     // The key decides the partition, and so the order of a device's requests.
     if (key !== undefined && key.toLowerCase() !== request.device_id) {
-      throw new Refused('key_mismatch', `the record key ${key.slice(0, 64)} is not the device_id`);
+      throw new CommandRequestRefused('key_mismatch', `the record key ${key.slice(0, 64)} is not the device_id`);
     }
     return request;
   }
@@ -94,8 +83,7 @@ export function createCommandRequestHandler(deps: {
       const { command_id, device_id, ...input } = parse(record);
       await deps.service.createFromRequest(tenantId, device_id, input, command_id ?? null);
     } catch (error) {
-      if (error instanceof Refused) return deadLetter(record, tenantId, error);
-      if (error instanceof CommandRequestRefused) return deadLetter(record, tenantId, new Refused(error.reason, error.message));
+      if (error instanceof CommandRequestRefused) return deadLetter(record, tenantId, error);
       throw error;
     }
   };

@@ -76,11 +76,21 @@ export interface CommandInput {
   response_timeout_s?: number;
 }
 
-/** Why a command request from Kafka cannot become a command (its dead letter's reason). */
+/** Why a command request from Kafka can never become a command: its dead letter's reason. */
+export type RefusalReason =
+  | 'invalid_json'
+  | 'invalid_request'
+  | 'key_mismatch'
+  | 'unknown_device'
+  | 'tenant_mismatch'
+  | 'device_disabled'
+  | 'too_many_pending'
+  | 'idempotency_conflict';
+
 export class CommandRequestRefused extends Error {
   override name = 'CommandRequestRefused';
   constructor(
-    readonly reason: 'unknown_device' | 'tenant_mismatch' | 'device_disabled' | 'too_many_pending' | 'idempotency_conflict' | 'invalid_request',
+    readonly reason: RefusalReason,
     detail: string,
   ) {
     super(detail);

@@ -146,10 +146,16 @@ describe('sending commands and tracking their delivery', () => {
     await waitForCommand(root, device, again.id, 'acked');
   });
 
-  it('the sweeper expires what passed expires_at unacknowledged: never sent, and delivered to a QoS 0 subscriber', async () => {
+  it('the sweeper expires what passed expires_at unacknowledged: never sent, held by an offline session, delivered to a QoS 0 subscriber', async () => {
     const offline = await newDevice();
     const neverSent = await send(offline, { name: 'late', ttl_s: 10 });
     await waitForCommand(root, offline, neverSent.id, (c) => c.last_error === 'no_subscriber');
+    // EMQX holds it for a session that never comes back (and, expiring, drops it without an event).
+    const away = await newDevice();
+    await emqx.subscribe(away, topicOf(away), { persistent: true });
+    emqx.disconnect(away);
+    const held = await send(away, { name: 'held', ttl_s: 10 });
+    await waitForCommand(root, away, held.id, 'sent');
     const qos0 = await newDevice();
     await emqx.subscribe(qos0, topicOf(qos0), { qos: 0 });
     const unacked = await send(qos0, { name: 'fire', ttl_s: 10 });
@@ -157,7 +163,20 @@ describe('sending commands and tracking their delivery', () => {
     skipped += 11_000;
     const expired = await waitForCommand(root, offline, neverSent.id, 'expired');
     assert.equal(expired.reason, 'not_sent');
+    assert.equal((await waitForCommand(root, away, held.id, 'expired')).reason, 'not_delivered');
     assert.equal((await waitForCommand(root, qos0, unacked.id, 'expired')).reason, 'not_acked');
+  });
+
+  it('a command EMQX refuses (400) is dropped, not retried', async () => {
+    const device = await newDevice();
+    await emqx.subscribe(device, topicOf(device));
+    emqx.failNextPublishes(400);
+    const refused = await send(device);
+    const dropped = await waitForCommand(root, device, refused.id, 'dropped');
+    assert.equal(dropped.reason, 'refused_by_emqx');
+    assert.equal(dropped.attempts, 1);
+    // The device's next command is not held up behind it.
+    await waitForCommand(root, device, (await send(device)).id, 'acked');
   });
 
   it("sends one device's commands in creation order, also after waiting for its subscription", async () => {

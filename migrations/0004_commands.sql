@@ -60,8 +60,9 @@ CREATE INDEX commands_due ON commands (send_after) WHERE state = 'queued';
 -- What the sweeper expires or times out.
 CREATE INDEX commands_expiring ON commands (expires_at) WHERE state IN ('queued', 'sent', 'delivered');
 CREATE INDEX commands_awaiting_reply ON commands (reply_due_at) WHERE state = 'acked' AND reply_due_at IS NOT NULL;
--- What retention deletes.
+-- What retention deletes; and the unfinished ones, counted by state for the metrics.
 CREATE INDEX commands_finished ON commands (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX commands_unfinished ON commands (state) WHERE finished_at IS NULL;
 
 -- One row per state change, written in the transaction that makes the change
 -- and deleted once Kafka acknowledged its record on commands.status.{tenant}.

@@ -1,5 +1,6 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { CommandState } from '../../lib/command-states.js';
+import type { CommandDepths } from './command-repository.js';
 
 export interface CommandMetrics {
   /** State changes this replica committed (a command's creation counts as `queued`). */
@@ -18,10 +19,10 @@ export interface CommandMetrics {
 }
 
 /**
- * Counters on the app's registry, and two gauges read from Postgres when
- * scraped: queued commands (the queue depth) and status records not yet on Kafka.
+ * Counters on the app's registry, and gauges read from Postgres when scraped:
+ * unfinished commands by state, the queue depth, status records not yet on Kafka.
  */
-export function createCommandMetrics(registry: Registry, depths: () => Promise<{ queued: number; outbox: number }>): CommandMetrics {
+export function createCommandMetrics(registry: Registry, depths: () => Promise<CommandDepths>): CommandMetrics {
   const transitions = new Counter({
     name: 'commands_transitions_total',
     help: 'Commands that entered each state on this replica (creation counts as queued)',
@@ -62,9 +63,9 @@ export function createCommandMetrics(registry: Registry, depths: () => Promise<{
     help: 'Status records whose produce to commands.status.{tenant} failed and will be retried',
     registers: [registry],
   });
-  // The registry collects both gauges at once: they share one query. A scrape
+  // The registry collects the gauges at once: they share one query. A scrape
   // while Postgres is down keeps the last values.
-  let reading: Promise<{ queued: number; outbox: number } | null> | undefined;
+  let reading: Promise<CommandDepths | null> | undefined;
   const read = () =>
     (reading ??= depths()
       .catch(() => null)
@@ -72,12 +73,23 @@ export function createCommandMetrics(registry: Registry, depths: () => Promise<{
         reading = undefined;
       }));
   new Gauge({
+    name: 'commands_unfinished',
+    help: 'Commands not finished, by state (acked: waiting for a reply), across all replicas',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    async collect() {
+      const current = await read();
+      if (!current) return;
+      for (const state of ['queued', 'sent', 'delivered', 'acked'] as const) this.set({ state }, current.unfinished[state] ?? 0);
+    },
+  });
+  new Gauge({
     name: 'commands_queue_depth',
     help: 'Commands queued (not yet handed to EMQX), across all replicas',
     registers: [registry],
     async collect() {
       const current = await read();
-      if (current) this.set(current.queued);
+      if (current) this.set(current.unfinished.queued ?? 0);
     },
   });
   new Gauge({

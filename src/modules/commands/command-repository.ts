@@ -74,6 +74,13 @@ export interface NewCommand {
   at: Date;
 }
 
+export interface CommandDepths {
+  /** Commands not finished, by state (acked ones that wait for a reply among them). */
+  readonly unfinished: Readonly<Record<string, number>>;
+  /** Status records not yet on Kafka. */
+  readonly outbox: number;
+}
+
 /** Columns a transition also sets: `value` overwrites, `first` keeps a value already there. */
 export interface TransitionSets {
   readonly value?: Readonly<Record<string, unknown>>;
@@ -434,13 +441,20 @@ export function createCommandRepository() {
       await db.query('DELETE FROM command_status_outbox WHERE id = ANY($1::bigint[])', [ids]);
     },
 
-    /** Queued commands (the queue depth) and status records not yet produced. */
-    async depths(db: Queryable): Promise<{ queued: number; outbox: number }> {
-      const { rows } = await db.query<{ queued: string; outbox: string }>(
-        `SELECT (SELECT count(*) FROM commands WHERE state = 'queued') AS queued,
-                (SELECT count(*) FROM command_status_outbox) AS outbox`,
+    /** Unfinished commands by state (queued ones are the queue depth), and status records not yet produced. */
+    async depths(db: Queryable): Promise<CommandDepths> {
+      const { rows } = await db.query<{ state: string | null; count: string }>(
+        `SELECT state, count(*) AS count FROM commands WHERE finished_at IS NULL GROUP BY state
+         UNION ALL
+         SELECT NULL, count(*) FROM command_status_outbox`,
       );
-      return { queued: Number(rows[0]?.queued ?? 0), outbox: Number(rows[0]?.outbox ?? 0) };
+      const unfinished: Record<string, number> = {};
+      let outbox = 0;
+      for (const row of rows) {
+        if (row.state === null) outbox = Number(row.count);
+        else unfinished[row.state] = Number(row.count);
+      }
+      return { unfinished, outbox };
     },
   };
 }

@@ -12,7 +12,7 @@ import { createCommandRepository } from '../../../src/modules/commands/command-r
 const downPool = { query: () => Promise.reject(new Error('connect ECONNREFUSED')) } as unknown as Pool;
 
 function handlers() {
-  const metrics = createCommandMetrics(new Registry(), async () => ({ queued: 0, outbox: 0 }));
+  const metrics = createCommandMetrics(new Registry(), async () => ({ unfinished: {}, outbox: 0 }));
   const created = createCommandEventHandlers({
     pool: downPool,
     commands: createCommandRepository(),

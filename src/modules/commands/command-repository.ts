@@ -264,8 +264,7 @@ export function createCommandRepository() {
     /** Commands of the device that are not finished: queued, sent, delivered, or acked and waiting for a reply. */
     async countUnfinished(db: Queryable, deviceId: string): Promise<number> {
       const { rows } = await db.query<{ count: string }>(
-        `SELECT count(*) AS count FROM commands
-          WHERE device_id = $1 AND (state IN ('queued', 'sent', 'delivered') OR (state = 'acked' AND finished_at IS NULL))`,
+        `SELECT count(*) AS count FROM commands WHERE device_id = $1 AND finished_at IS NULL`,
         [deviceId],
       );
       return Number(rows[0]?.count ?? 0);

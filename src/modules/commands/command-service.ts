@@ -121,11 +121,16 @@ export interface CommandServiceDeps {
 }
 
 type Created = { command: CommandRow; created: boolean };
+type Resolved = {
+  request: { name: string; params: Record<string, unknown>; ttl_s: number; response_timeout_s: number | null };
+  digest: string;
+};
 
 export function createCommandService(deps: CommandServiceDeps) {
   const { pool, commands, devices, audit, clock } = deps;
 
-  function resolve(input: CommandInput, field: (name: string) => string) {
+  /** The request with its defaults, and its digest; 400 for a reply timeout while replies are off. */
+  function resolve(input: CommandInput, field: (name: string) => string): Resolved {
     if (input.response_timeout_s !== undefined && !deps.repliesEnabled) {
       throw new BadRequestError(`${field('response_timeout_s')}: command replies are not enabled (COMMAND_REPLIES)`, 'validation_failed');
     }
@@ -146,10 +151,9 @@ export function createCommandService(deps: CommandServiceDeps) {
   async function createLocked(
     db: Queryable,
     device: DeviceRow,
-    input: CommandInput,
-    options: { source: CommandSource; idempotencyKey: string | null; field: (name: string) => string },
+    { request, digest }: Resolved,
+    options: { source: CommandSource; idempotencyKey: string | null },
   ): Promise<Created> {
-    const { request, digest } = resolve(input, options.field);
     if (options.idempotencyKey !== null) {
       const existing = await commands.findByIdempotencyKey(db, device.id, options.idempotencyKey);
       if (existing) {
@@ -193,13 +197,10 @@ export function createCommandService(deps: CommandServiceDeps) {
   return {
     /** POST /v1/devices/{id}/commands: a new queued command, or the one created earlier under the same Idempotency-Key. */
     async create(actor: Actor, deviceId: string, input: CommandInput, idempotencyKey: string | null): Promise<{ command: CommandView; created: boolean }> {
+      const resolved = resolve(input, (name) => `body.${name}`);
       const result = await withTransaction(pool, async (db) => {
         const device = await findVisibleDevice(devices, db, actor, deviceId, true);
-        const created = await createLocked(db, device, input, {
-          source: 'api',
-          idempotencyKey,
-          field: (name) => `body.${name}`,
-        });
+        const created = await createLocked(db, device, resolved, { source: 'api', idempotencyKey });
         if (created.created) {
           await audit.record(
             db,
@@ -229,11 +230,12 @@ export function createCommandService(deps: CommandServiceDeps) {
     async createFromRequest(tenantId: string, deviceId: string, input: CommandInput, commandId: string | null): Promise<{ command: CommandRow; created: boolean }> {
       let result: Created;
       try {
+        const resolved = resolve(input, (name) => name);
         result = await withTransaction(pool, async (db) => {
           const device = await devices.findById(db, deviceId, true);
           if (!device) throw new CommandRequestRefused('unknown_device', `device ${deviceId} does not exist`);
           if (device.tenant_id !== tenantId) throw new CommandRequestRefused('tenant_mismatch', `device ${deviceId} is not a device of tenant ${tenantId}`);
-          return createLocked(db, device, input, { source: 'kafka', idempotencyKey: commandId, field: (name) => name });
+          return createLocked(db, device, resolved, { source: 'kafka', idempotencyKey: commandId });
         });
       } catch (error) {
         if (error instanceof BadRequestError) throw new CommandRequestRefused('invalid_request', error.message);

@@ -38,11 +38,11 @@ export function createAuthzService(deps: {
 
   function decide({ clientid, username, topic, action }: AuthzRequest): AuthzResult | Promise<AuthzResult> {
     if (clientid !== username || !isDeviceId(clientid)) return 'deny';
-    const ownTopic =
+    const own =
       action === 'publish'
         ? topic === telemetryTopic(clientid) || (commandReplies && topic === commandRepliesTopic(clientid))
         : action === 'subscribe' && topic === commandsTopic(clientid);
-    if (!ownTopic) return 'deny';
+    if (!own) return 'deny';
     const device = devices.peek(clientid);
     if (device !== undefined) return usable(device);
     return devices.get(clientid).then(usable, () => 'ignore' as const);

@@ -121,7 +121,8 @@ describe('sending commands and tracking their delivery', () => {
     const names = emqx.published.filter((p) => p.topic === topicOf(device)).map((p) => (JSON.parse(String(p.body.payload)) as { name: string }).name);
     assert.deepEqual(names, commands.map((c) => c.name));
     const ids = new Set(commands.map((c) => c.id));
-    const records = (await statusRecords(ctx.config.kafka.topicPrefix, 'plant', 30, { settleMs: 1500 })).filter((r) => ids.has(r.command_id));
+    await waitFor(async () => /^commands_status_outbox_depth 0$/m.test((await app.inject({ method: 'GET', url: '/metrics' })).body), 5000);
+    const records = (await statusRecords(ctx.config.kafka.topicPrefix, 'plant', 2 * commands.length, { settleMs: 1500 })).filter((r) => ids.has(r.command_id));
     for (const [id, states] of statesByCommand(records)) {
       // Steps are skipped when events come before the answer, or the ack before the delivery; never repeated.
       assert.ok(isForwardPath(states, 'acked'), `${id}: ${states.join(' → ')}`);

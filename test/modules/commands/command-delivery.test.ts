@@ -3,7 +3,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
-import { createCommand, eventsTo, isForwardPath, statesByCommand, statusRecords, waitForCommand, type CommandBody } from '../../helpers/commands.js';
+import { createCommand, eventsTo, isForwardPath, outboxDrained, statesByCommand, statusRecords, waitForCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
 import { waitFor } from '../../helpers/wait.js';
@@ -121,7 +121,7 @@ describe('sending commands and tracking their delivery', () => {
     const names = emqx.published.filter((p) => p.topic === topicOf(device)).map((p) => (JSON.parse(String(p.body.payload)) as { name: string }).name);
     assert.deepEqual(names, commands.map((c) => c.name));
     const ids = new Set(commands.map((c) => c.id));
-    await waitFor(async () => /^commands_status_outbox_depth 0$/m.test((await app.inject({ method: 'GET', url: '/metrics' })).body), 5000);
+    await outboxDrained(app);
     const records = (await statusRecords(ctx.config.kafka.topicPrefix, 'plant', 2 * commands.length, { settleMs: 1500 })).filter((r) => ids.has(r.command_id));
     for (const [id, states] of statesByCommand(records)) {
       // Steps are skipped when events come before the answer, or the ack before the delivery; never repeated.
@@ -212,6 +212,7 @@ describe('sending commands and tracking their delivery', () => {
     } finally {
       await pool.end();
     }
+    await outboxDrained(app);
     const records = (await statusRecords(ctx.config.kafka.topicPrefix, 'plant', 1, { settleMs: 1500 })).filter((r) => r.device_id === device);
     assert.deepEqual(records.map((r) => `${r.name}:${r.state}`).sort(), ['reboot:dropped', 'reboot:queued', 'reboot:sent', 'waiting:canceled', 'waiting:queued']);
   });

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { createTopicNames } from '../../../src/lib/topics.js';
 import type { CommandDeadLetter } from '../../../src/modules/commands/command-requests.js';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
-import { eventsTo, isForwardPath, statusRecords, waitForCommand, type CommandBody } from '../../helpers/commands.js';
+import { eventsTo, isForwardPath, outboxDrained, statusRecords, waitForCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
 import { createDeviceSeeder } from '../../helpers/devices.js';
@@ -60,6 +60,7 @@ describe('command requests from Kafka', () => {
     assert.equal(command.idempotency_key, 'order-1');
     assert.deepEqual(command.params, { percent: 40 });
     await waitForCommand(root, device, command.id, 'acked');
+    await outboxDrained(app);
     const records = await statusRecords(ctx.config.kafka.topicPrefix, 'acme', 2);
     const mine = records.filter((r) => r.command_id === command.id);
     // Steps are skipped when delivery events come before EMQX's answer, or the ack before the delivery.

@@ -20,6 +20,7 @@ export const RAISED_EVENTS: ReadonlySet<string> = new Set([
   'client.disconnected',
   'session.subscribed',
   'message.delivered',
+  'message.acked',
   'message.dropped',
   'delivery.dropped',
 ]);
@@ -274,9 +275,8 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
           0,
           ...[...session.subscriptions].filter(([filter]) => topicMatches(filter.replace(/^\$share\/[^/]+\//, ''), packet.topic)).map(([, qos]) => qos),
         );
-        raise(expired ? 'delivery.dropped' : 'message.delivered', {
+        const delivery = {
           id: origin.id,
-          ...(expired ? { reason: 'expired' } : {}),
           from_clientid: origin.from?.clientid ?? 'http_api',
           from_username: origin.from?.username,
           clientid: session.clientid,
@@ -289,7 +289,13 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
           pub_props: origin.pubProps,
           publish_received_at: origin.receivedAt,
           client_attrs: session.clientAttrs,
-        });
+        };
+        if (expired) raise('delivery.dropped', { ...delivery, reason: 'expired' });
+        else {
+          raise('message.delivered', delivery);
+          // Acknowledged (PUBACK, or PUBREC for QoS 2) later: message.acked then.
+          if (delivery.qos > 0) session.unacked.push(delivery);
+        }
       }
       return expired ? null : packet;
     },
@@ -331,6 +337,7 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
       acl: decision.acl,
       connectedAt: 0,
       connected: false,
+      unacked: [],
       subscriptions: new Map(!client.clean ? (offline.get(client.id)?.subscriptions ?? []) : []),
     };
     if (decision.expireAt !== undefined) armExpiry(session, decision.expireAt * 1000);
@@ -383,6 +390,11 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
   }
 
   broker.on('keepaliveTimeout', (client) => keepaliveTimeouts.add(client));
+
+  broker.on('ack', (_packet, client) => {
+    const delivery = client ? sessions.get(client)?.unacked.shift() : undefined;
+    if (delivery) raise('message.acked', { ...delivery, puback_props: {} });
+  });
 
   broker.on('clientReady', (client) => {
     const session = sessions.get(client);

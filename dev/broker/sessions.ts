@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Client } from 'aedes';
+import type { Values } from '../emqx/emqx-templates.js';
 import type { AclRule } from './acl.js';
 
 /** One MQTT connection that authentication let in. */
@@ -17,6 +18,13 @@ export interface Session {
   readonly acl: readonly AclRule[];
   connectedAt: number;
   connected: boolean;
+  /**
+   * The delivery events of the QoS 1 and 2 messages sent to this connection
+   * and not yet acknowledged, oldest first: aedes reports an acknowledgement
+   * of a clean session without the message, and MQTT clients acknowledge in
+   * the order they received.
+   */
+  unacked: Values[];
   /** Why the broker closes it (kick, takeover, expiry); unset when the client or the network ends it. */
   reason?: string;
   expiry?: NodeJS.Timeout;

@@ -142,6 +142,24 @@ describe('MQTT devices through the development broker', () => {
     await waitFor(async () => !(await status(deviceId)).connected, 5000);
   });
 
+  it('delivers a command created over the admin API to the subscribed device, which reaches acked', async () => {
+    const client = await connectDevice(otherDeviceId, otherKey);
+    const received = new Promise<Record<string, unknown>>((resolve) =>
+      client.once('message', (_topic, payload) => resolve(JSON.parse(payload.toString()) as Record<string, unknown>)),
+    );
+    await client.subscribeAsync(`devices/${otherDeviceId}/commands`, { qos: 1 });
+    const created = await admin.post(`/v1/devices/${otherDeviceId}/commands`, { name: 'reboot', params: { delay_s: 5 } });
+    assert.equal(created.statusCode, 202, created.body);
+    const commandId = created.json<{ id: string }>().id;
+    const command = await received;
+    assert.equal(command.command_id, commandId);
+    assert.equal(command.name, 'reboot');
+    assert.deepEqual(command.params, { delay_s: 5 });
+    // mqtt.js acknowledged it (QoS 1): the broker's message.acked moves the command on.
+    await waitFor(async () => (await admin.get(`/v1/devices/${otherDeviceId}/commands/${commandId}`)).json<{ state: string }>().state === 'acked', 5000);
+    await client.endAsync();
+  });
+
   it('disconnects the live session when its key is revoked', async () => {
     const { id: keyId, key: revocable } = await issueKey(deviceId);
     const client: MqttClient = await connectDevice(deviceId, revocable);

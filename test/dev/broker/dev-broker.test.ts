@@ -254,12 +254,15 @@ describe('the development broker toward the service', () => {
     assert.equal(topic, 'devices/dev-i/commands');
     assert.equal(payload.toString(), '{"op":"reboot"}');
     assert.equal(packet.qos, 1);
-    // The delivery event carries the id the publish answer gave.
-    await waitFor(() => events('message.delivered').some((event) => event.id === id));
-    assert.deepEqual(
-      events('message.delivered').find((event) => event.id === id),
-      { event: 'message.delivered', id, from_clientid: 'http_api', clientid: 'dev-i', topic: 'devices/dev-i/commands', qos: 1 },
-    );
+    // The delivery events carry the id the publish answer gave; the client acknowledged it (QoS 1).
+    await waitFor(() => events('message.acked').some((event) => event.id === id));
+    for (const name of ['message.delivered', 'message.acked']) {
+      const event = events(name).find((candidate) => candidate.id === id);
+      assert.deepEqual(
+        event && { event: event.event, id: event.id, clientid: event.clientid, topic: event.topic, qos: event.qos },
+        { event: name, id, clientid: 'dev-i', topic: 'devices/dev-i/commands', qos: 1 },
+      );
+    }
 
     const closed = closing(client);
     assert.equal((await api('DELETE', '/api/v5/clients/dev-i')).status, 204);

@@ -119,11 +119,14 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
 
   const emqxId = (event: { id?: string | undefined }) => (event.id !== undefined && event.id !== 'undefined' ? event.id : null);
 
+  // An event can come before the publish call that caused it has returned
+  // (§F): a message delivered was sent, so sent_at is set here too, and the
+  // publish answer only fills what is still missing.
   const delivered = deliveryHandler('message.delivered', (event, _command, at) => ({
     to: 'delivered',
     reason: null,
     at,
-    sets: { first: { delivered_at: at, emqx_message_id: emqxId(event) } },
+    sets: { first: { sent_at: at, delivered_at: at, emqx_message_id: emqxId(event) } },
   }));
 
   const acked = deliveryHandler('message.acked', (event, command, at) => ({
@@ -132,7 +135,7 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
     at,
     sets: {
       value: { acked_at: at, reply_due_at: command.response_timeout_s === null ? null : new Date(at.getTime() + command.response_timeout_s * 1000) },
-      first: { delivered_at: at, emqx_message_id: emqxId(event) },
+      first: { sent_at: at, delivered_at: at, emqx_message_id: emqxId(event) },
     },
   }));
 
@@ -201,7 +204,7 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
         at,
         sets: {
           value: { reply_status: reply.status, reply_result: reply.result ?? null, replied_at: at },
-          first: { delivered_at: at, acked_at: at },
+          first: { sent_at: at, delivered_at: at, acked_at: at },
         },
       });
       if (moved) deps.changed([moved]);

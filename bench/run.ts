@@ -40,6 +40,8 @@ const STORM_DEVICES = Number(process.env.BENCH_STORM_DEVICES ?? 10_000);
  * against the plain version, everything else being equal.
  */
 const COMPARE = process.env.BENCH_COMPARE;
+/** The node binary the other build runs on (BENCH_COMPARE_NODE; default this one's): Node versions compared with the same build. */
+const COMPARE_NODE = process.env.BENCH_COMPARE_NODE;
 const hook = { authorization: `Bearer ${TEST_HOOK_TOKEN}` };
 
 const tag = uniqueTag();
@@ -86,11 +88,14 @@ scenarios.push(createIngestScenario({ databaseUrl: db.url, env }));
 scenarios.push(createCommandScenario({ databaseUrl: db.url, env, emqx }));
 const bare = await startServer('bench/bare-server.mjs');
 const app = await startServer('bench/app-server.mjs', env);
-const other = COMPARE ? await startServer(`${COMPARE}/bench/app-server.mjs`, env) : undefined;
+const other = COMPARE || COMPARE_NODE ? await startServer(`${COMPARE ?? '.'}/bench/app-server.mjs`, env, COMPARE_NODE) : undefined;
 
 try {
   console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 4)} s per scenario and side\n`);
-  if (other) console.log(`each round also measures the build in ${COMPARE} (rows "… (other)"); "gain" is this build's req/s over the other's in the same round\n`);
+  if (other) {
+    const what = [COMPARE ? `the build in ${COMPARE}` : 'this build', COMPARE_NODE ? `on ${COMPARE_NODE}` : ''].join(' ').trim();
+    console.log(`each round also measures ${what} (rows "… (other)"); "gain" is this build's req/s over the other's in the same round\n`);
+  }
   printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'bare p99 ms', 'non-2xx', 'RSS MB']);
   for (const scenario of scenarios.filter((candidate) => wanted(candidate.name))) {
     const spec = await scenario.spec(app, bare);

@@ -31,8 +31,8 @@ export function deployedEnv(dockerfile = 'Dockerfile'): Record<string, string> {
 const CLOCK_TICKS_PER_S = 100;
 
 /** Starts a bench server script (JavaScript, on plain node) in its own process and waits for its port. */
-export function startServer(script: string, env: Record<string, string> = {}): Promise<Server> {
-  const child = spawn(process.execPath, [script], {
+export function startServer(script: string, env: Record<string, string> = {}, node = process.execPath): Promise<Server> {
+  const child = spawn(node, [script], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -70,7 +70,13 @@ function count(table: Record<string, Record<string, number>>, kind: string, outc
 
 const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
 
-async function startService(env: Record<string, string>, port: number): Promise<ChildProcess> {
+interface Service {
+  child: ChildProcess;
+  /** The last 20,000 characters the service wrote. */
+  output(): string;
+}
+
+async function startService(env: Record<string, string>, port: number): Promise<Service> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000)));
@@ -78,7 +84,7 @@ async function startService(env: Record<string, string>, port: number): Promise<
   for (let waited = 0; waited < 60_000; waited += 200) {
     if (child.exitCode !== null) throw new Error(`the service exited:\n${output}`);
     const answered = await request(port, 'GET', '/healthz', {}, undefined, 1000).then(() => true, () => false);
-    if (answered) return child;
+    if (answered) return { child, output: () => output };
     await sleep(200);
   }
   throw new Error(`the service did not start:\n${output}`);
@@ -106,7 +112,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   };
   log('starting a private Kafka, Redis and Postgres');
   const [kafka, redis, postgres, emqx] = await Promise.all([createPrivateKafka(), createPrivateRedis(), createPrivatePostgres(), startEmqxStandIn()]);
-  let service: ChildProcess | undefined;
+  let service: Service | undefined;
   try {
     await Promise.all([kafka.start(), redis.start(), postgres.start()]);
     const port = await freePort();
@@ -134,7 +140,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       },
       port,
     );
-    const running = service;
+    const running = service.child;
     const sampler = setInterval(() => (report.rssPeakMb = Math.max(report.rssPeakMb, rssMb(running))), 500);
     const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
     const hook = { authorization: `Bearer ${HOOK_TOKEN}` };
@@ -205,8 +211,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const retried = new Set<string>();
     let sequence = 0;
     let inFlight = 0;
+    let givenUp = false;
     const deliver = async (id: string, body: string) => {
-      for (;;) {
+      while (!givenUp) {
         let status = 0;
         try {
           status = (await request(port, 'POST', '/emqx/events', hook, body, EVENT_ATTEMPT_TIMEOUT_MS)).status;
@@ -260,8 +267,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     await Promise.all([authn(), authn(), authn(), authz(), authz(), telemetry(), telemetry(), faults]);
     log(`load stopped; waiting for ${inFlight} retried deliveries`);
     const settled = await Promise.race([Promise.all(deliveries).then(() => true), sleep(180_000, undefined, { ref: false }).then(() => false)]);
-    if (!settled) report.telemetry.unfinished = inFlight;
+    if (!settled) {
+      report.telemetry.unfinished = inFlight;
+      givenUp = true;
+    }
     clearInterval(sampler);
+    if (running.exitCode !== null || running.signalCode !== null) {
+      report.failures.push(`the service exited (${running.exitCode ?? running.signalCode}) under load; its last output:\n${service.output()}`);
+    }
 
     log('consuming telemetry.raw back');
     const records = await consumeRecords([createTopicNames(prefix).telemetryRaw(TENANT)], acknowledged.size, {
@@ -282,9 +295,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       if (!retried.has(id)) report.telemetry.duplicatedWithoutRetry++;
     }
   } finally {
-    if (service && service.exitCode === null) {
-      const exited = new Promise((resolve) => service?.once('exit', resolve));
-      service.kill('SIGTERM');
+    const child = service?.child;
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
       await Promise.race([exited, sleep(25_000, undefined, { ref: false })]);
     }
     await Promise.allSettled([kafka.destroy(), redis.stop(), postgres.destroy(), emqx.close()]);

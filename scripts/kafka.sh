@@ -11,7 +11,8 @@
 # Environment: KAFKA_PORT (default 19092), KAFKA_CONTROLLER_PORT (default
 # KAFKA_PORT+1), KAFKA_HOME_DIR (pid, log and data; default a directory under
 # TMPDIR named after the port), KAFKA_LIBS_DIR (resolved jars; default
-# <repo>/.kafka/libs), KAFKA_HEAP (default 768m).
+# <repo>/.kafka/libs), KAFKA_HEAP (default 768m), KAFKA_START_TIMEOUT_S (how long
+# start waits for the broker to answer; default 240).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +20,7 @@ port=${KAFKA_PORT:-19092}
 controller_port=${KAFKA_CONTROLLER_PORT:-$((port + 1))}
 home=${KAFKA_HOME_DIR:-${TMPDIR:-/tmp}/dlm-kafka-$port}
 heap=${KAFKA_HEAP:-768m}
+start_timeout=${KAFKA_START_TIMEOUT_S:-240}
 libs=${KAFKA_LIBS_DIR:-$repo/.kafka/libs}
 data=$home/data
 pidfile=$home/kafka.pid
@@ -91,7 +93,9 @@ L4J
     "-Dlog4j.configuration=file:$home/log4j.properties" \
     -cp "$cp" kafka.Kafka "$home/server.properties" >"$logfile" 2>&1 &
   echo $! >"$pidfile"
-  for _ in $(seq 1 120); do
+  # A JVM starting on a busy machine can take minutes: wait by the clock, not by tries.
+  local deadline=$((SECONDS + start_timeout))
+  while [ "$SECONDS" -lt "$deadline" ]; do
     if answers; then
       echo "kafka: answering on 127.0.0.1:$port (pid $(cat "$pidfile"))"
       return
@@ -103,7 +107,7 @@ L4J
     fi
     sleep 0.5
   done
-  echo "kafka: broker did not answer within 60 s" >&2
+  echo "kafka: broker did not answer within $start_timeout s (KAFKA_START_TIMEOUT_S)" >&2
   tail -n 30 "$logfile" >&2
   exit 1
 }

@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 /**
  * Device API keys look like `sk_live_<key id>_<secret>`:
  *  - key id: 12 characters of lowercase base32, public, the primary key of the
- *    device_keys row, so authentication verifies one hash rather than every key
- *    of the device;
+ *    device_keys row, so authentication checks one stored digest rather than
+ *    every key of the device;
  *  - secret: 32 random bytes (256 bits), base64url, 43 characters.
- * Only an argon2id hash of the whole key is stored.
+ * Only a keyed digest of the whole key is stored (see lib/key-digest.ts).
  */
 export const API_KEY_PREFIX = 'sk_live_';
 const KEY_ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';

@@ -12,6 +12,7 @@ import { createDuplicateClientGuard } from '../modules/emqx-auth/duplicate-clien
 import { createKeyExpirySweeper } from '../modules/emqx-auth/key-expiry.js';
 import { createKeyUsageRecorder } from '../modules/emqx-auth/key-usage.js';
 import { createSessionKicker } from '../modules/emqx-auth/session-kicker.js';
+import { createBatchLoader } from '../lib/batch-loader.js';
 import { createVerificationRepository } from '../modules/emqx-auth/verification-repository.js';
 import type { SessionStore } from '../modules/sessions/session-store.js';
 import type { WiringContext } from './context.js';
@@ -34,6 +35,7 @@ export function wireEmqxAuth(deps: WiringContext & { directory: DeviceDirectory;
   const authn = createAuthnService({
     devices: directory,
     cache,
+    findKey: createBatchLoader((ids) => verification.findKeys(ids)),
     repository: verification,
     keyDigest: createKeyDigest(settings.keyDigestSecret, settings.keyDigestSecretPrevious),
     hasher: createPasswordHasher(settings.argon2),

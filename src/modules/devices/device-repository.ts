@@ -1,6 +1,7 @@
 import { afterKey, CREATED_US } from '../../infra/sql.js';
 import type { Queryable } from '../../infra/transaction.js';
 import type { DecoderConfig } from '../../lib/decoder-config.js';
+import { isDeviceId } from '../../lib/identifiers.js';
 import type { PageKey } from '../../lib/pagination.js';
 
 export interface DeviceRow {
@@ -39,15 +40,19 @@ const COLUMNS = `id, tenant_id, name, disabled, offline_threshold_s, decoder, cr
 /** Reads and writes of devices: the admin side's rows, and the hot paths' records (cached by the DeviceDirectory). */
 export function createDeviceRepository() {
   return {
-    /** The record the hot paths work with, or null when the device does not exist. */
-    async findRecord(db: Queryable, id: string): Promise<DeviceRecord | null> {
+    /** The hot paths' view of the devices among `ids` that exist; ids that are not device ids are simply not found. */
+    async findRecords(db: Queryable, ids: readonly string[]): Promise<Map<string, DeviceRecord>> {
+      const wanted = ids.filter(isDeviceId);
+      const found = new Map<string, DeviceRecord>();
+      if (wanted.length === 0) return found;
       const { rows } = await db.query<Pick<DeviceRow, 'id' | 'tenant_id' | 'disabled' | 'offline_threshold_s' | 'decoder'>>(
-        'SELECT id, tenant_id, disabled, offline_threshold_s, decoder FROM devices WHERE id = $1',
-        [id],
+        'SELECT id, tenant_id, disabled, offline_threshold_s, decoder FROM devices WHERE id = ANY($1::uuid[])',
+        [wanted],
       );
-      const row = rows[0];
-      if (!row) return null;
-      return { id: row.id, tenantId: row.tenant_id, disabled: row.disabled, offlineThresholdS: row.offline_threshold_s, decoder: row.decoder };
+      for (const row of rows) {
+        found.set(row.id, { id: row.id, tenantId: row.tenant_id, disabled: row.disabled, offlineThresholdS: row.offline_threshold_s, decoder: row.decoder });
+      }
+      return found;
     },
 
     /** Null when the id is taken. */

@@ -60,7 +60,9 @@ type Match = { kind: 'match'; keyId: string | null; notAfter: number | null; lay
 export function createAuthnService(deps: {
   devices: Pick<DeviceDirectory, 'get' | 'peek'>;
   cache: CredentialCache;
-  repository: Pick<VerificationRepository, 'findKey' | 'findPskHash' | 'restoreKey'>;
+  /** A stored key by id (the wiring batches concurrent lookups into one query). */
+  findKey(keyId: string): Promise<StoredKey | null>;
+  repository: Pick<VerificationRepository, 'findPskHash' | 'restoreKey'>;
   keyDigest: KeyDigest;
   hasher: Pick<PasswordHasher, 'verify'>;
   hashQueue: BoundedQueue;
@@ -126,7 +128,7 @@ export function createAuthnService(deps: {
   async function checkKey(deviceId: string, keyId: string, password: string, peer: string, budgetMs: () => number): Promise<Match | Verification> {
     let key: StoredKey | null;
     try {
-      key = await repository.findKey(keyId);
+      key = await deps.findKey(keyId);
     } catch {
       return { kind: 'ignore', reason: 'postgres_unavailable' };
     }

@@ -15,7 +15,8 @@ export interface StoredKey {
 }
 
 export interface VerificationRepository {
-  findKey(keyId: string): Promise<StoredKey | null>;
+  /** The keys among `keyIds` that exist, by id. */
+  findKeys(keyIds: readonly string[]): Promise<Map<string, StoredKey>>;
   findPskHash(deviceId: string): Promise<string | null>;
   /**
    * Stores a verified key as a digest under the current secret, replacing
@@ -46,21 +47,24 @@ interface KeyRow {
 
 export function createVerificationRepository(pool: Pool): VerificationRepository {
   return {
-    async findKey(keyId) {
+    async findKeys(keyIds) {
       const { rows } = await pool.query<KeyRow>(
-        'SELECT id, device_id, scheme, hash, not_after, revoked_at FROM device_keys WHERE id = $1',
-        [keyId],
+        'SELECT id, device_id, scheme, hash, not_after, revoked_at FROM device_keys WHERE id = ANY($1::text[])',
+        [keyIds],
       );
-      const row = rows[0];
-      if (!row) return null;
-      return {
-        id: row.id,
-        deviceId: row.device_id,
-        scheme: row.scheme,
-        hash: row.hash,
-        notAfter: row.not_after ? row.not_after.getTime() : null,
-        revoked: row.revoked_at !== null,
-      };
+      return new Map(
+        rows.map((row) => [
+          row.id,
+          {
+            id: row.id,
+            deviceId: row.device_id,
+            scheme: row.scheme,
+            hash: row.hash,
+            notAfter: row.not_after ? row.not_after.getTime() : null,
+            revoked: row.revoked_at !== null,
+          },
+        ]),
+      );
     },
     async findPskHash(deviceId) {
       const { rows } = await pool.query<{ hash: string }>('SELECT hash FROM device_psk WHERE device_id = $1', [deviceId]);

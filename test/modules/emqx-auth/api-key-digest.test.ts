@@ -69,6 +69,35 @@ describe('API keys checked against a keyed digest', () => {
     assert.equal(await connect(app, deviceId, key), 'allow');
   });
 
+  it('answers a burst of CONNECTs for many devices, whose devices and keys are looked up together, each on its own merits', async () => {
+    const fresh = await ctx.app();
+    const devices = await Promise.all(
+      Array.from({ length: 24 }, async () => {
+        const deviceId = await seed.device(tenantId);
+        return { deviceId, key: (await seed.key(deviceId)).key };
+      }),
+    );
+    const unknownKeyId = (key: string) => `sk_live_${'a'.repeat(12)}${key.slice(-44)}`;
+    const attempts = devices.map(({ deviceId, key }, index) => {
+      const other = devices[(index + 1) % devices.length]!.key;
+      const [password, expected] = (
+        [
+          [key, 'allow'],
+          [`${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`, 'deny'],
+          [other, 'deny'],
+          [unknownKeyId(key), 'deny'],
+        ] as const
+      )[index % 4]!;
+      return { deviceId, password, expected };
+    });
+    attempts.push({ deviceId: randomUUID(), password: devices[0]!.key, expected: 'deny' });
+    const results = await Promise.all(attempts.map(({ deviceId, password }) => connect(fresh, deviceId, password)));
+    assert.deepEqual(
+      results,
+      attempts.map((attempt) => attempt.expected),
+    );
+  });
+
   it('verifies a key stored before digests with argon2 once, then stores it as a digest', async () => {
     const deviceId = await seed.device(tenantId);
     const { key, keyId } = await seed.key(deviceId, { storage: 'argon2id' });

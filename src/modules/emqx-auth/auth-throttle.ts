@@ -32,9 +32,16 @@ export interface AuthThrottleOptions {
   windowS?: number;
 }
 
+export interface ThrottleState {
+  /** Which limit blocks the attempt now, or null. */
+  blockedBy: ThrottleScope | null;
+  /** This address has failures on record for this device (a success then clears them). */
+  pairFailed: boolean;
+}
+
 export interface AuthThrottle {
-  /** Which limit blocks the attempt now, or null. Rejects when Redis is unreachable. */
-  blockedBy(deviceId: string, peer: string): Promise<ThrottleScope | null>;
+  /** The limits as they stand for this attempt. Rejects when Redis is unreachable. */
+  check(deviceId: string, peer: string): Promise<ThrottleState>;
   /** A failed attempt; `deviceId` null when the client id names no device. */
   recordFailure(deviceId: string | null, peer: string): Promise<void>;
   /** The device's owner got in from this address: that pair starts afresh. */
@@ -93,10 +100,15 @@ export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
     deviceId === null ? (peer ? ['peer'] : []) : peer ? ['device_peer', 'peer', 'device'] : ['device'];
 
   return {
-    async blockedBy(deviceId, peer) {
+    async check(deviceId, peer) {
       const scopes = scopesOf(deviceId, peer);
-      const blocked = await redis.mget(...scopes.map((scope) => blockKey(scope, idOf(scope, deviceId, peer))));
-      return scopes.find((_, index) => blocked[index] !== null) ?? null;
+      const pair = idOf('device_peer', deviceId, peer);
+      // One read: the block keys of every scope, then the pair's failure counter.
+      const values = await redis.mget(...scopes.map((scope) => blockKey(scope, idOf(scope, deviceId, peer))), failKey('device_peer', pair));
+      return {
+        blockedBy: scopes.find((_, index) => values[index] !== null) ?? null,
+        pairFailed: peer !== '' && values[scopes.length] !== null,
+      };
     },
     async recordFailure(deviceId, peer) {
       const scopes = scopesOf(deviceId, peer);

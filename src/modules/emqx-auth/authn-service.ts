@@ -192,12 +192,14 @@ export function createAuthnService(deps: {
     if (!device) return failed(null, peer, 'unknown_device');
     if (device.disabled) return { kind: 'deny', reason: 'device_disabled' };
 
+    let pairFailed: boolean;
     try {
-      const blockedBy = await throttle.blockedBy(deviceId, peer);
-      if (blockedBy) {
-        metrics.throttled.inc({ scope: blockedBy });
+      const state = await throttle.check(deviceId, peer);
+      if (state.blockedBy) {
+        metrics.throttled.inc({ scope: state.blockedBy });
         return { kind: 'deny', reason: 'throttled' };
       }
+      pairFailed = state.pairFailed;
     } catch {
       return { kind: 'ignore', reason: 'redis_unavailable' };
     }
@@ -208,7 +210,7 @@ export function createAuthnService(deps: {
     // Both writes are best effort: the secret is verified, and a cache or counter
     // that could not be written only costs a later verify.
     await cache.store(cacheKey, credential, generation).catch(() => undefined);
-    throttle.recordSuccess(deviceId, peer).catch(() => undefined);
+    if (pairFailed) throttle.recordSuccess(deviceId, peer).catch(() => undefined);
     return { kind: 'verified', credential, layer: checked.layer };
   }
 

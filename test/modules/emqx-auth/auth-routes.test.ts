@@ -312,6 +312,19 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       assert.match(metrics, /authn_throttled_total\{scope="device_peer"\} [1-9]/);
     });
 
+    it('lets an owner who mistyped from its own address start afresh once it gets in', async () => {
+      const deviceId = await seed.device(tenantId);
+      const first = await seed.key(deviceId);
+      const second = await seed.key(deviceId);
+      const home = nextPeer();
+      // Four misses stay within the free failures of a device and address (five);
+      // without the success between them, eight would block the address.
+      for (let attempt = 0; attempt < 4; attempt++) assertDeny(await connect(deviceId, `typo-${attempt}`, home), `typo ${attempt}`);
+      assert.equal((await connect(deviceId, first.key, home)).json().result, 'allow');
+      for (let attempt = 4; attempt < 8; attempt++) assertDeny(await connect(deviceId, `typo-${attempt}`, home), `typo ${attempt}`);
+      assert.equal((await connect(deviceId, second.key, home)).json().result, 'allow', 'an uncached key, checked behind the throttle');
+    });
+
     it('blocks a device briefly when guessing at it is spread over many addresses', async () => {
       const deviceId = await seed.device(tenantId);
       const { key } = await seed.key(deviceId);

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../lib/clock.js';
+import { defineRedisScript } from '../../infra/redis-script.js';
 import { createHmacSha256 } from '../../lib/digest.js';
 
 /** What a successful verification proved; never the secret or its hash. */
@@ -57,6 +58,16 @@ interface StoredCredential {
   x: number;
 }
 
+// The entry and its index line in one step (KEYS: entry, device index; ARGV:
+// JSON, its TTL ms, cache key, key id, index TTL ms): an entry the index does
+// not name could outlive the change that condemns it.
+const STORE = `
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 0
+`;
+
 /**
  * Verified-credential cache: an LRU in memory in front of Redis.
  *
@@ -74,6 +85,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   const maxEntries = options.maxEntries ?? 100_000;
   const random = options.random ?? Math.random;
   const hmac = createHmacSha256(options.secret);
+  const storeScript = defineRedisScript(redis, 'dlmCredentialStore', STORE, 2);
   const memory = new Map<string, MemoryEntry>();
   const byDevice = new Map<string, Set<string>>();
   // Generations are values of one ever-increasing counter; after the map is
@@ -167,12 +179,10 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
         n: credential.notAfter,
         x: clock() + lifetime,
       };
-      await redis
-        .multi()
-        .set(credKey(cacheKey), JSON.stringify(stored), 'PX', lifetime)
-        .hset(indexKey(credential.deviceId), cacheKey, credential.keyId ?? '')
-        .pexpire(indexKey(credential.deviceId), Math.round(ttlMs * 1.2))
-        .exec();
+      await storeScript(
+        [credKey(cacheKey), indexKey(credential.deviceId)],
+        [JSON.stringify(stored), lifetime, cacheKey, credential.keyId ?? '', Math.round(ttlMs * 1.2)],
+      );
     },
     drop: forget,
     clearMemory() {

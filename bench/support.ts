@@ -32,7 +32,9 @@ const CLOCK_TICKS_PER_S = 100;
 
 /** Starts a bench server script (JavaScript, on plain node) in its own process and waits for its port. */
 export function startServer(script: string, env: Record<string, string> = {}, node = process.execPath): Promise<Server> {
-  const child = spawn(node, [script], {
+  // BENCH_PROF=<directory>: a V8 CPU profile of each server, written there when it exits.
+  const profile = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+  const child = spawn(node, [...profile, script], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

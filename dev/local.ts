@@ -28,6 +28,7 @@ const LOCAL_DIR = path.join(REPO_ROOT, '.local');
 const HOST = '127.0.0.1';
 const EMQX_API_KEY = 'device-link';
 const PAYLOAD = '{"temperature":22.5,"humidity":65,"state":"running"}';
+const COMMAND = '{"name":"reboot","params":{"delay_s":5}}';
 
 const env = process.env;
 const defaults = {
@@ -113,7 +114,15 @@ async function tailDemoTopics(brokers: string[], topics: string[]): Promise<Cons
   return consumer;
 }
 
-function printCommands(options: { servicePort: number; mqttPort: number; apiUrl: string; adminToken: string; demo: DemoDevice; topics: string[] }) {
+function printCommands(options: {
+  servicePort: number;
+  mqttPort: number;
+  apiUrl: string;
+  adminToken: string;
+  demo: DemoDevice;
+  topics: string[];
+  commandStatusTopic: string;
+}) {
   const { demo, mqttPort } = options;
   const device = demo.deviceId;
   const service = `http://${HOST}:${options.servicePort}`;
@@ -136,6 +145,11 @@ Subscribe to its commands (one session per device: a second connection is refuse
 The device's status ("online": true after its first telemetry):
 
   curl -sS ${service}/v1/devices/${device}/status -H 'authorization: Bearer ${options.adminToken}'
+
+Send it a command (the subscriber above receives it; its progress appears on ${options.commandStatusTopic}):
+
+  curl -sS ${service}/v1/devices/${device}/commands -H 'authorization: Bearer ${options.adminToken}' \\
+    -H 'content-type: application/json' -d '${COMMAND}'
 
 Records on ${options.topics.join(', ')} appear below as they arrive. Ctrl-C stops everything.
 `);
@@ -236,9 +250,10 @@ async function main() {
   const { demo, created: demoCreated } = await ensureDemoDevice({ serviceUrl, adminToken, directory: LOCAL_DIR });
   if (demoCreated) log(`created the demo tenant "${demo.tenantId}", device ${demo.deviceId} and its key`);
   const names = createTopicNames(serviceEnv.KAFKA_TOPIC_PREFIX ?? '');
-  const topics = [names.telemetryRaw(demo.tenantId), names.telemetryDlq(demo.tenantId), names.deviceEvents(demo.tenantId)];
+  const commandStatusTopic = names.commandStatus(demo.tenantId);
+  const topics = [names.telemetryRaw(demo.tenantId), names.telemetryDlq(demo.tenantId), names.deviceEvents(demo.tenantId), commandStatusTopic];
   tail = await tailDemoTopics(kafkaBrokers.split(','), topics);
-  printCommands({ servicePort, mqttPort: broker.mqttPort, apiUrl: broker.apiUrl, adminToken, demo, topics });
+  printCommands({ servicePort, mqttPort: broker.mqttPort, apiUrl: broker.apiUrl, adminToken, demo, topics, commandStatusTopic });
 }
 
 main().catch(async (error: unknown) => {

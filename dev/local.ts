@@ -138,9 +138,9 @@ Demo device ${device} of tenant ${demo.tenantId}. Publish telemetry as the devic
 
   mosquitto_pub ${mqtt} -t devices/${device}/telemetry -m '${PAYLOAD}'
 
-Subscribe to its commands (one session per device: a second connection is refused while this one is open):
+Subscribe to its commands at QoS 1, so that it acknowledges each (one session per device: a second connection is refused while this one is open):
 
-  mosquitto_sub ${mqtt} -t devices/${device}/commands
+  mosquitto_sub ${mqtt} -q 1 -t devices/${device}/commands
 
 The device's status ("online": true after its first telemetry):
 

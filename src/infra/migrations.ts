@@ -3,6 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg, { type Pool } from 'pg';
+import { checkOut } from './transaction.js';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
 
@@ -59,7 +60,7 @@ export async function runMigrations(
   migrations?: readonly Migration[],
 ): Promise<string[]> {
   const all = migrations ?? (await readMigrations());
-  const client = await pool.connect();
+  const { client, release } = await checkOut(pool);
   const applied: string[] = [];
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
@@ -101,6 +102,6 @@ export async function runMigrations(
     return applied;
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
-    client.release();
+    release();
   }
 }

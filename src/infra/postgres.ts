@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { withTimeout } from '../lib/with-timeout.js';
 import { createDependencyState, type DependencyLogger, type DependencyState } from '../lib/dependency-state.js';
+import { checkOut } from './transaction.js';
 
 export interface PostgresClient {
   readonly pool: pg.Pool;
@@ -31,13 +32,19 @@ export function createPostgres(
     pool,
     state,
     async ping(timeoutMs) {
-      const client = await withTimeout(pool.connect(), timeoutMs, 'postgres connect');
+      const checkingOut = checkOut(pool);
+      // A client that arrives after the timeout goes back to the pool.
+      checkingOut.catch(() => undefined);
+      const { client, release } = await withTimeout(checkingOut, timeoutMs, 'postgres connect').catch((error: unknown) => {
+        void checkingOut.then((late) => late.release(), () => undefined);
+        throw error;
+      });
       try {
         await withTimeout(client.query('SELECT 1'), timeoutMs, 'postgres ping');
         state.up();
-        client.release();
+        release();
       } catch (error) {
-        client.release(true);
+        release(true);
         state.down(error);
         throw error;
       }

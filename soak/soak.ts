@@ -1,6 +1,6 @@
-// The fault soak: the service under authn, authz and telemetry load while
-// Kafka, Redis and Postgres are restarted in turn, then everything produced
-// is consumed back. The dependencies are private instances (a Kafka, a Redis
+// The fault soak: the service under authn, authz, telemetry and command load
+// while Kafka, Redis and Postgres are restarted in turn, then everything
+// produced is consumed back and every command followed to its end. The dependencies are private instances (a Kafka, a Redis
 // and a Postgres of the soak's own), so the machine's services are never
 // touched; the service runs from src/main.ts in a process of its own.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { createTopicNames } from '../src/lib/topics.js';
 import { startEmqxStandIn } from '../test/helpers/emqx-stand-in.js';
 import { consumeRecords } from '../test/helpers/kafka.js';
@@ -29,6 +30,13 @@ export interface SoakReport {
   /** Answers by request kind and outcome. */
   outcomes: Record<string, Record<string, number>>;
   telemetry: { acknowledged: number; lost: number; duplicated: number; duplicatedWithoutRetry: number; dropped: number; unfinished: number };
+  /**
+   * Commands created over REST (202), each with its own Idempotency-Key and
+   * retried on 503 or no answer as a careful client does: how many were
+   * stored, how many reached `acked`, how many keys were stored twice, and how
+   * many delivery events the service answered with a status EMQX drops.
+   */
+  commands: { created: number; stored: number; acked: number; notAcked: number; storedTwice: number; droppedEvents: number; deliveredTwice: number };
   wrongAllows: number;
   serverErrors: number;
   rssPeakMb: number;
@@ -44,6 +52,10 @@ const TENANT = 'soak';
 const EVENT_ATTEMPT_TIMEOUT_MS = 15_000;
 const EVENT_RETRY_MS = 1000;
 const TELEMETRY_IN_FLIGHT = 32;
+/** Pause between command creates: a few per second over the fleet. */
+const COMMAND_INTERVAL_MS = 200;
+/** How long the soak waits, after the load, for every created command to be acked. */
+const COMMAND_SETTLE_MS = 120_000;
 
 interface Answer {
   status: number;
@@ -104,6 +116,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const report: SoakReport = {
     outcomes: {},
     telemetry: { acknowledged: 0, lost: 0, duplicated: 0, duplicatedWithoutRetry: 0, dropped: 0, unfinished: 0 },
+    commands: { created: 0, stored: 0, acked: 0, notAcked: 0, storedTwice: 0, droppedEvents: 0, deliveredTwice: 0 },
     wrongAllows: 0,
     serverErrors: 0,
     rssPeakMb: 0,
@@ -113,6 +126,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   log('starting a private Kafka, Redis and Postgres');
   const [kafka, redis, postgres, emqx] = await Promise.all([createPrivateKafka(), createPrivateRedis(), createPrivatePostgres(), startEmqxStandIn()]);
   let service: Service | undefined;
+  /** Set when the soak stops waiting: deliveries still retried end. */
+  let givenUp = false;
   try {
     await Promise.all([kafka.start(), redis.start(), postgres.start()]);
     const port = await freePort();
@@ -172,6 +187,33 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       await outage('Postgres', 0.7, postgres.stop, postgres.start);
     })();
 
+    // Every device online with a QoS 1 subscription to its command topic; the
+    // stand-in's delivery events reach the service as EMQX's HTTP action sends
+    // them: retried on 429, 503, timeouts and connection errors, dropped on any
+    // other status.
+    emqx.sendEventsTo(async (event) => {
+      const body = JSON.stringify(event);
+      while (!givenUp) {
+        let status = 0;
+        try {
+          status = (await request(port, 'POST', '/emqx/events', hook, body, EVENT_ATTEMPT_TIMEOUT_MS)).status;
+        } catch {
+          status = 0;
+        }
+        if (status === 500) report.serverErrors++;
+        if (status !== 0 && status !== 429 && status !== 503) {
+          const delivered = status >= 200 && status < 300;
+          if (!delivered) report.commands.droppedEvents++;
+          count(report.outcomes, 'delivery events', delivered ? 'acknowledged' : `dropped (${status})`);
+          return status;
+        }
+        count(report.outcomes, 'delivery events', status === 0 ? 'retried (no answer)' : `retried (${status})`);
+        await sleep(EVENT_RETRY_MS);
+      }
+      return 0;
+    });
+    for (const device of devices) await emqx.subscribe(device.id, `devices/${device.id}/commands`, { qos: 1 });
+
     /** The answer as EMQX reads it (5 s is its request timeout), or the status when there is none to read. */
     const answerOf = async (path: string, body: object): Promise<string> => {
       try {
@@ -211,7 +253,6 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const retried = new Set<string>();
     let sequence = 0;
     let inFlight = 0;
-    let givenUp = false;
     const deliver = async (id: string, body: string) => {
       while (!givenUp) {
         let status = 0;
@@ -264,7 +305,36 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       }
     };
 
-    await Promise.all([authn(), authn(), authn(), authz(), authz(), telemetry(), telemetry(), faults]);
+    // Commands from the platform: one create at a time, retried with the same
+    // Idempotency-Key until it is answered 202 (or refused for good).
+    let commandSequence = 0;
+    const commands = async () => {
+      while (Date.now() < deadline) {
+        const device = pick(devices);
+        const key = `soak-${commandSequence++}`;
+        const body = JSON.stringify({ name: 'soak', params: { n: commandSequence } });
+        for (;;) {
+          let status = 0;
+          try {
+            status = (await request(port, 'POST', `/v1/devices/${device.id}/commands`, { ...admin, 'idempotency-key': key }, body, 10_000)).status;
+          } catch {
+            status = 0;
+          }
+          if (status === 500) report.serverErrors++;
+          if (running.exitCode !== null || running.signalCode !== null) return;
+          if (status !== 0 && status !== 503) {
+            if (status === 202) report.commands.created++;
+            count(report.outcomes, 'commands (REST create)', status === 202 ? 'created' : `refused (${status})`);
+            break;
+          }
+          count(report.outcomes, 'commands (REST create)', status === 0 ? 'retried (no answer)' : 'retried (503)');
+          await sleep(EVENT_RETRY_MS);
+        }
+        await sleep(COMMAND_INTERVAL_MS);
+      }
+    };
+
+    await Promise.all([authn(), authn(), authn(), authz(), authz(), telemetry(), telemetry(), commands(), faults]);
     log(`load stopped; waiting for ${inFlight} retried deliveries`);
     const settled = await Promise.race([Promise.all(deliveries).then(() => true), sleep(180_000, undefined, { ref: false }).then(() => false)]);
     if (!settled) {
@@ -275,6 +345,16 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     if (running.exitCode !== null || running.signalCode !== null) {
       report.failures.push(`the service exited (${running.exitCode ?? running.signalCode}) under load; its last output:\n${service.output()}`);
     }
+
+    log('waiting for every command to be acked');
+    Object.assign(report.commands, await followCommands(postgres.url, report.commands.created));
+    const publishedOk = new Map<string, number>();
+    for (const message of emqx.published) {
+      if (message.status !== 200) continue;
+      const commandId = (JSON.parse(message.body.payload as string) as { command_id: string }).command_id;
+      publishedOk.set(commandId, (publishedOk.get(commandId) ?? 0) + 1);
+    }
+    report.commands.deliveredTwice = [...publishedOk.values()].filter((n) => n > 1).length;
 
     log('consuming telemetry.raw back');
     const records = await consumeRecords([createTopicNames(prefix).telemetryRaw(TENANT)], acknowledged.size, {
@@ -295,6 +375,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       if (!retried.has(id)) report.telemetry.duplicatedWithoutRetry++;
     }
   } finally {
+    givenUp = true;
     const child = service?.child;
     if (child && child.exitCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -309,9 +390,39 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   if (telemetry.duplicatedWithoutRetry > 0) report.failures.push(`${telemetry.duplicatedWithoutRetry} messages duplicated though delivered once`);
   if (telemetry.dropped > 0) report.failures.push(`${telemetry.dropped} events answered a status EMQX drops`);
   if (telemetry.unfinished > 0) report.failures.push(`${telemetry.unfinished} events still retried after 3 minutes`);
+  const { commands } = report;
+  if (commands.stored !== commands.created) report.failures.push(`${commands.created} commands answered 202, ${commands.stored} stored`);
+  if (commands.notAcked > 0) report.failures.push(`${commands.notAcked} commands not acked ${COMMAND_SETTLE_MS / 1000} s after the load`);
+  if (commands.storedTwice > 0) report.failures.push(`${commands.storedTwice} idempotency keys stored twice`);
+  if (commands.droppedEvents > 0) report.failures.push(`${commands.droppedEvents} delivery events answered a status EMQX drops`);
   if (report.wrongAllows > 0) report.failures.push(`${report.wrongAllows} wrong allows`);
   if (report.serverErrors > 0) report.failures.push(`${report.serverErrors} answers of 500`);
   return report;
+}
+
+/** Waits until every stored command is acked (or the wait ends), then counts them. */
+async function followCommands(databaseUrl: string, created: number): Promise<Pick<SoakReport['commands'], 'stored' | 'acked' | 'notAcked' | 'storedTwice'>> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    const counts = async () => {
+      const { rows } = await pool.query<{ stored: string; acked: string; keys: string }>(
+        `SELECT count(*) AS stored, count(*) FILTER (WHERE state = 'acked') AS acked, count(DISTINCT idempotency_key) AS keys
+           FROM commands WHERE tenant_id = $1`,
+        [TENANT],
+      );
+      const row = rows[0]!;
+      return { stored: Number(row.stored), acked: Number(row.acked), keys: Number(row.keys) };
+    };
+    const until = Date.now() + COMMAND_SETTLE_MS;
+    let now = await counts();
+    while ((now.acked < now.stored || now.stored < created) && Date.now() < until) {
+      await sleep(1000);
+      now = await counts();
+    }
+    return { stored: now.stored, acked: now.acked, notAcked: now.stored - now.acked, storedTwice: now.stored - now.keys };
+  } finally {
+    await pool.end();
+  }
 }
 
 /** The report as the table `npm run soak` prints. */
@@ -328,6 +439,11 @@ export function formatReport(report: SoakReport): string {
     `  lost                    ${telemetry.lost} (must be 0)`,
     `  duplicated              ${telemetry.duplicated} (${telemetry.duplicatedWithoutRetry} of them delivered once: must be 0; the others were retried by EMQX after a 503 or no answer, see README "Duplicates")`,
     `  dropped by EMQX         ${telemetry.dropped} (must be 0)`,
+    `commands created (202)    ${report.commands.created}`,
+    `  stored                  ${report.commands.stored} (must equal created: one per Idempotency-Key)`,
+    `  acked                   ${report.commands.acked}; not acked ${report.commands.notAcked} (must be 0)`,
+    `  published twice         ${report.commands.deliveredTwice} (accepted by EMQX more than once: the device gets that command_id again and treats it as a repeat)`,
+    `  events dropped by EMQX  ${report.commands.droppedEvents} (must be 0)`,
     `wrong allows              ${report.wrongAllows} (must be 0)`,
     `500 answers               ${report.serverErrors} (must be 0)`,
     `service RSS peak          ${report.rssPeakMb} MB`,

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Admin, Consumer, Kafka } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type Consumer, type LogEntry } from 'kafkajs';
 import { withTimeout } from '../lib/with-timeout.js';
 
 export interface ConsumedRecord {
@@ -11,7 +11,8 @@ export interface ConsumedRecord {
 }
 
 export interface TopicConsumerOptions {
-  kafka: Kafka;
+  brokers: readonly string[];
+  clientId: string;
   /** Shared by every replica: each partition is consumed by one of them. */
   groupId: string;
   /** The topics to consume: every existing topic this accepts, looked up at start, on refresh() and every refreshIntervalMs. */
@@ -24,7 +25,11 @@ export interface TopicConsumerOptions {
   handle(record: ConsumedRecord): Promise<void>;
   refreshIntervalMs: number;
   partitionsConsumedConcurrently?: number;
-  log: { warn(object: object, message: string): void; info(object: object, message: string): void };
+  log: {
+    warn(object: object, message: string): void;
+    info(object: object, message: string): void;
+    debug(object: object, message: string): void;
+  };
 }
 
 export interface TopicConsumer {
@@ -45,7 +50,17 @@ const RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
  * is restarted with them — which makes the group rebalance.
  */
 export function createTopicConsumer(options: TopicConsumerOptions): TopicConsumer {
-  const { kafka, log } = options;
+  const { log } = options;
+  const kafka = new Kafka({
+    clientId: options.clientId,
+    brokers: [...options.brokers],
+    connectionTimeout: 1000,
+    requestTimeout: 15_000,
+    retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
+    // kafkajs logs every retry; the consumer's own warnings say what matters.
+    logLevel: logLevel.WARN,
+    logCreator: () => (entry: LogEntry) => log.debug({ kafkajs: entry.namespace, ...entry.log }, entry.log.message ?? 'kafkajs'),
+  });
   const consumer: Consumer = kafka.consumer({
     groupId: options.groupId,
     allowAutoTopicCreation: false,

@@ -5,21 +5,41 @@ import {
   type Admin,
   type ITopicConfig,
   type LogEntry,
-  type Message,
   type Producer,
   type RecordMetadata,
-  type TopicMessages,
 } from 'kafkajs';
 import { JavaCompatiblePartitioner, murmur2 } from './kafka-partitioner.js';
 import { createDependencyState, type DependencyLogger, type DependencyState } from '../lib/dependency-state.js';
 import { withTimeout } from '../lib/with-timeout.js';
+
+export type RecordHeaders = Record<string, string | Buffer>;
+
+/** One record to produce; without a partition, the key's murmur2 chooses it as the Java client would. */
+export interface KafkaRecord {
+  key?: string | Buffer | null;
+  value: string | Buffer | null;
+  headers?: RecordHeaders;
+  partition?: number;
+}
+
+export interface TopicRecords {
+  topic: string;
+  messages: KafkaRecord[];
+}
+
+/** Where the broker wrote the first record of a partition's share of a request. */
+export interface WrittenPartition {
+  topic: string;
+  partition: number;
+  baseOffset: string;
+}
 
 /** Some records of a produce request were written and the others were not. */
 export class PartialProduceError extends Error {
   override name = 'PartialProduceError';
   constructor(
     /** The records (as given to produce) the broker acknowledged. */
-    readonly written: ReadonlySet<Message>,
+    readonly written: ReadonlySet<KafkaRecord>,
     cause: unknown,
   ) {
     super(`kafka produce: ${written.size} records written, the others failed`, { cause });
@@ -31,14 +51,13 @@ export interface KafkaLogger extends DependencyLogger {
 }
 
 export interface KafkaClient {
-  readonly kafka: Kafka;
   readonly state: DependencyState;
   /**
    * Sends records and resolves once every in-sync replica has them (acks=all).
    * Rejects when the broker cannot be reached or does not acknowledge in time,
    * with a PartialProduceError when some partitions' records were written.
    */
-  produce(topicMessages: TopicMessages[], timeoutMs: number): Promise<RecordMetadata[]>;
+  produce(topicMessages: TopicRecords[], timeoutMs: number): Promise<WrittenPartition[]>;
   /** Creates the topics that do not exist yet; existing ones are left alone. */
   ensureTopics(topics: readonly string[], options: { partitions: number; replicationFactor: number }): Promise<void>;
   ping(timeoutMs: number): Promise<void>;
@@ -151,15 +170,15 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
   }
 
   /** The records grouped by the partition the partitioner gives them, each with that partition set. */
-  async function byPartition(topicMessages: TopicMessages[]): Promise<{ group: TopicMessages; originals: Message[] }[]> {
-    const groups: { group: TopicMessages; originals: Message[] }[] = [];
+  async function byPartition(topicMessages: TopicRecords[]): Promise<{ group: TopicRecords; originals: KafkaRecord[] }[]> {
+    const groups: { group: TopicRecords; originals: KafkaRecord[] }[] = [];
     for (const { topic, messages } of topicMessages) {
       const partitions = await partitionCount(topic);
       if (partitions === null) {
         groups.push({ group: { topic, messages }, originals: messages });
         continue;
       }
-      const byNumber = new Map<number, { group: TopicMessages; originals: Message[] }>();
+      const byNumber = new Map<number, { group: TopicRecords; originals: KafkaRecord[] }>();
       for (const message of messages) {
         const { key } = message;
         // The producer's own choice (JavaCompatiblePartitioner), made here so a group is one partition.
@@ -184,14 +203,14 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
    * acknowledges without writing a second copy. What failed then fails alone,
    * and the records written are reported as written (PartialProduceError).
    */
-  async function sendSplittingOnFailure(producer: Producer, topicMessages: TopicMessages[], timeoutMs: number): Promise<RecordMetadata[]> {
+  async function sendSplittingOnFailure(producer: Producer, topicMessages: TopicRecords[], timeoutMs: number): Promise<RecordMetadata[]> {
     try {
       return await producer.sendBatch({ topicMessages, acks: -1, timeout: timeoutMs });
     } catch (error) {
       if (closing) throw error;
       const groups = await byPartition(topicMessages);
       if (groups.length < 2) throw error;
-      const written = new Set<Message>();
+      const written = new Set<KafkaRecord>();
       const metadata: RecordMetadata[] = [];
       let failure: unknown;
       // One at a time: an idempotent producer keeps one request in flight anyway.
@@ -221,7 +240,6 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
   }
 
   return {
-    kafka,
     state,
     produce(topicMessages, timeoutMs) {
       if (closing) return Promise.reject(new Error('kafka producer is closing'));
@@ -230,6 +248,7 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
       const send = slot.connection
         .ensure()
         .then(() => sendSplittingOnFailure(slot.producer, topicMessages, timeoutMs))
+        .then((metadata) => metadata.map(({ topicName, partition, baseOffset }) => ({ topic: topicName, partition, baseOffset: baseOffset ?? '' })))
         .finally(() => slot.inFlight--);
       return tracked(() => withTimeout(send, timeoutMs, 'kafka produce'), { operation: 'produce' });
     },

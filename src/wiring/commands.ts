@@ -78,7 +78,8 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
   const events = createCommandEventHandlers({ pool, commands, clock, metrics, changed, subscribed: () => dispatcher.nudge() });
   const requests = settings.fromKafka
     ? createTopicConsumer({
-        kafka: infra.kafka.kafka,
+        brokers: config.kafka.brokers,
+        clientId: config.kafka.clientId,
         groupId: `${config.kafka.topicPrefix}device-link-mqtt.commands`,
         accepts: (topic) => topics.names.commandRequestsTenant(topic) !== null,
         handle: createCommandRequestHandler({

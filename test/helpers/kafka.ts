@@ -109,3 +109,16 @@ export async function produceRecords(
     await producer.disconnect();
   }
 }
+
+/** Topics the broker has, with their partition counts. */
+export async function describeTopics(brokers = TEST_KAFKA_BROKERS): Promise<Map<string, number>> {
+  const kafka = new Kafka({ clientId: 'dlm-test-admin', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const { topics } = await admin.fetchTopicMetadata();
+    return new Map(topics.map(({ name, partitions }) => [name, partitions.length]));
+  } finally {
+    await admin.disconnect();
+  }
+}

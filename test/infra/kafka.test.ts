@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Infra } from '../../src/infra/index.js';
 import { PartialProduceError } from '../../src/infra/kafka.js';
+import { murmur2 } from '../../src/infra/kafka-partitioner.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 import { consumeRecords } from '../helpers/kafka.js';
 
@@ -24,7 +25,7 @@ describe('kafka client', () => {
       [{ topic, messages: [{ key: 'device-1', value: '{"hello":"kafka"}', headers: { schema: 'test/v1' } }] }],
       5000,
     );
-    assert.equal(metadata?.errorCode, 0);
+    assert.equal(metadata?.topic, topic);
     const [record] = await consumeRecords([topic], 1);
     assert.deepEqual(record && { key: record.key, value: record.value, headers: record.headers }, {
       key: 'device-1',
@@ -51,5 +52,17 @@ describe('kafka client', () => {
     assert.deepEqual(new Set(error.written), new Set(written));
     const records = await consumeRecords([topic], 3, { settleMs: 1500 });
     assert.deepEqual(records.map((record) => record.value).sort(), ['written-1', 'written-2', 'written-3']);
+  });
+
+  it("writes a keyed record to the partition Kafka's Java client chooses for its key", async () => {
+    const topic = `${ctx.config.kafka.topicPrefix}partitioned`;
+    await infra.kafka.ensureTopics([topic], { partitions: 6, replicationFactor: 1 });
+    const keys = ['21', 'foobar', 'abc', 'grüße-🌡️', ...Array.from({ length: 60 }, (_, i) => `device-${i}-${i * 7919}`)];
+    await infra.kafka.produce([{ topic, messages: keys.map((key) => ({ key, value: key })) }], 5000);
+    const records = await consumeRecords([topic], keys.length);
+    assert.equal(records.length, keys.length);
+    for (const record of records) {
+      assert.equal(record.partition, (murmur2(Buffer.from(record.key ?? '')) & 0x7fffffff) % 6, `key ${record.key}`);
+    }
   });
 });

@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { TopicMessages } from 'kafkajs';
 import type { Pool } from 'pg';
-import type { KafkaClient } from '../../infra/kafka.js';
+import type { KafkaClient, TopicRecords } from '../../infra/kafka.js';
 import { withTransaction } from '../../infra/transaction.js';
 import type { TopicNames } from '../../lib/topics.js';
 import type { CommandRepository, StatusRecordRow } from './command-repository.js';
@@ -91,7 +90,7 @@ export function createCommandStatusOutbox(deps: {
       const records = await commands.takeStatusRecords(db, options.batch);
       if (records === null) return -1;
       if (records.length === 0) return 0;
-      const byTopic = new Map<string, TopicMessages>();
+      const byTopic = new Map<string, TopicRecords>();
       for (const row of records) {
         const topic = deps.topics.commandStatus(row.tenant_id);
         let entry = byTopic.get(topic);

@@ -1,9 +1,8 @@
-import type { Message, TopicMessages } from 'kafkajs';
-import { PartialProduceError } from '../../infra/kafka.js';
+import { PartialProduceError, type KafkaRecord, type TopicRecords } from '../../infra/kafka.js';
 
 export interface OutgoingRecord {
   topic: string;
-  message: Message;
+  message: KafkaRecord;
   /** The message's key in the delivery screen: a record already delivered under it is not sent again. */
   dedupKey?: string;
 }
@@ -21,7 +20,7 @@ export interface ProduceBatcherOptions {
    * rejects with a PartialProduceError naming the records written when only
    * some were.
    */
-  produce(topicMessages: TopicMessages[], timeoutMs: number): Promise<unknown>;
+  produce(topicMessages: TopicRecords[], timeoutMs: number): Promise<unknown>;
   /** How long the first record of a batch waits for company. */
   lingerMs: number;
   maxBatchSize: number;
@@ -78,8 +77,8 @@ interface Waiting {
 /** Room a record takes in a produce request beyond its key, value and headers (Kafka's record framing, generously). */
 const RECORD_OVERHEAD_BYTES = 64;
 
-export function recordBytes(message: Message): number {
-  const size = (value: Message['key'] | Message['value'] | undefined) =>
+export function recordBytes(message: KafkaRecord): number {
+  const size = (value: KafkaRecord['key'] | KafkaRecord['value'] | undefined) =>
     value === null || value === undefined ? 0 : typeof value === 'string' ? Buffer.byteLength(value) : value.length;
   let bytes = RECORD_OVERHEAD_BYTES + size(message.key) + size(message.value);
   for (const [name, value] of Object.entries(message.headers ?? {})) {
@@ -88,8 +87,8 @@ export function recordBytes(message: Message): number {
   return bytes;
 }
 
-function groupByTopic(items: readonly Waiting[]): TopicMessages[] {
-  const byTopic = new Map<string, Message[]>();
+function groupByTopic(items: readonly Waiting[]): TopicRecords[] {
+  const byTopic = new Map<string, KafkaRecord[]>();
   for (const { record } of items) {
     const messages = byTopic.get(record.topic);
     if (messages) messages.push(record.message);

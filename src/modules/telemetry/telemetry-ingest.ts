@@ -1,4 +1,4 @@
-import type { IHeaders } from 'kafkajs';
+import type { RecordHeaders } from '../../infra/kafka.js';
 import type { Clock } from '../../lib/clock.js';
 import { isDeviceId } from '../../lib/identifiers.js';
 import { telemetryTopic } from '../../lib/mqtt-topics.js';
@@ -215,7 +215,7 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       payload_bytes: body?.size ?? payload?.length ?? 0,
       payload_truncated: (body?.size ?? payload?.length ?? 0) > (kept?.length ?? 0),
     };
-    const headers: IHeaders = { reason, 'content-type': 'application/json', schema: DEAD_LETTER_SCHEMA };
+    const headers: RecordHeaders = { reason, 'content-type': 'application/json', schema: DEAD_LETTER_SCHEMA };
     if (tenantId) headers.tenant_id = tenantId;
     if (device) headers.device_id = device.id;
     // The dead letter must not be lost either: EMQX retries on 503.

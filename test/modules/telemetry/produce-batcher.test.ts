@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { TopicMessages } from 'kafkajs';
-import { PartialProduceError } from '../../../src/infra/kafka.js';
+import { PartialProduceError, type TopicRecords } from '../../../src/infra/kafka.js';
 import {
   createProduceBatcher,
   OverloadedError,
@@ -11,9 +10,9 @@ import {
 } from '../../../src/modules/telemetry/produce-batcher.js';
 
 function recorder() {
-  const calls: TopicMessages[][] = [];
+  const calls: TopicRecords[][] = [];
   const gates: { release(): void; fail(error: Error): void }[] = [];
-  const produce = (topicMessages: TopicMessages[]) => {
+  const produce = (topicMessages: TopicRecords[]) => {
     calls.push(topicMessages);
     return new Promise<void>((resolve, reject) => gates.push({ release: resolve, fail: reject }));
   };

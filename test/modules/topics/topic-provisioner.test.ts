@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { createTopicReconciliation } from '../../../src/modules/topics/topic-provisioner.js';
 import { wireTopics, type Topics } from '../../../src/wiring/topics.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
-import { waitForTopics } from '../../helpers/kafka.js';
+import { describeTopics, waitForTopics } from '../../helpers/kafka.js';
 import { createRegistrySeeder } from '../../helpers/telemetry.js';
 
 const quietLog = { info: () => undefined, warn: () => undefined };
@@ -28,15 +28,7 @@ describe('topic provisioning', () => {
     await ctx.close();
   });
 
-  const listTopics = async () => {
-    const admin = ctx.infra().kafka.kafka.admin();
-    await admin.connect();
-    try {
-      return (await admin.listTopics()).filter((topic) => topic.startsWith(ctx.config.kafka.topicPrefix)).sort();
-    } finally {
-      await admin.disconnect();
-    }
-  };
+  const listTopics = async () => [...(await describeTopics()).keys()].filter((topic) => topic.startsWith(ctx.config.kafka.topicPrefix)).sort();
 
   it("reconciles every tenant's topics and the unattributed dead-letter topic at start-up", async () => {
     const p = ctx.config.kafka.topicPrefix;
@@ -76,17 +68,11 @@ describe('topic provisioning', () => {
     await topics.provisioner.ensureTenant('gamma');
     await topics.provisioner.ensureTenant('gamma');
     const names = topics.names.forTenant('gamma');
-    const admin = ctx.infra().kafka.kafka.admin();
-    await admin.connect();
-    try {
-      const { topics: described } = await admin.fetchTopicMetadata({ topics: names });
-      assert.deepEqual(
-        described.map((t) => [t.name, t.partitions.length]).sort(),
-        names.map((t) => [t, ctx.config.kafka.topicPartitions]).sort(),
-      );
-    } finally {
-      await admin.disconnect();
-    }
+    const described = await describeTopics();
+    assert.deepEqual(
+      names.map((t) => [t, described.get(t)]).sort(),
+      names.map((t) => [t, ctx.config.kafka.topicPartitions]).sort(),
+    );
   });
 
   it('retries a failed reconciliation in the background until it succeeds, and stops when asked', async () => {

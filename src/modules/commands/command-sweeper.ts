@@ -1,5 +1,6 @@
 import type { Pool } from 'pg';
 import type { Clock } from '../../lib/clock.js';
+import { createPeriodic, type Periodic, type PeriodicLogger } from '../../lib/periodic.js';
 import type { CommandRepository, TransitionedRow } from './command-repository.js';
 
 export interface CommandSweeperOptions {
@@ -20,12 +21,9 @@ export const DEFAULT_SWEEPER_OPTIONS: Omit<CommandSweeperOptions, 'intervalMs' |
   retentionIntervalMs: 60_000,
 };
 
-export interface CommandSweeper {
-  start(): void;
+export interface CommandSweeper extends Periodic {
   /** One sweep now: expiry, reply timeouts and (when due) retention. */
   sweep(): Promise<{ expired: number; timedOut: number; deleted: number }>;
-  /** Stops scheduling and waits for a sweep in progress. */
-  stop(): Promise<void>;
 }
 
 /**
@@ -38,14 +36,10 @@ export function createCommandSweeper(deps: {
   commands: Pick<CommandRepository, 'expireDue' | 'timeOutDue' | 'deleteFinishedBefore'>;
   clock: Clock;
   changed(rows: readonly TransitionedRow[]): void;
-  log: { warn(object: object, message: string): void; info(object: object, message: string): void };
+  log: PeriodicLogger;
   options: CommandSweeperOptions;
 }): CommandSweeper {
   const { pool, commands, clock, log, options } = deps;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> | undefined;
-  let stopped = true;
-  let failing = false;
   let lastRetention = -Infinity;
 
   async function moveAll(move: (now: Date) => Promise<TransitionedRow[]>): Promise<number> {
@@ -75,39 +69,5 @@ export function createCommandSweeper(deps: {
     return { expired, timedOut, deleted };
   }
 
-  async function tick() {
-    try {
-      await sweep();
-      if (failing) log.info({}, 'command sweep recovered');
-      failing = false;
-    } catch (error) {
-      if (!failing) log.warn({ err: (error as Error).message }, 'command sweep failed; retrying every interval');
-      failing = true;
-    }
-  }
-
-  function schedule() {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      running = tick().finally(() => {
-        running = undefined;
-        schedule();
-      });
-    }, options.intervalMs);
-    timer.unref();
-  }
-
-  return {
-    start() {
-      if (!stopped) return;
-      stopped = false;
-      schedule();
-    },
-    sweep,
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await running;
-    },
-  };
+  return { sweep, ...createPeriodic('command sweep', sweep, options.intervalMs, log) };
 }

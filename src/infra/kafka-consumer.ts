@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel, type Admin, type Consumer, type LogEntry } from 'kafkajs';
+import type { Admin, Consumer } from 'kafkajs';
 import { withTimeout } from '../lib/with-timeout.js';
+import { createKafkaJs } from './kafka.js';
 
 export interface ConsumedRecord {
   readonly topic: string;
@@ -51,16 +52,7 @@ const RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
  */
 export function createTopicConsumer(options: TopicConsumerOptions): TopicConsumer {
   const { log } = options;
-  const kafka = new Kafka({
-    clientId: options.clientId,
-    brokers: [...options.brokers],
-    connectionTimeout: 1000,
-    requestTimeout: 15_000,
-    retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
-    // kafkajs logs every retry; the consumer's own warnings say what matters.
-    logLevel: logLevel.WARN,
-    logCreator: () => (entry: LogEntry) => log.debug({ kafkajs: entry.namespace, ...entry.log }, entry.log.message ?? 'kafkajs'),
-  });
+  const kafka = createKafkaJs(options, log);
   const consumer: Consumer = kafka.consumer({
     groupId: options.groupId,
     allowAutoTopicCreation: false,

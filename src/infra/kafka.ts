@@ -101,9 +101,13 @@ function protocolErrorType(error: unknown): string | undefined {
   return undefined;
 }
 
-export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaClient {
-  const state = createDependencyState('kafka', logger);
-  const kafka = new Kafka({
+/**
+ * The kafkajs client both the producer side and the consumers use. kafkajs
+ * logs every retry, so its lines go to `debug`: outages are reported once by
+ * whoever uses it (the dependency state, the consumer's own warnings).
+ */
+export function createKafkaJs(options: { brokers: readonly string[]; clientId: string }, logger: Pick<KafkaLogger, 'debug'>): Kafka {
+  return new Kafka({
     clientId: options.clientId,
     brokers: [...options.brokers],
     connectionTimeout: 1000,
@@ -111,11 +115,15 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
     // bounded by their own deadlines.
     requestTimeout: 15_000,
     retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 3 },
-    // kafkajs logs every retry; outages are reported once through `state` instead.
     logLevel: KafkaLogLevel.WARN,
     logCreator: () => (entry: LogEntry) =>
       logger.debug({ kafkajs: entry.namespace, ...entry.log }, entry.log.message ?? 'kafkajs'),
   });
+}
+
+export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaClient {
+  const state = createDependencyState('kafka', logger);
+  const kafka = createKafkaJs(options, logger);
   // Idempotent producers: a send retried after a slow acknowledgement would
   // otherwise write its records twice; the broker drops the repeat by producer
   // id and sequence. kafkajs keeps one request in flight per idempotent

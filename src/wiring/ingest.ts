@@ -51,7 +51,6 @@ export function wireIngest(
     clock,
     provisioner: topics.provisioner,
     limits: settings.limits,
-    maxRecordBytes: config.kafka.maxBatchBytes,
     metrics,
     dedup,
     batcher,

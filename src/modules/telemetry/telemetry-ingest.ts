@@ -8,7 +8,7 @@ import type { DeviceDirectory } from '../devices/device-directory.js';
 import type { DeviceRecord } from '../devices/device-repository.js';
 import type { EmqxEvent, EventHandler, EventOutcome, UnusableEventSink } from '../../lib/emqx-event.js';
 import type { MessageDedup } from './message-dedup.js';
-import { OverloadedError, recordBytes, type OutgoingRecord, type ProduceBatcher, type SendOutcome } from './produce-batcher.js';
+import { OverloadedError, RecordTooLargeError, type OutgoingRecord, type ProduceBatcher, type SendOutcome } from './produce-batcher.js';
 import type { TelemetryMetrics } from './telemetry-metrics.js';
 import type { TopicProvisioner } from '../topics/topic-provisioner.js';
 
@@ -61,8 +61,6 @@ export interface TelemetryIngestOptions {
   provisioner: Pick<TopicProvisioner, 'ensureTenantOnce' | 'ensureUnattributedOnce'>;
   topics: TopicNames;
   limits: TelemetryLimits;
-  /** The largest record one produce request carries (KAFKA_MAX_BATCH_BYTES). */
-  maxRecordBytes: number;
   clock: Clock;
   metrics: TelemetryMetrics;
   /** Told of every message once Kafka has it (liveness), before it is answered; must not throw. */
@@ -160,17 +158,24 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
    * Produces a record once its topic exists, answering 2xx only after the
    * broker acknowledged it (or the screen found it already delivered), and
    * 503 when it may succeed later. `delivered` runs for a record produced
-   * now. Its dedup mark is not awaited (EMQX repeats a message only after a
+   * now; `tooLarge` answers for a record larger than one produce request
+   * carries, which the broker would refuse every time. Its dedup mark is not awaited (EMQX repeats a message only after a
    * failed or lost answer): it rides with the next batch's lookup, or goes
    * alone within a few ms, so the lookup of a repeat (a later request, so a
    * later batch) already sees it.
    */
-  async function produce(ensureTopic: () => Promise<void>, record: OutgoingRecord, delivered: () => void): Promise<EventOutcome> {
+  async function produce(
+    ensureTopic: () => Promise<void>,
+    record: OutgoingRecord,
+    delivered: () => void,
+    tooLarge?: (detail: string) => Promise<EventOutcome>,
+  ): Promise<EventOutcome> {
     let outcome: SendOutcome;
     try {
       await ensureTopic();
       outcome = await batcher.send(record);
     } catch (error) {
+      if (tooLarge && error instanceof RecordTooLargeError) return tooLarge(`the TelemetryPoint is too large: ${error.message}`);
       return failure(error);
     }
     if (outcome === 'duplicate') {
@@ -277,15 +282,6 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     );
     if (!result.ok) return deadLetter(incoming, device, result.reason, result.detail, payload);
     const tenantId = device.tenantId;
-    const message = {
-      key: device.id,
-      value: JSON.stringify(result.point),
-      headers: { tenant_id: tenantId, device_id: device.id, 'content-type': 'application/json', schema: TELEMETRY_POINT_SCHEMA },
-    };
-    // The broker refuses a request larger than its limit; such a record could never be produced.
-    if (recordBytes(message) > options.maxRecordBytes) {
-      return deadLetter(incoming, device, 'record_too_large', `the TelemetryPoint is larger than one produce request carries (${options.maxRecordBytes} bytes)`, payload);
-    }
 
     // Repeats are found by the batcher's screen, one lookup per batch. When
     // Redis cannot tell, the record is produced anyway: a possible duplicate
@@ -294,13 +290,18 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       () => provisioner.ensureTenantOnce(tenantId),
       {
         topic: topics.telemetryRaw(tenantId),
-        message,
+        message: {
+          key: device.id,
+          value: JSON.stringify(result.point),
+          headers: { tenant_id: tenantId, device_id: device.id, 'content-type': 'application/json', schema: TELEMETRY_POINT_SCHEMA },
+        },
         dedupKey: dedup.keyOf(clientid, messageId),
       },
       () => {
         metrics.accepted.inc();
         options.onAccepted?.(device, incoming.receivedAtMs);
       },
+      (detail) => deadLetter(incoming, device, 'record_too_large', detail, payload),
     );
   }
 

@@ -110,6 +110,23 @@ describe('telemetry ingestion into Kafka', () => {
     ]);
   });
 
+  it('dead-letters a TelemetryPoint larger than one produce request carries (record_too_large), answering 2xx', async () => {
+    // Payloads up to 1 MiB allowed, produce requests capped at 512 KiB: a valid
+    // payload of 200 strings of 4,000 bytes makes a TelemetryPoint of ~800 KB.
+    const roomy = await ctx.app({}, { INGEST_MAX_PAYLOAD_BYTES: String(1024 * 1024), KAFKA_MAX_BATCH_BYTES: String(512 * 1024) });
+    const payload = JSON.stringify(Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`s${i}`, 'x'.repeat(4000)])));
+    // A device of the other tenant, whose dead-letter topic no other test here reads.
+    const large = await seed.device(OTHER_TENANT);
+    const event = publishEvent(large, payload);
+    const response = await postEvent(roomy, event);
+    assert.equal(response.statusCode, 204, response.body.slice(0, 200));
+    const otherDlq = createTopicNames(ctx.config.kafka.topicPrefix).telemetryDlq(OTHER_TENANT);
+    const found = byMessageId(await consumeRecords([otherDlq], 1)).get(event.id);
+    assert.ok(found, 'dead-lettered');
+    assert.equal(found.value.reason, 'record_too_large');
+    assert.match(String(found.value.detail), /TelemetryPoint is too large/);
+  });
+
   it('sends every poison message to a dead-letter topic with its reason, answering 2xx and never 500', async () => {
     const disabled = await seed.device(TENANT, { disabled: true });
     const otherTenantDevice = await seed.device(OTHER_TENANT);

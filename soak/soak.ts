@@ -187,13 +187,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       await outage('Postgres', 0.7, postgres.stop, postgres.start);
     })();
 
-    // Every device online with a QoS 1 subscription to its command topic; the
-    // stand-in's delivery events reach the service as EMQX's HTTP action sends
-    // them: retried on 429, 503, timeouts and connection errors, dropped on any
-    // other status.
-    emqx.sendEventsTo(async (event) => {
-      const body = JSON.stringify(event);
-      while (!givenUp) {
+    const isDelivered = (status: number) => status >= 200 && status < 300;
+    /**
+     * Posts an event to /emqx/events as EMQX's HTTP action does: retried on
+     * 429, 503, timeouts and connection errors, counted under `kind`; ends
+     * with the first other status (0 when the soak gave up first), and
+     * whether it had to retry.
+     */
+    const postEvent = async (kind: string, body: string): Promise<{ status: number; retried: boolean }> => {
+      for (let attempt = 0; !givenUp; attempt++) {
         let status = 0;
         try {
           status = (await request(port, 'POST', '/emqx/events', hook, body, EVENT_ATTEMPT_TIMEOUT_MS)).status;
@@ -202,15 +204,21 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         }
         if (status === 500) report.serverErrors++;
         if (status !== 0 && status !== 429 && status !== 503) {
-          const delivered = status >= 200 && status < 300;
-          if (!delivered) report.commands.droppedEvents++;
-          count(report.outcomes, 'delivery events', delivered ? 'acknowledged' : `dropped (${status})`);
-          return status;
+          count(report.outcomes, kind, isDelivered(status) ? 'acknowledged' : `dropped (${status})`);
+          return { status, retried: attempt > 0 };
         }
-        count(report.outcomes, 'delivery events', status === 0 ? 'retried (no answer)' : `retried (${status})`);
+        count(report.outcomes, kind, status === 0 ? 'retried (no answer)' : `retried (${status})`);
         await sleep(EVENT_RETRY_MS);
       }
-      return 0;
+      return { status: 0, retried: true };
+    };
+
+    // Every device online with a QoS 1 subscription to its command topic; the
+    // stand-in's delivery events reach the service through postEvent.
+    emqx.sendEventsTo(async (event) => {
+      const { status } = await postEvent('delivery events', JSON.stringify(event));
+      if (status !== 0 && !isDelivered(status)) report.commands.droppedEvents++;
+      return status;
     });
     for (const device of devices) await emqx.subscribe(device.id, `devices/${device.id}/commands`, { qos: 1 });
 
@@ -247,35 +255,16 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       }
     };
 
-    // Telemetry, delivered the way EMQX's HTTP action does: retried on 429,
-    // 503, timeouts and connection errors, dropped on any other status.
+    // Telemetry, delivered through postEvent.
     const acknowledged = new Set<string>();
     const retried = new Set<string>();
     let sequence = 0;
     let inFlight = 0;
     const deliver = async (id: string, body: string) => {
-      while (!givenUp) {
-        let status = 0;
-        try {
-          status = (await request(port, 'POST', '/emqx/events', hook, body, EVENT_ATTEMPT_TIMEOUT_MS)).status;
-        } catch {
-          status = 0;
-        }
-        if (status >= 200 && status < 300) {
-          acknowledged.add(id);
-          count(report.outcomes, 'telemetry', 'acknowledged');
-          return;
-        }
-        if (status === 500) report.serverErrors++;
-        if (status !== 0 && status !== 429 && status !== 503) {
-          report.telemetry.dropped++;
-          count(report.outcomes, 'telemetry', `dropped (${status})`);
-          return;
-        }
-        count(report.outcomes, 'telemetry', status === 0 ? 'retried (no answer)' : `retried (${status})`);
-        retried.add(id);
-        await sleep(EVENT_RETRY_MS);
-      }
+      const { status, retried: wasRetried } = await postEvent('telemetry', body);
+      if (wasRetried) retried.add(id);
+      if (isDelivered(status)) acknowledged.add(id);
+      else if (status !== 0) report.telemetry.dropped++;
     };
     const deliveries: Promise<void>[] = [];
     const telemetry = async () => {

@@ -297,7 +297,8 @@ export function createCommandService(deps: CommandServiceDeps) {
 
     /** The device is gone: what it still had queued is canceled, what EMQX held for it dropped. */
     async abandonDevice(deviceId: string): Promise<void> {
-      const rows = await commands.abandonDevice(pool, deviceId, new Date(clock()));
+      // One transaction: the device's commands end together, none seen half-way.
+      const rows = await withTransaction(pool, (client) => commands.abandonDevice(client, deviceId, new Date(clock())));
       if (rows.length > 0) deps.changed(rows);
     },
   };

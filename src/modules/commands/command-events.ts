@@ -120,13 +120,14 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
   const emqxId = (event: { id?: string | undefined }) => (event.id !== undefined && event.id !== 'undefined' ? event.id : null);
 
   // An event can come before the publish call that caused it has returned
-  // (§F): a message delivered was sent, so sent_at is set here too, and the
-  // publish answer only fills what is still missing.
+  // (§F): a message delivered was sent, so sent_at is set here too (and an
+  // earlier attempt's error no longer stands), and the publish answer only
+  // fills what is still missing.
   const delivered = deliveryHandler('message.delivered', (event, _command, at) => ({
     to: 'delivered',
     reason: null,
     at,
-    sets: { first: { sent_at: at, delivered_at: at, emqx_message_id: emqxId(event) } },
+    sets: { value: { last_error: null }, first: { sent_at: at, delivered_at: at, emqx_message_id: emqxId(event) } },
   }));
 
   const acked = deliveryHandler('message.acked', (event, command, at) => ({
@@ -134,7 +135,7 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
     reason: null,
     at,
     sets: {
-      value: { acked_at: at, reply_due_at: command.response_timeout_s === null ? null : new Date(at.getTime() + command.response_timeout_s * 1000) },
+      value: { last_error: null, acked_at: at, reply_due_at: command.response_timeout_s === null ? null : new Date(at.getTime() + command.response_timeout_s * 1000) },
       first: { sent_at: at, delivered_at: at, emqx_message_id: emqxId(event) },
     },
   }));

@@ -1,11 +1,12 @@
 // Authentication benchmarks: seeding, and the 10,000-device reconnect storm.
 import { randomUUID } from 'node:crypto';
-import http from 'node:http';
+import net from 'node:net';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { generateApiKey } from '../src/lib/api-key.js';
 import { createKeyDigest } from '../src/lib/key-digest.js';
 import { createPasswordHasher, type Argon2Params } from '../src/lib/password-hasher.js';
+import type { Server } from './support.js';
 import { TEST_HOOK_TOKEN, TEST_KEY_DIGEST_SECRET } from '../test/helpers/env.js';
 
 export interface BenchDevice {
@@ -80,55 +81,100 @@ export interface StormResult {
   ignore: number;
   other: number;
   wrongAllows: number;
+  /** CPU time the service process used during the storm. */
+  serviceCpuMs: number;
+  /** CPU time this (client) process used during the storm: it shares the machine's cores with the service. */
+  clientCpuMs: number;
 }
 
-/** Sends every request once, `concurrency` at a time over keep-alive connections. */
-export async function storm(port: number, requests: readonly StormRequest[], concurrency = 64): Promise<StormResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+/**
+ * Sends every request once, as EMQX's HTTP authenticator does (emqx-contract.md
+ * §A: a pool of connections, requests pipelined on each): `connections`
+ * keep-alive connections with up to `perConnection` requests in flight on each,
+ * answered in order. Requests are written as raw HTTP/1.1, so the client
+ * spends little of the CPU it shares with the service.
+ */
+export async function storm(
+  server: Pick<Server, 'port' | 'cpuSeconds'>,
+  requests: readonly StormRequest[],
+  { connections = 8, perConnection = 8 } = {},
+): Promise<StormResult> {
   const latencies: number[] = [];
-  const result: StormResult = { answers: new Array<string>(requests.length), totalMs: 0, maxMs: 0, p99Ms: 0, allow: 0, deny: 0, ignore: 0, other: 0, wrongAllows: 0 };
+  const result: StormResult = { answers: new Array<string>(requests.length), totalMs: 0, maxMs: 0, p99Ms: 0, allow: 0, deny: 0, ignore: 0, other: 0, wrongAllows: 0, serviceCpuMs: 0, clientCpuMs: 0 };
+  const head = `POST /emqx/authn HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nauthorization: Bearer ${TEST_HOOK_TOKEN}\r\n`;
+  const encode = (body: string) => `${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
   let next = 0;
-  const send = (body: string) =>
-    new Promise<string>((resolve, reject) => {
-      const request = http.request(
-        {
-          host: '127.0.0.1',
-          port,
-          path: '/emqx/authn',
-          method: 'POST',
-          agent,
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${TEST_HOOK_TOKEN}`, 'content-length': Buffer.byteLength(body) },
-        },
-        (response) => {
-          let data = '';
-          response.on('data', (chunk: Buffer) => (data += chunk.toString()));
-          response.on('end', () => resolve(response.statusCode === 200 ? (JSON.parse(data) as { result: string }).result : `http_${response.statusCode}`));
-        },
-      );
-      request.on('error', reject);
-      request.end(body);
+
+  const record = (index: number, sentAt: number, answer: string) => {
+    latencies.push(performance.now() - sentAt);
+    result.answers[index] = answer;
+    if (answer === 'allow' || answer === 'deny' || answer === 'ignore') result[answer]++;
+    else result.other++;
+    if (answer === 'allow' && !requests[index]!.correct) result.wrongAllows++;
+  };
+
+  const drive = () =>
+    new Promise<void>((resolve, reject) => {
+      const socket = net.connect(server.port, '127.0.0.1');
+      socket.setNoDelay(true);
+      const waiting: { index: number; sentAt: number }[] = [];
+      let buffered: Buffer = Buffer.alloc(0);
+      const fill = () => {
+        let batch = '';
+        while (waiting.length < perConnection && next < requests.length) {
+          const index = next++;
+          waiting.push({ index, sentAt: performance.now() });
+          batch += encode(requests[index]!.body);
+        }
+        if (batch) socket.write(batch);
+        else if (waiting.length === 0) {
+          socket.end();
+          resolve();
+        }
+      };
+      socket.on('connect', fill);
+      socket.on('error', reject);
+      socket.on('data', (chunk: Buffer) => {
+        buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+        let answered = false;
+        for (;;) {
+          const response = parseResponse(buffered);
+          if (!response) break;
+          buffered = buffered.subarray(response.length);
+          const sent = waiting.shift();
+          if (!sent) return reject(new Error('an answer to no request'));
+          record(sent.index, sent.sentAt, response.status === 200 ? (JSON.parse(response.body) as { result: string }).result : `http_${response.status}`);
+          answered = true;
+        }
+        if (answered) fill();
+      });
+      socket.on('close', () => (waiting.length ? reject(new Error(`connection closed with ${waiting.length} requests unanswered`)) : resolve()));
     });
+
+  const serviceCpuAtStart = server.cpuSeconds();
+  const clientCpuAtStart = process.cpuUsage();
   const startedAt = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (let index = next++; index < requests.length; index = next++) {
-        const { body, correct } = requests[index]!;
-        const sentAt = performance.now();
-        const answer = await send(body);
-        latencies.push(performance.now() - sentAt);
-        result.answers[index] = answer;
-        if (answer === 'allow' || answer === 'deny' || answer === 'ignore') result[answer]++;
-        else result.other++;
-        if (answer === 'allow' && !correct) result.wrongAllows++;
-      }
-    }),
-  );
+  await Promise.all(Array.from({ length: connections }, drive));
   result.totalMs = Math.round(performance.now() - startedAt);
+  result.serviceCpuMs = (server.cpuSeconds() - serviceCpuAtStart) * 1000;
+  const clientCpu = process.cpuUsage(clientCpuAtStart);
+  result.clientCpuMs = (clientCpu.user + clientCpu.system) / 1000;
   latencies.sort((a, b) => a - b);
   result.maxMs = Math.round(latencies.at(-1) ?? 0);
   result.p99Ms = Math.round(latencies[Math.floor(latencies.length * 0.99)] ?? 0);
-  agent.destroy();
   return result;
+}
+
+/** One complete HTTP/1.1 response with a content-length at the start of `data`, or null while it is incomplete. */
+function parseResponse(data: Buffer): { status: number; body: string; length: number } | null {
+  const headEnd = data.indexOf('\r\n\r\n');
+  if (headEnd < 0) return null;
+  const head = data.toString('latin1', 0, headEnd);
+  const contentLength = /\r\ncontent-length: *(\d+)/i.exec(head);
+  if (!contentLength) throw new Error(`an answer without content-length: ${head.split('\r\n')[0]}`);
+  const length = headEnd + 4 + Number(contentLength[1]);
+  if (data.length < length) return null;
+  return { status: Number(head.slice(9, 12)), body: data.toString('utf8', headEnd + 4, length), length };
 }
 
 export async function deleteKeys(redisUrl: string, patterns: string[]): Promise<void> {
@@ -146,3 +192,4 @@ export async function deleteKeys(redisUrl: string, patterns: string[]): Promise<
     redis.disconnect();
   }
 }
+

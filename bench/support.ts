@@ -262,5 +262,6 @@ export async function measurePaired(bare: Server, app: Server, spec: LoadSpec, r
 }
 
 export function printRow(cells: (string | number)[]) {
-  console.log(cells.map((cell, index) => String(cell).padEnd(index === 0 ? 34 : 12)).join(''));
+  // At least one space between cells, however long a cell is.
+  console.log(cells.map((cell, index) => String(cell).padEnd(index === 0 ? 34 : 12)).join(' '));
 }

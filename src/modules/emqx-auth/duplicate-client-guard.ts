@@ -1,6 +1,6 @@
 import type { EmqxApi } from '../../infra/emqx-api.js';
 import type { Clock } from '../../lib/clock.js';
-import type { SessionCredential, SessionStore } from '../sessions/session-store.js';
+import type { ConnectClaim, SessionCredential, SessionStore } from '../sessions/session-store.js';
 
 export type DuplicateClientPolicy = 'reject' | 'takeover';
 
@@ -49,15 +49,14 @@ export function createDuplicateClientGuard(deps: {
   };
 
   async function checkLive(deviceId: string, credential: SessionCredential): Promise<DuplicateCheck> {
-    let claimed: boolean;
-    let session: Awaited<ReturnType<SessionStore['get']>>;
+    let claim: ConnectClaim;
     try {
-      [claimed, session] = await Promise.all([sessions.claimConnecting(deviceId, claimTtlMs, credential), sessions.get(deviceId)]);
+      claim = await sessions.claimConnecting(deviceId, claimTtlMs, credential);
     } catch {
       return 'ok';
     }
-    if (!claimed) return 'connecting';
-    if (!session?.connected) return 'ok';
+    if (!claim.taken) return 'connecting';
+    if (claim.connectedAt === null) return 'ok';
 
     let live: boolean;
     try {
@@ -72,7 +71,7 @@ export function createDuplicateClientGuard(deps: {
       await sessions.releaseConnecting(deviceId).catch(() => undefined);
       return 'duplicate';
     }
-    await sessions.markStale(deviceId, session.connectedAt, clock()).catch(() => false);
+    await sessions.markStale(deviceId, claim.connectedAt, clock()).catch(() => false);
     return 'ok';
   }
 }

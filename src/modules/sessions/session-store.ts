@@ -42,12 +42,18 @@ export interface SessionStore {
   markStale(deviceId: string, connectedAt: number, at: number): Promise<boolean>;
   /**
    * A short exclusive claim on "this device is connecting now, with this
-   * credential"; false when another connect holds it. The connect event that
-   * follows records the credential with the session it opens.
+   * credential", and, when taken, the connection stored at that moment. The
+   * connect event that follows records the credential with the session it opens.
    */
-  claimConnecting(deviceId: string, ttlMs: number, credential: SessionCredential): Promise<boolean>;
+  claimConnecting(deviceId: string, ttlMs: number, credential: SessionCredential): Promise<ConnectClaim>;
   releaseConnecting(deviceId: string): Promise<void>;
 }
+
+/**
+ * Not taken: another CONNECT of the device holds the claim. Taken: with the
+ * connected_at of the connection the store holds as open, or null when none is.
+ */
+export type ConnectClaim = { readonly taken: false } | { readonly taken: true; readonly connectedAt: number | null };
 
 export interface SessionStoreOptions {
   redis: Redis;
@@ -90,6 +96,16 @@ redis.call('DEL', KEYS[2])
 return 1
 `;
 
+// The claim (KEYS[1], ARGV: credential, TTL ms) and, when it is taken, the
+// stored connection (KEYS[2]) in one step: nil when not taken, else the open
+// connection's connected_at or "" when there is none.
+const CLAIM_CONNECTING = `
+if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return false end
+local state = redis.call('HMGET', KEYS[2], 'connected', 'connected_at')
+if state[1] == '1' and state[2] then return state[2] end
+return ''
+`;
+
 const MARK_STALE = `
 if redis.call('HGET', KEYS[1], 'connected') ~= '1' then return 0 end
 if tonumber(redis.call('HGET', KEYS[1], 'connected_at') or '-1') ~= tonumber(ARGV[1]) then return 0 end
@@ -121,6 +137,7 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const recordConnected = defineRedisScript(redis, 'dlmSessionConnected', RECORD_CONNECTED, 2);
   const recordDisconnected = defineRedisScript(redis, 'dlmSessionDisconnected', RECORD_DISCONNECTED, 2);
   const markStale = defineRedisScript(redis, 'dlmSessionStale', MARK_STALE, 1);
+  const claimConnecting = defineRedisScript(redis, 'dlmSessionClaim', CLAIM_CONNECTING, 2);
 
   return {
     async get(deviceId) {
@@ -155,7 +172,9 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     },
     async claimConnecting(deviceId, ttlMs, credential) {
       const value = credential.kind === 'key' ? `key:${credential.keyId}` : 'psk';
-      return (await redis.set(claimKey(deviceId), value, 'PX', ttlMs, 'NX')) === 'OK';
+      const open = await claimConnecting([claimKey(deviceId), sessionKey(deviceId)], [value, ttlMs]);
+      if (open === null) return { taken: false };
+      return { taken: true, connectedAt: typeof open === 'string' && open !== '' ? Number(open) : null };
     },
     async releaseConnecting(deviceId) {
       await redis.del(claimKey(deviceId));

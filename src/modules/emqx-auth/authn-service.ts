@@ -53,8 +53,8 @@ type Match = { kind: 'match'; keyId: string | null; notAfter: number | null; lay
 /**
  * Decides EMQX's "may this client connect?" (emqx-contract.md §A). Order of
  * checks, cheapest first: identity shape → in-memory cache → Redis cache →
- * device → throttle → stored key or PSK → its digest or argon2 hash (argon2
- * bounded). Anything that cannot be decided because a dependency failed is
+ * device → throttle → stored key or PSK (these three read at once) → its
+ * digest or argon2 hash (argon2 bounded). Anything that cannot be decided because a dependency failed is
  * `ignore`; only a verification (now, or cached from before) ever yields `allow`.
  */
 export function createAuthnService(deps: {
@@ -125,10 +125,17 @@ export function createAuthnService(deps: {
     metrics.keysRestored.inc({ from, result });
   }
 
-  async function checkKey(deviceId: string, keyId: string, password: string, peer: string, budgetMs: () => number): Promise<Match | Verification> {
+  async function checkKey(
+    deviceId: string,
+    keyId: string,
+    found: Promise<StoredKey | null>,
+    password: string,
+    peer: string,
+    budgetMs: () => number,
+  ): Promise<Match | Verification> {
     let key: StoredKey | null;
     try {
-      key = await deps.findKey(keyId);
+      key = await found;
     } catch {
       return { kind: 'ignore', reason: 'postgres_unavailable' };
     }
@@ -151,10 +158,10 @@ export function createAuthnService(deps: {
     return { ...match, layer: 'argon2' };
   }
 
-  async function checkPsk(deviceId: string, password: string, peer: string, budgetMs: () => number): Promise<Match | Verification> {
+  async function checkPsk(deviceId: string, found: Promise<string | null>, password: string, peer: string, budgetMs: () => number): Promise<Match | Verification> {
     let stored: string | null;
     try {
-      stored = await repository.findPskHash(deviceId);
+      stored = await found;
     } catch {
       return { kind: 'ignore', reason: 'postgres_unavailable' };
     }
@@ -183,6 +190,13 @@ export function createAuthnService(deps: {
       return { kind: 'ignore', reason: 'hash_queue_full' };
     }
 
+    // The device, the throttle state and the stored key or PSK are read side
+    // by side (one round trip instead of three) and judged in that order. A
+    // read whose answer goes unused (the device is unknown) is left to settle.
+    const throttleState = throttle.check(deviceId, peer);
+    const secret = keyId === null ? { keyId, psk: repository.findPskHash(deviceId) } : { keyId, key: deps.findKey(keyId) };
+    for (const read of [throttleState, secret.keyId === null ? secret.psk : secret.key]) read.catch(() => undefined);
+
     let device;
     try {
       device = await devices.get(deviceId);
@@ -194,7 +208,7 @@ export function createAuthnService(deps: {
 
     let pairFailed: boolean;
     try {
-      const state = await throttle.check(deviceId, peer);
+      const state = await throttleState;
       if (state.blockedBy) {
         metrics.throttled.inc({ scope: state.blockedBy });
         return { kind: 'deny', reason: 'throttled' };
@@ -204,12 +218,17 @@ export function createAuthnService(deps: {
       return { kind: 'ignore', reason: 'redis_unavailable' };
     }
 
-    const checked = keyId ? await checkKey(deviceId, keyId, password, peer, budgetLeft) : await checkPsk(deviceId, password, peer, budgetLeft);
+    const checked =
+      secret.keyId === null
+        ? await checkPsk(deviceId, secret.psk, password, peer, budgetLeft)
+        : await checkKey(deviceId, secret.keyId, secret.key, password, peer, budgetLeft);
     if (checked.kind !== 'match') return checked;
     const credential: VerifiedCredential = { deviceId, tenantId: device.tenantId, keyId: checked.keyId, notAfter: checked.notAfter };
-    // Both writes are best effort: the secret is verified, and a cache or counter
-    // that could not be written only costs a later verify.
-    await cache.store(cacheKey, credential, generation).catch(() => undefined);
+    // Both writes are best effort and not waited for: the secret is verified,
+    // and a cache or counter that could not be written only costs a later
+    // verify. (The cache's memory layer is filled at once; Redis runs the
+    // write before the connect claim that follows it on the same connection.)
+    cache.store(cacheKey, credential, generation).catch(() => undefined);
     if (pairFailed) throttle.recordSuccess(deviceId, peer).catch(() => undefined);
     return { kind: 'verified', credential, layer: checked.layer };
   }

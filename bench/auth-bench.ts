@@ -81,6 +81,8 @@ export interface StormResult {
   ignore: number;
   other: number;
   wrongAllows: number;
+  /** Answers received in each half second of the storm: a freshly started process answers slower at first. */
+  answeredPerHalfSecond: number[];
   /** CPU time the service process used during the storm. */
   serviceCpuMs: number;
   /** CPU time this (client) process used during the storm: it shares the machine's cores with the service. */
@@ -100,13 +102,17 @@ export async function storm(
   { connections = 8, perConnection = 8 } = {},
 ): Promise<StormResult> {
   const latencies: number[] = [];
-  const result: StormResult = { answers: new Array<string>(requests.length), totalMs: 0, maxMs: 0, p99Ms: 0, allow: 0, deny: 0, ignore: 0, other: 0, wrongAllows: 0, serviceCpuMs: 0, clientCpuMs: 0 };
+  const result: StormResult = { answers: new Array<string>(requests.length), totalMs: 0, maxMs: 0, p99Ms: 0, allow: 0, deny: 0, ignore: 0, other: 0, wrongAllows: 0, answeredPerHalfSecond: [], serviceCpuMs: 0, clientCpuMs: 0 };
   const head = `POST /emqx/authn HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nauthorization: Bearer ${TEST_HOOK_TOKEN}\r\n`;
   const encode = (body: string) => `${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
   let next = 0;
 
+  let startedAt = 0;
   const record = (index: number, sentAt: number, answer: string) => {
-    latencies.push(performance.now() - sentAt);
+    const now = performance.now();
+    latencies.push(now - sentAt);
+    const halfSecond = Math.floor((now - startedAt) / 500);
+    result.answeredPerHalfSecond[halfSecond] = (result.answeredPerHalfSecond[halfSecond] ?? 0) + 1;
     result.answers[index] = answer;
     if (answer === 'allow' || answer === 'deny' || answer === 'ignore') result[answer]++;
     else result.other++;
@@ -153,8 +159,9 @@ export async function storm(
 
   const serviceCpuAtStart = server.cpuSeconds();
   const clientCpuAtStart = process.cpuUsage();
-  const startedAt = performance.now();
+  startedAt = performance.now();
   await Promise.all(Array.from({ length: connections }, drive));
+  result.answeredPerHalfSecond = Array.from(result.answeredPerHalfSecond, (count) => count ?? 0);
   result.totalMs = Math.round(performance.now() - startedAt);
   result.serviceCpuMs = (server.cpuSeconds() - serviceCpuAtStart) * 1000;
   const clientCpu = process.cpuUsage(clientCpuAtStart);

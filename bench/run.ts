@@ -199,4 +199,6 @@ async function runStorms() {
 
 function printStorm(name: string, result: Awaited<ReturnType<typeof storm>>, target: string, server: Server) {
   printRow([name, result.totalMs, target, result.p99Ms, result.maxMs, result.allow, result.deny, result.ignore, result.wrongAllows, server.rssMb(), Math.round(result.serviceCpuMs), Math.round(result.clientCpuMs)]);
+  const perHalfSecond = result.answeredPerHalfSecond;
+  console.log(`  answered per 0.5 s: ${perHalfSecond.slice(0, 12).join(', ')}${perHalfSecond.length > 12 ? ', …' : ''}`);
 }

@@ -14,6 +14,8 @@ const POSTGRES_TRANSIENT = /^(08...|53300|57P0[123]|57014)$/;
 const UNAVAILABLE_MESSAGES = [
   'timeout exceeded when trying to connect',
   'Connection terminated',
+  // pg, on a client whose connection was lost between two of its queries.
+  'Client has encountered a connection error and is not queryable',
   'Connection is closed',
   'connect ECONNREFUSED',
   'Reached the max retries per request limit',

@@ -14,6 +14,7 @@ describe('isUnavailable', () => {
       withCode('53300'),
       new Error('timeout exceeded when trying to connect'),
       new Error('Connection terminated unexpectedly'),
+      new Error('Client has encountered a connection error and is not queryable'),
       new TimeoutError('redis ping timed out'),
       new Error('query failed', { cause: withCode('ECONNRESET') }),
     ]) {

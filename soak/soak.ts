@@ -86,17 +86,26 @@ interface Service {
   child: ChildProcess;
   /** The last 20,000 characters the service wrote. */
   output(): string;
+  /** The service's log lines at level error (a 500 is logged there), the first 20 of them. */
+  errorLines(): string[];
 }
 
 async function startService(env: Record<string, string>, port: number): Promise<Service> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000)));
+  let partial = '';
+  const errorLines: string[] = [];
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-20_000);
+    const lines = (partial + chunk.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) if (errorLines.length < 20 && /"level":(50|60)/.test(line)) errorLines.push(line.slice(0, 2000));
+  });
   child.stderr?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000)));
   for (let waited = 0; waited < 60_000; waited += 200) {
     if (child.exitCode !== null) throw new Error(`the service exited:\n${output}`);
     const answered = await request(port, 'GET', '/healthz', {}, undefined, 1000).then(() => true, () => false);
-    if (answered) return { child, output: () => output };
+    if (answered) return { child, output: () => output, errorLines: () => errorLines };
     await sleep(200);
   }
   throw new Error(`the service did not start:\n${output}`);
@@ -385,7 +394,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   if (commands.storedTwice > 0) report.failures.push(`${commands.storedTwice} idempotency keys stored twice`);
   if (commands.droppedEvents > 0) report.failures.push(`${commands.droppedEvents} delivery events answered a status EMQX drops`);
   if (report.wrongAllows > 0) report.failures.push(`${report.wrongAllows} wrong allows`);
-  if (report.serverErrors > 0) report.failures.push(`${report.serverErrors} answers of 500`);
+  if (report.serverErrors > 0) report.failures.push(`${report.serverErrors} answers of 500; the service logged:\n${service.errorLines().join('\n')}`);
   return report;
 }
 

@@ -96,6 +96,10 @@ try {
     const what = [COMPARE ? `the build in ${COMPARE}` : 'this build', COMPARE_NODE ? `on ${COMPARE_NODE}` : ''].join(' ').trim();
     console.log(`each round also measures ${what} (rows "… (other)"); "gain" is this build's req/s over the other's in the same round\n`);
   }
+  // The storms come first: their client is this process, and after the
+  // throughput scenarios it (and the Kafka broker) still has work and garbage
+  // of theirs that stalled it in the middle of a storm.
+  if (wanted('reconnect storm')) await runStorms();
   printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'bare p99 ms', 'non-2xx', 'RSS MB']);
   for (const scenario of scenarios.filter((candidate) => wanted(candidate.name))) {
     const spec = await scenario.spec(app, bare);
@@ -131,7 +135,6 @@ try {
   await other?.stop();
   await app.stop();
   await bare.stop();
-  if (wanted('reconnect storm')) await runStorms();
   if (wanted('liveness')) {
     console.log('');
     for (const line of await benchLiveness(env.REDIS_URL, `${env.REDIS_KEY_PREFIX}liveness-bench:`)) console.log(line);
@@ -152,7 +155,7 @@ try {
  */
 async function runStorms() {
   console.log(
-    `\nreconnect storm — ${STORM_DEVICES} devices, 8 connections × 8 pipelined, reject policy; keys as keyed digests, ` +
+    `reconnect storm — ${STORM_DEVICES} devices, 8 connections × 8 pipelined, reject policy; keys as keyed digests, ` +
       `PSK argon2id m=${DEFAULT_ARGON2.memoryKib} KiB t=${DEFAULT_ARGON2.timeCost} p=${DEFAULT_ARGON2.parallelism} (the default)\n`,
   );
   // CPU: what the service process and this (client) process used during the storm, on the same cores.
@@ -195,6 +198,7 @@ async function runStorms() {
   } finally {
     await server.stop();
   }
+  console.log('');
 }
 
 function printStorm(name: string, result: Awaited<ReturnType<typeof storm>>, target: string, server: Server) {

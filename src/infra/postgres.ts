@@ -33,9 +33,8 @@ export function createPostgres(
     state,
     async ping(timeoutMs) {
       const checkingOut = checkOut(pool);
-      // A client that arrives after the timeout goes back to the pool.
-      checkingOut.catch(() => undefined);
       const { client, release } = await withTimeout(checkingOut, timeoutMs, 'postgres connect').catch((error: unknown) => {
+        // A client that arrives after the timeout goes back to the pool.
         void checkingOut.then((late) => late.release(), () => undefined);
         throw error;
       });

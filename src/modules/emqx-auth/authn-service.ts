@@ -54,8 +54,9 @@ type Match = { kind: 'match'; keyId: string | null; notAfter: number | null; lay
  * Decides EMQX's "may this client connect?" (emqx-contract.md §A). Order of
  * checks, cheapest first: identity shape → in-memory cache → Redis cache →
  * device → throttle → stored key or PSK (these three read at once) → its
- * digest or argon2 hash (argon2 bounded). Anything that cannot be decided because a dependency failed is
- * `ignore`; only a verification (now, or cached from before) ever yields `allow`.
+ * digest or argon2 hash (argon2 bounded). Anything that cannot be decided
+ * because a dependency failed is `ignore`; only a verification (now, or
+ * cached from before) ever yields `allow`.
  */
 export function createAuthnService(deps: {
   devices: Pick<DeviceDirectory, 'get' | 'peek'>;

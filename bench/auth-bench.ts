@@ -89,18 +89,17 @@ export interface StormResult {
   clientCpuMs: number;
 }
 
+/** EMQX's HTTP authenticator: a pool of 8 connections, requests pipelined on each (8 of them here). */
+export const STORM_SHAPE = { connections: 8, perConnection: 8 };
+
 /**
  * Sends every request once, as EMQX's HTTP authenticator does (emqx-contract.md
- * §A: a pool of connections, requests pipelined on each): `connections`
- * keep-alive connections with up to `perConnection` requests in flight on each,
- * answered in order. Requests are written as raw HTTP/1.1, so the client
- * spends little of the CPU it shares with the service.
+ * §A): STORM_SHAPE's keep-alive connections, each with up to `perConnection`
+ * requests in flight, answered in order. Requests are written as raw
+ * HTTP/1.1, so the client spends little of the CPU it shares with the service.
  */
-export async function storm(
-  server: Pick<Server, 'port' | 'cpuSeconds'>,
-  requests: readonly StormRequest[],
-  { connections = 8, perConnection = 8 } = {},
-): Promise<StormResult> {
+export async function storm(server: Pick<Server, 'port' | 'cpuSeconds'>, requests: readonly StormRequest[]): Promise<StormResult> {
+  const { connections, perConnection } = STORM_SHAPE;
   const latencies: number[] = [];
   const result: StormResult = { answers: new Array<string>(requests.length), totalMs: 0, maxMs: 0, p99Ms: 0, allow: 0, deny: 0, ignore: 0, other: 0, wrongAllows: 0, answeredPerHalfSecond: [], serviceCpuMs: 0, clientCpuMs: 0 };
   const head = `POST /emqx/authn HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nauthorization: Bearer ${TEST_HOOK_TOKEN}\r\n`;
@@ -133,10 +132,7 @@ export async function storm(
           batch += encode(requests[index]!.body);
         }
         if (batch) socket.write(batch);
-        else if (waiting.length === 0) {
-          socket.end();
-          resolve();
-        }
+        else if (waiting.length === 0) socket.end();
       };
       socket.on('connect', fill);
       socket.on('error', reject);
@@ -199,4 +195,3 @@ export async function deleteKeys(redisUrl: string, patterns: string[]): Promise<
     redis.disconnect();
   }
 }
-

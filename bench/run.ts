@@ -10,6 +10,7 @@ import {
   deleteKeys,
   seedDevices,
   storm,
+  STORM_SHAPE,
   STORM_PSK,
   type StormRequest,
 } from './auth-bench.js';
@@ -147,15 +148,15 @@ try {
 }
 
 /**
- * The reconnect storm: every device authenticates once, as EMQX sends it:
- * 8 connections (its pool) with 8 requests pipelined on each, 64 in flight,
- * under the reject policy. API keys are checked
+ * The reconnect storm: every device authenticates once, as EMQX sends it
+ * (STORM_SHAPE: its pool of connections, requests pipelined on each), under
+ * the reject policy. API keys are checked
  * against their stored digest; PSKs against an argon2id hash of the default
  * cost, so each PSK verification costs what production costs.
  */
 async function runStorms() {
   console.log(
-    `reconnect storm — ${STORM_DEVICES} devices, 8 connections × 8 pipelined, reject policy; keys as keyed digests, ` +
+    `reconnect storm — ${STORM_DEVICES} devices, ${STORM_SHAPE.connections} connections × ${STORM_SHAPE.perConnection} pipelined, reject policy; keys as keyed digests, ` +
       `PSK argon2id m=${DEFAULT_ARGON2.memoryKib} KiB t=${DEFAULT_ARGON2.timeCost} p=${DEFAULT_ARGON2.parallelism} (the default)\n`,
   );
   // CPU: what the service process and this (client) process used during the storm, on the same cores.

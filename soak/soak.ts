@@ -198,28 +198,39 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 
     const isDelivered = (status: number) => status >= 200 && status < 300;
     /**
-     * Posts an event to /emqx/events as EMQX's HTTP action does: retried on
-     * 429, 503, timeouts and connection errors, counted under `kind`; ends
-     * with the first other status (0 when the soak gave up first), and
-     * whether it had to retry.
+     * Sends a request as EMQX's HTTP action, or a careful platform client,
+     * does: retried after `retryOn` statuses, timeouts and connection errors
+     * (each retry counted under `kind`). Ends with the first other status, or
+     * 0 when the soak gave up or the service is gone, and says whether it
+     * had to retry.
      */
-    const postEvent = async (kind: string, body: string): Promise<{ status: number; retried: boolean }> => {
-      for (let attempt = 0; !givenUp; attempt++) {
+    const sendRetried = async (
+      kind: string,
+      path: string,
+      headers: Record<string, string>,
+      body: string,
+      timeoutMs: number,
+      retryOn: readonly number[],
+    ): Promise<{ status: number; retried: boolean }> => {
+      for (let attempt = 0; !givenUp && running.exitCode === null && running.signalCode === null; attempt++) {
         let status = 0;
         try {
-          status = (await request(port, 'POST', '/emqx/events', hook, body, EVENT_ATTEMPT_TIMEOUT_MS)).status;
+          status = (await request(port, 'POST', path, headers, body, timeoutMs)).status;
         } catch {
           status = 0;
         }
         if (status === 500) report.serverErrors++;
-        if (status !== 0 && status !== 429 && status !== 503) {
-          count(report.outcomes, kind, isDelivered(status) ? 'acknowledged' : `dropped (${status})`);
-          return { status, retried: attempt > 0 };
-        }
+        if (status !== 0 && !retryOn.includes(status)) return { status, retried: attempt > 0 };
         count(report.outcomes, kind, status === 0 ? 'retried (no answer)' : `retried (${status})`);
         await sleep(EVENT_RETRY_MS);
       }
       return { status: 0, retried: true };
+    };
+    /** An event to /emqx/events, retried on 429 and 503 as EMQX's HTTP action retries it. */
+    const postEvent = async (kind: string, body: string) => {
+      const sent = await sendRetried(kind, '/emqx/events', hook, body, EVENT_ATTEMPT_TIMEOUT_MS, [429, 503]);
+      if (sent.status !== 0) count(report.outcomes, kind, isDelivered(sent.status) ? 'acknowledged' : `dropped (${sent.status})`);
+      return sent;
     };
 
     // Every device online with a QoS 1 subscription to its command topic; the
@@ -307,27 +318,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     // Idempotency-Key until it is answered 202 (or refused for good).
     let commandSequence = 0;
     const commands = async () => {
+      const kind = 'commands (REST create)';
       while (Date.now() < deadline) {
         const device = pick(devices);
         const key = `soak-${commandSequence++}`;
         const body = JSON.stringify({ name: 'soak', params: { n: commandSequence } });
-        for (;;) {
-          let status = 0;
-          try {
-            status = (await request(port, 'POST', `/v1/devices/${device.id}/commands`, { ...admin, 'idempotency-key': key }, body, 10_000)).status;
-          } catch {
-            status = 0;
-          }
-          if (status === 500) report.serverErrors++;
-          if (running.exitCode !== null || running.signalCode !== null) return;
-          if (status !== 0 && status !== 503) {
-            if (status === 202) report.commands.created++;
-            count(report.outcomes, 'commands (REST create)', status === 202 ? 'created' : `refused (${status})`);
-            break;
-          }
-          count(report.outcomes, 'commands (REST create)', status === 0 ? 'retried (no answer)' : 'retried (503)');
-          await sleep(EVENT_RETRY_MS);
-        }
+        const { status } = await sendRetried(kind, `/v1/devices/${device.id}/commands`, { ...admin, 'idempotency-key': key }, body, 10_000, [503]);
+        if (status === 0) return;
+        if (status === 202) report.commands.created++;
+        count(report.outcomes, kind, status === 202 ? 'created' : `refused (${status})`);
         await sleep(COMMAND_INTERVAL_MS);
       }
     };

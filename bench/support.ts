@@ -149,7 +149,7 @@ export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
 }
 
 /** The middle value (the upper one of an even count). */
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }

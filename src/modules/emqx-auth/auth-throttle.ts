@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { createBatchedGet } from '../../infra/redis-batched-get.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
 
 export interface BackoffPolicy {
@@ -91,6 +92,7 @@ export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
   const policies = options.policies ?? DEFAULT_THROTTLE_POLICIES;
   const windowS = options.windowS ?? 15 * 60;
   const recordFailures = defineRedisScript(redis, 'dlmAuthnFailures', RECORD_FAILURES, 'any');
+  const read = createBatchedGet(redis);
   const failKey = (scope: ThrottleScope, id: string) => `${keyPrefix}authn:fail:${scope}:${id}`;
   const blockKey = (scope: ThrottleScope, id: string) => `${keyPrefix}authn:block:${scope}:${id}`;
   const idOf = (scope: ThrottleScope, deviceId: string, peer: string) =>
@@ -103,8 +105,9 @@ export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
     async check(deviceId, peer) {
       const scopes = scopesOf(deviceId, peer);
       const pair = idOf('device_peer', deviceId, peer);
-      // One read: the block keys of every scope, then the pair's failure counter.
-      const values = await redis.mget(...scopes.map((scope) => blockKey(scope, idOf(scope, deviceId, peer))), failKey('device_peer', pair));
+      // The block keys of every scope, then the pair's failure counter (read with other attempts' keys in one MGET).
+      const keys = [...scopes.map((scope) => blockKey(scope, idOf(scope, deviceId, peer))), failKey('device_peer', pair)];
+      const values = await Promise.all(keys.map(read));
       return {
         blockedBy: scopes.find((_, index) => values[index] !== null) ?? null,
         pairFailed: peer !== '' && values[scopes.length] !== null,

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Clock } from '../../lib/clock.js';
+import { createBatchedGet } from '../../infra/redis-batched-get.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
 import { createHmacSha256 } from '../../lib/digest.js';
 
@@ -86,6 +87,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   const random = options.random ?? Math.random;
   const hmac = createHmacSha256(options.secret);
   const storeScript = defineRedisScript(redis, 'dlmCredentialStore', STORE, 2);
+  const read = createBatchedGet(redis);
   const memory = new Map<string, MemoryEntry>();
   const byDevice = new Map<string, Set<string>>();
   // Generations are values of one ever-increasing counter; after the map is
@@ -150,7 +152,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
     },
     async fetch(cacheKey, deviceId) {
       const startedAt = generation(deviceId);
-      const value = await redis.get(credKey(cacheKey));
+      const value = await read(credKey(cacheKey));
       if (value === null) return undefined;
       let stored: StoredCredential;
       try {

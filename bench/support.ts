@@ -21,8 +21,9 @@ export function deployedEnv(dockerfile = 'Dockerfile'): Record<string, string> {
   const lastStage = lines.findLastIndex((line) => /^FROM\s/i.test(line));
   const env: Record<string, string> = {};
   for (const line of lines.slice(lastStage)) {
-    const match = /^ENV\s+([A-Za-z_][A-Za-z0-9_]*)=(\S+)\s*$/.exec(line);
-    if (match) env[match[1] as string] = match[2] as string;
+    // One variable per line; its value bare or in double quotes.
+    const match = /^ENV\s+([A-Za-z_][A-Za-z0-9_]*)=(?:"([^"]*)"|(\S+))\s*$/.exec(line);
+    if (match) env[match[1] as string] = (match[2] ?? match[3]) as string;
   }
   return env;
 }

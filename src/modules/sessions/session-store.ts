@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { defineRedisScript } from '../../infra/redis-script.js';
+import { createTurnBatcher } from '../../lib/turn-batcher.js';
 
 /**
  * What a connection authenticated with: an API key (by id) or the PSK. Known
@@ -96,15 +97,29 @@ redis.call('DEL', KEYS[2])
 return 1
 `;
 
-// The claim (KEYS[1], ARGV: credential, TTL ms) and, when it is taken, the
-// stored connection (KEYS[2]) in one step: nil when not taken, else the open
-// connection's connected_at or "" when there is none.
+// Each claim (KEYS: claim, session; ARGV: credential, TTL ms; per claim, many
+// per call, taken in order) and, when it is taken, the stored connection in
+// one step. Each answer: 'taken:' followed by the open connection's
+// connected_at (empty when none is open), or 'busy' when another CONNECT
+// holds the claim (one earlier in the same call included).
 const CLAIM_CONNECTING = `
-if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return false end
-local state = redis.call('HMGET', KEYS[2], 'connected', 'connected_at')
-if state[1] == '1' and state[2] then return state[2] end
-return ''
+local answers = {}
+for i = 1, #KEYS, 2 do
+  local answer = 'busy'
+  if redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[i + 1], 'NX') then
+    local state = redis.call('HMGET', KEYS[i + 1], 'connected', 'connected_at')
+    answer = 'taken:' .. ((state[1] == '1' and state[2]) or '')
+  end
+  answers[#answers + 1] = answer
+end
+return answers
 `;
+
+interface ClaimRequest {
+  deviceId: string;
+  ttlMs: number;
+  value: string;
+}
 
 const MARK_STALE = `
 if redis.call('HGET', KEYS[1], 'connected') ~= '1' then return 0 end
@@ -137,7 +152,21 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const recordConnected = defineRedisScript(redis, 'dlmSessionConnected', RECORD_CONNECTED, 2);
   const recordDisconnected = defineRedisScript(redis, 'dlmSessionDisconnected', RECORD_DISCONNECTED, 2);
   const markStale = defineRedisScript(redis, 'dlmSessionStale', MARK_STALE, 1);
-  const claimConnecting = defineRedisScript(redis, 'dlmSessionClaim', CLAIM_CONNECTING, 2);
+  const claimScript = defineRedisScript(redis, 'dlmSessionClaim', CLAIM_CONNECTING, 'any');
+  // The claims of one turn of the event loop (a reconnect storm makes many)
+  // go to Redis in one script call.
+  const claim = createTurnBatcher(async (requests: ClaimRequest[]) => {
+    const answers = await claimScript(
+      requests.flatMap(({ deviceId }) => [claimKey(deviceId), sessionKey(deviceId)]),
+      requests.flatMap(({ ttlMs, value }) => [value, ttlMs]),
+    );
+    if (!Array.isArray(answers)) throw new Error('unexpected answer to a connect claim');
+    return answers.map((answer): ConnectClaim => {
+      if (typeof answer !== 'string' || !answer.startsWith('taken:')) return { taken: false };
+      const connectedAt = answer.slice('taken:'.length);
+      return { taken: true, connectedAt: connectedAt === '' ? null : Number(connectedAt) };
+    });
+  });
 
   return {
     async get(deviceId) {
@@ -170,11 +199,8 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     async markStale(deviceId, connectedAt, at) {
       return (await markStale([sessionKey(deviceId)], [connectedAt, at])) === 1;
     },
-    async claimConnecting(deviceId, ttlMs, credential) {
-      const value = credential.kind === 'key' ? `key:${credential.keyId}` : 'psk';
-      const open = await claimConnecting([claimKey(deviceId), sessionKey(deviceId)], [value, ttlMs]);
-      if (open === null) return { taken: false };
-      return { taken: true, connectedAt: typeof open === 'string' && open !== '' ? Number(open) : null };
+    claimConnecting(deviceId, ttlMs, credential) {
+      return claim({ deviceId, ttlMs, value: credential.kind === 'key' ? `key:${credential.keyId}` : 'psk' });
     },
     async releaseConnecting(deviceId) {
       await redis.del(claimKey(deviceId));

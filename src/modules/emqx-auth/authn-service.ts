@@ -227,8 +227,8 @@ export function createAuthnService(deps: {
     const credential: VerifiedCredential = { deviceId, tenantId: device.tenantId, keyId: checked.keyId, notAfter: checked.notAfter };
     // Both writes are best effort and not waited for: the secret is verified,
     // and a cache or counter that could not be written only costs a later
-    // verify. (The cache's memory layer is filled at once; Redis runs the
-    // write before the connect claim that follows it on the same connection.)
+    // verify. (The cache's memory layer is filled at once; the Redis write
+    // goes out with the others of this turn of the event loop.)
     cache.store(cacheKey, credential, generation).catch(() => undefined);
     if (pairFailed) throttle.recordSuccess(deviceId, peer).catch(() => undefined);
     return { kind: 'verified', credential, layer: checked.layer };

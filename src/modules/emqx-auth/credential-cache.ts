@@ -3,6 +3,7 @@ import type { Clock } from '../../lib/clock.js';
 import { createBatchedGet } from '../../infra/redis-batched-get.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
 import { createHmacSha256 } from '../../lib/digest.js';
+import { createTurnBatcher } from '../../lib/turn-batcher.js';
 
 /** What a successful verification proved; never the secret or its hash. */
 export interface VerifiedCredential {
@@ -59,15 +60,26 @@ interface StoredCredential {
   x: number;
 }
 
-// The entry and its index line in one step (KEYS: entry, device index; ARGV:
-// JSON, its TTL ms, cache key, key id, index TTL ms): an entry the index does
-// not name could outlive the change that condemns it.
+// Each entry and its index line in one step (KEYS: entry, device index;
+// ARGV: JSON, its TTL ms, cache key, key id, index TTL ms; per entry, many
+// per call): an entry the index does not name could outlive the change that
+// condemns it.
 const STORE = `
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
+for i = 1, #KEYS, 2 do
+  local arg = (i - 1) / 2 * 5
+  redis.call('SET', KEYS[i], ARGV[arg + 1], 'PX', ARGV[arg + 2])
+  redis.call('HSET', KEYS[i + 1], ARGV[arg + 3], ARGV[arg + 4])
+  redis.call('PEXPIRE', KEYS[i + 1], ARGV[arg + 5])
+end
 return 0
 `;
+
+interface StoreRequest {
+  cacheKey: string;
+  credential: VerifiedCredential;
+  /** The device's generation when the verification began. */
+  startedAt: number;
+}
 
 /**
  * Verified-credential cache: an LRU in memory in front of Redis.
@@ -86,7 +98,24 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   const maxEntries = options.maxEntries ?? 100_000;
   const random = options.random ?? Math.random;
   const hmac = createHmacSha256(options.secret);
-  const storeScript = defineRedisScript(redis, 'dlmCredentialStore', STORE, 2);
+  const storeScript = defineRedisScript(redis, 'dlmCredentialStore', STORE, 'any');
+  // The entries stored in one turn of the event loop go to Redis in one script
+  // call. One whose device was invalidated while it waited is not written: the
+  // invalidation's deletion may have run already.
+  const write = createTurnBatcher(async (requests: StoreRequest[]) => {
+    const current = requests.filter(({ credential, startedAt }) => generation(credential.deviceId) === startedAt);
+    if (current.length > 0) {
+      await storeScript(
+        current.flatMap(({ cacheKey, credential }) => [credKey(cacheKey), indexKey(credential.deviceId)]),
+        current.flatMap(({ cacheKey, credential }) => {
+          const lifetime = jitter(ttlMs);
+          const stored: StoredCredential = { d: credential.deviceId, t: credential.tenantId, k: credential.keyId, n: credential.notAfter, x: clock() + lifetime };
+          return [JSON.stringify(stored), lifetime, cacheKey, credential.keyId ?? '', Math.round(ttlMs * 1.2)];
+        }),
+      );
+    }
+    return requests.map(() => undefined);
+  });
   const read = createBatchedGet(redis);
   const memory = new Map<string, MemoryEntry>();
   const byDevice = new Map<string, Set<string>>();
@@ -173,18 +202,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
     async store(cacheKey, credential, startedAt) {
       if (generation(credential.deviceId) !== startedAt) return;
       remember(cacheKey, credential, jitter(memoryTtlMs));
-      const lifetime = jitter(ttlMs);
-      const stored: StoredCredential = {
-        d: credential.deviceId,
-        t: credential.tenantId,
-        k: credential.keyId,
-        n: credential.notAfter,
-        x: clock() + lifetime,
-      };
-      await storeScript(
-        [credKey(cacheKey), indexKey(credential.deviceId)],
-        [JSON.stringify(stored), lifetime, cacheKey, credential.keyId ?? '', Math.round(ttlMs * 1.2)],
-      );
+      await write({ cacheKey, credential, startedAt });
     },
     drop: forget,
     clearMemory() {

@@ -1,0 +1,31 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { createCredentialCache, type VerifiedCredential } from '../../../src/modules/emqx-auth/credential-cache.js';
+import { useTestRedis } from '../../helpers/redis.js';
+
+describe('the verified-credential cache in Redis', () => {
+  const test = useTestRedis();
+  /** One replica's cache; replicas share Redis and nothing else. */
+  const replica = () => createCredentialCache({ redis: test.redis, keyPrefix: test.prefix, secret: 'cache-secret-0123456789abcdef', clock: Date.now, ttlMs: 60_000 });
+  const credential = (deviceId: string): VerifiedCredential => ({ deviceId, tenantId: 'tenant', keyId: `key-${deviceId}`, notAfter: null });
+
+  it('writes the entries stored in one turn, each readable by another replica', async () => {
+    const writer = replica();
+    const devices = [randomUUID(), randomUUID(), randomUUID()];
+    await Promise.all(devices.map((deviceId) => writer.store(writer.keyFor(deviceId, 'secret'), credential(deviceId), writer.generation(deviceId))));
+    const reader = replica();
+    for (const deviceId of devices) assert.deepEqual(await reader.fetch(reader.keyFor(deviceId, 'secret'), deviceId), credential(deviceId));
+  });
+
+  it('does not write an entry whose device was invalidated before its write went out; the others of its turn are written', async () => {
+    const writer = replica();
+    const [condemned, kept] = [randomUUID(), randomUUID()];
+    const stored = [condemned, kept].map((deviceId) => writer.store(writer.keyFor(deviceId, 'secret'), credential(deviceId), writer.generation(deviceId)));
+    await Promise.all([writer.invalidate(condemned), ...stored]);
+    const reader = replica();
+    assert.equal(await reader.fetch(reader.keyFor(condemned, 'secret'), condemned), undefined);
+    assert.equal(writer.peek(writer.keyFor(condemned, 'secret')), undefined, 'nor kept in memory');
+    assert.deepEqual(await reader.fetch(reader.keyFor(kept, 'secret'), kept), credential(kept));
+  });
+});

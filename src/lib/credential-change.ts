@@ -1,20 +1,15 @@
 /**
- * The change signal for authentication caches.
- *
- * Channel: `<REDIS_KEY_PREFIX>credentials:changed` (Redis pub/sub).
- * Message: JSON `CredentialChange`. The registry publishes it only after the
- * change is committed to Postgres, so a replica that reloads on receipt sees
- * the new state. Every replica that caches verified credentials or device
- * state subscribes and drops what the message names:
- *  - `key_id` set: entries verified with that key;
- *  - `key_id` absent: every entry of the device (all keys, PSK, device state).
- * Pub/sub is fire-and-forget: a replica that was disconnected may miss a
- * message, which is why cache entries also carry a TTL.
+ * A committed change to a device or its credentials, as the change log
+ * (`credential_changes`, written in the change's own transaction) records it.
+ * Every replica reads the log and drops what it holds in memory about the
+ * device; what must happen once (the live session ended, Redis state cleaned)
+ * is queued with it and retried until done.
  */
 export type CredentialChangeKind =
   | 'key_revoked'
   | 'keys_rotated'
   | 'psk_set'
+  | 'psk_replaced'
   | 'psk_deleted'
   | 'device_disabled'
   | 'device_enabled'
@@ -30,19 +25,26 @@ export interface CredentialChange {
   readonly at: string;
 }
 
-export function credentialChangeChannel(keyPrefix: string): string {
-  return `${keyPrefix}credentials:changed`;
+/**
+ * Changes after which a live MQTT session must end: the credential it may have
+ * connected with no longer admits it, or the device may no longer connect. A
+ * rotation is not among them: the old keys' sessions end when their grace does.
+ */
+export function endsSessions(kind: CredentialChangeKind): boolean {
+  return kind === 'key_revoked' || kind === 'psk_replaced' || kind === 'psk_deleted' || kind === 'device_disabled' || kind === 'device_deleted';
 }
 
 /**
- * Changes after which a live MQTT session must be kicked: the credential it may
- * have connected with no longer exists, or the device may no longer connect.
+ * Changes that alter what may authenticate as the device, so that every
+ * verification made before them is void: they give the device a new
+ * credential version. A rename or a new offline threshold does not; a
+ * deleted device has no version left to change.
  */
-export function requiresKick(change: CredentialChange): boolean {
-  return (
-    change.kind === 'key_revoked' ||
-    change.kind === 'psk_deleted' ||
-    change.kind === 'device_disabled' ||
-    change.kind === 'device_deleted'
-  );
+export function changesCredentials(kind: CredentialChangeKind): boolean {
+  return kind !== 'device_updated' && kind !== 'device_deleted';
+}
+
+/** Redis pub/sub channel on which a committed change's log position is announced, so replicas read the log at once. */
+export function credentialChangeChannel(keyPrefix: string): string {
+  return `${keyPrefix}credentials:changed`;
 }

@@ -1,7 +1,7 @@
-import type { CredentialChange } from '../lib/credential-change.js';
 import { createBoundedQueue } from '../lib/bounded-queue.js';
 import { createKeyDigest } from '../lib/key-digest.js';
 import { createPasswordHasher } from '../lib/password-hasher.js';
+import { createChangeRepository } from '../modules/changes/change-repository.js';
 import type { DeviceDirectory } from '../modules/devices/device-directory.js';
 import { createAuthMetrics } from '../modules/emqx-auth/auth-metrics.js';
 import { createAuthThrottle } from '../modules/emqx-auth/auth-throttle.js';
@@ -20,17 +20,28 @@ import type { WiringContext } from './context.js';
 /**
  * EMQX's two questions: may this client connect (`/emqx/authn`), may it use
  * this topic (`/emqx/authz`). Also what a credential change needs from this
- * feature: dropping cached verifications, and kicking the live session.
+ * feature: dropping cached verifications, ending the live session, and
+ * queueing the session endings of keys whose not_after has come.
  */
-export function wireEmqxAuth(deps: WiringContext & { directory: DeviceDirectory; sessions: SessionStore }) {
+export function wireEmqxAuth(
+  deps: WiringContext & {
+    directory: DeviceDirectory;
+    sessions: SessionStore;
+    /** Told when key expiry queued session endings. */
+    kicksQueued: () => void;
+  },
+) {
   const { config, infra, clock, log, directory } = deps;
   const settings = config.credentials;
+  const pool = infra.postgres.pool;
   const redis = { redis: infra.redis.redis, keyPrefix: infra.redis.keyPrefix };
   const metrics = createAuthMetrics(deps.metrics);
-  const verification = createVerificationRepository(infra.postgres.pool);
+  const verification = createVerificationRepository(pool);
+  const changes = createChangeRepository();
   const cache = createCredentialCache({ ...redis, secret: settings.cacheSecret, clock, ttlMs: settings.cacheTtlS * 1000 });
+  const throttle = createAuthThrottle({ ...redis, clock });
   const usage = createKeyUsageRecorder({ repository: verification, clock, log });
-  const kicker = createSessionKicker({ ...redis, emqx: infra.emqx, metrics, log });
+  const kicker = createSessionKicker({ emqx: infra.emqx, sessions: deps.sessions, metrics, log });
 
   const authn = createAuthnService({
     devices: directory,
@@ -40,7 +51,7 @@ export function wireEmqxAuth(deps: WiringContext & { directory: DeviceDirectory;
     keyDigest: createKeyDigest(settings.keyDigestSecret, settings.keyDigestSecretPrevious),
     hasher: createPasswordHasher(settings.argon2),
     hashQueue: createBoundedQueue({ concurrency: settings.hashConcurrency, maxWaitMs: settings.hashMaxWaitMs }),
-    throttle: createAuthThrottle(redis),
+    throttle,
     usage,
     duplicates: createDuplicateClientGuard({ policy: settings.duplicateClientPolicy, sessions: deps.sessions, emqx: infra.emqx, clock, log }),
     metrics,
@@ -50,20 +61,22 @@ export function wireEmqxAuth(deps: WiringContext & { directory: DeviceDirectory;
   return {
     authn,
     authz: createAuthzService({ devices: directory, metrics, commandReplies: config.commands.replies }),
-    /** Drops the verifications the change names, in this replica's memory and in Redis. */
-    forget: (change: CredentialChange) => cache.invalidate(change.device_id, change.key_id),
+    /** Drops the device's verifications from this replica's memory. */
+    forgetInMemory: (deviceId: string) => cache.forgetDevice(deviceId),
     /** Drops every verification held in this replica's memory. */
-    forgetAll: () => cache.clearMemory(),
-    /** Disconnects the device's live session through EMQX's REST API, once across replicas. */
-    kick: (change: CredentialChange) => kicker.kick(change),
-    /** Ends, on time, the sessions opened with keys that then got a not_after. */
+    forgetAllInMemory: () => cache.clearMemory(),
+    /** Deletes the verifications of a key (or of the whole device) from Redis. */
+    deleteStored: (deviceId: string, keyId?: string) => cache.deleteStored(deviceId, keyId),
+    /** Forgets the device's failed attempts and known addresses (it was deleted). */
+    forgetFailures: (deviceId: string) => throttle.forgetDevice(deviceId),
+    /** Ends the device's live session through EMQX's REST API; throws when EMQX did not confirm it. */
+    kick: kicker.kick,
+    /** Queues, on time, the endings of the sessions opened with keys that then got a not_after. */
     keyExpiry: createKeyExpirySweeper({
-      repository: verification,
-      sessions: deps.sessions,
-      kicker,
+      queueKicks: (now, limit) => changes.queueKeyExpiryKicks(pool, now, limit),
+      queued: deps.kicksQueued,
       clock,
       log,
-      onEnded: (outcome) => metrics.keySessionsEnded.inc({ outcome }),
     }),
     /** Writes the key usage still pending. */
     close: () => usage.close(),

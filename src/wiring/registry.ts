@@ -1,10 +1,10 @@
-import type { CredentialChangeBus } from '../infra/credential-changes.js';
 import { createKeyDigest } from '../lib/key-digest.js';
 import { createPasswordHasher } from '../lib/password-hasher.js';
 import { createAdminTokenRepository } from '../modules/admin-tokens/admin-token-repository.js';
 import { createAdminTokenService } from '../modules/admin-tokens/admin-token-service.js';
 import { createAuditRepository } from '../modules/audit/audit-repository.js';
 import { createAuditService } from '../modules/audit/audit-service.js';
+import type { ChangeRecorder } from '../modules/changes/change-recorder.js';
 import { createCredentialRepository } from '../modules/credentials/credential-repository.js';
 import { createCredentialService } from '../modules/credentials/credential-service.js';
 import { createDeviceRepository } from '../modules/devices/device-repository.js';
@@ -15,13 +15,11 @@ import type { WiringContext } from './context.js';
 
 /**
  * The admin side: tenants, devices, credentials, admin tokens and the audit
- * log, in Postgres. Every committed change that matters to authentication is
- * published on `changes`; what the other features do about it is written in
- * composition.ts.
+ * log, in Postgres. Every change that matters to authentication is recorded
+ * on the change log by `changes`, in its own transaction; what the other
+ * features do about it is written in composition.ts.
  */
-export function wireRegistry(
-  deps: WiringContext & { changes: Pick<CredentialChangeBus, 'publishCommitted'>; provisionTopics: (tenantId: string) => Promise<void> },
-) {
+export function wireRegistry(deps: WiringContext & { changes: ChangeRecorder; provisionTopics: (tenantId: string) => Promise<void> }) {
   const { config, infra, clock, changes } = deps;
   const pool = infra.postgres.pool;
   const audit = createAuditRepository();

@@ -1,34 +1,58 @@
 import { Redis } from 'ioredis';
+import pg from 'pg';
+import { withTransaction } from '../../src/infra/transaction.js';
 import { credentialChangeChannel, type CredentialChange } from '../../src/lib/credential-change.js';
+import { createChangeRepository } from '../../src/modules/changes/change-repository.js';
+import { KICK_DELAY_MS } from '../../src/wiring/changes.js';
 import { TEST_REDIS_URL } from './env.js';
 import { waitFor } from './wait.js';
 
-/** Subscribes to the credential change channel the way another replica would. */
-export async function listenForChanges(keyPrefix: string) {
-  const subscriber = new Redis(TEST_REDIS_URL);
-  const received: CredentialChange[] = [];
-  subscriber.on('message', (_channel: string, message: string) => received.push(JSON.parse(message) as CredentialChange));
-  await subscriber.subscribe(credentialChangeChannel(keyPrefix));
+/** What the helpers need of a test context: its database and its Redis key prefix. */
+export interface ChangeTarget {
+  readonly db: { readonly url: string };
+  readonly config: { readonly redis: { readonly keyPrefix: string } };
+}
+
+/** Reads the change log of a test database, as a replica does. */
+export function readChangeLog(target: ChangeTarget) {
+  const pool = new pg.Pool({ connectionString: target.db.url, max: 1 });
+  const repository = createChangeRepository();
   return {
-    received,
-    /** Resolves with the first change matching `predicate` (waiting up to 2 s). */
+    /** Resolves with the first logged change matching `predicate` (waiting up to 2 s). */
     async next(predicate: (change: CredentialChange) => boolean): Promise<CredentialChange> {
-      for (let waited = 0; waited < 2000; waited += 20) {
-        const found = received.find(predicate);
-        if (found) return found;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      throw new Error(`no matching change signal; received ${JSON.stringify(received)}`);
+      let found: CredentialChange | undefined;
+      await waitFor(async () => {
+        const changes = await repository.readAfter(pool, '0', 10_000);
+        const match = changes.find(predicate);
+        if (match) {
+          const { position: _position, ...change } = match;
+          found = change;
+        }
+        return found !== undefined;
+      }, 2000);
+      return found as CredentialChange;
     },
-    close: () => subscriber.quit(),
+    close: () => pool.end(),
   };
 }
 
-/** Publishes a change signal the way the registry of another replica would. */
-export async function publishChange(keyPrefix: string, change: Omit<CredentialChange, 'at'> & { at?: string }): Promise<void> {
+/**
+ * Records a change the way the registry does after a test changed the rows
+ * itself (the log entry, the device's new credential version, the queued
+ * effects), and announces it to the replicas.
+ */
+export async function publishChange(target: ChangeTarget, change: Omit<CredentialChange, 'at'> & { at?: string }): Promise<void> {
+  const pool = new pg.Pool({ connectionString: target.db.url, max: 1 });
+  try {
+    await withTransaction(pool, (db) =>
+      createChangeRepository().record(db, [{ at: new Date().toISOString(), ...change }], { kickDelayMs: KICK_DELAY_MS }),
+    );
+  } finally {
+    await pool.end();
+  }
   const redis = new Redis(TEST_REDIS_URL);
   try {
-    await redis.publish(credentialChangeChannel(keyPrefix), JSON.stringify({ at: new Date().toISOString(), ...change }));
+    await redis.publish(credentialChangeChannel(target.config.redis.keyPrefix), 'changed');
   } finally {
     redis.disconnect();
   }
@@ -36,7 +60,7 @@ export async function publishChange(keyPrefix: string, change: Omit<CredentialCh
 
 type MetricsSource = { inject(options: { method: 'GET'; url: string }): Promise<{ body: string }> };
 
-/** How many change signals of a kind the app has acted on (credential_changes_applied_total). */
+/** How many logged changes of a kind the app has applied (credential_changes_applied_total). */
 export async function changesApplied(app: MetricsSource, kind: string): Promise<number> {
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
   const match = new RegExp(`^credential_changes_applied_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(metrics);
@@ -44,9 +68,8 @@ export async function changesApplied(app: MetricsSource, kind: string): Promise<
 }
 
 /**
- * Runs `send` (which publishes one change of `kind`) and resolves once every
- * app has finished acting on it: caches dropped, kick made or skipped,
- * liveness updated. What a replica did not do by then, it will not do.
+ * Runs `send` (which records one change of `kind`) and resolves once every
+ * app has applied it to what it holds in memory.
  */
 export async function untilApplied(apps: readonly MetricsSource[], kind: string, send: () => Promise<unknown>, timeoutMs = 3000): Promise<void> {
   const before = await Promise.all(apps.map((app) => changesApplied(app, kind)));

@@ -217,7 +217,7 @@ export function createCommandRepository() {
            INSERT INTO commands (id, tenant_id, device_id, name, params, state, source, idempotency_key, request_digest,
                                  ttl_s, response_timeout_s, send_after, created_at, updated_at, expires_at)
            VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $11, $11, $12)
-           ON CONFLICT (device_id, idempotency_key) DO NOTHING
+           ON CONFLICT (tenant_id, device_id, idempotency_key) DO NOTHING
            RETURNING *
          ),
          recorded AS (
@@ -248,8 +248,12 @@ export function createCommandRepository() {
       return rows[0] ?? null;
     },
 
-    async findByIdempotencyKey(db: Queryable, deviceId: string, key: string): Promise<CommandRow | null> {
-      const { rows } = await db.query<CommandRow>(`SELECT ${COLUMNS} FROM commands WHERE device_id = $1 AND idempotency_key = $2`, [deviceId, key]);
+    async findByIdempotencyKey(db: Queryable, tenantId: string, deviceId: string, key: string): Promise<CommandRow | null> {
+      const { rows } = await db.query<CommandRow>(`SELECT ${COLUMNS} FROM commands WHERE tenant_id = $1 AND device_id = $2 AND idempotency_key = $3`, [
+        tenantId,
+        deviceId,
+        key,
+      ]);
       return rows[0] ?? null;
     },
 
@@ -328,12 +332,18 @@ export function createCommandRepository() {
       );
     },
 
-    /** Every unfinished command of a device that no longer exists: queued → canceled, sent or delivered → dropped. */
-    async abandonDevice(db: Queryable, deviceId: string, at: Date): Promise<TransitionedRow[]> {
+    /**
+     * The devices were deleted, in this transaction: their unfinished commands
+     * end (queued → canceled, sent or delivered → dropped, each with its
+     * status record), then every command of theirs is deleted, so an id used
+     * again starts with no commands, idempotency keys or pending count.
+     */
+    async purgeDevices(db: Queryable, deviceIds: readonly string[], at: Date): Promise<TransitionedRow[]> {
       const select = (states: string) => (param: (value: unknown) => string) =>
-        `SELECT id, state FROM commands WHERE device_id = ${param(deviceId)} AND state IN (${states}) FOR UPDATE`;
+        `SELECT id, state FROM commands WHERE device_id = ANY(${param(deviceIds)}::uuid[]) AND state IN (${states}) FOR UPDATE`;
       const canceled = await transition(db, select(`'queued'`), { to: 'canceled', from: ['queued'], reason: 'device_deleted', at });
       const dropped = await transition(db, select(`'sent', 'delivered'`), { to: 'dropped', from: ['sent', 'delivered'], reason: 'device_deleted', at });
+      await db.query('DELETE FROM commands WHERE device_id = ANY($1::uuid[])', [deviceIds]);
       return [...canceled, ...dropped];
     },
 

@@ -155,7 +155,7 @@ export function createCommandService(deps: CommandServiceDeps) {
     options: { source: CommandSource; idempotencyKey: string | null },
   ): Promise<Created> {
     if (options.idempotencyKey !== null) {
-      const existing = await commands.findByIdempotencyKey(db, device.id, options.idempotencyKey);
+      const existing = await commands.findByIdempotencyKey(db, device.tenant_id, device.id, options.idempotencyKey);
       if (existing) {
         if (existing.request_digest !== digest) {
           throw new ConflictError('the idempotency key was already used for a different command on this device', 'idempotency_key_reused');
@@ -295,11 +295,16 @@ export function createCommandService(deps: CommandServiceDeps) {
       return toCommandView(canceled);
     },
 
-    /** The device is gone: what it still had queued is canceled, what EMQX held for it dropped. */
-    async abandonDevice(deviceId: string): Promise<void> {
-      // One transaction: the device's commands end together, none seen half-way.
-      const rows = await withTransaction(pool, (client) => commands.abandonDevice(client, deviceId, new Date(clock())));
-      if (rows.length > 0) deps.changed(rows);
+    /**
+     * In the transaction that deletes the devices: what they still had queued
+     * is canceled, what EMQX held for them dropped, and their commands go
+     * with them. Resolves with what to run after the commit.
+     */
+    async purgeDevices(db: Queryable, deviceIds: readonly string[]): Promise<() => void> {
+      const rows = await commands.purgeDevices(db, deviceIds, new Date(clock()));
+      return () => {
+        if (rows.length > 0) deps.changed(rows);
+      };
     },
   };
 }

@@ -1,6 +1,5 @@
 import type { Pool } from 'pg';
-import type { CredentialChangeBus } from '../../infra/credential-changes.js';
-import { withTransaction } from '../../infra/transaction.js';
+import { withTransaction, type Queryable } from '../../infra/transaction.js';
 import { displayPrefix, generateApiKey } from '../../lib/api-key.js';
 import type { Clock } from '../../lib/clock.js';
 import { BadRequestError, ConflictError, NotFoundError } from '../../lib/errors.js';
@@ -8,12 +7,14 @@ import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
 import type { KeyDigest } from '../../lib/key-digest.js';
 import type { PasswordHasher } from '../../lib/password-hasher.js';
 import type { Actor } from '../../lib/actor.js';
+import type { CredentialChangeKind } from '../../lib/credential-change.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
+import type { ChangeRecorder } from '../changes/change-recorder.js';
 import type { DeviceRepository } from '../devices/device-repository.js';
 import { findVisibleDevice } from '../devices/device-service.js';
 import type { CredentialRepository, DeviceKeyRow } from './credential-repository.js';
 
-/** A device may hold this many usable keys at once (rotation overlap included). */
+/** A device may hold this many usable keys at once: keys in a rotation's grace period count until it ends. */
 export const MAX_USABLE_KEYS = 10;
 
 export type KeyState = 'active' | 'expiring' | 'expired' | 'revoked';
@@ -57,21 +58,26 @@ export interface CredentialServiceDeps {
   hasher: Pick<PasswordHasher, 'hash'>;
   /** API keys: generated with 256 random bits, stored as a keyed digest. */
   keyDigest: Pick<KeyDigest, 'digest'>;
-  changes: Pick<CredentialChangeBus, 'publishCommitted'>;
+  changes: ChangeRecorder;
   clock: Clock;
 }
 
 export function createCredentialService(deps: CredentialServiceDeps) {
   const { pool, devices, credentials, audit, hasher, keyDigest, clock } = deps;
 
-  const signal = (kind: 'key_revoked' | 'keys_rotated' | 'psk_set' | 'psk_deleted', device: { id: string; tenant_id: string }, at: Date, keyId?: string) =>
-    deps.changes.publishCommitted({
-      kind,
-      device_id: device.id,
-      tenant_id: device.tenant_id,
-      ...(keyId ? { key_id: keyId } : {}),
-      at: at.toISOString(),
-    });
+  const record = (db: Queryable, kind: CredentialChangeKind, device: { id: string; tenant_id: string }, at: Date, keyId?: string) =>
+    deps.changes.record(db, [{ kind, device_id: device.id, tenant_id: device.tenant_id, ...(keyId ? { key_id: keyId } : {}), at: at.toISOString() }]);
+
+  /** Every path that makes a key checks here, on the locked device, so the limit holds under concurrent requests too. */
+  async function assertRoomForKey(db: Queryable, deviceId: string, now: Date) {
+    const usable = await credentials.countUsableKeys(db, deviceId, now);
+    if (usable >= MAX_USABLE_KEYS) {
+      throw new ConflictError(
+        `device ${deviceId} already has ${usable} usable keys, the limit is ${MAX_USABLE_KEYS} (keys in a rotation's grace period count until it ends); revoke one first`,
+        'too_many_keys',
+      );
+    }
+  }
 
   return {
     /** Issues a key; the full key is in the answer and nowhere else, ever. */
@@ -85,9 +91,7 @@ export function createCredentialService(deps: CredentialServiceDeps) {
       const digest = keyDigest.digest(generated.key);
       const row = await withTransaction(pool, async (db) => {
         const device = await findVisibleDevice(devices, db, actor, deviceId, true);
-        if ((await credentials.countUsableKeys(db, deviceId, now)) >= MAX_USABLE_KEYS) {
-          throw new ConflictError(`device ${deviceId} already has ${MAX_USABLE_KEYS} usable keys; revoke one first`, 'too_many_keys');
-        }
+        await assertRoomForKey(db, deviceId, now);
         const created = await credentials.insertKey(db, {
           id: generated.keyId,
           deviceId,
@@ -122,9 +126,11 @@ export function createCredentialService(deps: CredentialServiceDeps) {
       const graceEnd = new Date(now.getTime() + input.grace_period_s * 1000);
       const generated = generateApiKey();
       const digest = keyDigest.digest(generated.key);
-      const { row, device, expiring } = await withTransaction(pool, async (db) => {
+      const { row, expiring, committed } = await withTransaction(pool, async (db) => {
         const device = await findVisibleDevice(devices, db, actor, deviceId, true);
         const expiring = await credentials.expireUsableKeys(db, deviceId, now, graceEnd);
+        // The keys just given a grace period still authenticate until it ends, so they count.
+        await assertRoomForKey(db, deviceId, now);
         const created = await credentials.insertKey(db, {
           id: generated.keyId,
           deviceId,
@@ -145,9 +151,9 @@ export function createCredentialService(deps: CredentialServiceDeps) {
           },
           now,
         );
-        return { row: created, device, expiring };
+        return { row: created, expiring, committed: await record(db, 'keys_rotated', device, now) };
       });
-      await signal('keys_rotated', device, now);
+      await committed();
       return { ...toKeyView(row, now.getTime()), key: generated.key, expiring_key_ids: expiring, previous_keys_not_after: graceEnd.toISOString() };
     },
 
@@ -162,27 +168,26 @@ export function createCredentialService(deps: CredentialServiceDeps) {
     /** Revokes now. Revoking a revoked key is a no-op (204 again, no second audit entry). */
     async revokeKey(actor: Actor, deviceId: string, keyId: string): Promise<void> {
       const now = new Date(clock());
-      const { device, alreadyRevoked } = await withTransaction(pool, async (db) => {
+      const committed = await withTransaction(pool, async (db) => {
         const device = await findVisibleDevice(devices, db, actor, deviceId, true);
         const result = await credentials.revokeKey(db, deviceId, keyId, now);
         if (!result) throw new NotFoundError(`key ${keyId}`);
-        if (!result.alreadyRevoked) {
-          await audit.record(
-            db,
-            actor,
-            { action: 'key.revoke', objectType: 'device_key', objectId: keyId, tenantId: device.tenant_id, details: { device_id: deviceId } },
-            now,
-          );
-        }
-        return { device, alreadyRevoked: result.alreadyRevoked };
+        if (result.alreadyRevoked) return null;
+        await audit.record(
+          db,
+          actor,
+          { action: 'key.revoke', objectType: 'device_key', objectId: keyId, tenantId: device.tenant_id, details: { device_id: deviceId } },
+          now,
+        );
+        return record(db, 'key_revoked', device, now, keyId);
       });
-      if (!alreadyRevoked) await signal('key_revoked', device, now, keyId);
+      await committed?.();
     },
 
     async setPsk(actor: Actor, deviceId: string, psk: string): Promise<{ replaced: boolean }> {
       const now = new Date(clock());
       const hash = await hasher.hash(psk);
-      const { device, replaced } = await withTransaction(pool, async (db) => {
+      const { replaced, committed } = await withTransaction(pool, async (db) => {
         const device = await findVisibleDevice(devices, db, actor, deviceId, true);
         const replaced = await credentials.upsertPsk(db, deviceId, hash, now);
         await audit.record(
@@ -191,15 +196,16 @@ export function createCredentialService(deps: CredentialServiceDeps) {
           { action: replaced ? 'psk.replace' : 'psk.set', objectType: 'device_psk', objectId: deviceId, tenantId: device.tenant_id },
           now,
         );
-        return { device, replaced };
+        // A replaced PSK (often because it leaked) ends the sessions opened with the old one.
+        return { replaced, committed: await record(db, replaced ? 'psk_replaced' : 'psk_set', device, now) };
       });
-      await signal('psk_set', device, now);
+      await committed();
       return { replaced };
     },
 
     async deletePsk(actor: Actor, deviceId: string): Promise<void> {
       const now = new Date(clock());
-      const device = await withTransaction(pool, async (db) => {
+      const committed = await withTransaction(pool, async (db) => {
         const device = await findVisibleDevice(devices, db, actor, deviceId, true);
         if (!(await credentials.deletePsk(db, deviceId))) throw new NotFoundError(`PSK of device ${deviceId}`);
         await audit.record(
@@ -208,9 +214,9 @@ export function createCredentialService(deps: CredentialServiceDeps) {
           { action: 'psk.delete', objectType: 'device_psk', objectId: deviceId, tenantId: device.tenant_id },
           now,
         );
-        return device;
+        return record(db, 'psk_deleted', device, now);
       });
-      await signal('psk_deleted', device, now);
+      await committed();
     },
   };
 }

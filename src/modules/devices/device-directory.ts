@@ -10,6 +10,8 @@ export interface DeviceDirectory {
   get(deviceId: string): Promise<DeviceRecord | null>;
   /** The cached record without touching Postgres (undefined = not cached). */
   peek(deviceId: string): DeviceRecord | null | undefined;
+  /** Reads the device from Postgres now, whatever is cached or being loaded, and caches it. Rejects when Postgres is unreachable. */
+  refresh(deviceId: string): Promise<DeviceRecord | null>;
   /** Forgets the device (the registry changed it); a load under way is not cached either. */
   invalidate(deviceId: string): void;
   /** Forgets every device (change signals may have been missed); loads under way are not cached. */
@@ -87,6 +89,10 @@ export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDi
       // With Postgres unreachable, an expired entry is still the best answer:
       // changes that matter (disable, delete) evict entries through the bus.
       return entry ? pending.catch(() => entry.record) : pending;
+    },
+    refresh(deviceId) {
+      // Not shared with a load under way: that one may have started before the caller's reason to look again.
+      return load(deviceId);
     },
     invalidate(deviceId) {
       entries.delete(deviceId);

@@ -26,6 +26,11 @@ export interface DeviceRecord {
   readonly disabled: boolean;
   readonly offlineThresholdS: number;
   readonly decoder: DecoderConfig | null;
+  /**
+   * Changes with every change to what may authenticate as the device (a bigint
+   * as text, never reused): a cached verification made under another version is void.
+   */
+  readonly credentialVersion: string;
 }
 
 export interface DevicePatch {
@@ -45,12 +50,19 @@ export function createDeviceRepository() {
       const wanted = ids.filter(isDeviceId);
       const found = new Map<string, DeviceRecord>();
       if (wanted.length === 0) return found;
-      const { rows } = await db.query<Pick<DeviceRow, 'id' | 'tenant_id' | 'disabled' | 'offline_threshold_s' | 'decoder'>>(
-        'SELECT id, tenant_id, disabled, offline_threshold_s, decoder FROM devices WHERE id = ANY($1::uuid[])',
+      const { rows } = await db.query<Pick<DeviceRow, 'id' | 'tenant_id' | 'disabled' | 'offline_threshold_s' | 'decoder'> & { credential_version: string }>(
+        'SELECT id, tenant_id, disabled, offline_threshold_s, decoder, credential_version::text AS credential_version FROM devices WHERE id = ANY($1::uuid[])',
         [wanted],
       );
       for (const row of rows) {
-        found.set(row.id, { id: row.id, tenantId: row.tenant_id, disabled: row.disabled, offlineThresholdS: row.offline_threshold_s, decoder: row.decoder });
+        found.set(row.id, {
+          id: row.id,
+          tenantId: row.tenant_id,
+          disabled: row.disabled,
+          offlineThresholdS: row.offline_threshold_s,
+          decoder: row.decoder,
+          credentialVersion: row.credential_version,
+        });
       }
       return found;
     },

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
-import type { CredentialChangeBus } from '../../infra/credential-changes.js';
 import { withTransaction, type Queryable } from '../../infra/transaction.js';
 import type { Clock } from '../../lib/clock.js';
 import type { CredentialChangeKind } from '../../lib/credential-change.js';
@@ -9,6 +8,7 @@ import { ConflictError, NotFoundError } from '../../lib/errors.js';
 import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
 import type { Actor } from '../../lib/actor.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
+import type { ChangeRecorder } from '../changes/change-recorder.js';
 import { assertTenantVisible } from '../tenants/tenant-service.js';
 import type { TenantRepository } from '../tenants/tenant-repository.js';
 import type { DevicePatch, DeviceRepository, DeviceRow } from './device-repository.js';
@@ -47,7 +47,7 @@ export interface DeviceServiceDeps {
   devices: DeviceRepository;
   tenants: Pick<TenantRepository, 'findById' | 'lockById'>;
   audit: AuditRepository;
-  changes: Pick<CredentialChangeBus, 'publishCommitted'>;
+  changes: ChangeRecorder;
   clock: Clock;
 }
 
@@ -144,7 +144,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
 
     async update(actor: Actor, id: string, patch: DevicePatch): Promise<DeviceView> {
       const now = new Date(clock());
-      const { row, kind } = await withTransaction(pool, async (db) => {
+      const { row, committed } = await withTransaction(pool, async (db) => {
         const before = await findVisibleDevice(devices, db, actor, id, true);
         const kind = changeKindOf(before, patch);
         const updated = (await devices.update(db, id, patch, now)) as DeviceRow;
@@ -160,17 +160,16 @@ export function createDeviceService(deps: DeviceServiceDeps) {
           },
           now,
         );
-        return { row: updated, kind };
+        const committed = kind ? await deps.changes.record(db, [{ kind, device_id: id, tenant_id: before.tenant_id, at: now.toISOString() }]) : null;
+        return { row: updated, committed };
       });
-      if (kind) {
-        await deps.changes.publishCommitted({ kind, device_id: id, tenant_id: row.tenant_id, at: now.toISOString() });
-      }
+      await committed?.();
       return toDeviceView(row);
     },
 
     async delete(actor: Actor, id: string): Promise<void> {
       const now = new Date(clock());
-      const tenantId = await withTransaction(pool, async (db) => {
+      const committed = await withTransaction(pool, async (db) => {
         const device = await findVisibleDevice(devices, db, actor, id, true);
         await devices.delete(db, id);
         await audit.record(
@@ -179,9 +178,9 @@ export function createDeviceService(deps: DeviceServiceDeps) {
           { action: 'device.delete', objectType: 'device', objectId: id, tenantId: device.tenant_id },
           now,
         );
-        return device.tenant_id;
+        return deps.changes.record(db, [{ kind: 'device_deleted', device_id: id, tenant_id: device.tenant_id, at: now.toISOString() }]);
       });
-      await deps.changes.publishCommitted({ kind: 'device_deleted', device_id: id, tenant_id: tenantId, at: now.toISOString() });
+      await committed();
     },
   };
 }

@@ -50,16 +50,10 @@ export function createAuthMetrics(registry: Registry) {
       labelNames: ['scope'] as const,
       registers: [registry],
     }),
-    keySessionsEnded: new Counter({
-      name: 'key_expiry_sessions_total',
-      help: 'Keys whose not_after came, by what became of the device session (kicked, not_found, failed, not_connected, other_credential)',
-      labelNames: ['outcome'] as const,
-      registers: [registry],
-    }),
     kicks: new Counter({
       name: 'emqx_kicks_total',
-      help: 'Sessions kicked after a credential change, by result (kicked, not_found, failed, skipped)',
-      labelNames: ['result'] as const,
+      help: 'Session endings through EMQX after a change, by reason (the change kind, or key_expired) and result (kicked, not_found, failed: tried again, not_connected and other_credential: left alone)',
+      labelNames: ['reason', 'result'] as const,
       registers: [registry],
     }),
   };

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { createBatchedGet } from '../../infra/redis-batched-get.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
+import { systemClock, type Clock } from '../../lib/clock.js';
 
 export interface BackoffPolicy {
   /** Failures allowed before backoff starts. */
@@ -25,12 +26,18 @@ export interface ThrottlePolicies {
   readonly device: BackoffPolicy;
 }
 
+/** What the attempt presented: a generated API key, or the PSK a person chose. */
+export type SecretKind = 'key' | 'psk';
+
 export interface AuthThrottleOptions {
   redis: Redis;
   keyPrefix: string;
   policies?: ThrottlePolicies;
   /** Failures older than this are forgotten. */
   windowS?: number;
+  /** A peer that authenticated a PSK device is exempt from the device-wide limit for this long. */
+  knownPeerS?: number;
+  clock?: Clock;
 }
 
 export interface ThrottleState {
@@ -42,19 +49,22 @@ export interface ThrottleState {
 
 export interface AuthThrottle {
   /** The limits as they stand for this attempt. Rejects when Redis is unreachable. */
-  check(deviceId: string, peer: string): Promise<ThrottleState>;
+  check(deviceId: string, peer: string, secret: SecretKind): Promise<ThrottleState>;
   /** A failed attempt; `deviceId` null when the client id names no device. */
-  recordFailure(deviceId: string | null, peer: string): Promise<void>;
-  /** The device's owner got in from this address: that pair starts afresh. */
-  recordSuccess(deviceId: string, peer: string): Promise<void>;
+  recordFailure(deviceId: string | null, peer: string, secret: SecretKind): Promise<void>;
+  /** The device's owner got in from this address: that pair starts afresh, and a PSK device knows the address. */
+  recordSuccess(deviceId: string, peer: string, secret: SecretKind, pairFailed: boolean): Promise<void>;
+  /** Forgets the device's failures and known addresses (the device was deleted). */
+  forgetDevice(deviceId: string): Promise<void>;
 }
 
 /**
  * Guessing costs the guesser: the limits that block soon are those of the
  * guessing address (alone, or paired with the device it guesses at), so a
  * stranger's wrong passwords never lock the owner, connecting from elsewhere,
- * out. The per-device limit only catches guessing spread over many
- * addresses, and then blocks briefly.
+ * out. The device-wide limit applies to PSKs only and spares the addresses
+ * the device authenticated from: an API key is 256 random bits, so no number
+ * of guesses at it needs a device-wide block, and none may refuse it.
  */
 export const DEFAULT_THROTTLE_POLICIES: ThrottlePolicies = {
   device_peer: { freeFailures: 5, baseMs: 1000, maxMs: 5 * 60_000 },
@@ -85,36 +95,45 @@ return 0
  * verification so that guessing costs the attacker time and costs us no
  * hashing. Layout: `authn:fail:{scope}:{id}` (count, expires after the window)
  * and `authn:block:{scope}:{id}` (present while blocked, PX = backoff), where
- * the id is `device|peer`, `peer` or `device`.
+ * the id is `device|peer`, `peer` or `device`; and `authn:known:{device}`, a
+ * hash of the addresses a PSK device authenticated from → until when (ms) they
+ * are exempt from the device-wide limit.
  */
 export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
   const { redis, keyPrefix } = options;
   const policies = options.policies ?? DEFAULT_THROTTLE_POLICIES;
   const windowS = options.windowS ?? 15 * 60;
+  const knownPeerS = options.knownPeerS ?? 30 * 86_400;
+  const clock = options.clock ?? systemClock;
   const recordFailures = defineRedisScript(redis, 'dlmAuthnFailures', RECORD_FAILURES, 'any');
   const read = createBatchedGet(redis);
   const failKey = (scope: ThrottleScope, id: string) => `${keyPrefix}authn:fail:${scope}:${id}`;
   const blockKey = (scope: ThrottleScope, id: string) => `${keyPrefix}authn:block:${scope}:${id}`;
+  const knownKey = (deviceId: string) => `${keyPrefix}authn:known:${deviceId}`;
+  const isKnown = async (deviceId: string, peer: string) => Number((await redis.hget(knownKey(deviceId), peer)) ?? 0) > clock();
   const idOf = (scope: ThrottleScope, deviceId: string, peer: string) =>
     scope === 'device_peer' ? `${deviceId}|${peer}` : scope === 'peer' ? peer : deviceId;
-  /** The scopes an attempt counts in: an empty peer (EMQX rendered none) counts for the device only. */
-  const scopesOf = (deviceId: string | null, peer: string): ThrottleScope[] =>
-    deviceId === null ? (peer ? ['peer'] : []) : peer ? ['device_peer', 'peer', 'device'] : ['device'];
+  /** The scopes an attempt counts in: an empty peer (EMQX rendered none) counts for the device only; keys never device-wide. */
+  const scopesOf = (deviceId: string | null, peer: string, secret: SecretKind): ThrottleScope[] => {
+    if (deviceId === null) return peer ? ['peer'] : [];
+    const perDevice: ThrottleScope[] = secret === 'psk' ? ['device'] : [];
+    return peer ? ['device_peer', 'peer', ...perDevice] : perDevice;
+  };
 
   return {
-    async check(deviceId, peer) {
-      const scopes = scopesOf(deviceId, peer);
+    async check(deviceId, peer, secret) {
+      const scopes = scopesOf(deviceId, peer, secret);
       const pair = idOf('device_peer', deviceId, peer);
       // The block keys of every scope, then the pair's failure counter (read with other attempts' keys in one MGET).
       const keys = [...scopes.map((scope) => blockKey(scope, idOf(scope, deviceId, peer))), failKey('device_peer', pair)];
       const values = await Promise.all(keys.map(read));
-      return {
-        blockedBy: scopes.find((_, index) => values[index] !== null) ?? null,
-        pairFailed: peer !== '' && values[scopes.length] !== null,
-      };
+      let blockedBy = scopes.find((_, index) => values[index] !== null) ?? null;
+      // Asked only while a device-wide block stands: an address the device authenticated from is spared it.
+      if (blockedBy === 'device' && peer !== '' && (await isKnown(deviceId, peer))) blockedBy = null;
+      return { blockedBy, pairFailed: peer !== '' && values[scopes.length] !== null };
     },
-    async recordFailure(deviceId, peer) {
-      const scopes = scopesOf(deviceId, peer);
+    async recordFailure(deviceId, peer, secret) {
+      const scopes = scopesOf(deviceId, peer, secret);
       if (scopes.length === 0) return;
       await recordFailures(
         scopes.flatMap((scope) => {
@@ -124,9 +143,18 @@ export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
         [windowS, ...scopes.flatMap((scope) => [policies[scope].freeFailures, policies[scope].baseMs, policies[scope].maxMs])],
       );
     },
-    async recordSuccess(deviceId, peer) {
+    async recordSuccess(deviceId, peer, secret, pairFailed) {
+      if (peer === '') return;
       const id = idOf('device_peer', deviceId, peer);
-      await redis.del(failKey('device_peer', id), blockKey('device_peer', id));
+      const writes: Promise<unknown>[] = [];
+      if (pairFailed) writes.push(redis.del(failKey('device_peer', id), blockKey('device_peer', id)));
+      if (secret === 'psk') {
+        writes.push(redis.multi().hset(knownKey(deviceId), peer, String(clock() + knownPeerS * 1000)).expire(knownKey(deviceId), knownPeerS).exec());
+      }
+      await Promise.all(writes);
+    },
+    async forgetDevice(deviceId) {
+      await redis.del(failKey('device', deviceId), blockKey('device', deviceId), knownKey(deviceId));
     },
   };
 }

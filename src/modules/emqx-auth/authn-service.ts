@@ -5,8 +5,9 @@ import type { KeyDigest } from '../../lib/key-digest.js';
 import { isDeviceId } from '../../lib/identifiers.js';
 import type { PasswordHasher } from '../../lib/password-hasher.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
+import type { DeviceRecord } from '../devices/device-repository.js';
 import type { AuthMetrics } from './auth-metrics.js';
-import type { AuthThrottle } from './auth-throttle.js';
+import type { AuthThrottle, SecretKind } from './auth-throttle.js';
 import type { CredentialCache, VerifiedCredential } from './credential-cache.js';
 import type { StoredKey, VerificationRepository } from './verification-repository.js';
 import type { DuplicateClientGuard } from './duplicate-client-guard.js';
@@ -51,15 +52,25 @@ type Verification =
 type Match = { kind: 'match'; keyId: string | null; notAfter: number | null; layer: 'digest' | 'argon2' };
 
 /**
+ * A verification against the device as it stands: made under its current
+ * credential version; void (a change came after it); the device is gone or
+ * disabled; or unknown (Postgres cannot be asked and nothing is cached).
+ */
+type Standing = 'current' | 'void' | 'unusable' | 'unknown';
+
+/**
  * Decides EMQX's "may this client connect?" (emqx-contract.md §A). Order of
  * checks, cheapest first: identity shape → in-memory cache → Redis cache →
  * device → throttle → stored key or PSK (these three read at once) → its
  * digest or argon2 hash (argon2 bounded). Anything that cannot be decided
  * because a dependency failed is `ignore`; only a verification (now, or
- * cached from before) ever yields `allow`.
+ * cached from before) ever yields `allow`, and only while the device still
+ * has the credential version it was made under: a verification that a change
+ * overtook (a PSK can wait in the hash queue for ARGON2_MAX_WAIT_MS) is made
+ * again before the answer.
  */
 export function createAuthnService(deps: {
-  devices: Pick<DeviceDirectory, 'get' | 'peek'>;
+  devices: Pick<DeviceDirectory, 'get' | 'peek' | 'refresh'>;
   cache: CredentialCache;
   /** A stored key by id (the wiring batches concurrent lookups into one query). */
   findKey(keyId: string): Promise<StoredKey | null>;
@@ -79,10 +90,27 @@ export function createAuthnService(deps: {
   const { devices, cache, repository, keyDigest, hasher, hashQueue, throttle, usage, duplicates, metrics, clock } = deps;
   const inFlight = new Map<string, Promise<Verification>>();
 
-  const failed = (deviceId: string | null, peer: string, reason: string): Verification => {
-    throttle.recordFailure(deviceId, peer).catch(() => undefined);
+  const failed = (deviceId: string | null, peer: string, secret: SecretKind, reason: string): Verification => {
+    throttle.recordFailure(deviceId, peer, secret).catch(() => undefined);
     return { kind: 'deny', reason };
   };
+
+  /**
+   * Whether `credential` still admits the device: from memory when the
+   * directory holds the device, otherwise (or when `fresh`) read from Postgres.
+   */
+  async function standing(deviceId: string, credential: VerifiedCredential, fresh: boolean): Promise<Standing> {
+    let device: DeviceRecord | null | undefined = fresh ? undefined : devices.peek(deviceId);
+    if (device === undefined) {
+      try {
+        device = fresh ? await devices.refresh(deviceId) : await devices.get(deviceId);
+      } catch {
+        return 'unknown';
+      }
+    }
+    if (device === null || device.disabled) return 'unusable';
+    return device.credentialVersion === credential.version && device.tenantId === credential.tenantId ? 'current' : 'void';
+  }
 
   /** Is the device, as far as memory knows, still there and enabled? Undefined = not cached. */
   const deviceUsable = (deviceId: string): boolean | undefined => {
@@ -141,20 +169,20 @@ export function createAuthnService(deps: {
       return { kind: 'ignore', reason: 'postgres_unavailable' };
     }
     // A key of another device is as good as no key: same answer, same counters.
-    if (!key || key.deviceId !== deviceId) return failed(deviceId, peer, 'unknown_key');
-    if (key.revoked) return failed(deviceId, peer, 'key_revoked');
-    if (key.notAfter !== null && key.notAfter <= clock()) return failed(deviceId, peer, 'key_expired');
+    if (!key || key.deviceId !== deviceId) return failed(deviceId, peer, 'key', 'unknown_key');
+    if (key.revoked) return failed(deviceId, peer, 'key', 'key_revoked');
+    if (key.notAfter !== null && key.notAfter <= clock()) return failed(deviceId, peer, 'key', 'key_expired');
     const match: Match = { kind: 'match', keyId, notAfter: key.notAfter, layer: 'digest' };
     if (key.scheme === 'hmac-sha256') {
       const secret = keyDigest.match(key.hash, password);
-      if (secret === null) return failed(deviceId, peer, 'wrong_secret');
+      if (secret === null) return failed(deviceId, peer, 'key', 'wrong_secret');
       // Digested under the secret being rotated out: moved to the current one as the device connects.
       if (secret === 'previous') await restore(key, password, 'previous_secret');
       return match;
     }
     // Issued before keys were digests: verified with argon2 once, then stored as a digest.
     const verified = await argon2(key.hash, password, budgetMs());
-    if (verified !== true) return verified === false ? failed(deviceId, peer, 'wrong_secret') : verified;
+    if (verified !== true) return verified === false ? failed(deviceId, peer, 'key', 'wrong_secret') : verified;
     await restore(key, password, 'argon2id');
     return { ...match, layer: 'argon2' };
   }
@@ -166,24 +194,27 @@ export function createAuthnService(deps: {
     } catch {
       return { kind: 'ignore', reason: 'postgres_unavailable' };
     }
-    if (stored === null) return failed(deviceId, peer, 'no_psk');
+    if (stored === null) return failed(deviceId, peer, 'psk', 'no_psk');
     const verified = await argon2(stored, password, budgetMs());
-    if (verified !== true) return verified === false ? failed(deviceId, peer, 'wrong_secret') : verified;
+    if (verified !== true) return verified === false ? failed(deviceId, peer, 'psk', 'wrong_secret') : verified;
     return { kind: 'match', keyId: null, notAfter: null, layer: 'argon2' };
   }
 
-  async function verify(deviceId: string, password: string, peer: string, cacheKey: string): Promise<Verification> {
+  async function verify(deviceId: string, password: string, peer: string, cacheKey: string, useCache: boolean): Promise<Verification> {
     const receivedAt = performance.now();
     const budgetLeft = () => hashBudgetMs - (performance.now() - receivedAt);
     const generation = cache.generation(deviceId);
-    try {
-      const cached = await cache.fetch(cacheKey, deviceId);
-      metrics.cache.inc({ layer: 'redis', outcome: cached ? 'hit' : 'miss' });
-      if (cached) return { kind: 'verified', credential: cached, layer: 'redis' };
-    } catch {
-      return { kind: 'ignore', reason: 'redis_unavailable' };
+    if (useCache) {
+      try {
+        const cached = await cache.fetch(cacheKey, deviceId);
+        metrics.cache.inc({ layer: 'redis', outcome: cached ? 'hit' : 'miss' });
+        if (cached) return { kind: 'verified', credential: cached, layer: 'redis' };
+      } catch {
+        return { kind: 'ignore', reason: 'redis_unavailable' };
+      }
     }
     const keyId = parseApiKeyId(password);
+    const secretKind: SecretKind = keyId === null ? 'psk' : 'key';
     // A PSK is checked with argon2. In a cold reconnect storm most of those
     // cannot be hashed in time: they are refused before any database round trip.
     if (keyId === null && !hashQueue.wouldAdmit(budgetLeft())) {
@@ -194,7 +225,7 @@ export function createAuthnService(deps: {
     // The device, the throttle state and the stored key or PSK are read side
     // by side (one round trip instead of three) and judged in that order. A
     // read whose answer goes unused (the device is unknown) is left to settle.
-    const throttleState = throttle.check(deviceId, peer);
+    const throttleState = throttle.check(deviceId, peer, secretKind);
     const secret = keyId === null ? { keyId, psk: repository.findPskHash(deviceId) } : { keyId, key: deps.findKey(keyId) };
     for (const read of [throttleState, secret.keyId === null ? secret.psk : secret.key]) read.catch(() => undefined);
 
@@ -204,7 +235,7 @@ export function createAuthnService(deps: {
     } catch {
       return { kind: 'ignore', reason: 'postgres_unavailable' };
     }
-    if (!device) return failed(null, peer, 'unknown_device');
+    if (!device) return failed(null, peer, secretKind, 'unknown_device');
     if (device.disabled) return { kind: 'deny', reason: 'device_disabled' };
 
     let pairFailed: boolean;
@@ -224,18 +255,25 @@ export function createAuthnService(deps: {
         ? await checkPsk(deviceId, secret.psk, password, peer, budgetLeft)
         : await checkKey(deviceId, secret.keyId, secret.key, password, peer, budgetLeft);
     if (checked.kind !== 'match') return checked;
-    const credential: VerifiedCredential = { deviceId, tenantId: device.tenantId, keyId: checked.keyId, notAfter: checked.notAfter };
+    const credential: VerifiedCredential = {
+      deviceId,
+      tenantId: device.tenantId,
+      keyId: checked.keyId,
+      notAfter: checked.notAfter,
+      version: device.credentialVersion,
+    };
     // Both writes are best effort and not waited for: the secret is verified,
     // and a cache or counter that could not be written only costs a later
     // verify. (The cache's memory layer is filled at once; the Redis write
     // goes out with the others of this turn of the event loop.)
     cache.store(cacheKey, credential, generation).catch(() => undefined);
-    if (pairFailed) throttle.recordSuccess(deviceId, peer).catch(() => undefined);
+    if (pairFailed || secretKind === 'psk') throttle.recordSuccess(deviceId, peer, secretKind, pairFailed).catch(() => undefined);
     return { kind: 'verified', credential, layer: checked.layer };
   }
 
-  /** Everything after the secret is known to be right: expiry, the device, the duplicate policy. */
-  async function admit(deviceId: string, cacheKey: string, credential: VerifiedCredential, via: VerifiedVia): Promise<AuthnDecision> {
+  /** Everything after the secret is known to be right: expiry, the device as it stands, the duplicate policy. */
+  async function admit(request: AuthnRequest, cacheKey: string, credential: VerifiedCredential, via: VerifiedVia, fresh: boolean): Promise<AuthnDecision> {
+    const deviceId = credential.deviceId;
     // A key past not_after stops working even while its verification is cached.
     // expire_at is whole seconds and EMQX requires it in the future.
     let expireAt: number | null = null;
@@ -246,16 +284,37 @@ export function createAuthnService(deps: {
         return { result: 'deny', reason: 'key_expired' };
       }
     }
-    if (deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
+
+    // An argon2 check can have waited long enough for a change to land
+    // meanwhile: its device is read again. Cached verifications keep working
+    // while Postgres is away (the directory's last word, or none).
+    const cached = via === 'memory' || via === 'redis';
+    const before = await standing(deviceId, credential, via === 'argon2');
+    if (before === 'unknown' && !cached) return { result: 'ignore', reason: 'postgres_unavailable' };
+    if (before === 'unusable') return { result: 'deny', reason: 'device_unusable' };
+    if (before === 'void') return again(request, cacheKey, fresh);
 
     const duplicate = await duplicates.check(deviceId, credential.keyId === null ? { kind: 'psk' } : { kind: 'key', keyId: credential.keyId });
     if (duplicate === 'duplicate' || duplicate === 'connecting') return { result: 'deny', reason: `session_${duplicate}` };
     if (duplicate === 'unknown') return { result: 'ignore', reason: 'emqx_unavailable' };
+    // The duplicate check may have asked EMQX: a change that landed meanwhile is seen here, before the answer.
+    const after = await standing(deviceId, credential, false);
+    if (after === 'unusable' || after === 'void') {
+      await duplicates.release(deviceId);
+      return after === 'unusable' ? { result: 'deny', reason: 'device_unusable' } : again(request, cacheKey, fresh);
+    }
     if (credential.keyId) usage.record(credential.keyId);
     return { result: 'allow', deviceId, tenantId: credential.tenantId, expireAt, via };
   }
 
-  async function decide(request: AuthnRequest): Promise<AuthnDecision> {
+  /** The verification was void by the time of the answer: once more, from the stored credential, or ignore if that is overtaken too. */
+  function again(request: AuthnRequest, cacheKey: string, fresh: boolean): Promise<AuthnDecision> | AuthnDecision {
+    cache.drop(cacheKey);
+    if (fresh) return { result: 'ignore', reason: 'credential_changing' };
+    return decide(request, true);
+  }
+
+  async function decide(request: AuthnRequest, fresh = false): Promise<AuthnDecision> {
     const { clientid, username, password } = request;
     if (clientid !== username) return { result: 'deny', reason: 'clientid_not_username' };
     if (!isDeviceId(username)) return { result: 'deny', reason: 'malformed_device_id' };
@@ -265,19 +324,25 @@ export function createAuthnService(deps: {
     if (deviceUsable(deviceId) === false) return { result: 'deny', reason: 'device_unusable' };
 
     const cacheKey = cache.keyFor(deviceId, password);
-    const credential = cache.peek(cacheKey);
-    metrics.cache.inc({ layer: 'memory', outcome: credential ? 'hit' : 'miss' });
-    if (credential) return admit(deviceId, cacheKey, credential, 'memory');
+    if (!fresh) {
+      const credential = cache.peek(cacheKey);
+      metrics.cache.inc({ layer: 'memory', outcome: credential ? 'hit' : 'miss' });
+      if (credential) return admit(request, cacheKey, credential, 'memory', fresh);
+    }
 
-    let pending = inFlight.get(cacheKey);
+    // Concurrent CONNECTs with the same secret share one verification; a
+    // fresh one (the cached verification was void) is not shared with one
+    // that may still return that cached answer.
+    const flightKey = fresh ? `fresh:${cacheKey}` : cacheKey;
+    let pending = inFlight.get(flightKey);
     if (!pending) {
       const peer = request.peerhost.slice(0, MAX_PEER_LENGTH);
-      pending = verify(deviceId, password, peer, cacheKey).finally(() => inFlight.delete(cacheKey));
-      inFlight.set(cacheKey, pending);
+      pending = verify(deviceId, password, peer, cacheKey, !fresh).finally(() => inFlight.delete(flightKey));
+      inFlight.set(flightKey, pending);
     }
     const verification = await pending;
     return verification.kind === 'verified'
-      ? admit(deviceId, cacheKey, verification.credential, verification.layer)
+      ? admit(request, cacheKey, verification.credential, verification.layer, fresh)
       : { result: verification.kind, reason: verification.reason };
   }
 

@@ -13,6 +13,8 @@ export interface VerifiedCredential {
   readonly keyId: string | null;
   /** The key's not_after in milliseconds since the epoch, or null. */
   readonly notAfter: number | null;
+  /** The device's credential version it was verified under: void once the device has another. */
+  readonly version: string;
 }
 
 export interface CredentialCache {
@@ -27,8 +29,10 @@ export interface CredentialCache {
   /** Stores a fresh verification unless the device was invalidated since `generation`. */
   store(cacheKey: string, credential: VerifiedCredential, generation: number): Promise<void>;
   drop(cacheKey: string): void;
-  /** Drops the entries of a key (keyId given) or of the whole device, here and in Redis. */
-  invalidate(deviceId: string, keyId?: string): Promise<void>;
+  /** Drops the device's entries from this replica's memory; verifications under way are not cached. */
+  forgetDevice(deviceId: string): void;
+  /** Deletes the entries of a key (keyId given) or of the whole device from Redis. Rejects when Redis fails. */
+  deleteStored(deviceId: string, keyId?: string): Promise<void>;
   /** Drops every entry held in memory (change signals may have been missed); verifications under way are not cached. */
   clearMemory(): void;
 }
@@ -56,14 +60,15 @@ interface StoredCredential {
   t: string;
   k: string | null;
   n: number | null;
+  v: string;
   /** When the Redis entry expires (ms), so a read needs no PTTL round trip. */
   x: number;
 }
 
 // Each entry and its index line in one step (KEYS: entry, device index;
 // ARGV: JSON, its TTL ms, cache key, key id, index TTL ms; per entry, many
-// per call): an entry the index does not name could outlive the change that
-// condemns it.
+// per call): an entry the index does not name could outlive the clean-up of
+// the change that condemns it.
 const STORE = `
 for i = 1, #KEYS, 2 do
   local arg = (i - 1) / 2 * 5
@@ -82,15 +87,19 @@ interface StoreRequest {
 }
 
 /**
- * Verified-credential cache: an LRU in memory in front of Redis.
+ * Verified-credential cache: an LRU in memory in front of Redis. An entry
+ * holds the device's credential version it was verified under; authentication
+ * compares it with the device's current one, so an entry that a change voided
+ * is never used, whether or not its deletion reached Redis.
  *
  * Redis layout (under the key prefix):
  *  - `authn:cred:{hmac}` → JSON {d, t, k, n, x}, with TTL ± 10 % jitter so a
  *    fleet verified at the same moment does not expire at the same moment;
  *  - `authn:dev:{deviceId}` hash, field hmac → key id ("" = PSK): the index
- *    that lets a change signal find a device's entries.
- * Every replica deletes what a change names, so an entry written by a replica
- * that had not yet seen the change is still deleted by that replica.
+ *    that lets a change's clean-up find a device's entries.
+ * The clean-up of a change deletes what it names from Redis (retried until
+ * Redis takes it); the entries matter on their own only while Postgres cannot
+ * tell the device's current version.
  */
 export function createCredentialCache(options: CredentialCacheOptions): CredentialCache {
   const { redis, keyPrefix, clock, ttlMs } = options;
@@ -109,7 +118,14 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
         current.flatMap(({ cacheKey, credential }) => [credKey(cacheKey), indexKey(credential.deviceId)]),
         current.flatMap(({ cacheKey, credential }) => {
           const lifetime = jitter(ttlMs);
-          const stored: StoredCredential = { d: credential.deviceId, t: credential.tenantId, k: credential.keyId, n: credential.notAfter, x: clock() + lifetime };
+          const stored: StoredCredential = {
+            d: credential.deviceId,
+            t: credential.tenantId,
+            k: credential.keyId,
+            n: credential.notAfter,
+            v: credential.version,
+            x: clock() + lifetime,
+          };
           return [JSON.stringify(stored), lifetime, cacheKey, credential.keyId ?? '', Math.round(ttlMs * 1.2)];
         }),
       );
@@ -190,8 +206,9 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
         return undefined;
       }
       // The HMAC binds the entry to the device; a mismatch means a corrupt entry.
-      if (stored.d !== deviceId || typeof stored.t !== 'string') return undefined;
-      const credential: VerifiedCredential = { deviceId: stored.d, tenantId: stored.t, keyId: stored.k, notAfter: stored.n };
+      // An entry without a version is from before versions and is verified again.
+      if (stored.d !== deviceId || typeof stored.t !== 'string' || typeof stored.v !== 'string') return undefined;
+      const credential: VerifiedCredential = { deviceId: stored.d, tenantId: stored.t, keyId: stored.k, notAfter: stored.n, version: stored.v };
       // Invalidated while the read was in flight: the entry may be the one just deleted.
       if (generation(deviceId) !== startedAt || invalidating.has(deviceId)) return undefined;
       const remainingMs = typeof stored.x === 'number' ? stored.x - clock() : 0;
@@ -210,11 +227,11 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
       byDevice.clear();
       bumpAll();
     },
-    async invalidate(deviceId, keyId) {
+    forgetDevice(deviceId) {
       bump(deviceId);
-      for (const cacheKey of [...(byDevice.get(deviceId) ?? [])]) {
-        if (keyId === undefined || memory.get(cacheKey)?.credential.keyId === keyId) forget(cacheKey);
-      }
+      for (const cacheKey of [...(byDevice.get(deviceId) ?? [])]) forget(cacheKey);
+    },
+    async deleteStored(deviceId, keyId) {
       invalidating.set(deviceId, (invalidating.get(deviceId) ?? 0) + 1);
       try {
         const index = await redis.hgetall(indexKey(deviceId));

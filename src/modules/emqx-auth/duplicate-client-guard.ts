@@ -14,6 +14,8 @@ export type DuplicateCheck = 'ok' | 'duplicate' | 'connecting' | 'unknown';
 export interface DuplicateClientGuard {
   /** `credential` is what the CONNECT authenticated with; the session it opens records it. */
   check(deviceId: string, credential: SessionCredential): Promise<DuplicateCheck>;
+  /** Gives up the claim an `ok` check took (the CONNECT is refused after all). Never rejects. */
+  release(deviceId: string): Promise<void>;
 }
 
 export interface DuplicateGuardLogger {
@@ -45,6 +47,9 @@ export function createDuplicateClientGuard(deps: {
   return {
     async check(deviceId, credential) {
       return policy === 'takeover' ? 'ok' : checkLive(deviceId, credential);
+    },
+    async release(deviceId) {
+      if (policy === 'reject') await sessions.releaseConnecting(deviceId).catch(() => undefined);
     },
   };
 

@@ -1,83 +1,72 @@
-import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import type { EmqxApi } from '../../infra/emqx-api.js';
-import type { CredentialChange } from '../../lib/credential-change.js';
+import type { SessionStore } from '../sessions/session-store.js';
 import type { AuthMetrics } from './auth-metrics.js';
 
-export interface SessionKicker {
-  /** Disconnects the device named by the change, once across all replicas. */
-  kick(change: CredentialChange): Promise<'kicked' | 'not_found' | 'skipped' | 'failed'>;
+/** What became of a device's session: ended now, already gone, or left alone (it uses another credential, or is not connected). */
+export type KickOutcome = 'kicked' | 'not_found' | 'not_connected' | 'other_credential';
+
+export interface KickRequest {
+  readonly deviceId: string;
+  /** Why (a change kind, or key_expired): logged and counted. */
+  readonly reason: string;
   /**
-   * Disconnects the device now, for `why` (logged); the caller has made sure
-   * no other replica does it too.
+   * Only the sessions opened with this key end (a key reaching its not_after
+   * in a routine rotation): a device already reconnected with its new key, or
+   * its PSK, is left alone. Absent: the device's session ends whatever it used.
    */
-  kickDevice(deviceId: string, why: string): Promise<'kicked' | 'not_found' | 'failed'>;
+  readonly onlyKeyId?: string;
+}
+
+export interface SessionKicker {
+  /** Ends the session through EMQX's REST API; throws when EMQX did not confirm it gone, to be tried again. */
+  kick(request: KickRequest): Promise<KickOutcome>;
 }
 
 export interface KickerLogger {
-  warn(object: object, message: string): void;
   info(object: object, message: string): void;
 }
 
 /**
- * Every replica receives every change signal; a claim per change
- * (`kick:{digest of the change}`, SET NX, 10 min) lets one of them call EMQX.
- * If the claim cannot be taken because Redis is failing, the replica kicks
- * anyway: a second DELETE is harmless (404), a missing one leaves a revoked
- * device connected. A key revocation kicks the device whichever key its live
- * session used: the credential is recorded only under the reject policy, and
- * a needless reconnect is the safe error.
+ * Disconnects a device's live MQTT session (`DELETE /api/v5/clients/{id}`:
+ * 204 kicked, 404 already gone). A session's credential is known only when
+ * the reject policy's connect claim recorded it; when it is unknown the
+ * session ends all the same, as a needless reconnect is the safe mistake.
  */
 export function createSessionKicker(deps: {
   emqx: Pick<EmqxApi, 'kickClient'>;
-  redis: Redis;
-  keyPrefix: string;
+  sessions: Pick<SessionStore, 'get'>;
   metrics: Pick<AuthMetrics, 'kicks'>;
   log: KickerLogger;
-  retryDelaysMs?: readonly number[];
 }): SessionKicker {
-  const { emqx, redis, keyPrefix, metrics, log } = deps;
-  const retryDelaysMs = deps.retryDelaysMs ?? [500, 2000];
-  const claimKey = (change: CredentialChange) =>
-    `${keyPrefix}kick:${createHash('sha256')
-      .update(JSON.stringify([change.kind, change.device_id, change.key_id ?? '', change.at]))
-      .digest('base64url')}`;
+  const { emqx, sessions, metrics, log } = deps;
+  const counted = (request: KickRequest, result: KickOutcome | 'failed') => {
+    metrics.kicks.inc({ reason: request.reason, result });
+    return result;
+  };
 
-  // The other replicas stood down, so a brief EMQX hiccup must not lose the kick.
-  async function kickDevice(deviceId: string, why: string): Promise<'kicked' | 'not_found' | 'failed'> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const result = await emqx.kickClient(deviceId);
-        metrics.kicks.inc({ result });
-        log.info({ deviceId, why, result }, 'kicked session');
-        return result;
-      } catch (error) {
-        if (attempt < retryDelaysMs.length + 1) {
-          await sleep(retryDelaysMs[attempt - 1] ?? 0);
-          continue;
-        }
-        metrics.kicks.inc({ result: 'failed' });
-        log.warn({ deviceId, why, err: error instanceof Error ? error.message : String(error) }, 'could not kick session');
-        return 'failed';
-      }
-    }
+  async function leftAlone(deviceId: string, keyId: string): Promise<KickOutcome | null> {
+    const session = await sessions.get(deviceId).catch(() => undefined);
+    if (session && !session.connected) return 'not_connected';
+    const credential = session?.credential;
+    if (credential && !(credential.kind === 'key' && credential.keyId === keyId)) return 'other_credential';
+    return null;
   }
 
   return {
-    async kick(change) {
-      let claimed = true;
+    async kick(request) {
+      if (request.onlyKeyId !== undefined) {
+        const outcome = await leftAlone(request.deviceId, request.onlyKeyId);
+        if (outcome) return counted(request, outcome) as KickOutcome;
+      }
+      let result: 'kicked' | 'not_found';
       try {
-        claimed = (await redis.set(claimKey(change), '1', 'EX', 600, 'NX')) === 'OK';
-      } catch {
-        claimed = true;
+        result = await emqx.kickClient(request.deviceId);
+      } catch (error) {
+        counted(request, 'failed');
+        throw error;
       }
-      if (!claimed) {
-        metrics.kicks.inc({ result: 'skipped' });
-        return 'skipped';
-      }
-      return kickDevice(change.device_id, change.kind);
+      log.info({ deviceId: request.deviceId, why: request.reason, result }, 'kicked session');
+      return counted(request, result) as KickOutcome;
     },
-    kickDevice,
   };
 }

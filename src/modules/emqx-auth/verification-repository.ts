@@ -26,14 +26,6 @@ export interface VerificationRepository {
   restoreKey(keyId: string, previous: string, digest: string): Promise<boolean>;
   /** Sets last_used_at for many keys in one statement, never moving it backwards. */
   markKeysUsed(keyIds: readonly string[], at: Date): Promise<void>;
-  /**
-   * Takes up to `limit` keys whose not_after has come (not revoked: revoking
-   * kicks at once) and whose sessions were not ended yet, marking them ended:
-   * each key is returned to one caller only, across replicas.
-   */
-  claimExpiredKeys(now: Date, limit: number): Promise<{ keyId: string; deviceId: string }[]>;
-  /** Gives a claimed key back, for the next claim (its sessions could not be ended). */
-  releaseExpiredKey(keyId: string): Promise<void>;
 }
 
 interface KeyRow {
@@ -76,21 +68,6 @@ export function createVerificationRepository(pool: Pool): VerificationRepository
         [keyId, previous, digest],
       );
       return (rowCount ?? 0) > 0;
-    },
-    async claimExpiredKeys(now, limit) {
-      const { rows } = await pool.query<{ id: string; device_id: string }>(
-        `UPDATE device_keys SET sessions_ended_at = $1
-          WHERE id IN (SELECT id FROM device_keys
-                        WHERE sessions_ended_at IS NULL AND not_after IS NOT NULL AND not_after <= $1 AND revoked_at IS NULL
-                        ORDER BY not_after LIMIT $2
-                        FOR UPDATE SKIP LOCKED)
-          RETURNING id, device_id`,
-        [now, limit],
-      );
-      return rows.map((row) => ({ keyId: row.id, deviceId: row.device_id }));
-    },
-    async releaseExpiredKey(keyId) {
-      await pool.query('UPDATE device_keys SET sessions_ended_at = NULL WHERE id = $1', [keyId]);
     },
     async markKeysUsed(keyIds, at) {
       if (keyIds.length === 0) return;

@@ -95,7 +95,7 @@ export interface LivenessService {
    * its deadline, a deleted device is forgotten. Reads the device through the
    * directory, which must already have dropped it.
    */
-  applyChange(change: CredentialChange): Promise<void>;
+  applyChange(change: Pick<CredentialChange, 'kind' | 'device_id'>): Promise<void>;
 }
 
 export function toDeviceEvent(transition: Transition): DeviceEvent {
@@ -179,7 +179,7 @@ export function createLivenessService(deps: LivenessServiceDeps): LivenessServic
     }
   }
 
-  async function applyChange(change: CredentialChange): Promise<void> {
+  async function applyChange(change: Pick<CredentialChange, 'kind' | 'device_id'>): Promise<void> {
     if (change.kind === 'device_deleted') {
       await store.forget(change.device_id);
       return;

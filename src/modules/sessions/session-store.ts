@@ -48,6 +48,8 @@ export interface SessionStore {
    */
   claimConnecting(deviceId: string, ttlMs: number, credential: SessionCredential): Promise<ConnectClaim>;
   releaseConnecting(deviceId: string): Promise<void>;
+  /** Drops everything stored about the device's sessions (the device was deleted; its id may be used again). */
+  forget(deviceId: string): Promise<void>;
 }
 
 /**
@@ -204,6 +206,9 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     },
     async releaseConnecting(deviceId) {
       await redis.del(claimKey(deviceId));
+    },
+    async forget(deviceId) {
+      await redis.del(sessionKey(deviceId), claimKey(deviceId));
     },
   };
 }

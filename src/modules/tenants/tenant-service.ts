@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
-import type { CredentialChangeBus } from '../../infra/credential-changes.js';
 import { withTransaction } from '../../infra/transaction.js';
 import type { Clock } from '../../lib/clock.js';
 import { ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError } from '../../lib/errors.js';
 import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
 import type { Actor } from '../../lib/actor.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
+import type { ChangeRecorder } from '../changes/change-recorder.js';
 import type { TenantRepository, TenantRow } from './tenant-repository.js';
 
 export interface TenantView {
@@ -31,7 +31,7 @@ export interface TenantServiceDeps {
   pool: Pool;
   tenants: TenantRepository;
   audit: AuditRepository;
-  changes: Pick<CredentialChangeBus, 'publishCommitted'>;
+  changes: ChangeRecorder;
   /** Creates the tenant's Kafka topics (idempotent). */
   provisionTopics: (tenantId: string) => Promise<void>;
   clock: Clock;
@@ -93,7 +93,8 @@ export function createTenantService(deps: TenantServiceDeps) {
       assertTenantVisible(actor, id);
       if (actor.tenantId !== null) throw new ForbiddenError('deleting tenants needs a global admin token');
       const now = new Date(clock());
-      const deletedDevices = await withTransaction(pool, async (db) => {
+      const at = now.toISOString();
+      const committed = await withTransaction(pool, async (db) => {
         const tenant = await tenants.lockById(db, id);
         if (!tenant) throw new NotFoundError(`tenant ${id}`);
         if (tenant.device_count > 0 && !force) {
@@ -109,14 +110,12 @@ export function createTenantService(deps: TenantServiceDeps) {
           { action: 'tenant.delete', objectType: 'tenant', objectId: id, tenantId: id, details: { force, devices: devices.length } },
           now,
         );
-        return devices;
+        return deps.changes.record(
+          db,
+          devices.map((deviceId) => ({ kind: 'device_deleted' as const, device_id: deviceId, tenant_id: id, at })),
+        );
       });
-      const at = now.toISOString();
-      await Promise.all(
-        deletedDevices.map((deviceId) =>
-          deps.changes.publishCommitted({ kind: 'device_deleted', device_id: deviceId, tenant_id: id, at }),
-        ),
-      );
+      await committed();
     },
   };
 }

@@ -38,7 +38,7 @@ describe('API keys checked against a keyed digest', () => {
     (await seed.query('SELECT scheme, hash FROM device_keys WHERE id = $1', [keyId])).rows[0] as { scheme: string; hash: string };
   /** Drops the device's cached verifications on `apps` (as a key rotation does), so their next connect checks the key again. */
   const dropCached = (apps: FastifyInstance[], deviceId: string) =>
-    untilApplied(apps, 'keys_rotated', () => publishChange(ctx.config.redis.keyPrefix, { kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId }));
+    untilApplied(apps, 'keys_rotated', () => publishChange(ctx, { kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId }));
   const digestOf = (secret: string, key: string) => createHmac('sha256', secret).update(key).digest('base64url');
   const counter = async (target: FastifyInstance, pattern: RegExp) =>
     Number(pattern.exec((await target.inject({ method: 'GET', url: '/metrics' })).body)?.[1] ?? 0);

@@ -199,7 +199,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       const deletedKey = await seed.key(deleted);
       assert.equal((await connect(deleted, deletedKey.key)).json().result, 'allow');
       await seed.query('DELETE FROM devices WHERE id = $1', [deleted]);
-      await publishChange(ctx.config.redis.keyPrefix, { kind: 'device_deleted', device_id: deleted, tenant_id: tenantId });
+      await publishChange(ctx, { kind: 'device_deleted', device_id: deleted, tenant_id: tenantId });
       await waitFor(async () => (await connect(deleted, deletedKey.key)).json().result === 'deny');
       assertDeny(await connect(deleted, deletedKey.key), 'deleted device');
 
@@ -264,7 +264,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
     it('shares one verification among concurrent checks of the same credential', async () => {
       const deviceId = await seed.device(tenantId);
       const psk = await seed.psk(deviceId);
-      await untilApplied([app], 'keys_rotated', () => publishChange(ctx.config.redis.keyPrefix, { kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId }));
+      await untilApplied([app], 'keys_rotated', () => publishChange(ctx, { kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId }));
       const before = await verifyCount();
       const peer = nextPeer();
       const results = await Promise.all(Array.from({ length: 10 }, () => connect(deviceId, psk, peer)));
@@ -280,9 +280,10 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       await seed.query('UPDATE device_keys SET revoked_at = now() WHERE id = $1', [keyId]);
       // Still cached: the registry's signal is what makes the revocation visible.
       assert.equal((await connect(deviceId, key, peer)).json().result, 'allow');
-      await publishChange(ctx.config.redis.keyPrefix, { kind: 'key_revoked', device_id: deviceId, tenant_id: tenantId, key_id: keyId });
+      await publishChange(ctx, { kind: 'key_revoked', device_id: deviceId, tenant_id: tenantId, key_id: keyId });
       await waitFor(async () => (await connect(deviceId, key, peer)).json().result === 'deny');
-      await waitFor(() => emqx.calls.some((call) => call.method === 'DELETE' && call.clientId === deviceId && call.authorized));
+      // The session ends once every replica has read the change (KICK_DELAY_MS after it).
+      await waitFor(() => emqx.calls.some((call) => call.method === 'DELETE' && call.clientId === deviceId && call.authorized), 4000);
       await app.close().catch(() => undefined);
       app = await ctx.app({ clock: () => now }, { DUPLICATE_CLIENT_POLICY: 'takeover' });
       const { rows } = await seed.query('SELECT last_used_at FROM device_keys WHERE id = $1', [keyId]);
@@ -325,11 +326,33 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       assert.equal((await connect(deviceId, second.key, home)).json().result, 'allow', 'an uncached key, checked behind the throttle');
     });
 
-    it('blocks a device briefly when guessing at it is spread over many addresses', async () => {
+    it("never lets strangers' guesses from many addresses refuse the owner's API key", async () => {
       const deviceId = await seed.device(tenantId);
-      const { key } = await seed.key(deviceId);
+      const { key, keyId } = await seed.key(deviceId);
+      // 300 wrong guesses from 60 addresses, shaped as PSKs and as keys (one of them the real key id).
+      const strangers = Array.from({ length: 60 }, () => nextPeer());
+      for (let attempt = 0; attempt < 300; attempt++) {
+        const guess = attempt % 2 === 0 ? `spread-${attempt}` : `sk_live_${keyId}_${'A'.repeat(42)}${attempt % 10}`;
+        assertDeny(await connect(deviceId, guess, strangers[attempt % strangers.length]), `guess ${attempt}`);
+      }
+      assert.equal((await connect(deviceId, key, nextPeer())).json().result, 'allow', "the owner's key, from its own address");
+      // More guesses later keep nothing out either.
+      for (let attempt = 0; attempt < 20; attempt++) await connect(deviceId, `later-${attempt}`, strangers[attempt] as string);
+      assert.equal((await connect(deviceId, key, nextPeer())).json().result, 'allow');
+      const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+      assert.doesNotMatch(metrics, /authn_throttled_total\{scope="device"\}/);
+    });
+
+    it('blocks PSK guessing spread over many addresses, except from addresses the device authenticated from', async () => {
+      const deviceId = await seed.device(tenantId);
+      const psk = await seed.psk(deviceId);
+      const home = nextPeer();
+      assert.equal((await connect(deviceId, psk, home)).json().result, 'allow');
+      // The verification is cached; the next check from home must pass the throttle again.
+      await untilApplied([app], 'keys_rotated', () => publishChange(ctx, { kind: 'keys_rotated', device_id: deviceId, tenant_id: tenantId }));
       for (let attempt = 0; attempt < 201; attempt++) await connect(deviceId, `spread-${attempt}`, nextPeer());
-      assertDeny(await connect(deviceId, key, nextPeer()), 'the per-device ceiling');
+      assertDeny(await connect(deviceId, psk, nextPeer()), 'an address the device never authenticated from meets the device-wide block');
+      assert.equal((await connect(deviceId, psk, home)).json().result, 'allow', 'the owner, from an address it authenticated from');
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
       assert.match(metrics, /authn_throttled_total\{scope="device"\} [1-9]/);
     });
@@ -461,7 +484,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       const topic = `devices/${deviceId}/telemetry`;
       assert.equal((await authz({ clientid: deviceId, username: deviceId, topic, action: 'publish' })).json().result, 'allow');
       await seed.query('UPDATE devices SET disabled = true WHERE id = $1', [deviceId]);
-      await publishChange(ctx.config.redis.keyPrefix, { kind: 'device_disabled', device_id: deviceId, tenant_id: tenantId });
+      await publishChange(ctx, { kind: 'device_disabled', device_id: deviceId, tenant_id: tenantId });
       await waitFor(async () => (await authz({ clientid: deviceId, username: deviceId, topic, action: 'publish' })).json().result === 'deny');
     });
   });

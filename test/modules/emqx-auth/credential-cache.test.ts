@@ -8,7 +8,7 @@ describe('the verified-credential cache in Redis', () => {
   const test = useTestRedis();
   /** One replica's cache; replicas share Redis and nothing else. */
   const replica = () => createCredentialCache({ redis: test.redis, keyPrefix: test.prefix, secret: 'cache-secret-0123456789abcdef', clock: Date.now, ttlMs: 60_000 });
-  const credential = (deviceId: string): VerifiedCredential => ({ deviceId, tenantId: 'tenant', keyId: `key-${deviceId}`, notAfter: null });
+  const credential = (deviceId: string): VerifiedCredential => ({ deviceId, tenantId: 'tenant', keyId: `key-${deviceId}`, notAfter: null, version: '7' });
 
   it('writes the entries stored in one turn, each readable by another replica', async () => {
     const writer = replica();
@@ -22,10 +22,20 @@ describe('the verified-credential cache in Redis', () => {
     const writer = replica();
     const [condemned, kept] = [randomUUID(), randomUUID()];
     const stored = [condemned, kept].map((deviceId) => writer.store(writer.keyFor(deviceId, 'secret'), credential(deviceId), writer.generation(deviceId)));
-    await Promise.all([writer.invalidate(condemned), ...stored]);
+    writer.forgetDevice(condemned);
+    await Promise.all([writer.deleteStored(condemned), ...stored]);
     const reader = replica();
     assert.equal(await reader.fetch(reader.keyFor(condemned, 'secret'), condemned), undefined);
     assert.equal(writer.peek(writer.keyFor(condemned, 'secret')), undefined, 'nor kept in memory');
     assert.deepEqual(await reader.fetch(reader.keyFor(kept, 'secret'), kept), credential(kept));
+  });
+
+  it('reads an entry written without a credential version as a miss: it cannot be checked against the device', async () => {
+    const cache = replica();
+    const deviceId = randomUUID();
+    const cacheKey = cache.keyFor(deviceId, 'secret');
+    const unversioned = { d: deviceId, t: 'tenant', k: 'key-1', n: null, x: Date.now() + 60_000 };
+    await test.redis.set(`${test.prefix}authn:cred:${cacheKey}`, JSON.stringify(unversioned), 'PX', 60_000);
+    assert.equal(await cache.fetch(cacheKey, deviceId), undefined);
   });
 });

@@ -56,7 +56,7 @@ describe('liveness outbox', () => {
   }
 
   it('retries an event whose produce failed until Kafka takes it: none lost, none doubled', async () => {
-    const device: DeviceRecord = { id: randomUUID(), tenantId: 'acme', disabled: false, offlineThresholdS: 10, decoder: null };
+    const device: DeviceRecord = { id: randomUUID(), tenantId: 'acme', disabled: false, offlineThresholdS: 10, decoder: null, credentialVersion: '1' };
     const { liveness, kafka, saved, setNow } = setup(new Map([[device.id, device]]));
     kafka.down.add('acme');
     await liveness.recordTelemetry(device, T0);
@@ -91,8 +91,8 @@ describe('liveness outbox', () => {
   });
 
   it('a tenant whose produce fails does not hold back the others', async () => {
-    const healthy: DeviceRecord = { id: randomUUID(), tenantId: 'ok', disabled: false, offlineThresholdS: 10, decoder: null };
-    const broken: DeviceRecord = { id: randomUUID(), tenantId: 'broken', disabled: false, offlineThresholdS: 10, decoder: null };
+    const healthy: DeviceRecord = { id: randomUUID(), tenantId: 'ok', disabled: false, offlineThresholdS: 10, decoder: null, credentialVersion: '1' };
+    const broken: DeviceRecord = { id: randomUUID(), tenantId: 'broken', disabled: false, offlineThresholdS: 10, decoder: null, credentialVersion: '1' };
     const { liveness, kafka, setNow } = setup(new Map([healthy, broken].map((d) => [d.id, d])));
     await liveness.recordTelemetry(healthy, T0);
     await liveness.recordTelemetry(broken, T0);
@@ -110,7 +110,7 @@ describe('liveness outbox', () => {
   });
 
   it('drops an event that cannot be produced once its device is deleted', async () => {
-    const device: DeviceRecord = { id: randomUUID(), tenantId: 'gone', disabled: false, offlineThresholdS: 10, decoder: null };
+    const device: DeviceRecord = { id: randomUUID(), tenantId: 'gone', disabled: false, offlineThresholdS: 10, decoder: null, credentialVersion: '1' };
     const devices = new Map([[device.id, device]]);
     const { liveness, kafka, setNow } = setup(devices);
     kafka.down.add('gone');
@@ -136,7 +136,7 @@ describe('liveness outbox', () => {
     return { store: counting, calls };
   }
 
-  const sensor = (tenantId = 'acme'): DeviceRecord => ({ id: randomUUID(), tenantId, disabled: false, offlineThresholdS: 10, decoder: null });
+  const sensor = (tenantId = 'acme'): DeviceRecord => ({ id: randomUUID(), tenantId, disabled: false, offlineThresholdS: 10, decoder: null, credentialVersion: '1' });
 
   it('gathers the messages of a flush interval into one write per device: online as of the first, deadline from the last', async () => {
     const device = sensor();

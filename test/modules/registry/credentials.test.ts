@@ -5,7 +5,7 @@ import argon2 from 'argon2';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { adminClient, logCapture, type AdminClient } from '../../helpers/admin.js';
-import { listenForChanges } from '../../helpers/change-signals.js';
+import { readChangeLog } from '../../helpers/change-signals.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { TEST_KEY_DIGEST_SECRET } from '../../helpers/env.js';
 
@@ -88,7 +88,7 @@ describe('device keys and PSKs', () => {
   });
 
   it('rotation overlaps old and new keys for the grace period, then the old ones expire', async () => {
-    const signals = await listenForChanges(ctx.config.redis.keyPrefix);
+    const signals = await readChangeLog(ctx);
     try {
       const device = (await admin.post('/v1/tenants/acme/devices', { name: 'Rotating' })).json().id;
       const first = (await admin.post(`/v1/devices/${device}/keys`, { label: 'v1' })).json();
@@ -127,7 +127,7 @@ describe('device keys and PSKs', () => {
   });
 
   it('revoking signals the key; revoking again is harmless; unknown keys are 404', async () => {
-    const signals = await listenForChanges(ctx.config.redis.keyPrefix);
+    const signals = await readChangeLog(ctx);
     try {
       const key = (await admin.post(`/v1/devices/${deviceId}/keys`)).json();
       now += 1000;
@@ -148,7 +148,7 @@ describe('device keys and PSKs', () => {
   });
 
   it('sets, replaces and deletes a PSK, stored as argon2id and signalled each time', async () => {
-    const signals = await listenForChanges(ctx.config.redis.keyPrefix);
+    const signals = await readChangeLog(ctx);
     try {
       const tooShort = await admin.put(`/v1/devices/${deviceId}/psk`, { psk: 'fifteen-chars!!' });
       assert.equal(tooShort.statusCode, 400);
@@ -161,6 +161,7 @@ describe('device keys and PSKs', () => {
       assert.ok(await argon2.verify(rows[0].hash, psk));
       assert.equal((await admin.put(`/v1/devices/${deviceId}/psk`, { psk: `${psk} v2` })).statusCode, 204);
       assert.equal((await db.query(`SELECT count(*)::int AS n FROM audit_log WHERE action = 'psk.replace'`)).rows[0].n, 1);
+      await signals.next((c) => c.kind === 'psk_replaced' && c.device_id === deviceId);
       assert.equal((await admin.delete(`/v1/devices/${deviceId}/psk`)).statusCode, 204);
       await signals.next((c) => c.kind === 'psk_deleted' && c.device_id === deviceId);
       assert.equal((await admin.delete(`/v1/devices/${deviceId}/psk`)).statusCode, 404);

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { Kafka, logLevel } from 'kafkajs';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
-import { listenForChanges } from '../../helpers/change-signals.js';
+import { readChangeLog } from '../../helpers/change-signals.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { TEST_KAFKA_BROKERS } from '../../helpers/env.js';
 
@@ -155,7 +155,7 @@ describe('tenants and devices', () => {
   });
 
   it('PATCH changes the named fields and signals caches; DELETE removes the device', async () => {
-    const signals = await listenForChanges(ctx.config.redis.keyPrefix);
+    const signals = await readChangeLog(ctx);
     try {
       const device = (await admin.post('/v1/tenants/acme/devices', { name: 'Patchable' })).json();
       assert.equal((await admin.patch(`/v1/devices/${device.id}`, {})).statusCode, 400);
@@ -186,7 +186,7 @@ describe('tenants and devices', () => {
   });
 
   it('refuses to delete a tenant with devices unless forced', async () => {
-    const signals = await listenForChanges(ctx.config.redis.keyPrefix);
+    const signals = await readChangeLog(ctx);
     try {
       await admin.post('/v1/tenants', { id: 'doomed', name: 'Doomed' });
       const device = (await admin.post('/v1/tenants/doomed/devices', { name: 'last one' })).json();

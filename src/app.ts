@@ -4,6 +4,7 @@ import { compose } from './composition.js';
 import type { Config } from './config.js';
 import { requireAdmin } from './http/admin-auth.js';
 import { registerErrorHandler } from './http/error-handler.js';
+import { answerRequestId, generateRequestId, registerClientRequestId } from './http/request-id.js';
 import { requireHookToken } from './http/hook-token.js';
 import { shareLoggerPerLevel } from './http/shared-logger.js';
 import { createMetricsRegistry, registerRequestMetrics } from './http/metrics.js';
@@ -64,7 +65,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // routes set their own: small for authn and authz, and /emqx/events
     // reads any body, dead-lettering what no allowed event can be.
     bodyLimit: ADMIN_BODY_LIMIT_BYTES,
-    requestIdHeader: 'x-request-id',
+    // Never taken from the request: a client's x-request-id is logged and
+    // audited as the client's own (src/http/request-id.ts).
+    requestIdHeader: false,
+    genReqId: generateRequestId,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
@@ -77,6 +81,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.setValidatorCompiler(zodValidatorCompiler);
   app.setSerializerCompiler(zodSerializerCompiler);
   registerErrorHandler(app);
+  registerClientRequestId(app);
   await app.register(sensible);
 
   const infra = deps.infra ?? createInfra(config, app.log as FastifyBaseLogger);
@@ -96,6 +101,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // Admin API: one encapsulated context, so the admin token applies here only.
   await app.register(async (admin) => {
     const { registry } = product;
+    // First, so that a refused request names its id too.
+    answerRequestId(admin);
     requireAdmin(admin, registry.adminTokens.authenticate);
     await admin.register(tenantRoutes, { tenants: registry.tenants });
     await admin.register(deviceRoutes, { devices: registry.devices });

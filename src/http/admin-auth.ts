@@ -24,6 +24,7 @@ export function requireAdmin(app: FastifyInstance, authenticate: (token: string)
       tokenId: principal.tokenId,
       tenantId: principal.tenantId,
       requestId: String(request.id),
+      clientRequestId: request.clientRequestId,
       sourceIp: request.ip,
     };
   });

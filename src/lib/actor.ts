@@ -8,6 +8,9 @@ export interface Principal {
 
 /** Who did something through the admin API, and from where (recorded in the audit log). */
 export interface Actor extends Principal {
+  /** The id the service gave the request. */
   readonly requestId: string;
+  /** The client's own `x-request-id`, when it sent a usable one: recorded as the client's, never as the request's id. */
+  readonly clientRequestId?: string | null;
   readonly sourceIp: string;
 }

@@ -6,7 +6,11 @@ export interface AuditEntry {
   readonly objectType: 'tenant' | 'device' | 'device_key' | 'device_psk' | 'admin_token' | 'command';
   readonly objectId: string;
   readonly tenantId: string | null;
-  /** Non-secret facts about the change (changed fields, labels, expiry). Never a secret, nor a command's params. */
+  /**
+   * Non-secret facts about the change (changed fields, labels, expiry). Never
+   * a secret, nor a command's params. `client_request_id` is added from the
+   * actor.
+   */
   readonly details?: Record<string, unknown>;
 }
 
@@ -38,6 +42,8 @@ export function createAuditRepository() {
   return {
     /** Written in the transaction of the change it describes. */
     async record(db: Queryable, actor: Actor, entry: AuditEntry, at: Date): Promise<void> {
+      // Last, so that no entry's own details can stand in for what the client sent.
+      const details = actor.clientRequestId ? { ...entry.details, client_request_id: actor.clientRequestId } : (entry.details ?? {});
       await db.query(
         `INSERT INTO audit_log (at, actor, action, object_type, object_id, tenant_id, request_id, source_ip, details)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
@@ -50,7 +56,7 @@ export function createAuditRepository() {
           entry.tenantId,
           actor.requestId,
           actor.sourceIp,
-          JSON.stringify(entry.details ?? {}),
+          JSON.stringify(details),
         ],
       );
     },

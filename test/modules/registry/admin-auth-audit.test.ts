@@ -3,6 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { adminClient, logCapture, type AdminClient } from '../../helpers/admin.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
+import { TEST_ADMIN_TOKEN } from '../../helpers/env.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 describe('admin tokens, tenant scope and the audit log', () => {
   let ctx: TestContext;
@@ -130,12 +133,47 @@ describe('admin tokens, tenant scope and the audit log', () => {
     assert.equal(pskEntry?.object_type, 'device_psk');
     assert.equal(pskEntry?.object_id, ownDevice);
     assert.equal(pskEntry?.source_ip, '127.0.0.1');
-    assert.match(String(pskEntry?.request_id), /^req-/);
+    assert.match(String(pskEntry?.request_id), UUID);
     assert.ok(!page.body.includes(psk) && !page.body.includes(scopedToken));
     assert.ok(!logs.text().includes(psk) && !logs.text().includes(scopedToken));
     // Newest first.
     const ids = entries.map((e) => Number(e.id));
     assert.deepEqual(ids, [...ids].sort((a, b) => b - a));
+  });
+
+  it('audits the request id the service generated; a client\'s x-request-id is kept only as the client\'s', async () => {
+    const forged = 'req-1';
+    const asClient = (method: 'POST' | 'PATCH', url: string, payload: object, clientId: string) =>
+      app.inject({ method, url, payload, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'x-request-id': clientId } });
+
+    const created = await asClient('POST', '/v1/tenants', { id: 'initech', name: 'Initech' }, forged);
+    assert.equal(created.statusCode, 201, created.body);
+    const entry = (await root.get('/v1/audit?object_type=tenant&object_id=initech')).json().items[0];
+    assert.notEqual(entry.request_id, forged, 'the audit log records the service\'s id, not the client\'s');
+    const reported = created.headers['x-request-id'];
+    assert.match(String(reported), UUID, 'the answer names the id the service gave the request');
+    assert.equal(entry.request_id, reported);
+    assert.equal(entry.details.client_request_id, forged);
+    const logged = logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.reqId === reported);
+    assert.ok(logged.length > 0, 'the request is logged under the service\'s id');
+    assert.ok(logged.every((line) => line.client_request_id === forged), 'with the client\'s id beside it');
+
+    // An error answer names the service's id as well, in its body and its header.
+    const refused = await asClient('POST', '/v1/tenants', { name: 42 }, forged);
+    assert.equal(refused.statusCode, 400);
+    assert.match(refused.json().requestId, UUID);
+    assert.equal(refused.json().requestId, refused.headers['x-request-id']);
+    assert.notEqual(refused.json().requestId, reported, 'every request gets its own id');
+
+    // A client id that is too long or holds anything but printable ASCII is dropped.
+    const device = (await root.post('/v1/tenants/initech/devices', { name: 'renamed' })).json().id as string;
+    for (const [name, clientId] of [['too-long', 'x'.repeat(129)], ['control', 'a\u0007b'], ['non-ascii', 'caf\u00e9']] as const) {
+      const response = await asClient('PATCH', `/v1/devices/${device}`, { name: `renamed ${name}` }, clientId);
+      assert.equal(response.statusCode, 200, response.body);
+      const audited = (await root.get(`/v1/audit?object_type=device&object_id=${device}&limit=1`)).json().items[0];
+      assert.equal(audited.request_id, response.headers['x-request-id'], name);
+      assert.equal('client_request_id' in audited.details, false, name);
+    }
   });
 
   it('filters the audit log by tenant, object and time, and pages through it', async () => {

@@ -1,5 +1,6 @@
 import sensible from '@fastify/sensible';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import { compose } from './composition.js';
 import type { Config } from './config.js';
 import { requireAdmin } from './http/admin-auth.js';
@@ -18,7 +19,7 @@ import { credentialRoutes } from './modules/credentials/credential-routes.js';
 import { deviceRoutes } from './modules/devices/device-routes.js';
 import { authRoutes } from './modules/emqx-auth/auth-routes.js';
 import { eventsRoutes } from './modules/emqx-events/events-routes.js';
-import { healthRoutes } from './modules/health/health-routes.js';
+import { healthRoutes, metricsRoutes } from './modules/health/health-routes.js';
 import { deviceStatusRoutes } from './modules/liveness/device-status-routes.js';
 import { tenantRoutes } from './modules/tenants/tenant-routes.js';
 
@@ -34,6 +35,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Every registered `METHOD /path` (HEAD twins omitted); openapi.yaml must match it. */
     routeList: string[];
+    /** The listener of /metrics with METRICS_PORT, opened by listen() and closed with the app; null without it. */
+    metricsServer: FastifyInstance | null;
   }
 }
 
@@ -89,8 +92,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   registerRequestMetrics(app, metrics);
   const product = compose({ config, infra, clock: deps.clock ?? systemClock, metrics, log: app.log });
 
+  const metricsServer = config.metrics ? await buildMetricsServer(metrics, app.log) : null;
+  app.decorate('metricsServer', metricsServer);
+  if (metricsServer) app.addHook('onClose', () => metricsServer.close());
+  else await app.register(metricsRoutes, { metrics });
   await app.register(healthRoutes, {
-    metrics,
     probes: [
       { name: 'postgres', check: (ms) => infra.postgres.ping(ms) },
       { name: 'redis', check: (ms) => infra.redis.ping(ms) },
@@ -130,4 +136,31 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // close, as pending key-usage writes still need Postgres.
   app.addHook('onClose', () => product.close());
   return app;
+}
+
+/**
+ * The listener of /metrics when METRICS_PORT is set, serving nothing else, so
+ * that the port EMQX and admins reach need not expose the service's internals
+ * and the metrics port can stay on an internal network.
+ */
+async function buildMetricsServer(metrics: Registry, log: FastifyBaseLogger): Promise<FastifyInstance> {
+  const server = Fastify({
+    loggerInstance: log.child({ listener: 'metrics' }),
+    genReqId: generateRequestId,
+    // A scrape cut short by the shutdown costs nothing: the next one comes from another process.
+    forceCloseConnections: true,
+  });
+  registerErrorHandler(server);
+  await server.register(metricsRoutes, { metrics });
+  return server;
+}
+
+/**
+ * Opens the app's ports: the metrics listener (with METRICS_PORT), then the
+ * HTTP port. Metrics first, so that a port that cannot be opened stops the
+ * start-up before EMQX can reach the service.
+ */
+export async function listen(app: FastifyInstance, config: Config): Promise<void> {
+  if (app.metricsServer && config.metrics) await app.metricsServer.listen({ host: config.metrics.host, port: config.metrics.port });
+  await app.listen({ host: config.http.host, port: config.http.port });
 }

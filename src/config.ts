@@ -50,6 +50,8 @@ const brokerList = z
 const envSchema = z.object({
   PORT: int(0, 65535).default(8080),
   HOST: z.string().min(1).default('0.0.0.0'),
+  METRICS_PORT: int(0, 65535).optional(),
+  METRICS_HOST: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: int(1000, 120_000).default(20_000),
 
@@ -125,6 +127,8 @@ export type Env = z.input<typeof envSchema>;
 
 export interface Config {
   readonly http: { readonly host: string; readonly port: number };
+  /** A listener of its own for /metrics (METRICS_PORT); null = /metrics is served on the HTTP port. */
+  readonly metrics: { readonly host: string; readonly port: number } | null;
   readonly logLevel: z.output<typeof envSchema>['LOG_LEVEL'];
   readonly shutdownTimeoutMs: number;
   readonly postgres: { readonly url: string; readonly poolMax: number; readonly migrateOnStart: boolean };
@@ -260,11 +264,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       problems.push(`${name}: ${message}`);
     }
   }
+  if (parsed.success && parsed.data.METRICS_HOST !== undefined && parsed.data.METRICS_PORT === undefined) {
+    // Otherwise /metrics would stay on the HTTP port while the operator believes it moved.
+    problems.push('METRICS_HOST: is set without METRICS_PORT; set both, or neither');
+  }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
 
   const e = parsed.data;
   return deepFreeze({
     http: { host: e.HOST, port: e.PORT },
+    metrics: e.METRICS_PORT === undefined ? null : { host: e.METRICS_HOST ?? e.HOST, port: e.METRICS_PORT },
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     postgres: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, migrateOnStart: e.MIGRATE_ON_START },

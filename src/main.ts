@@ -1,4 +1,4 @@
-import { buildApp } from './app.js';
+import { buildApp, listen } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { migrateDatabase } from './infra/migrations.js';
 
@@ -50,7 +50,8 @@ async function main(): Promise<void> {
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
 
-  await app.listen({ host: config.http.host, port: config.http.port });
+  // The metrics port too, with METRICS_PORT; app.close() closes both.
+  await listen(app, config);
 }
 
 main().catch((error: unknown) => {

@@ -38,6 +38,15 @@ describe('loadConfig', () => {
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.kafka));
   });
 
+  it('gives /metrics a listener of its own only with METRICS_PORT, on HOST unless METRICS_HOST says otherwise', () => {
+    assert.equal(loadConfig(base).metrics, null);
+    assert.deepEqual(loadConfig({ ...base, METRICS_PORT: '' }).metrics, null);
+    assert.deepEqual(loadConfig({ ...base, HOST: '10.0.0.5', METRICS_PORT: '9464' }).metrics, { host: '10.0.0.5', port: 9464 });
+    assert.deepEqual(loadConfig({ ...base, METRICS_PORT: '9464', METRICS_HOST: '127.0.0.1' }).metrics, { host: '127.0.0.1', port: 9464 });
+    assert.deepEqual(problemsOf({ ...base, METRICS_HOST: '127.0.0.1' }), ['METRICS_HOST: is set without METRICS_PORT; set both, or neither']);
+    assert.deepEqual(problemsOf({ ...base, METRICS_PORT: '70000' }).map((problem) => problem.split(':')[0]), ['METRICS_PORT']);
+  });
+
   it('names each missing required variable', () => {
     const { ADMIN_TOKEN: _a, KAFKA_BROKERS: _k, ...env } = base;
     assert.deepEqual(problemsOf(env).sort(), ['ADMIN_TOKEN: is required', 'KAFKA_BROKERS: is required']);

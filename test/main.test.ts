@@ -5,6 +5,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { testEnv, uniqueTag } from './helpers/env.js';
+import { freePort } from './helpers/ports.js';
 
 /** A TCP server that accepts connections and never answers: a hung dependency. */
 async function blackhole(): Promise<{ address: string; close(): void }> {
@@ -32,10 +33,15 @@ function startMain(env: Record<string, string>): Promise<{ child: ChildProcess; 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`main did not start:\n${output}`)), 20_000);
     child.stdout?.on('data', () => {
-      const match = /"msg":"Server listening at http:\/\/127\.0\.0\.1:(\d+)"/.exec(output);
-      if (match) {
+      // The service's own port; a metrics listener's line names its listener.
+      const listening = output
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { msg?: string; listener?: string })
+        .find((line) => line.listener === undefined && line.msg?.startsWith('Server listening at http://127.0.0.1:'));
+      if (listening) {
         clearTimeout(timer);
-        resolve({ child, port: Number(match[1]), output: () => output });
+        resolve({ child, port: Number(listening.msg?.split(':').at(-1)), output: () => output });
       }
     });
     child.on('exit', () => {
@@ -97,6 +103,28 @@ describe('main process', () => {
     } finally {
       kafka.close();
     }
+  });
+
+  it('with METRICS_PORT, serves /metrics on that port only and closes both ports on SIGTERM', async () => {
+    const metricsPort = await freePort();
+    const { child, port, output } = await startMain(testEnv(tag, db.url, { LOG_LEVEL: 'info', METRICS_PORT: String(metricsPort) }));
+    const exited = exitOf(child);
+    try {
+      const onService = await get(port, '/metrics');
+      assert.equal(onService.status, 404, 'the service port does not serve metrics');
+      assert.equal(JSON.parse(onService.body).code, 'route_not_found');
+      assert.equal((await get(port, '/healthz')).status, 200);
+      const scraped = await get(metricsPort, '/metrics');
+      assert.equal(scraped.status, 200);
+      assert.match(scraped.body, /^# HELP /m);
+      assert.match(scraped.body, /http_requests_total\{route="\/healthz",method="GET",status="200"\} 1/, 'the service port\'s requests are counted');
+      assert.equal((await get(metricsPort, '/healthz')).status, 404, 'the metrics port serves metrics only');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, output());
+    await assert.rejects(get(port, '/healthz'), /ECONNREFUSED/);
+    await assert.rejects(get(metricsPort, '/metrics'), /ECONNREFUSED/);
   });
 
   it('refuses to start with a bad configuration, naming the variable', async () => {

@@ -113,7 +113,10 @@ describe('docker-compose.yml', () => {
   it('migrates before the service listens', () => {
     assert.equal(loadConfig(environmentOf('device-link')).postgres.migrateOnStart, true);
     const main = readFileSync(path.join(REPO_ROOT, 'src/main.ts'), 'utf8');
-    assert.ok(main.indexOf('runMigrations(') < main.indexOf('.listen('), 'src/main.ts migrates, then listens');
+    const migrates = main.indexOf('await migrateDatabase(');
+    const listens = main.indexOf('await listen(');
+    assert.ok(migrates >= 0 && listens >= 0, 'src/main.ts migrates and listens');
+    assert.ok(migrates < listens, 'src/main.ts migrates, then listens');
   });
 
   it('publishes the MQTT, TLS, REST and service ports', () => {

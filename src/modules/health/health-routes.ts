@@ -10,7 +10,6 @@ export interface ReadinessProbe {
 
 export interface HealthRoutesOptions {
   probes: readonly ReadinessProbe[];
-  metrics: Registry;
   probeTimeoutMs?: number;
 }
 
@@ -54,9 +53,12 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
       });
     },
   );
+};
 
+/** `GET /metrics`: on the HTTP port, or on a listener of its own with METRICS_PORT. */
+export const metricsRoutes: FastifyPluginAsync<{ metrics: Registry }> = async (app, { metrics }) => {
   app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
-    const text = await options.metrics.metrics();
-    return reply.type(options.metrics.contentType).send(text);
+    const text = await metrics.metrics();
+    return reply.type(metrics.contentType).send(text);
   });
 };

@@ -19,6 +19,13 @@ export const SECRET_VARIABLES = [
   'KEY_DIGEST_SECRET_PREVIOUS',
 ] as const;
 
+/**
+ * What the published example values of secrets (README, earlier compose
+ * files) contain. Such a value is public, so a service holding one is open to
+ * anyone who read the examples; it is refused at start-up.
+ */
+const EXAMPLE_SECRET_MARK = /change-me/i;
+
 /** Room for an event's fields around its payload (ids, topic, client attributes, properties). */
 const EVENT_ENVELOPE_BYTES = 64 * 1024;
 
@@ -232,6 +239,12 @@ function resolveSecretFiles(env: NodeJS.ProcessEnv, readFile: FileReader, proble
   // An empty variable means "not set", so a default or a "required" message applies.
   for (const [name, value] of Object.entries(resolved)) {
     if (value === '') resolved[name] = undefined;
+  }
+  for (const name of SECRET_VARIABLES) {
+    const value = resolved[name];
+    if (value !== undefined && EXAMPLE_SECRET_MARK.test(value)) {
+      problems.push(`${name}: holds a published example value ("change-me"); generate one, e.g. openssl rand -hex 32`);
+    }
   }
   return resolved;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, loadConfig, readSecretVariable } from '../src/config.js';
 
 const base = {
   DATABASE_URL: 'postgres://user:pw@127.0.0.1:5432/db',
@@ -83,6 +83,25 @@ describe('loadConfig', () => {
     });
     assert.equal(config.admin.rootToken, 'file-admin-token-0123456789');
     assert.equal(config.emqx.apiSecret, 'file-emqx-secret');
+  });
+
+  it('refuses a published example secret ("change-me"), naming the variable and never the value', () => {
+    const examples = {
+      ADMIN_TOKEN: 'dev-admin-token-change-me-0123456789',
+      EMQX_API_SECRET: 'dev-emqx-api-secret-CHANGE-ME',
+      DATABASE_URL: 'postgres://devicelink:Change-Me@127.0.0.1:5432/db',
+    };
+    const problems = problemsOf({ ...base, ...examples });
+    assert.deepEqual(problems.map((problem) => problem.split(':')[0]).sort(), ['ADMIN_TOKEN', 'DATABASE_URL', 'EMQX_API_SECRET']);
+    for (const problem of problems) assert.match(problem, /published example value/);
+    for (const value of Object.values(examples)) assert.ok(!problems.join('\n').includes(value), 'the value is not printed');
+
+    const { KEY_DIGEST_SECRET: _k, ...withoutDigest } = base;
+    const fromFile = problemsOf({ ...withoutDigest, KEY_DIGEST_SECRET_FILE: '/run/secrets/digest' }, () => 'dev-key-digest-secret-change-me-0123456789\n');
+    assert.deepEqual(fromFile.map((problem) => problem.split(':')[0]), ['KEY_DIGEST_SECRET']);
+    assert.throws(() => readSecretVariable('DATABASE_URL', { DATABASE_URL: examples.DATABASE_URL }), (error: ConfigError) => error.problems[0]?.startsWith('DATABASE_URL:') === true);
+    // Only secrets: other variables may say what they like.
+    assert.equal(loadConfig({ ...base, KAFKA_CLIENT_ID: 'change-me' }).kafka.clientId, 'change-me');
   });
 
   it('reports an unreadable NAME_FILE and a secret given twice', () => {

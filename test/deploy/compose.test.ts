@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig, SECRET_VARIABLES } from '../../src/config.js';
 import { EMQX_ENTRYPOINT, EMQX_TEMPLATE, REPO_ROOT, renderEmqxConfig } from '../../dev/emqx/emqx-config.js';
 import { hoconAt, hoconString, parseHocon } from '../../dev/emqx/hocon.js';
 import { readmeConfigTable } from '../helpers/readme.js';
@@ -35,7 +37,8 @@ const composeSchema = z.object({
   volumes: z.record(z.string(), z.null()),
 });
 
-const compose = composeSchema.parse(parseYaml(readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8')));
+const composeText = readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8');
+const compose = composeSchema.parse(parseYaml(composeText));
 
 function serviceNamed(name: string) {
   const found = compose.services[name];
@@ -43,19 +46,53 @@ function serviceNamed(name: string) {
   return found;
 }
 
-/** Compose variable interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, $$. */
+const INTERPOLATION = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g;
+
+/** Compose variable interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $$. */
 function interpolate(value: string, variables: Readonly<Record<string, string>>): string {
-  return value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}/g, (match, name: string | undefined, operator: string | undefined, fallback: string | undefined) => {
+  return value.replace(INTERPOLATION, (match, name: string | undefined, operator: string | undefined, argument: string | undefined) => {
     if (match === '$$') return '$';
     const current = variables[name as string];
-    if (operator === ':-') return current === undefined || current === '' ? (fallback ?? '') : current;
-    if (operator === '-') return current === undefined ? (fallback ?? '') : current;
+    if (operator === ':-') return current === undefined || current === '' ? (argument ?? '') : current;
+    if (operator === '-') return current === undefined ? (argument ?? '') : current;
+    if (operator === ':?' && (current === undefined || current === '')) throw new Error(`required variable ${name} is missing a value: ${argument}`);
+    if (operator === '?' && current === undefined) throw new Error(`required variable ${name} is missing a value: ${argument}`);
     if (current === undefined) throw new Error(`\${${name}} has no default and is not set`);
     return current;
   });
 }
 
-function environmentOf(name: string, variables: Readonly<Record<string, string>> = {}): Record<string, string> {
+/** Every `${NAME...}` of the compose file, with its operator and argument. */
+function interpolations() {
+  return [...composeText.matchAll(INTERPOLATION)]
+    .filter(([match]) => match !== '$$')
+    .map(([match, name, operator, argument]) => ({ match, name: name as string, operator: operator ?? '', argument: argument ?? '' }));
+}
+
+/** Runs deploy/compose-env.sh, writing `file`; its output. */
+function composeEnv(file: string): string {
+  return execFileSync('sh', [path.join(REPO_ROOT, 'deploy/compose-env.sh'), file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function parseDotEnv(text: string): Record<string, string> {
+  const entries = text
+    .split('\n')
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .map((line) => {
+      const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
+      assert.ok(match, `.env line ${line.slice(0, line.indexOf('=') + 1)}…`);
+      return [match[1] as string, match[2] as string] as const;
+    });
+  return Object.fromEntries(entries);
+}
+
+const scratch = mkdtempSync(path.join(os.tmpdir(), 'dlm-compose-env-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+composeEnv(path.join(scratch, '.env'));
+/** The variables deploy/compose-env.sh writes: what the stack is brought up with. */
+const generated = parseDotEnv(readFileSync(path.join(scratch, '.env'), 'utf8'));
+
+function environmentOf(name: string, variables: Readonly<Record<string, string>> = generated): Record<string, string> {
   const raw = serviceNamed(name).environment ?? {};
   return Object.fromEntries(Object.entries(raw).map(([key, value]) => [key, interpolate(value, variables)]));
 }
@@ -164,8 +201,8 @@ describe('docker-compose.yml', () => {
 
   it('gives the service and EMQX the same hook token and REST API key, whatever the shell sets', async () => {
     const shells: Array<Record<string, string>> = [
-      {},
-      { EMQX_HOOK_TOKEN: 'shell-hook-token-0123456789', EMQX_API_KEY: 'ops', EMQX_API_SECRET: 'shell-secret-0123' },
+      generated,
+      { ...generated, EMQX_HOOK_TOKEN: 'shell-hook-token-0123456789', EMQX_API_KEY: 'ops', EMQX_API_SECRET: 'shell-secret-0123' },
     ];
     for (const variables of shells) {
       const service = environmentOf('device-link', variables);
@@ -208,6 +245,53 @@ describe('docker-compose.yml', () => {
     assert.equal(new URL(config.redis.url).hostname, 'redis');
     const redpanda = serviceNamed('redpanda').command?.join(' ') ?? '';
     for (const broker of config.kafka.brokers) assert.ok(redpanda.includes(`internal://${broker}`), `redpanda advertises ${broker}`);
+  });
+
+  it('has no default for any secret: each is required, and deploy/compose-env.sh generates each', () => {
+    assert.doesNotMatch(composeText, /change-me/i, 'no published example value is left in the file');
+    const used = interpolations();
+    assert.ok(used.length > 0);
+    for (const { match, operator, argument } of used) {
+      // Every variable the file reads is a secret: none may fall back to a value written here.
+      assert.equal(operator, ':?', `${match} is required`);
+      assert.match(argument, /deploy\/compose-env\.sh/, `${match} says how to generate it`);
+    }
+    assert.deepEqual(Object.keys(generated).sort(), [...new Set(used.map((use) => use.name))].sort(), 'the script writes exactly the variables the file requires');
+    for (const [name, definition] of Object.entries(compose.services)) {
+      if (!JSON.stringify(definition.environment ?? {}).includes('${')) continue;
+      assert.throws(() => environmentOf(name, {}), /required variable/, `${name} does not start without its secrets`);
+    }
+    // Every secret the service takes comes from one of those variables (the
+    // connection URLs hold no password of their own yet).
+    const raw = serviceNamed('device-link').environment ?? {};
+    for (const name of SECRET_VARIABLES.filter((secret) => secret !== 'DATABASE_URL' && secret !== 'REDIS_URL')) {
+      if (raw[name] !== undefined) assert.match(raw[name], /\$\{[A-Z_]+:\?/, `${name} comes from a required variable`);
+    }
+    // What the script generates passes the service's own checks (no example value, lengths).
+    const service = environmentOf('device-link');
+    assert.equal(loadConfig(service).admin.rootToken, generated.ADMIN_TOKEN);
+    for (const value of Object.values(generated)) assert.match(value, /^[0-9a-f]{16,}$/);
+  });
+
+  it('generates the .env once, readable by its owner only, and never changes it', () => {
+    const file = path.join(scratch, 'again.env');
+    assert.match(composeEnv(file), /wrote random secrets/);
+    const first = readFileSync(file, 'utf8');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.notDeepEqual(parseDotEnv(first), generated, 'fresh values every time a file is written');
+    assert.match(composeEnv(file), /left unchanged/);
+    assert.equal(readFileSync(file, 'utf8'), first);
+    const gitignore = readFileSync(path.join(REPO_ROOT, '.gitignore'), 'utf8').split('\n');
+    assert.ok(gitignore.includes('.env') || gitignore.includes('/.env'), '.env is git-ignored');
+  });
+
+  it('refuses to complete an .env that lacks a secret, rather than guess', () => {
+    const file = path.join(scratch, 'partial.env');
+    composeEnv(file);
+    const partial = readFileSync(file, 'utf8').replace(/^ADMIN_TOKEN=.*\n/m, '');
+    execFileSync('sh', ['-c', 'cat > "$1"', 'sh', file], { input: partial });
+    assert.throws(() => composeEnv(file), (error: { status?: number; stderr?: string }) => error.status === 1 && /lacks: ADMIN_TOKEN/.test(String(error.stderr)));
+    assert.equal(readFileSync(file, 'utf8'), partial);
   });
 
   it('sets only variables the service documents', () => {

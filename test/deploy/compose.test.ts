@@ -156,9 +156,39 @@ describe('docker-compose.yml', () => {
     assert.ok(migrates < listens, 'src/main.ts migrates, then listens');
   });
 
-  it('publishes the MQTT, TLS, REST and service ports', () => {
-    assert.deepEqual(serviceNamed('emqx').ports, ['1883:1883', '8883:8883', '18083:18083']);
+  it('publishes the MQTT, TLS and service ports, and the EMQX dashboard and REST API on loopback only', () => {
+    assert.deepEqual(serviceNamed('emqx').ports, ['1883:1883', '8883:8883', '127.0.0.1:18083:18083']);
     assert.deepEqual(serviceNamed('device-link').ports, ['8080:8080']);
+  });
+
+  it('gives the EMQX dashboard admin a required password of its own, never the default', () => {
+    const raw = serviceNamed('emqx').environment?.EMQX_DASHBOARD__DEFAULT_PASSWORD ?? '';
+    assert.match(raw, /^\$\{EMQX_DASHBOARD_PASSWORD:\?[^}]+\}$/, 'EMQX 5.8 creates the admin user with this password');
+    const password = environmentOf('emqx').EMQX_DASHBOARD__DEFAULT_PASSWORD ?? '';
+    assert.equal(password, generated.EMQX_DASHBOARD_PASSWORD);
+    assert.notEqual(password, 'public');
+    // EMQX refuses dashboard passwords outside 8 to 64 characters.
+    assert.ok(password.length >= 8 && password.length <= 64, `${password.length} characters`);
+  });
+
+  it('protects Redis with a required password, which the service\'s URL and the health check use', () => {
+    const redis = serviceNamed('redis');
+    const command = redis.command ?? [];
+    const flag = command.indexOf('--requirepass');
+    assert.ok(flag > 0, 'redis-server is started with --requirepass');
+    assert.match(command[flag + 1] ?? '', /^\$\{REDIS_PASSWORD:\?[^}]+\}$/);
+    const password = interpolate(command[flag + 1] ?? '', generated);
+    assert.equal(password, generated.REDIS_PASSWORD);
+
+    const url = new URL(loadConfig(environmentOf('device-link')).redis.url);
+    assert.equal(decodeURIComponent(url.password), password, 'the service authenticates');
+    assert.equal(url.hostname, 'redis');
+    // The health check authenticates through REDISCLI_AUTH, so the password is not on its command line.
+    assert.equal(environmentOf('redis').REDISCLI_AUTH, password);
+    const check = redis.healthcheck?.test.join(' ') ?? '';
+    assert.match(check, /redis-cli/);
+    assert.match(check, /PONG/, 'only an authenticated PING passes: redis-cli exits 0 on an error reply');
+    assert.doesNotMatch(check, /REDIS_PASSWORD|-a /);
   });
 
   it('mounts files that exist and volumes that are declared', () => {
@@ -218,10 +248,10 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('sets EMQX only through its node settings and names nothing else EMQX_*', () => {
+  it('sets EMQX only through its node and dashboard settings and names nothing else EMQX_*', () => {
     // EMQX reads every EMQX_* variable as a configuration override.
     const names = Object.keys(serviceNamed('emqx').environment ?? {}).filter((name) => name.startsWith('EMQX_'));
-    assert.deepEqual(names.sort(), ['EMQX_NODE__COOKIE', 'EMQX_NODE__NAME']);
+    assert.deepEqual(names.sort(), ['EMQX_DASHBOARD__DEFAULT_PASSWORD', 'EMQX_NODE__COOKIE', 'EMQX_NODE__NAME']);
     assert.match(environmentOf('emqx').EMQX_NODE__NAME ?? '', /^emqx@emqx$/, 'the node name resolves to the emqx service');
   });
 
@@ -257,14 +287,13 @@ describe('docker-compose.yml', () => {
       assert.match(argument, /deploy\/compose-env\.sh/, `${match} says how to generate it`);
     }
     assert.deepEqual(Object.keys(generated).sort(), [...new Set(used.map((use) => use.name))].sort(), 'the script writes exactly the variables the file requires');
-    for (const [name, definition] of Object.entries(compose.services)) {
-      if (!JSON.stringify(definition.environment ?? {}).includes('${')) continue;
+    for (const name of ['device-link', 'emqx', 'postgres', 'redis']) {
       assert.throws(() => environmentOf(name, {}), /required variable/, `${name} does not start without its secrets`);
     }
-    // Every secret the service takes comes from one of those variables (the
-    // connection URLs hold no password of their own yet).
+    // Every secret the service takes comes from one of those variables, the
+    // connection URLs' passwords included.
     const raw = serviceNamed('device-link').environment ?? {};
-    for (const name of SECRET_VARIABLES.filter((secret) => secret !== 'DATABASE_URL' && secret !== 'REDIS_URL')) {
+    for (const name of SECRET_VARIABLES) {
       if (raw[name] !== undefined) assert.match(raw[name], /\$\{[A-Z_]+:\?/, `${name} comes from a required variable`);
     }
     // What the script generates passes the service's own checks (no example value, lengths).

@@ -12,5 +12,8 @@ export function afterKey(values: unknown[], after: PageKey | undefined, idCast =
   values.push(after.createdUs, after.id);
   const us = `$${values.length - 1}`;
   const id = `$${values.length}${idCast}`;
-  return `(created_at, id) > (timestamptz 'epoch' + ${us}::bigint * interval '1 microsecond', ${id})`;
+  // Parsed as an interval rather than multiplied by one: the multiplication
+  // goes through double precision, which drops microseconds past 2^53 and
+  // overflows just short of the largest bigint a cursor may carry.
+  return `(created_at, id) > (timestamptz 'epoch' + (${us}::bigint || ' microseconds')::interval, ${id})`;
 }

@@ -13,6 +13,7 @@ const KEY_ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
 const KEY_ID_LENGTH = 12;
 const SECRET_BYTES = 32;
 const API_KEY_PATTERN = /^sk_live_([a-z2-7]{12})_([A-Za-z0-9_-]{43})$/;
+const KEY_ID_PATTERN = /^[a-z2-7]{12}$/;
 
 export interface GeneratedApiKey {
   readonly keyId: string;
@@ -27,6 +28,11 @@ export function generateKeyId(): string {
   let id = '';
   for (const byte of bytes) id += KEY_ID_ALPHABET[byte & 31];
   return id;
+}
+
+/** Whether a string is an id generateKeyId could have made. */
+export function isKeyId(value: string): boolean {
+  return KEY_ID_PATTERN.test(value);
 }
 
 export function generateApiKey(): GeneratedApiKey {

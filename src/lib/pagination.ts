@@ -4,30 +4,88 @@ import { BadRequestError } from './errors.js';
  * Keyset pagination over (created_at, id). The cursor carries the creation
  * time in microseconds — Postgres' precision — so no row is skipped or
  * repeated between pages when several rows share a millisecond.
+ *
+ * A cursor is base64url of `<first>|<id>`. Every listing says what its ids
+ * look like, so a cursor it did not issue — forged, or another listing's —
+ * is a 400 naming the cursor rather than a query Postgres refuses.
  */
 export interface PageKey {
   readonly createdUs: string;
   readonly id: string;
 }
 
-export function encodeCursor(key: PageKey): string {
-  return Buffer.from(`${key.createdUs}|${key.id}`, 'utf8').toString('base64url');
+/** Whether a string is an id of the listing's rows. */
+export type IdCheck = (id: string) => boolean;
+
+const BIGINT_MAX = 9_223_372_036_854_775_807n;
+/**
+ * The microseconds a created_at can carry: from Postgres' earliest
+ * timestamptz (4714-11-24 BC) to the largest bigint, which created_us is
+ * cast to (the latest timestamptz, in 294276, is past it).
+ */
+const EARLIEST_US = -210_866_803_200_000_000n;
+
+/** Whether `text` is an integer within [min, max] as Postgres writes one (no leading zeros, no sign on 0). */
+function isIntegerWithin(text: string, min: bigint, max: bigint): boolean {
+  if (!/^(0|-?[1-9]\d{0,18})$/.test(text)) return false;
+  const value = BigInt(text);
+  return value >= min && value <= max;
 }
 
-/** The decoded cursor, or null when it is not one this service issued. */
-export function decodeCursor(cursor: string): PageKey | null {
+/** Ids of a bigserial column: 1 up to the largest bigint. */
+export const isSerialId: IdCheck = (id) => isIntegerWithin(id, 1n, BIGINT_MAX);
+
+/** For a caller that names no id check: any id a text column compares with. */
+const isAnyId: IdCheck = (id) => /^[A-Za-z0-9_-]{1,64}$/.test(id);
+
+const encode = (first: string, id: string) => Buffer.from(`${first}|${id}`, 'utf8').toString('base64url');
+
+/**
+ * The two fields of a cursor; 400 unless it is base64url of text exactly as
+ * `encode` writes it (Buffer skips characters base64url does not have and
+ * replaces invalid UTF-8, so only a cursor that encodes back to itself is
+ * taken) and its fields pass their checks.
+ */
+function decode(cursor: string, isFirst: (first: string) => boolean, isId: IdCheck): [first: string, id: string] {
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const match = /^(\d{1,20})\|([A-Za-z0-9_-]{1,64})$/.exec(text);
-  if (!match?.[1] || !match[2]) return null;
-  return { createdUs: match[1], id: match[2] };
+  const fields = text.split('|');
+  const [first, id] = fields;
+  if (
+    Buffer.from(text, 'utf8').toString('base64url') !== cursor ||
+    fields.length !== 2 ||
+    first === undefined ||
+    id === undefined ||
+    !isFirst(first) ||
+    !isId(id)
+  ) {
+    throw new BadRequestError('querystring.cursor: not a cursor issued by this API', 'validation_failed');
+  }
+  return [first, id];
 }
 
-/** The page key of a request's `cursor` (undefined for the first page); 400 for a foreign cursor. */
-export function parseCursor(cursor: string | undefined): PageKey | undefined {
+export function encodeCursor(key: PageKey): string {
+  return encode(key.createdUs, key.id);
+}
+
+/** The page key of a request's `cursor` (undefined for the first page); 400 for a cursor not issued for this listing. */
+export function parseCursor(cursor: string | undefined, isId: IdCheck): PageKey | undefined;
+/** @deprecated Pass the listing's id check: without one, a cursor of another listing is taken for one of this listing. */
+export function parseCursor(cursor: string | undefined): PageKey | undefined;
+export function parseCursor(cursor: string | undefined, isId: IdCheck = isAnyId): PageKey | undefined {
   if (cursor === undefined) return undefined;
-  const key = decodeCursor(cursor);
-  if (!key) throw new BadRequestError('querystring.cursor: not a cursor issued by this API', 'validation_failed');
-  return key;
+  const [createdUs, id] = decode(cursor, (first) => isIntegerWithin(first, EARLIEST_US, BIGINT_MAX), isId);
+  return { createdUs, id };
+}
+
+/** A cursor for a listing ordered by id alone, tagged with the listing's name. */
+export function encodeIdCursor(tag: string, id: string): string {
+  return encode(tag, id);
+}
+
+/** The id of a request's `cursor` made by encodeIdCursor (undefined for the first page); 400 otherwise. */
+export function parseIdCursor(cursor: string | undefined, tag: string, isId: IdCheck): string | undefined {
+  if (cursor === undefined) return undefined;
+  return decode(cursor, (first) => first === tag, isId)[1];
 }
 
 export interface Page<T> {

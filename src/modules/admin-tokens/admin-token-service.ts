@@ -1,7 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Pool } from 'pg';
 import { withTransaction } from '../../infra/transaction.js';
-import { generateKeyId } from '../../lib/api-key.js';
+import { generateKeyId, isKeyId } from '../../lib/api-key.js';
 import type { Clock } from '../../lib/clock.js';
 import { sha256 } from '../../lib/digest.js';
 import { ForbiddenError, NotFoundError } from '../../lib/errors.js';
@@ -102,7 +102,8 @@ export function createAdminTokenService(deps: AdminTokenServiceDeps) {
 
     async list(actor: Actor, query: { limit: number; cursor?: string }): Promise<Page<AdminTokenView>> {
       requireGlobal(actor, 'listing admin tokens');
-      const rows = await tokens.list(pool, { limit: query.limit, after: parseCursor(query.cursor) });
+      // Token ids are made by generateKeyId.
+      const rows = await tokens.list(pool, { limit: query.limit, after: parseCursor(query.cursor, isKeyId) });
       return toPage(rows, query.limit, (row) => row.id, toView);
     },
 

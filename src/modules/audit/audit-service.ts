@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import type { Actor } from '../../lib/actor.js';
-import { BadRequestError, ForbiddenError } from '../../lib/errors.js';
-import type { Page } from '../../lib/pagination.js';
+import { ForbiddenError } from '../../lib/errors.js';
+import { encodeIdCursor, isSerialId, parseIdCursor, type Page } from '../../lib/pagination.js';
 import type { AuditRepository, AuditRow } from './audit-repository.js';
 
 export interface AuditEntryView extends Omit<AuditRow, 'at'> {
@@ -19,18 +19,14 @@ export interface AuditListQuery {
 }
 
 // Audit pages run newest first by entry id; the cursor is the last id seen.
-const encodeCursor = (id: string) => Buffer.from(`audit|${id}`).toString('base64url');
-function decodeCursor(cursor: string): string {
-  const match = /^audit\|(\d{1,19})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!match?.[1]) throw new BadRequestError('querystring.cursor: not a cursor issued by this API', 'validation_failed');
-  return match[1];
-}
+const CURSOR_TAG = 'audit';
 
 export function createAuditService(deps: { pool: Pool; audit: Pick<AuditRepository, 'list'> }) {
   return {
     /** The audit log, newest first; global tokens only. */
     async list(actor: Actor, query: AuditListQuery): Promise<Page<AuditEntryView>> {
       if (actor.tenantId !== null) throw new ForbiddenError('the audit log needs a global admin token');
+      const beforeId = parseIdCursor(query.cursor, CURSOR_TAG, isSerialId);
       const rows = await deps.audit.list(deps.pool, {
         limit: query.limit,
         ...(query.tenant_id !== undefined ? { tenantId: query.tenant_id } : {}),
@@ -38,13 +34,13 @@ export function createAuditService(deps: { pool: Pool; audit: Pick<AuditReposito
         ...(query.object_id !== undefined ? { objectId: query.object_id } : {}),
         ...(query.since !== undefined ? { since: new Date(query.since) } : {}),
         ...(query.until !== undefined ? { until: new Date(query.until) } : {}),
-        ...(query.cursor !== undefined ? { beforeId: decodeCursor(query.cursor) } : {}),
+        ...(beforeId !== undefined ? { beforeId } : {}),
       });
       const items = rows.slice(0, query.limit);
       const last = items[items.length - 1];
       return {
         items: items.map((row) => ({ ...row, at: row.at.toISOString() })),
-        next_cursor: rows.length > query.limit && last ? encodeCursor(last.id) : null,
+        next_cursor: rows.length > query.limit && last ? encodeIdCursor(CURSOR_TAG, last.id) : null,
       };
     },
   };

@@ -4,6 +4,7 @@ import { withTransaction, type Queryable } from '../../infra/transaction.js';
 import type { Actor } from '../../lib/actor.js';
 import type { Clock } from '../../lib/clock.js';
 import { BadRequestError, ConflictError, NotFoundError, TooManyRequestsError } from '../../lib/errors.js';
+import { isCommandId } from '../../lib/identifiers.js';
 import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
 import type { DeviceRepository, DeviceRow } from '../devices/device-repository.js';
@@ -255,7 +256,7 @@ export function createCommandService(deps: CommandServiceDeps) {
     },
 
     async list(actor: Actor, deviceId: string, query: { limit: number; cursor?: string; state?: CommandState }): Promise<Page<CommandView>> {
-      const after = parseCursor(query.cursor);
+      const after = parseCursor(query.cursor, isCommandId);
       const device = await findVisibleDevice(devices, pool, actor, deviceId);
       const rows = await commands.listByDevice(pool, {
         tenantId: device.tenant_id,

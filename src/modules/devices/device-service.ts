@@ -5,6 +5,7 @@ import type { Clock } from '../../lib/clock.js';
 import type { CredentialChangeKind } from '../../lib/credential-change.js';
 import type { DecoderConfig } from '../../lib/decoder-config.js';
 import { ConflictError, NotFoundError } from '../../lib/errors.js';
+import { isDeviceId } from '../../lib/identifiers.js';
 import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
 import type { Actor } from '../../lib/actor.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
@@ -135,7 +136,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
       query: { limit: number; cursor?: string; status?: 'online' | 'offline' },
     ): Promise<Page<DeviceView>> {
       assertTenantVisible(actor, tenantId);
-      const after = parseCursor(query.cursor);
+      const after = parseCursor(query.cursor, isDeviceId);
       if (!(await deps.tenants.findById(pool, tenantId))) throw new NotFoundError(`tenant ${tenantId}`);
       const online = query.status === undefined ? undefined : query.status === 'online';
       const rows = await devices.listByTenant(pool, { tenantId, limit: query.limit, after, ...(online === undefined ? {} : { online }) });

@@ -3,6 +3,7 @@ import type { Pool } from 'pg';
 import { withTransaction } from '../../infra/transaction.js';
 import type { Clock } from '../../lib/clock.js';
 import { ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError } from '../../lib/errors.js';
+import { isTenantId } from '../../lib/identifiers.js';
 import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
 import type { Actor } from '../../lib/actor.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
@@ -82,7 +83,7 @@ export function createTenantService(deps: TenantServiceDeps) {
     async list(actor: Actor, query: { limit: number; cursor?: string }): Promise<Page<TenantView>> {
       const rows = await tenants.list(pool, {
         limit: query.limit,
-        after: parseCursor(query.cursor),
+        after: parseCursor(query.cursor, isTenantId),
         onlyId: actor.tenantId,
       });
       return toPage(rows, query.limit, (row) => row.id, toView);

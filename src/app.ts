@@ -124,7 +124,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // Tens of thousands of requests a second that log only when something fails.
     shareLoggerPerLevel(emqx, { context: 'emqx' });
     requireHookToken(emqx, config.emqx.hookTokens);
-    await emqx.register(authRoutes, { authn: product.authn, authz: product.authz, commandReplies: config.commands.replies, metrics });
+    await emqx.register(authRoutes, { authn: product.authn, authz: product.authz, unusableBodies: product.unusableBodies, commandReplies: config.commands.replies });
     await emqx.register(eventsRoutes, { ...product.events, maxEventBytes: config.ingest.maxEventBytes, metrics });
   });
 

@@ -97,6 +97,7 @@ export function compose(context: WiringContext) {
     commands: commands.service,
     authn: auth.authn,
     authz: auth.authz,
+    unusableBodies: auth.unusableBodies,
     /** `/emqx/events`: handlers by event name, and where an event none can take is kept. */
     events: { handlers: { ...ingest.handlers, ...sessions.handlers, ...commands.handlers }, unusable: ingest.unusable },
 

@@ -35,9 +35,6 @@ function isIntegerWithin(text: string, min: bigint, max: bigint): boolean {
 /** Ids of a bigserial column: 1 up to the largest bigint. */
 export const isSerialId: IdCheck = (id) => isIntegerWithin(id, 1n, BIGINT_MAX);
 
-/** For a caller that names no id check: any id a text column compares with. */
-const isAnyId: IdCheck = (id) => /^[A-Za-z0-9_-]{1,64}$/.test(id);
-
 const encode = (first: string, id: string) => Buffer.from(`${first}|${id}`, 'utf8').toString('base64url');
 
 /**
@@ -68,10 +65,7 @@ export function encodeCursor(key: PageKey): string {
 }
 
 /** The page key of a request's `cursor` (undefined for the first page); 400 for a cursor not issued for this listing. */
-export function parseCursor(cursor: string | undefined, isId: IdCheck): PageKey | undefined;
-/** @deprecated Pass the listing's id check: without one, a cursor of another listing is taken for one of this listing. */
-export function parseCursor(cursor: string | undefined): PageKey | undefined;
-export function parseCursor(cursor: string | undefined, isId: IdCheck = isAnyId): PageKey | undefined {
+export function parseCursor(cursor: string | undefined, isId: IdCheck): PageKey | undefined {
   if (cursor === undefined) return undefined;
   const [createdUs, id] = decode(cursor, (first) => isIntegerWithin(first, EARLIEST_US, BIGINT_MAX), isId);
   return { createdUs, id };

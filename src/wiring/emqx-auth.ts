@@ -3,7 +3,7 @@ import { createKeyDigest } from '../lib/key-digest.js';
 import { createPasswordHasher } from '../lib/password-hasher.js';
 import { createChangeRepository } from '../modules/changes/change-repository.js';
 import type { DeviceDirectory } from '../modules/devices/device-directory.js';
-import { createAuthMetrics } from '../modules/emqx-auth/auth-metrics.js';
+import { countUnusableBodies, createAuthMetrics } from '../modules/emqx-auth/auth-metrics.js';
 import { createAuthThrottle } from '../modules/emqx-auth/auth-throttle.js';
 import { createAuthnService } from '../modules/emqx-auth/authn-service.js';
 import { createAuthzService } from '../modules/emqx-auth/authz-service.js';
@@ -61,6 +61,8 @@ export function wireEmqxAuth(
   return {
     authn,
     authz: createAuthzService({ devices: directory, metrics, commandReplies: config.commands.replies }),
+    /** Counts the bodies /emqx/authn and /emqx/authz refuse before asking the services. */
+    unusableBodies: countUnusableBodies(metrics),
     /** Drops the device's verifications from this replica's memory. */
     forgetInMemory: (deviceId: string) => cache.forgetDevice(deviceId),
     /** Drops every verification held in this replica's memory. */

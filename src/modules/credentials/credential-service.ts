@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import { withTransaction, type Queryable } from '../../infra/transaction.js';
-import { displayPrefix, generateApiKey } from '../../lib/api-key.js';
+import { displayPrefix, generateApiKey, isKeyId } from '../../lib/api-key.js';
 import type { Clock } from '../../lib/clock.js';
 import { BadRequestError, ConflictError, NotFoundError } from '../../lib/errors.js';
 import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
@@ -158,7 +158,7 @@ export function createCredentialService(deps: CredentialServiceDeps) {
     },
 
     async listKeys(actor: Actor, deviceId: string, query: { limit: number; cursor?: string }): Promise<Page<KeyView>> {
-      const after = parseCursor(query.cursor);
+      const after = parseCursor(query.cursor, isKeyId);
       await findVisibleDevice(devices, pool, actor, deviceId);
       const rows = await credentials.listKeys(pool, { deviceId, limit: query.limit, after });
       const now = clock();

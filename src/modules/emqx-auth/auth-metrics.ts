@@ -1,8 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
-const AUTHN_TOTAL = 'emqx_authn_total';
-const AUTHZ_TOTAL = 'emqx_authz_total';
-
 /** Why a body /emqx/authn or /emqx/authz could not use was answered deny: a fixed few, each one series. */
 export type UnusableBody = 'body_too_large' | 'invalid_body';
 
@@ -11,13 +8,13 @@ export function createAuthMetrics(registry: Registry) {
   return {
     // Counted on every CONNECT and every authorization check.
     authn: new Counter({
-      name: AUTHN_TOTAL,
+      name: 'emqx_authn_total',
       help: 'Authentication answers, by result (allow, deny, ignore) and reason',
       labelNames: ['result', 'reason'] as const,
       registers: [registry],
     }),
     authz: new Counter({
-      name: AUTHZ_TOTAL,
+      name: 'emqx_authz_total',
       help: 'Authorization answers, by action and result; a body that could not be used is action "unknown", result deny, with its reason',
       labelNames: ['action', 'result', 'reason'] as const,
       registers: [registry],
@@ -67,17 +64,15 @@ export function createAuthMetrics(registry: Registry) {
 
 export type AuthMetrics = ReturnType<typeof createAuthMetrics>;
 
-/**
- * Counts a deny the EMQX auth routes answered to a body they could not use,
- * on the counters createAuthMetrics registered: such a request never reaches
- * the services that count every other answer.
- */
-export function unusableBodyCounter(registry: Registry) {
-  const authn = registry.getSingleMetric<'result' | 'reason'>(AUTHN_TOTAL);
-  const authz = registry.getSingleMetric<'action' | 'result' | 'reason'>(AUTHZ_TOTAL);
-  if (!(authn instanceof Counter) || !(authz instanceof Counter)) throw new Error('the authentication metrics are not registered');
+/** Counts a deny the EMQX auth routes answered to a body they could not use: such a request never reaches the services that count every other answer. */
+export interface UnusableBodyCounter {
+  authn(reason: UnusableBody): void;
+  authz(reason: UnusableBody): void;
+}
+
+export function countUnusableBodies(metrics: Pick<AuthMetrics, 'authn' | 'authz'>): UnusableBodyCounter {
   return {
-    authn: (reason: UnusableBody) => authn.inc({ result: 'deny', reason }),
-    authz: (reason: UnusableBody) => authz.inc({ action: 'unknown', result: 'deny', reason }),
+    authn: (reason) => metrics.authn.inc({ result: 'deny', reason }),
+    authz: (reason) => metrics.authz.inc({ action: 'unknown', result: 'deny', reason }),
   };
 }

@@ -1,7 +1,6 @@
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { Registry } from 'prom-client';
 import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
-import { unusableBodyCounter, type UnusableBody } from './auth-metrics.js';
+import type { UnusableBody, UnusableBodyCounter } from './auth-metrics.js';
 import { authnBodySchema, authnResponseSchema, authzBodySchema, authzResponseSchema, type AclRule, type AuthnResponse } from './auth-schemas.js';
 import type { AuthnDecision, AuthnService } from './authn-service.js';
 import { commandRepliesTopic, commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
@@ -10,8 +9,8 @@ import type { AuthzService } from './authz-service.js';
 export interface AuthRoutesOptions {
   authn: Pick<AuthnService, 'authenticate'>;
   authz: AuthzService;
-  /** The app's registry, where the services' answer counters also count the bodies refused here. */
-  metrics: Registry;
+  /** Counts the bodies refused here, beside the services' own answers. */
+  unusableBodies: UnusableBodyCounter;
   /** COMMAND_REPLIES=enabled: devices may also publish their command replies. */
   commandReplies?: boolean;
 }
@@ -86,7 +85,7 @@ function denyUnusableBody(count: (reason: UnusableBody) => void) {
 export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, options) => {
   const routes = app.withTypeProvider<ZodTypeProvider>();
   const { authn, authz } = options;
-  const unusableBodies = unusableBodyCounter(options.metrics);
+  const { unusableBodies } = options;
   const aclOptions = { commandReplies: options.commandReplies ?? false };
 
   // logLevel warn: one info line per CONNECT would swamp the log in a reconnect storm.

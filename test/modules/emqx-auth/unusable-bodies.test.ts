@@ -5,7 +5,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { registerErrorHandler } from '../../../src/http/error-handler.js';
 import { zodSerializerCompiler, zodValidatorCompiler } from '../../../src/http/zod-type-provider.js';
-import { createAuthMetrics } from '../../../src/modules/emqx-auth/auth-metrics.js';
+import { countUnusableBodies, createAuthMetrics } from '../../../src/modules/emqx-auth/auth-metrics.js';
 import { authRoutes } from '../../../src/modules/emqx-auth/auth-routes.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
@@ -135,12 +135,11 @@ describe('a body /emqx/authn or /emqx/authz cannot use', () => {
     failing.setValidatorCompiler(zodValidatorCompiler);
     failing.setSerializerCompiler(zodSerializerCompiler);
     registerErrorHandler(failing);
-    const registry = new Registry();
-    createAuthMetrics(registry);
+    const metrics = createAuthMetrics(new Registry());
     const fail = () => {
       throw new Error('the service failed');
     };
-    await failing.register(authRoutes, { authn: { authenticate: async () => fail() }, authz: { authorize: fail }, metrics: registry });
+    await failing.register(authRoutes, { authn: { authenticate: async () => fail() }, authz: { authorize: fail }, unusableBodies: countUnusableBodies(metrics) });
     try {
       for (const route of ['/emqx/authn', '/emqx/authz'] as const) {
         const response = await failing.inject({ method: 'POST', url: route, payload: usableRequest(route).body });

@@ -126,6 +126,22 @@ describe('device keys and PSKs', () => {
     }
   });
 
+  it('rotations cannot exceed the usable-key limit: keys in a grace period count until it ends', async () => {
+    const device = (await admin.post('/v1/tenants/acme/devices', { name: 'Rotated often' })).json().id;
+    assert.equal((await admin.post(`/v1/devices/${device}/keys`)).statusCode, 201);
+    const answers: number[] = [];
+    for (let rotation = 0; rotation < 14; rotation++) answers.push((await admin.post(`/v1/devices/${device}/keys/rotate`, { grace_period_s: 3600 })).statusCode);
+    assert.deepEqual(answers, [...Array(9).fill(201), ...Array(5).fill(409)]);
+    const refused = await admin.post(`/v1/devices/${device}/keys/rotate`, { grace_period_s: 3600 });
+    assert.equal(refused.json().code, 'too_many_keys');
+    assert.match(refused.json().message, /the limit is 10/);
+    const usable = ((await admin.get(`/v1/devices/${device}/keys?limit=100`)).json().items as { state: string }[]).filter((k) => k.state === 'active' || k.state === 'expiring');
+    assert.equal(usable.length, 10);
+    assert.equal((await admin.post(`/v1/devices/${device}/keys`)).statusCode, 409, 'issuing is held to the same limit');
+    // A rotation without a grace period ends the others at once, so it always has room.
+    assert.equal((await admin.post(`/v1/devices/${device}/keys/rotate`, { grace_period_s: 0 })).statusCode, 201);
+  });
+
   it('revoking signals the key; revoking again is harmless; unknown keys are 404', async () => {
     const signals = await readChangeLog(ctx);
     try {

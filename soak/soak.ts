@@ -37,6 +37,12 @@ export interface SoakReport {
    * many delivery events the service answered with a status EMQX drops.
    */
   commands: { created: number; stored: number; acked: number; notAcked: number; storedTwice: number; droppedEvents: number; deliveredTwice: number };
+  /**
+   * Keys revoked over REST during the run, each while its device was
+   * connected: CONNECTs with a revoked key answered allow after the change
+   * had been answered (must be 0), and sessions not ended by the end (must be 0).
+   */
+  revocations: { revoked: number; allowedAfter: number; sessionsNotEnded: number };
   wrongAllows: number;
   serverErrors: number;
   rssPeakMb: number;
@@ -56,6 +62,10 @@ const TELEMETRY_IN_FLIGHT = 32;
 const COMMAND_INTERVAL_MS = 200;
 /** How long the soak waits, after the load, for every created command to be acked. */
 const COMMAND_SETTLE_MS = 120_000;
+/** Devices whose keys are revoked during the run, one after another. */
+const REVOKED_DEVICES = 12;
+/** How long the soak waits, after the load, for the sessions of revoked keys to be ended. */
+const KICK_SETTLE_MS = 60_000;
 
 interface Answer {
   status: number;
@@ -126,6 +136,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     outcomes: {},
     telemetry: { acknowledged: 0, lost: 0, duplicated: 0, duplicatedWithoutRetry: 0, dropped: 0, unfinished: 0 },
     commands: { created: 0, stored: 0, acked: 0, notAcked: 0, storedTwice: 0, droppedEvents: 0, deliveredTwice: 0 },
+    revocations: { revoked: 0, allowedAfter: 0, sessionsNotEnded: 0 },
     wrongAllows: 0,
     serverErrors: 0,
     rssPeakMb: 0,
@@ -170,12 +181,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const hook = { authorization: `Bearer ${HOOK_TOKEN}` };
     const created = await request(port, 'POST', '/v1/tenants', admin, JSON.stringify({ id: TENANT, name: 'Soak' }), 30_000);
     if (created.status !== 201) throw new Error(`creating the tenant answered ${created.status}: ${created.body}`);
+    const newDevice = async (name: string) => {
+      const device = JSON.parse((await request(port, 'POST', `/v1/tenants/${TENANT}/devices`, admin, JSON.stringify({ name }), 10_000)).body) as { id: string };
+      const issued = JSON.parse((await request(port, 'POST', `/v1/devices/${device.id}/keys`, admin, '{}', 10_000)).body) as { id: string; key: string };
+      return { id: device.id, keyId: issued.id, key: issued.key };
+    };
     const devices: { id: string; key: string }[] = [];
-    for (let i = 0; i < options.devices; i++) {
-      const device = JSON.parse((await request(port, 'POST', `/v1/tenants/${TENANT}/devices`, admin, JSON.stringify({ name: `soak ${i}` }), 10_000)).body) as { id: string };
-      const issued = JSON.parse((await request(port, 'POST', `/v1/devices/${device.id}/keys`, admin, '{}', 10_000)).body) as { key: string };
-      devices.push({ id: device.id, key: issued.key });
-    }
+    for (let i = 0; i < options.devices; i++) devices.push(await newDevice(`soak ${i}`));
+    const revocable: { id: string; keyId: string; key: string }[] = [];
+    for (let i = 0; i < REVOKED_DEVICES; i++) revocable.push(await newDevice(`revoked ${i}`));
     log(`service on ${port}, ${devices.length} devices; load for ${options.durationS} s`);
 
     const startedAt = Date.now();
@@ -208,14 +222,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       kind: string,
       path: string,
       headers: Record<string, string>,
-      body: string,
+      body: string | undefined,
       timeoutMs: number,
       retryOn: readonly number[],
+      method = 'POST',
     ): Promise<{ status: number; retried: boolean }> => {
       for (let attempt = 0; !givenUp && running.exitCode === null && running.signalCode === null; attempt++) {
         let status = 0;
         try {
-          status = (await request(port, 'POST', path, headers, body, timeoutMs)).status;
+          status = (await request(port, method, path, headers, body, timeoutMs)).status;
         } catch {
           status = 0;
         }
@@ -241,6 +256,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       return status;
     });
     for (const device of devices) await emqx.subscribe(device.id, `devices/${device.id}/commands`, { qos: 1 });
+    for (const device of revocable) emqx.setClient(device.id, true);
 
     /** The answer as EMQX reads it (5 s is its request timeout), or the status when there is none to read. */
     const answerOf = async (path: string, body: object): Promise<string> => {
@@ -314,6 +330,34 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       }
     };
 
+    // Keys revoked one after another through the run (through the outages too),
+    // each while its device is connected; CONNECTs keep trying the revoked keys.
+    const revoked: { id: string; key: string; at: number }[] = [];
+    const revocations = async () => {
+      const kind = 'revocations (REST)';
+      for (const device of revocable) {
+        await sleep((options.durationS * 1000) / (REVOKED_DEVICES + 1));
+        if (Date.now() >= deadline) return;
+        const { status } = await sendRetried(kind, `/v1/devices/${device.id}/keys/${device.keyId}`, admin, undefined, 10_000, [503], 'DELETE');
+        if (status === 204) revoked.push({ id: device.id, key: device.key, at: Date.now() });
+        count(report.outcomes, kind, status === 204 ? 'revoked' : `refused (${status})`);
+      }
+    };
+    const revokedAuthn = async () => {
+      while (Date.now() < deadline) {
+        const device = revoked.length > 0 ? pick(revoked) : null;
+        if (!device) {
+          await sleep(100);
+          continue;
+        }
+        const sentAt = Date.now();
+        const result = await answerOf('/emqx/authn', { clientid: device.id, username: device.id, password: device.key, peerhost: '10.8.0.1' });
+        count(report.outcomes, 'authn (revoked key)', result);
+        // The replica that revoked answered only once it had applied the change.
+        if (result === 'allow' && sentAt > device.at) report.revocations.allowedAfter++;
+      }
+    };
+
     // Commands from the platform: one create at a time, retried with the same
     // Idempotency-Key until it is answered 202 (or refused for good).
     let commandSequence = 0;
@@ -331,7 +375,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       }
     };
 
-    await Promise.all([authn(), authn(), authn(), authz(), authz(), telemetry(), telemetry(), commands(), faults]);
+    await Promise.all([authn(), authn(), authn(), authz(), authz(), telemetry(), telemetry(), commands(), revocations(), revokedAuthn(), faults]);
     log(`load stopped; waiting for ${inFlight} retried deliveries`);
     const settled = await Promise.race([Promise.all(deliveries).then(() => true), sleep(180_000, undefined, { ref: false }).then(() => false)]);
     if (!settled) {
@@ -342,6 +386,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     if (running.exitCode !== null || running.signalCode !== null) {
       report.failures.push(`the service exited (${running.exitCode ?? running.signalCode}) under load; its last output:\n${service.output()}`);
     }
+
+    log('waiting for the sessions of revoked keys to be ended');
+    report.revocations.revoked = revoked.length;
+    const kicked = (deviceId: string) => emqx.calls.some((call) => call.method === 'DELETE' && call.clientId === deviceId && call.authorized);
+    for (const until = Date.now() + KICK_SETTLE_MS; revoked.some((device) => !kicked(device.id)) && Date.now() < until; ) await sleep(500);
+    report.revocations.sessionsNotEnded = revoked.filter((device) => !kicked(device.id)).length;
 
     log('waiting for every command to be acked');
     Object.assign(report.commands, await followCommands(postgres.url, report.commands.created));
@@ -393,6 +443,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   if (commands.storedTwice > 0) report.failures.push(`${commands.storedTwice} idempotency keys stored twice`);
   if (commands.droppedEvents > 0) report.failures.push(`${commands.droppedEvents} delivery events answered a status EMQX drops`);
   if (report.wrongAllows > 0) report.failures.push(`${report.wrongAllows} wrong allows`);
+  const { revocations } = report;
+  if (revocations.allowedAfter > 0) report.failures.push(`${revocations.allowedAfter} CONNECTs allowed with a key already revoked`);
+  if (revocations.sessionsNotEnded > 0) report.failures.push(`${revocations.sessionsNotEnded} sessions of revoked keys not ended`);
+  if (revocations.revoked === 0) report.failures.push('no key was revoked during the run');
   if (report.serverErrors > 0) report.failures.push(`${report.serverErrors} answers of 500; the service logged:\n${service.errorLines().join('\n')}`);
   return report;
 }
@@ -441,6 +495,9 @@ export function formatReport(report: SoakReport): string {
     `  acked                   ${report.commands.acked}; not acked ${report.commands.notAcked} (must be 0)`,
     `  published twice         ${report.commands.deliveredTwice} (accepted by EMQX more than once: the device gets that command_id again and treats it as a repeat)`,
     `  events dropped by EMQX  ${report.commands.droppedEvents} (must be 0)`,
+    `keys revoked              ${report.revocations.revoked} (through the outages)`,
+    `  allowed after revoking  ${report.revocations.allowedAfter} (must be 0)`,
+    `  sessions not ended      ${report.revocations.sessionsNotEnded} (must be 0)`,
     `wrong allows              ${report.wrongAllows} (must be 0)`,
     `500 answers               ${report.serverErrors} (must be 0)`,
     `service RSS peak          ${report.rssPeakMb} MB`,

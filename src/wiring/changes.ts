@@ -59,7 +59,7 @@ export function wireChanges(
     log,
   });
   const effects = createChangeEffects({
-    claim: (limit, leaseMs) => repository.claimEffects(pool, limit, leaseMs),
+    claim: (limit, leaseMs, deviceIds) => repository.claimEffects(pool, limit, leaseMs, deviceIds),
     complete: (ids) => repository.completeEffects(pool, ids),
     retry: (id, delayMs, error) => repository.retryEffect(pool, id, delayMs, error),
     handlers: deps.effects,
@@ -80,12 +80,13 @@ export function wireChanges(
     inTransaction: deps.inTransaction,
     // This replica applies the change before the admin request is answered
     // (a request that follows on it meets the new state) and does the
-    // clean-up the change queued; the other replicas are told to read the log.
-    async afterCommit() {
+    // clean-up the change queued (its kick is not due yet); the other
+    // replicas are told to read the log.
+    async afterCommit(recorded) {
       signal.announce();
       const applied = async () => {
         await feed.catchUp();
-        await effects.runDue();
+        await effects.runFor([...new Set(recorded.map((change) => change.device_id))]);
       };
       await withTimeout(applied(), AFTER_COMMIT_WAIT_MS, 'applying a change').catch(() => undefined);
     },

@@ -15,6 +15,8 @@ export type EffectHandler = (effect: ChangeEffect) => Promise<void>;
 export interface ChangeEffects extends Periodic {
   /** Works through what is due now (coalesced with a run under way); resolves when that run ends. */
   runDue(): Promise<void>;
+  /** Does what is due now for these devices only (a change just committed), whatever else waits. */
+  runFor(deviceIds: readonly string[]): Promise<void>;
 }
 
 /** After the n-th failed attempt: 1 s, 2 s, 4 s … up to 10 s, so a session ends within 10 s of EMQX answering again. */
@@ -30,7 +32,7 @@ export function retryDelayMs(attempts: number): number {
  * or Redis is unreachable.
  */
 export function createChangeEffects(deps: {
-  claim(limit: number, leaseMs: number): Promise<ChangeEffect[]>;
+  claim(limit: number, leaseMs: number, deviceIds?: readonly string[]): Promise<ChangeEffect[]>;
   complete(ids: readonly string[]): Promise<void>;
   retry(id: string, delayMs: number, error: string): Promise<void>;
   handlers: Readonly<Record<EffectName, EffectHandler>>;
@@ -61,9 +63,9 @@ export function createChangeEffects(deps: {
     }
   }
 
-  async function runOnce() {
+  async function runOnce(deviceIds?: readonly string[]) {
     for (;;) {
-      const due = await deps.claim(CLAIM_BATCH, LEASE_MS);
+      const due = await deps.claim(CLAIM_BATCH, LEASE_MS, deviceIds);
       const done = await Promise.all(due.map(attempt));
       await deps.complete(due.filter((_, index) => done[index]).map((effect) => effect.id));
       if (due.length < CLAIM_BATCH) return;
@@ -88,5 +90,5 @@ export function createChangeEffects(deps: {
     return running;
   }
 
-  return { runDue, ...createPeriodic('change effects', runDue, deps.intervalMs ?? EFFECTS_INTERVAL_MS, log) };
+  return { runDue, runFor: (deviceIds) => runOnce(deviceIds), ...createPeriodic('change effects', runDue, deps.intervalMs ?? EFFECTS_INTERVAL_MS, log) };
 }

@@ -5,6 +5,9 @@ import type { ChangeRepository } from './change-repository.js';
 /** What to do once the transaction that recorded a change has committed. Never rejects. */
 export type AfterCommit = () => Promise<void>;
 
+/** What this replica does after every commit of changes. Never rejects. */
+export type OnCommitted = (changes: readonly CredentialChange[]) => Promise<void>;
+
 export interface ChangeRecorder {
   /**
    * Inside the change's transaction, after the device rows it touches are
@@ -24,14 +27,14 @@ export function createChangeRecorder(deps: {
   repository: Pick<ChangeRepository, 'record'>;
   kickDelayMs: number;
   inTransaction?: (db: Queryable, changes: readonly CredentialChange[]) => Promise<AfterCommit>;
-  afterCommit: AfterCommit;
+  afterCommit: OnCommitted;
 }): ChangeRecorder {
   return {
     async record(db, changes) {
       await deps.repository.record(db, changes, { kickDelayMs: deps.kickDelayMs });
       const alsoAfter = deps.inTransaction ? await deps.inTransaction(db, changes) : null;
       return async () => {
-        await Promise.all([deps.afterCommit(), alsoAfter?.()]);
+        await Promise.all([deps.afterCommit(changes), alsoAfter?.()]);
       };
     },
   };

@@ -172,13 +172,18 @@ export function createChangeRepository() {
       return rowCount ?? 0;
     },
 
-    /** Takes up to `limit` due effects, each for one caller: it is not due again for `leaseMs`. */
-    async claimEffects(db: Queryable, limit: number, leaseMs: number): Promise<ChangeEffect[]> {
+    /**
+     * Takes up to `limit` due effects (of these devices only, when given),
+     * each for one caller: it is not due again for `leaseMs`.
+     */
+    async claimEffects(db: Queryable, limit: number, leaseMs: number, deviceIds?: readonly string[]): Promise<ChangeEffect[]> {
       const { rows } = await db.query<EffectRow>(
         `UPDATE change_effects SET due_at = now() + $2 * interval '1 millisecond', attempts = attempts + 1
-          WHERE id IN (SELECT id FROM change_effects WHERE due_at <= now() ORDER BY due_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+          WHERE id IN (SELECT id FROM change_effects
+                        WHERE due_at <= now() AND ($3::uuid[] IS NULL OR device_id = ANY($3::uuid[]))
+                        ORDER BY due_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
           RETURNING ${EFFECT_COLUMNS}`,
-        [limit, leaseMs],
+        [limit, leaseMs, deviceIds ?? null],
       );
       return rows.map(toEffect);
     },

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 
@@ -22,9 +22,13 @@ const PRINTABLE_ASCII = /^[\x20-\x7e]+$/;
 
 /**
  * Unique across replicas and restarts, unlike fastify's per-process counter,
- * so an audit entry's request id names one request.
+ * so an audit entry's request id names one request: 96 random bits drawn
+ * once per process, then a counter, so that the EMQX hot path pays no random
+ * draw per request.
  */
-export const generateRequestId = (): string => randomUUID();
+const PROCESS_PREFIX = randomBytes(12).toString('hex');
+let sequence = 0;
+export const generateRequestId = (): string => `${PROCESS_PREFIX}-${(++sequence).toString(36)}`;
 
 /**
  * A client's `x-request-id`, if it is at most 128 printable ASCII characters

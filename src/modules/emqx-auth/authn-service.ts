@@ -95,21 +95,19 @@ export function createAuthnService(deps: {
     return { kind: 'deny', reason };
   };
 
-  /**
-   * Whether `credential` still admits the device: from memory when the
-   * directory holds the device, otherwise (or when `fresh`) read from Postgres.
-   */
-  async function standing(deviceId: string, credential: VerifiedCredential, fresh: boolean): Promise<Standing> {
-    let device: DeviceRecord | null | undefined = fresh ? undefined : devices.peek(deviceId);
-    if (device === undefined) {
-      try {
-        device = fresh ? await devices.refresh(deviceId) : await devices.get(deviceId);
-      } catch {
-        return 'unknown';
-      }
-    }
+  /** Whether `credential` still admits `device` as it stands. */
+  function standingOf(device: DeviceRecord | null, credential: VerifiedCredential): Standing {
     if (device === null || device.disabled) return 'unusable';
     return device.credentialVersion === credential.version && device.tenantId === credential.tenantId ? 'current' : 'void';
+  }
+
+  /** The same, with the device read from Postgres (the directory does not hold it, or a fresh read is wanted). */
+  async function standingRead(deviceId: string, credential: VerifiedCredential, fresh: boolean): Promise<Standing> {
+    try {
+      return standingOf(fresh ? await devices.refresh(deviceId) : await devices.get(deviceId), credential);
+    } catch {
+      return 'unknown';
+    }
   }
 
   /** Is the device, as far as memory knows, still there and enabled? Undefined = not cached. */
@@ -289,7 +287,8 @@ export function createAuthnService(deps: {
     // meanwhile: its device is read again. Cached verifications keep working
     // while Postgres is away (the directory's last word, or none).
     const cached = via === 'memory' || via === 'redis';
-    const before = await standing(deviceId, credential, via === 'argon2');
+    const known = via === 'argon2' ? undefined : devices.peek(deviceId);
+    const before = known === undefined ? await standingRead(deviceId, credential, via === 'argon2') : standingOf(known, credential);
     if (before === 'unknown' && !cached) return { result: 'ignore', reason: 'postgres_unavailable' };
     if (before === 'unusable') return { result: 'deny', reason: 'device_unusable' };
     if (before === 'void') return again(request, cacheKey, fresh);
@@ -298,7 +297,8 @@ export function createAuthnService(deps: {
     if (duplicate === 'duplicate' || duplicate === 'connecting') return { result: 'deny', reason: `session_${duplicate}` };
     if (duplicate === 'unknown') return { result: 'ignore', reason: 'emqx_unavailable' };
     // The duplicate check may have asked EMQX: a change that landed meanwhile is seen here, before the answer.
-    const after = await standing(deviceId, credential, false);
+    const now = devices.peek(deviceId);
+    const after = now === undefined ? await standingRead(deviceId, credential, false) : standingOf(now, credential);
     if (after === 'unusable' || after === 'void') {
       await duplicates.release(deviceId);
       return after === 'unusable' ? { result: 'deny', reason: 'device_unusable' } : again(request, cacheKey, fresh);

@@ -33,7 +33,7 @@ describe('telemetry ingestion through a Kafka outage', () => {
     await kafka?.destroy();
   });
 
-  it('answers 503 while Kafka is down; replaying the 503s afterwards leaves every message exactly once', async () => {
+  it('answers 503 while Kafka is down; replaying the 503s afterwards loses nothing and repeats only what was in flight', async () => {
     type Event = ReturnType<typeof publishEvent>;
     const answered: { event: Event; status: number }[] = [];
     let sequence = 0;
@@ -83,8 +83,16 @@ describe('telemetry ingestion through a Kafka outage', () => {
       counts.set(id, (counts.get(id) ?? 0) + 1);
     }
     assert.ok(retried.length > 0, 'some calls were answered 503');
-    assert.equal(records.length, answered.length, `${records.length} records for ${answered.length} messages`);
-    for (const { event } of answered) assert.equal(counts.get(event.id), 1, `message ${event.id} exactly once`);
+    // A message answered 204 is there once, its repeats included. One answered 503
+    // is there at least once, and twice at most: a produce that timed out while
+    // the broker went down may still have reached it (README, Duplicates).
+    for (const { event, status } of answered) {
+      const copies = counts.get(event.id) ?? 0;
+      if (status === 204) assert.equal(copies, 1, `message ${event.id}, answered 204, exactly once`);
+      else assert.ok(copies === 1 || copies === 2, `message ${event.id}, answered 503 and replayed, ${copies} times`);
+    }
+    const twice = retried.filter(({ event }) => counts.get(event.id) === 2).length;
+    assert.ok(twice <= 3, `${twice} replayed messages twice: only those in flight when the broker stopped can be`);
 
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
     assert.match(metrics, /^telemetry_unavailable_total\{reason="kafka_unavailable"\} [1-9]/m);

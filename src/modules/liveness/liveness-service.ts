@@ -1,6 +1,5 @@
 import type { Queryable } from '../../infra/transaction.js';
 import type { Clock } from '../../lib/clock.js';
-import { createDeferred, type Deferred } from '../../lib/deferred.js';
 import type { CredentialChange } from '../../lib/credential-change.js';
 import { DeviceEventProduceError, type DeviceEvent, type DeviceEventProducer } from '../device-events/device-event-producer.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
@@ -195,7 +194,7 @@ export function createLivenessService(deps: LivenessServiceDeps): LivenessServic
   // messages it sent: a device sending ten messages a second costs Redis one
   // write per flush, not ten.
   let pending = new Map<string, TouchInput>();
-  let flushed: Deferred | undefined;
+  let flushed: PromiseWithResolvers<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let immediate: NodeJS.Immediate | undefined;
   const flushing = new Set<Promise<void>>();
@@ -243,7 +242,7 @@ export function createLivenessService(deps: LivenessServiceDeps): LivenessServic
       } else {
         pending.set(device.id, { deviceId: device.id, tenantId: device.tenantId, firstAtMs: atMs, lastAtMs: atMs, thresholdMs, slackMs: slackFor(thresholdMs) });
       }
-      flushed ??= createDeferred();
+      flushed ??= Promise.withResolvers<void>();
       const { promise } = flushed;
       scheduleFlush();
       return promise;

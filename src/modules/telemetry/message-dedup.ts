@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
 import { defineRedisScript } from '../../infra/redis-script.js';
 import type { Clock } from '../../lib/clock.js';
-import { createDeferred, type Deferred } from '../../lib/deferred.js';
 import { withTimeout } from '../../lib/with-timeout.js';
 
 export interface MessageDedup {
@@ -116,7 +115,7 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
   const widthS = Math.ceil(options.windowS / BUCKETS_PER_WINDOW);
   const bucketKey = (bucket: number) => `${options.keyPrefix}ingest:seen:${bucket}`;
   let marks: string[] = [];
-  let written: Deferred | undefined;
+  let written: PromiseWithResolvers<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
 
   /** The keys of one call: where marks go, the buckets asked, the buckets to delete. */
@@ -165,7 +164,7 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
     },
     remember(key) {
       marks.push(key);
-      written ??= createDeferred();
+      written ??= Promise.withResolvers<void>();
       timer ??= setTimeout(() => void send([]), maxMarkDelayMs);
       return written.promise;
     },

@@ -132,79 +132,96 @@ const envSchema = z.object({
 
 export type Env = z.input<typeof envSchema>;
 
-export interface Config {
-  readonly http: { readonly host: string; readonly port: number };
-  /** A listener of its own for /metrics (METRICS_PORT); null = /metrics is served on the HTTP port. */
-  readonly metrics: { readonly host: string; readonly port: number } | null;
-  readonly logLevel: z.output<typeof envSchema>['LOG_LEVEL'];
-  readonly shutdownTimeoutMs: number;
-  readonly postgres: { readonly url: string; readonly poolMax: number; readonly migrateOnStart: boolean };
-  readonly redis: { readonly url: string; readonly keyPrefix: string };
-  readonly kafka: {
-    readonly brokers: readonly string[];
-    readonly clientId: string;
-    readonly topicPrefix: string;
-    readonly topicPartitions: number;
-    readonly topicReplicationFactor: number;
-    readonly producerPoolSize: number;
-    readonly maxBatchBytes: number;
-  };
-  readonly admin: { readonly rootToken: string };
-  readonly emqx: {
-    /** Bearer tokens accepted on /emqx/*: the current one, and the one it replaces while set. */
-    readonly hookTokens: readonly string[];
-    readonly apiUrl: string;
-    readonly apiKey: string;
-    readonly apiSecret: string;
-    readonly apiTimeoutMs: number;
-  };
-  readonly credentials: {
-    readonly argon2: { readonly memoryKib: number; readonly timeCost: number; readonly parallelism: number };
-    readonly cacheSecret: string;
-    /** HMAC key of stored API key digests, and the one it replaced (tried second while set). */
-    readonly keyDigestSecret: string;
-    readonly keyDigestSecretPrevious: string | null;
-    readonly cacheTtlS: number;
-    /** argon2 verifications running at once (ARGON2_CONCURRENCY, 0 resolved to CPU cores − 1, at least 1). */
-    readonly hashConcurrency: number;
-    readonly hashMaxWaitMs: number;
-    readonly duplicateClientPolicy: 'reject' | 'takeover';
-  };
-  readonly liveness: { readonly sweepIntervalMs: number; readonly flushIntervalMs: number };
-  readonly ingest: {
-    readonly limits: {
-      readonly maxPayloadBytes: number;
-      readonly maxFields: number;
-      readonly maxKeyLength: number;
-      readonly maxStringBytes: number;
-      readonly maxDepth: number;
-      readonly timestampMaxAgeMs: number;
-      readonly timestampMaxAheadMs: number;
-    };
-    /**
-     * The largest `/emqx/events` body an allowed payload makes: the payload
-     * after the rule's base64, plus the event around it. A larger body is
-     * dead-lettered.
-     */
-    readonly maxEventBytes: number;
-    readonly dedupWindowS: number;
-    readonly lingerMs: number;
-    readonly batchMax: number;
-    readonly maxInFlightBatches: number;
-    readonly maxPending: number;
-    readonly maxPendingBytes: number;
-    readonly produceTimeoutMs: number;
-  };
-  readonly commands: {
-    readonly maxPendingPerDevice: number;
-    readonly retentionDays: number;
-    readonly pollIntervalMs: number;
-    /** Whether this replica consumes command requests from Kafka (commands.{tenant}). */
-    readonly fromKafka: boolean;
-    /** Devices may publish replies on devices/{id}/command-replies (COMMAND_REPLIES=enabled). */
-    readonly replies: boolean;
+type DeepReadonly<T> = T extends readonly (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+/**
+ * The environment as the service uses it: the one place where a variable
+ * becomes a setting. `Config` is this function's result, so a variable is
+ * declared in the schema above and placed here, nowhere else.
+ */
+function shape(e: z.output<typeof envSchema>) {
+  return {
+    http: { host: e.HOST, port: e.PORT },
+    /** A listener of its own for /metrics (METRICS_PORT); null = /metrics is served on the HTTP port. */
+    metrics: e.METRICS_PORT === undefined ? null : { host: e.METRICS_HOST ?? e.HOST, port: e.METRICS_PORT },
+    logLevel: e.LOG_LEVEL,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    postgres: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, migrateOnStart: e.MIGRATE_ON_START },
+    redis: { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX },
+    kafka: {
+      brokers: e.KAFKA_BROKERS,
+      clientId: e.KAFKA_CLIENT_ID,
+      topicPrefix: e.KAFKA_TOPIC_PREFIX,
+      topicPartitions: e.KAFKA_TOPIC_PARTITIONS,
+      topicReplicationFactor: e.KAFKA_TOPIC_REPLICATION_FACTOR,
+      producerPoolSize: e.KAFKA_PRODUCERS,
+      maxBatchBytes: e.KAFKA_MAX_BATCH_BYTES,
+    },
+    admin: { rootToken: e.ADMIN_TOKEN },
+    emqx: {
+      /** Bearer tokens accepted on /emqx/*: the current one, and the one it replaces while set. */
+      hookTokens: [e.EMQX_HOOK_TOKEN, ...(e.EMQX_HOOK_TOKEN_PREVIOUS ? [e.EMQX_HOOK_TOKEN_PREVIOUS] : [])],
+      apiUrl: e.EMQX_API_URL.replace(/\/+$/, ''),
+      apiKey: e.EMQX_API_KEY,
+      apiSecret: e.EMQX_API_SECRET,
+      apiTimeoutMs: e.EMQX_API_TIMEOUT_MS,
+    },
+    credentials: {
+      argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
+      cacheSecret: e.CREDENTIAL_CACHE_SECRET,
+      /** HMAC key of stored API key digests, and the one it replaced (tried second while set). */
+      keyDigestSecret: e.KEY_DIGEST_SECRET,
+      keyDigestSecretPrevious: e.KEY_DIGEST_SECRET_PREVIOUS ?? null,
+      cacheTtlS: e.CREDENTIAL_CACHE_TTL_S,
+      // One core is left to the event loop: argon2 on every core starves the
+      // requests that are only cache hits or refusals.
+      hashConcurrency: e.ARGON2_CONCURRENCY || Math.max(1, availableParallelism() - 1),
+      hashMaxWaitMs: e.ARGON2_MAX_WAIT_MS,
+      duplicateClientPolicy: e.DUPLICATE_CLIENT_POLICY,
+    },
+    liveness: { sweepIntervalMs: e.LIVENESS_SWEEP_INTERVAL_MS, flushIntervalMs: e.LIVENESS_FLUSH_INTERVAL_MS },
+    ingest: {
+      limits: {
+        maxPayloadBytes: e.INGEST_MAX_PAYLOAD_BYTES,
+        maxFields: e.INGEST_MAX_FIELDS,
+        maxKeyLength: e.INGEST_MAX_KEY_LENGTH,
+        maxStringBytes: e.INGEST_MAX_STRING_BYTES,
+        maxDepth: e.INGEST_MAX_DEPTH,
+        timestampMaxAgeMs: e.INGEST_TIMESTAMP_MAX_AGE_S * 1000,
+        timestampMaxAheadMs: e.INGEST_TIMESTAMP_MAX_AHEAD_S * 1000,
+      },
+      /**
+       * The largest `/emqx/events` body an allowed payload makes: the payload
+       * after the rule's base64, plus the event around it. A larger body is
+       * dead-lettered.
+       */
+      maxEventBytes: Math.ceil(e.INGEST_MAX_PAYLOAD_BYTES / 3) * 4 + EVENT_ENVELOPE_BYTES,
+      dedupWindowS: e.INGEST_DEDUP_WINDOW_S,
+      lingerMs: e.INGEST_LINGER_MS,
+      batchMax: e.INGEST_BATCH_MAX,
+      maxInFlightBatches: e.INGEST_MAX_IN_FLIGHT_BATCHES,
+      maxPending: e.INGEST_MAX_PENDING,
+      maxPendingBytes: e.INGEST_MAX_PENDING_BYTES,
+      produceTimeoutMs: e.INGEST_PRODUCE_TIMEOUT_MS,
+    },
+    commands: {
+      maxPendingPerDevice: e.COMMANDS_MAX_PENDING_PER_DEVICE,
+      retentionDays: e.COMMANDS_RETENTION_DAYS,
+      pollIntervalMs: e.COMMANDS_POLL_INTERVAL_MS,
+      /** Whether this replica consumes command requests from Kafka (commands.{tenant}). */
+      fromKafka: e.COMMANDS_FROM_KAFKA,
+      /** Devices may publish replies on devices/{id}/command-replies (COMMAND_REPLIES=enabled). */
+      replies: e.COMMAND_REPLIES === 'enabled',
+    },
   };
 }
+
+/** The parsed configuration, frozen; passed down, never read from a global. */
+export type Config = DeepReadonly<ReturnType<typeof shape>>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -283,71 +300,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
 
-  const e = parsed.data;
-  return deepFreeze({
-    http: { host: e.HOST, port: e.PORT },
-    metrics: e.METRICS_PORT === undefined ? null : { host: e.METRICS_HOST ?? e.HOST, port: e.METRICS_PORT },
-    logLevel: e.LOG_LEVEL,
-    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
-    postgres: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, migrateOnStart: e.MIGRATE_ON_START },
-    redis: { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX },
-    kafka: {
-      brokers: e.KAFKA_BROKERS,
-      clientId: e.KAFKA_CLIENT_ID,
-      topicPrefix: e.KAFKA_TOPIC_PREFIX,
-      topicPartitions: e.KAFKA_TOPIC_PARTITIONS,
-      topicReplicationFactor: e.KAFKA_TOPIC_REPLICATION_FACTOR,
-      producerPoolSize: e.KAFKA_PRODUCERS,
-      maxBatchBytes: e.KAFKA_MAX_BATCH_BYTES,
-    },
-    admin: { rootToken: e.ADMIN_TOKEN },
-    emqx: {
-      hookTokens: [e.EMQX_HOOK_TOKEN, ...(e.EMQX_HOOK_TOKEN_PREVIOUS ? [e.EMQX_HOOK_TOKEN_PREVIOUS] : [])],
-      apiUrl: e.EMQX_API_URL.replace(/\/+$/, ''),
-      apiKey: e.EMQX_API_KEY,
-      apiSecret: e.EMQX_API_SECRET,
-      apiTimeoutMs: e.EMQX_API_TIMEOUT_MS,
-    },
-    credentials: {
-      argon2: { memoryKib: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
-      cacheSecret: e.CREDENTIAL_CACHE_SECRET,
-      keyDigestSecret: e.KEY_DIGEST_SECRET,
-      keyDigestSecretPrevious: e.KEY_DIGEST_SECRET_PREVIOUS ?? null,
-      cacheTtlS: e.CREDENTIAL_CACHE_TTL_S,
-      // One core is left to the event loop: argon2 on every core starves the
-      // requests that are only cache hits or refusals.
-      hashConcurrency: e.ARGON2_CONCURRENCY || Math.max(1, availableParallelism() - 1),
-      hashMaxWaitMs: e.ARGON2_MAX_WAIT_MS,
-      duplicateClientPolicy: e.DUPLICATE_CLIENT_POLICY,
-    },
-    liveness: { sweepIntervalMs: e.LIVENESS_SWEEP_INTERVAL_MS, flushIntervalMs: e.LIVENESS_FLUSH_INTERVAL_MS },
-    ingest: {
-      limits: {
-        maxPayloadBytes: e.INGEST_MAX_PAYLOAD_BYTES,
-        maxFields: e.INGEST_MAX_FIELDS,
-        maxKeyLength: e.INGEST_MAX_KEY_LENGTH,
-        maxStringBytes: e.INGEST_MAX_STRING_BYTES,
-        maxDepth: e.INGEST_MAX_DEPTH,
-        timestampMaxAgeMs: e.INGEST_TIMESTAMP_MAX_AGE_S * 1000,
-        timestampMaxAheadMs: e.INGEST_TIMESTAMP_MAX_AHEAD_S * 1000,
-      },
-      maxEventBytes: Math.ceil(e.INGEST_MAX_PAYLOAD_BYTES / 3) * 4 + EVENT_ENVELOPE_BYTES,
-      dedupWindowS: e.INGEST_DEDUP_WINDOW_S,
-      lingerMs: e.INGEST_LINGER_MS,
-      batchMax: e.INGEST_BATCH_MAX,
-      maxInFlightBatches: e.INGEST_MAX_IN_FLIGHT_BATCHES,
-      maxPending: e.INGEST_MAX_PENDING,
-      maxPendingBytes: e.INGEST_MAX_PENDING_BYTES,
-      produceTimeoutMs: e.INGEST_PRODUCE_TIMEOUT_MS,
-    },
-    commands: {
-      maxPendingPerDevice: e.COMMANDS_MAX_PENDING_PER_DEVICE,
-      retentionDays: e.COMMANDS_RETENTION_DAYS,
-      pollIntervalMs: e.COMMANDS_POLL_INTERVAL_MS,
-      fromKafka: e.COMMANDS_FROM_KAFKA,
-      replies: e.COMMAND_REPLIES === 'enabled',
-    },
-  });
+  return deepFreeze(shape(parsed.data));
 }
 
 function deepFreeze<T>(value: T): T {

@@ -1,3 +1,4 @@
+import closeWithGrace from 'close-with-grace';
 import { buildApp, listen } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { migrateDatabase } from './infra/migrations.js';
@@ -19,36 +20,29 @@ async function main(): Promise<void> {
     await migrateDatabase(config.postgres.url, app.log);
   }
 
-  let shuttingDown = false;
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    app.log.info({ signal }, 'shutting down: draining in-flight requests');
-    const deadline = setTimeout(() => {
-      app.log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown did not finish in time');
-      process.exit(1);
-    }, config.shutdownTimeoutMs);
-    deadline.unref();
-    // Keep-alive connections (EMQX keeps a pool open) go idle only when their
-    // in-flight request ends; close each as soon as it does, or close() would
-    // wait for the client to hang up.
-    const closeIdle = setInterval(() => app.server.closeIdleConnections(), 50);
-    closeIdle.unref();
-    // close() stops accepting, waits for in-flight requests, then runs the
-    // onClose hooks that flush Kafka and close the pools.
-    app.close().then(
-      () => {
-        app.log.info('shutdown complete');
-        process.exit(0);
-      },
-      (error: unknown) => {
-        app.log.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  // SIGTERM or SIGINT — or an uncaught error — closes the app gracefully
+  // within SHUTDOWN_TIMEOUT_MS (exit 1 past it, or on a second signal); exit 0
+  // once closed after a signal.
+  closeWithGrace(
+    {
+      delay: config.shutdownTimeoutMs,
+      logger: { error: (message: unknown) => app.log.error({ detail: message }, 'shutdown') },
+      onTimeout: (delayMs) => app.log.error({ timeoutMs: delayMs }, 'shutdown did not finish in time'),
+    },
+    async ({ signal, err }) => {
+      if (err) app.log.error({ err }, 'closing after an uncaught error');
+      else app.log.info({ signal }, 'shutting down: draining in-flight requests');
+      // Keep-alive connections (EMQX keeps a pool open) go idle only when their
+      // in-flight request ends; close each as soon as it does, or close() would
+      // wait for the client to hang up.
+      const closeIdle = setInterval(() => app.server.closeIdleConnections(), 50);
+      closeIdle.unref();
+      // close() stops accepting, waits for in-flight requests, then runs the
+      // onClose hooks that flush Kafka and close the pools.
+      await app.close();
+      app.log.info('shutdown complete');
+    },
+  );
 
   // The metrics port too, with METRICS_PORT; app.close() closes both.
   await listen(app, config);

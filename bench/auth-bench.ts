@@ -93,7 +93,7 @@ export interface StormResult {
 export const STORM_SHAPE = { connections: 8, perConnection: 8 };
 
 /**
- * Sends every request once, as EMQX's HTTP authenticator does (emqx-contract.md
+ * Sends every request once, as EMQX's HTTP authenticator does (docs/emqx-contract.md
  * §A): STORM_SHAPE's keep-alive connections, each with up to `perConnection`
  * requests in flight, answered in order. Requests are written as raw
  * HTTP/1.1, so the client spends little of the CPU it shares with the service.

@@ -488,7 +488,7 @@ export function formatReport(report: SoakReport): string {
     `faults                    ${report.faults.join('; ')}`,
     `telemetry acknowledged    ${telemetry.acknowledged}`,
     `  lost                    ${telemetry.lost} (must be 0)`,
-    `  duplicated              ${telemetry.duplicated} (${telemetry.duplicatedWithoutRetry} of them delivered once: must be 0; the others were retried by EMQX after a 503 or no answer, see README "Duplicates")`,
+    `  duplicated              ${telemetry.duplicated} (${telemetry.duplicatedWithoutRetry} of them delivered once: must be 0; the others were retried by EMQX after a 503 or no answer, see docs/telemetry.md, "Duplicates")`,
     `  dropped by EMQX         ${telemetry.dropped} (must be 0)`,
     `commands created (202)    ${report.commands.created}`,
     `  stored                  ${report.commands.stored} (must equal created: one per Idempotency-Key)`,

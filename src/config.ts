@@ -20,7 +20,7 @@ export const SECRET_VARIABLES = [
 ] as const;
 
 /**
- * What the published example values of secrets (README, earlier compose
+ * What the published example values of secrets (docs, earlier compose
  * files) contain. Such a value is public, so a service holding one is open to
  * anyone who read the examples; it is refused at start-up.
  */

@@ -6,7 +6,7 @@ import { REPO_ROOT } from '../dev/emqx/emqx-config.js';
 import { sourceFiles } from './helpers/source-files.js';
 
 /**
- * Imports run one way (style.md 12): routes → services → repositories and
+ * Imports run one way (docs/architecture.md): routes → services → repositories and
  * stores → infra/ and lib/. The composition (app.ts, composition.ts,
  * wiring/) sits on top and may import anything below it; nothing imports it.
  */

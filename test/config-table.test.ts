@@ -4,11 +4,11 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { SECRET_VARIABLES } from '../src/config.js';
 import { REPO_ROOT } from '../dev/emqx/emqx-config.js';
-import { readmeConfigTable } from './helpers/readme.js';
+import { configDocTable } from './helpers/config-doc.js';
 import { sourceFiles } from './helpers/source-files.js';
 
 /**
- * The README's configuration table and the code describe the same variables:
+ * The configuration table (docs/configuration.md) and the code describe the same variables:
  * every variable the service reads is documented, and every documented
  * variable is read. Reads are the keys of the zod schema in src/config.ts and
  * any direct `process.env.NAME` elsewhere in src/.
@@ -48,8 +48,8 @@ function directEnvReads(source: string, file: string): string[] {
   return names;
 }
 
-describe('the configuration table in README.md', () => {
-  const table = readmeConfigTable();
+describe('the configuration table in docs/configuration.md', () => {
+  const table = configDocTable();
   const documented = new Set(table.map((row) => row.name));
   const configSource = readFileSync(path.join(REPO_ROOT, 'src/config.ts'), 'utf8');
   const read = new Set(envSchemaKeys(configSource));
@@ -67,12 +67,12 @@ describe('the configuration table in README.md', () => {
 
   it('documents every variable the service reads', () => {
     const missing = [...read].filter((name) => !documented.has(name)).sort();
-    assert.deepEqual(missing, [], `read by src/ but not in the README table: ${missing.join(', ')}`);
+    assert.deepEqual(missing, [], `read by src/ but not in the table: ${missing.join(', ')}`);
   });
 
   it('documents only variables the service reads', () => {
     const stale = [...documented].filter((name) => !read.has(name)).sort();
-    assert.deepEqual(stale, [], `in the README table but read nowhere in src/: ${stale.join(', ')}`);
+    assert.deepEqual(stale, [], `in the table but read nowhere in src/: ${stale.join(', ')}`);
   });
 
   it('lists each variable once', () => {
@@ -85,8 +85,8 @@ describe('the configuration table in README.md', () => {
       assert.equal(/\bsecret\b/.test(row.defaultValue), isSecret, `${row.name}: default column "${row.defaultValue}"`);
       if (isSecret) assert.ok(row.defaultValue.startsWith('—'), `${row.name}: a secret has no default`);
     }
-    const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
-    assert.match(readme, /`NAME_FILE`/, 'the README explains the NAME_FILE variant of secrets');
+    const readme = readFileSync(path.join(REPO_ROOT, 'docs/configuration.md'), 'utf8');
+    assert.match(readme, /`NAME_FILE`/, 'the configuration doc explains the NAME_FILE variant of secrets');
     assert.match(configSource, /`\$\{name\}_FILE`/, 'src/config.ts reads NAME_FILE for every secret');
   });
 });

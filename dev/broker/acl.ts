@@ -2,7 +2,7 @@ import { topicMatches } from '../emqx/emqx-templates.js';
 
 /**
  * The client ACL that an HTTP authenticator returns with `allow`
- * (emqx-contract.md §A), as EMQX checks it before every authorization source:
+ * (docs/emqx-contract.md §A), as EMQX checks it before every authorization source:
  * rules in order, the first that matches decides; none matching falls through
  * to the sources.
  */

@@ -1,6 +1,6 @@
 import { parseAclRule, type AclRule } from './acl.js';
 
-/** What an HTTP authenticator's answer means to EMQX 5.8 (emqx-contract.md §A). */
+/** What an HTTP authenticator's answer means to EMQX 5.8 (docs/emqx-contract.md §A). */
 export type AuthnDecision =
   | {
       readonly result: 'allow';

@@ -70,7 +70,7 @@ function endpoint(address: string | undefined, port: number | undefined): string
 
 /**
  * A development MQTT broker (aedes) that treats the service as EMQX 5.8 with
- * deploy/emqx/emqx.conf does (emqx-contract.md): every CONNECT goes to the
+ * deploy/emqx/emqx.conf does (docs/emqx-contract.md): every CONNECT goes to the
  * configured HTTP authenticators with their body template — before any
  * takeover, so a denied newcomer leaves the live session alone; publish and
  * subscribe are decided by the ACL of the authentication answer first, then by

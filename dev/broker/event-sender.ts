@@ -24,7 +24,7 @@ export interface EventSender {
 }
 
 /**
- * EMQX's HTTP action (emqx-contract.md §C): one request per event, no order
+ * EMQX's HTTP action (docs/emqx-contract.md §C): one request per event, no order
  * between events. Any 2xx is success. 429, 503, a connection error or a
  * timeout is retried — `maxRetries` times at once, then every
  * `resumeIntervalMs` until `requestTtlMs` after the event was queued. Every

@@ -87,7 +87,7 @@ function readMessage(body: unknown): ApiMessage {
 
 /**
  * The part of EMQX's REST API (`/api/v5`, HTTP Basic with an API key) that
- * the service calls (emqx-contract.md §D, §F): look a client up, kick it,
+ * the service calls (docs/emqx-contract.md §D, §F): look a client up, kick it,
  * publish to a topic.
  */
 export async function startRestApi(options: RestApiOptions): Promise<RestApi> {

@@ -2,7 +2,7 @@ import { hoconObject, type HoconObject, type HoconValue } from './hocon.js';
 
 /**
  * What EMQX 5.8 does with the request templates of deploy/emqx/emqx.conf, as
- * ../shared/emqx-contract.md §A–§C records it: placeholders rendered per
+ * docs/emqx-contract.md §A–§C records it: placeholders rendered per
  * context, undefined values as "" (authentication, authorization) or as
  * "undefined" (rule output and the HTTP action), the rule's SELECT evaluated
  * over an event, and the HTTP action's request built from connector + action.

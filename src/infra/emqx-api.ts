@@ -1,13 +1,13 @@
 import { TimeoutError, withTimeout } from '../lib/with-timeout.js';
 
-/** What `GET /api/v5/clients/{id}` tells about a client (emqx-contract.md §D). */
+/** What `GET /api/v5/clients/{id}` tells about a client (docs/emqx-contract.md §D). */
 export interface EmqxClientInfo {
   readonly connected: boolean;
   /** As EMQX renders it (RFC 3339), when present. */
   readonly connectedAt?: string;
 }
 
-/** One message for `POST /api/v5/publish` (emqx-contract.md §F). */
+/** One message for `POST /api/v5/publish` (docs/emqx-contract.md §F). */
 export interface EmqxPublishRequest {
   readonly topic: string;
   /** Sent as text (payload_encoding plain). */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /**
- * One EMQX rule-engine event, as the HTTP action sends it (emqx-contract.md §C):
+ * One EMQX rule-engine event, as the HTTP action sends it (docs/emqx-contract.md §C):
  * the rule's SELECT output as JSON. Only `event` is common to all; each handler
  * validates the fields it needs.
  */

@@ -4,7 +4,7 @@ import type { DecoderConfig } from './decoder-config.js';
 export const TELEMETRY_POINT_SCHEMA = 'telemetry_point/v1';
 
 /**
- * TelemetryPoint v1 (design.md), field for field, plus `timestamp_source`,
+ * TelemetryPoint v1 (docs/telemetry.md), field for field, plus `timestamp_source`,
  * which says where `timestamp` came from:
  *  - `received_at`: the device has no timestamp decoder, so it is the arrival time;
  *  - `payload`: extracted from the payload by the device's decoder;

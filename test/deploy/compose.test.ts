@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { loadConfig, SECRET_VARIABLES } from '../../src/config.js';
 import { EMQX_ENTRYPOINT, EMQX_TEMPLATE, REPO_ROOT, renderEmqxConfig } from '../../dev/emqx/emqx-config.js';
 import { hoconAt, hoconString, parseHocon } from '../../dev/emqx/hocon.js';
-import { readmeConfigTable } from '../helpers/readme.js';
+import { configDocTable } from '../helpers/config-doc.js';
 
 /**
  * `docker compose config` is not available everywhere the tests run, so the
@@ -324,9 +324,9 @@ describe('docker-compose.yml', () => {
   });
 
   it('sets only variables the service documents', () => {
-    const documented = new Set(readmeConfigTable().map((row) => row.name));
+    const documented = new Set(configDocTable().map((row) => row.name));
     for (const name of Object.keys(serviceNamed('device-link').environment ?? {})) {
-      assert.ok(documented.has(name), `${name} is in the README configuration table`);
+      assert.ok(documented.has(name), `${name} is in the configuration table (docs/configuration.md)`);
     }
   });
 });

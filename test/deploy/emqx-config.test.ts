@@ -130,7 +130,7 @@ describe('deploy/emqx/emqx.conf', () => {
   const rules = hoconObject(template, 'rule_engine.rules');
   const rule = (id: string) => parseRuleSql(hoconString(rules, `${id}.sql`));
 
-  it('authenticates every client with the service only, sending the body of emqx-contract.md §A', () => {
+  it('authenticates every client with the service only, sending the body of docs/emqx-contract.md §A', () => {
     const chain = hoconAt(template, 'authentication');
     assert.ok(Array.isArray(chain) && chain.length === 1, 'one authenticator, so "ignore" refuses the client');
     const authn = hoconObject(template, 'authentication.0');

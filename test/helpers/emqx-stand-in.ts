@@ -29,7 +29,7 @@ export interface SentEvent {
 export type EventSender = (event: Record<string, unknown>) => Promise<number>;
 
 /**
- * How delivery events reach the service (emqx-contract.md §F: the HTTP action
+ * How delivery events reach the service (docs/emqx-contract.md §F: the HTTP action
  * retries, reorders and repeats them, and one can arrive before the publish
  * call that caused it has returned).
  */
@@ -136,7 +136,7 @@ async function readBody(request: IncomingMessage): Promise<string> {
 }
 
 /**
- * A local HTTP server answering like EMQX's REST API (emqx-contract.md §D, §F):
+ * A local HTTP server answering like EMQX's REST API (docs/emqx-contract.md §D, §F):
  * Basic auth checked; `GET /api/v5/clients/{id}` → 200 {connected, ...} or
  * 404; `DELETE /api/v5/clients/{id}` → 204 (and the client is gone) or 404;
  * `POST /api/v5/publish` → 200 {id} when a session is subscribed to the topic

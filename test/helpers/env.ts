@@ -37,7 +37,7 @@ export function testEnv(tag: string, databaseUrl: string, overrides: Record<stri
     EMQX_API_URL: 'http://127.0.0.1:1',
     EMQX_API_KEY: 'test-key',
     EMQX_API_SECRET: 'test-secret',
-    // Cheap hashing keeps tests fast; the production default is measured in the README.
+    // Cheap hashing keeps tests fast; the production default is measured in docs/authentication.md.
     ARGON2_MEMORY_KIB: '8192',
     ARGON2_TIME_COST: '1',
     ARGON2_PARALLELISM: '1',

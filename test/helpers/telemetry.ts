@@ -15,7 +15,7 @@ export interface PublishEventOptions {
   [field: string]: unknown;
 }
 
-/** A `message.publish` event as our shipped rule sends it (emqx-contract.md §C). */
+/** A `message.publish` event as our shipped rule sends it (docs/emqx-contract.md §C). */
 export function publishEvent(deviceId: string, payload: string, options: PublishEventOptions = {}) {
   const { id = messageId(), publishReceivedAt = Date.now(), ...fields } = options;
   return {

@@ -12,7 +12,7 @@ import { MAX_PARAMS_BYTES } from './command-schemas.js';
 const COMMANDS_TOPIC = /^devices\/([^/]+)\/commands$/;
 
 // EMQX renders values a rule selects but the event lacks as the string
-// "undefined" (emqx-contract.md §C), so every field is read leniently.
+// "undefined" (docs/emqx-contract.md §C), so every field is read leniently.
 const deliveryEventSchema = z.looseObject({
   id: z.string().optional(),
   clientid: z.string().optional(),
@@ -55,7 +55,7 @@ export interface CommandEventsDeps {
 }
 
 /**
- * What EMQX tells about commands through the rule engine (emqx-contract.md
+ * What EMQX tells about commands through the rule engine (docs/emqx-contract.md
  * §F): delivered, acked and dropped deliveries on devices/{id}/commands, the
  * device subscribing to that topic, and (with replies enabled) its replies.
  *

@@ -18,7 +18,7 @@ export interface AuthRoutesOptions {
 /**
  * The device's whole ACL, sent with the allow so that EMQX checks it before
  * any authorization source; it ends in deny-all because an unmatched rule list
- * falls through to EMQX's sources (emqx-contract.md §A).
+ * falls through to EMQX's sources (docs/emqx-contract.md §A).
  */
 export function deviceAcl(deviceId: string, options: { commandReplies?: boolean } = {}): AclRule[] {
   return [

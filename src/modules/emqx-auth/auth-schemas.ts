@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /**
- * The body our shipped EMQX authenticator sends (emqx-contract.md §A): EMQX
+ * The body our shipped EMQX authenticator sends (docs/emqx-contract.md §A): EMQX
  * renders an absent username/password as "", so only the shape is checked
  * here; every identity rule is the service's, answered as `deny`.
  */

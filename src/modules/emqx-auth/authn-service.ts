@@ -59,7 +59,7 @@ type Match = { kind: 'match'; keyId: string | null; notAfter: number | null; lay
 type Standing = 'current' | 'void' | 'unusable' | 'unknown';
 
 /**
- * Decides EMQX's "may this client connect?" (emqx-contract.md §A). Order of
+ * Decides EMQX's "may this client connect?" (docs/emqx-contract.md §A). Order of
  * checks, cheapest first: identity shape → in-memory cache → Redis cache →
  * device → throttle → stored key or PSK (these three read at once) → its
  * digest or argon2 hash (argon2 bounded). Anything that cannot be decided

@@ -19,7 +19,7 @@ export interface AuthzService {
 }
 
 /**
- * EMQX's "may this client use this topic?" (emqx-contract.md §B). Topics are
+ * EMQX's "may this client use this topic?" (docs/emqx-contract.md §B). Topics are
  * compared as exact strings: a filter such as `devices/+/commands` or `#` is
  * not the device's own topic and is denied. The device itself comes from the
  * in-memory directory; Postgres is asked only on a directory miss, and an

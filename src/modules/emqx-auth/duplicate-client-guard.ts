@@ -23,7 +23,7 @@ export interface DuplicateGuardLogger {
 }
 
 /**
- * The `reject` policy (emqx-contract.md §E): EMQX always lets a newcomer take
+ * The `reject` policy (docs/emqx-contract.md §E): EMQX always lets a newcomer take
  * over a client id, so the only way to keep the first session is to deny the
  * second CONNECT at authentication.
  *  - A short Redis claim (SET NX) per device stops two concurrent CONNECTs from

@@ -5,7 +5,7 @@ import type { DeviceDirectory } from '../devices/device-directory.js';
 import type { EmqxEvent, EventHandler } from '../../lib/emqx-event.js';
 import type { SessionState, SessionStore } from './session-store.js';
 
-// EMQX renders undefined values as the string "undefined" (emqx-contract.md §C),
+// EMQX renders undefined values as the string "undefined" (docs/emqx-contract.md §C),
 // so optional text fields accept any string and numbers may arrive as strings.
 const millis = z.coerce.number().int().nonnegative();
 const connectedSchema = z.looseObject({

@@ -65,7 +65,7 @@ export interface SessionStoreOptions {
   ttlS?: number;
 }
 
-// Events arrive unordered and repeated (emqx-contract.md §C), so each write is a
+// Events arrive unordered and repeated (docs/emqx-contract.md §C), so each write is a
 // compare-and-set on connected_at, done in Lua to be atomic across replicas.
 //  - A connect older than the stored connection is ignored; a repeat of the
 //    stored connection's connect after its disconnect does not revive it.

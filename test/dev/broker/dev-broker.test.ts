@@ -12,7 +12,7 @@ import { waitFor } from '../../helpers/wait.js';
 /**
  * The development broker against a stand-in service that records what it is
  * sent and answers as told: what reaches the service (templates rendered from
- * deploy/emqx/emqx.conf), how its answers are read (emqx-contract.md §A–§C)
+ * deploy/emqx/emqx.conf), how its answers are read (docs/emqx-contract.md §A–§C)
  * and the REST subset (§D, §F).
  */
 

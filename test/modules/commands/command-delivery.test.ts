@@ -8,7 +8,7 @@ import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
 
 /**
- * Commands through an EMQX that behaves as emqx-contract.md §F says: REST
+ * Commands through an EMQX that behaves as docs/emqx-contract.md §F says: REST
  * publish answering 200 with an id, 202 without one, or 503; delivery events
  * arriving unordered, twice, and before the publish call has returned.
  */

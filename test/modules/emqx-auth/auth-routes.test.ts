@@ -67,7 +67,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
     assert.deepEqual(response.json(), { result: 'deny' }, what);
   };
 
-  describe('contract (emqx-contract.md §A)', () => {
+  describe('contract (docs/emqx-contract.md §A)', () => {
     it('allows a device key with the device ACL, string client_attrs and no superuser', async () => {
       const deviceId = await seed.device(tenantId);
       const { key } = await seed.key(deviceId);
@@ -430,7 +430,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
     });
   });
 
-  describe('authz (emqx-contract.md §B)', () => {
+  describe('authz (docs/emqx-contract.md §B)', () => {
     it('allows exactly own telemetry publish and own commands subscribe', async () => {
       const deviceId = await seed.device(tenantId);
       const other = await seed.device(tenantId);

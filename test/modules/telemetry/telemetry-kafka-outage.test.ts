@@ -85,7 +85,7 @@ describe('telemetry ingestion through a Kafka outage', () => {
     assert.ok(retried.length > 0, 'some calls were answered 503');
     // A message answered 204 is there once, its repeats included. One answered 503
     // is there at least once, and twice at most: a produce that timed out while
-    // the broker went down may still have reached it (README, Duplicates).
+    // the broker went down may still have reached it (docs/telemetry.md, Duplicates).
     for (const { event, status } of answered) {
       const copies = counts.get(event.id) ?? 0;
       if (status === 204) assert.equal(copies, 1, `message ${event.id}, answered 204, exactly once`);

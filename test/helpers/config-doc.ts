@@ -8,10 +8,9 @@ export interface ConfigRow {
   readonly meaning: string;
 }
 
-/** The rows of the README's configuration table (section "## Configuration"). */
-export function readmeConfigTable(readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8')): ConfigRow[] {
-  const section = /^## Configuration\n([\s\S]*?)(?=^## )/m.exec(readme)?.[1];
-  if (section === undefined) throw new Error('README.md has no "## Configuration" section');
+/** The rows of the configuration table in docs/configuration.md (every row naming a variable). */
+export function configDocTable(doc = readFileSync(path.join(REPO_ROOT, 'docs/configuration.md'), 'utf8')): ConfigRow[] {
+  const section = doc;
   const rows: ConfigRow[] = [];
   for (const line of section.split('\n')) {
     const cells = line.trim().startsWith('|') ? line.trim().replace(/^\||\|$/g, '').split('|').map((cell) => cell.trim()) : null;
@@ -20,6 +19,6 @@ export function readmeConfigTable(readme = readFileSync(path.join(REPO_ROOT, 'RE
     if (name === undefined) continue;
     rows.push({ name, defaultValue: cells[1] ?? '', meaning: cells.slice(2).join('|') });
   }
-  if (rows.length === 0) throw new Error('the README configuration table has no rows');
+  if (rows.length === 0) throw new Error('the configuration table in docs/configuration.md has no rows');
   return rows;
 }

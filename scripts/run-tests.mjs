@@ -3,7 +3,7 @@
 // Kafka topics) so several run at once. The files under test/fault/ restart
 // dependencies of their own and load the machine: they run after the others,
 // one at a time. Arguments narrow the run to the files whose path contains
-// one of them.
+// one of them (`!part` leaves out those whose path contains it).
 //
 // First it makes sure Postgres, Redis and Kafka answer at the test addresses,
 // starting what does not as `npm run local` does (the machine's Postgres
@@ -27,9 +27,13 @@ function findTests(dir) {
   });
 }
 
-const filters = process.argv.slice(2);
+// `!part` leaves out the files whose path contains it.
+const args = process.argv.slice(2);
+const filters = args.filter((arg) => !arg.startsWith('!'));
+const excluded = args.filter((arg) => arg.startsWith('!')).map((arg) => arg.slice(1));
 const files = findTests('test')
   .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))
+  .filter((file) => !excluded.some((part) => file.includes(part)))
   .sort();
 if (files.length === 0) {
   console.error('no test files matched');
@@ -51,7 +55,8 @@ try {
   for (const ensure of [
     () => ensurePostgres(env.TEST_POSTGRES_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', origin('TEST_POSTGRES_ADMIN_URL')),
     () => ensureRedis(env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0', origin('TEST_REDIS_URL')),
-    () => ensureKafka(repo, env.TEST_KAFKA_BROKERS ?? '127.0.0.1:19092', origin('TEST_KAFKA_BROKERS')),
+    // A secured broker (TEST_KAFKA_CLIENT_ENV) is started by whoever set it, with its settings.
+    () => (env.TEST_KAFKA_CLIENT_ENV ? null : ensureKafka(repo, env.TEST_KAFKA_BROKERS ?? '127.0.0.1:19092', origin('TEST_KAFKA_BROKERS'))),
   ]) {
     const dependency = await ensure();
     if (dependency) {

@@ -11,6 +11,7 @@ import { shareLoggerPerLevel } from './http/shared-logger.js';
 import { createMetricsRegistry, registerRequestMetrics } from './http/metrics.js';
 import { zodSerializerCompiler, zodValidatorCompiler } from './http/zod-type-provider.js';
 import { closeInfra, createInfra, type Infra } from './infra/index.js';
+import { kafkaFailureCause } from './infra/kafka.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import { adminTokenRoutes } from './modules/admin-tokens/admin-token-routes.js';
 import { auditRoutes } from './modules/audit/audit-routes.js';
@@ -100,7 +101,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     probes: [
       { name: 'postgres', check: (ms) => infra.postgres.ping(ms) },
       { name: 'redis', check: (ms) => infra.redis.ping(ms) },
-      { name: 'kafka', check: (ms) => infra.kafka.ping(ms) },
+      { name: 'kafka', check: (ms) => infra.kafka.ping(ms), cause: kafkaFailureCause },
     ],
   });
 

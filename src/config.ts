@@ -17,7 +17,12 @@ export const SECRET_VARIABLES = [
   'CREDENTIAL_CACHE_SECRET',
   'KEY_DIGEST_SECRET',
   'KEY_DIGEST_SECRET_PREVIOUS',
+  'KAFKA_SASL_PASSWORD',
 ] as const;
+
+/** Variables that name files the service reads at start-up (TLS material); a file that cannot be read is named with its variable. */
+const FILE_VARIABLES = ['KAFKA_TLS_CA_FILE', 'KAFKA_TLS_CERT_FILE', 'KAFKA_TLS_KEY_FILE'] as const;
+type FileVariable = (typeof FILE_VARIABLES)[number];
 
 /**
  * What the published example values of secrets (docs, earlier compose
@@ -82,6 +87,13 @@ const envSchema = z.object({
   // Below the broker's message size limit (1 MiB by default in Kafka and
   // Redpanda); at least room for the largest dead letter (256 KiB kept, in base64).
   KAFKA_MAX_BATCH_BYTES: int(512 * 1024, 64 * 1024 * 1024).default(900 * 1024),
+  KAFKA_SASL_MECHANISM: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']).optional(),
+  KAFKA_SASL_USERNAME: z.string().min(1).optional(),
+  KAFKA_SASL_PASSWORD: z.string().min(1).optional(),
+  KAFKA_TLS: bool.default(false),
+  KAFKA_TLS_CA_FILE: z.string().min(1).optional(),
+  KAFKA_TLS_CERT_FILE: z.string().min(1).optional(),
+  KAFKA_TLS_KEY_FILE: z.string().min(1).optional(),
 
   ADMIN_TOKEN: token,
 
@@ -143,7 +155,7 @@ type DeepReadonly<T> = T extends readonly (infer U)[]
  * becomes a setting. `Config` is this function's result, so a variable is
  * declared in the schema above and placed here, nowhere else.
  */
-function shape(e: z.output<typeof envSchema>) {
+function shape(e: z.output<typeof envSchema>, files: Readonly<Partial<Record<FileVariable, string>>>) {
   return {
     http: { host: e.HOST, port: e.PORT },
     /** A listener of its own for /metrics (METRICS_PORT); null = /metrics is served on the HTTP port. */
@@ -160,6 +172,20 @@ function shape(e: z.output<typeof envSchema>) {
       topicReplicationFactor: e.KAFKA_TOPIC_REPLICATION_FACTOR,
       producerPoolSize: e.KAFKA_PRODUCERS,
       maxBatchBytes: e.KAFKA_MAX_BATCH_BYTES,
+      /** SASL over the connection (TLS or not); null without KAFKA_SASL_MECHANISM. */
+      sasl:
+        e.KAFKA_SASL_MECHANISM && e.KAFKA_SASL_USERNAME && e.KAFKA_SASL_PASSWORD
+          ? { mechanism: e.KAFKA_SASL_MECHANISM, username: e.KAFKA_SASL_USERNAME, password: e.KAFKA_SASL_PASSWORD }
+          : null,
+      /** TLS to the brokers, with the CA to trust (else the system's) and a client certificate for mutual TLS; null = plaintext. */
+      tls: e.KAFKA_TLS
+        ? {
+            ...(files.KAFKA_TLS_CA_FILE !== undefined ? { ca: files.KAFKA_TLS_CA_FILE } : {}),
+            ...(files.KAFKA_TLS_CERT_FILE !== undefined && files.KAFKA_TLS_KEY_FILE !== undefined
+              ? { cert: files.KAFKA_TLS_CERT_FILE, key: files.KAFKA_TLS_KEY_FILE }
+              : {}),
+          }
+        : null,
     },
     admin: { rootToken: e.ADMIN_TOKEN },
     emqx: {
@@ -294,13 +320,46 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
       problems.push(`${name}: ${message}`);
     }
   }
-  if (parsed.success && parsed.data.METRICS_HOST !== undefined && parsed.data.METRICS_PORT === undefined) {
-    // Otherwise /metrics would stay on the HTTP port while the operator believes it moved.
-    problems.push('METRICS_HOST: is set without METRICS_PORT; set both, or neither');
-  }
+  if (parsed.success) problems.push(...crossChecks(parsed.data));
+  const files = parsed.success ? readConfiguredFiles(parsed.data, readFile, problems) : {};
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
 
-  return deepFreeze(shape(parsed.data));
+  return deepFreeze(shape(parsed.data, files));
+}
+
+/** Settings that only make sense together; each problem names a variable. */
+function crossChecks(e: z.output<typeof envSchema>): string[] {
+  const problems: string[] = [];
+  // Otherwise /metrics would stay on the HTTP port while the operator believes it moved.
+  if (e.METRICS_HOST !== undefined && e.METRICS_PORT === undefined) problems.push('METRICS_HOST: is set without METRICS_PORT; set both, or neither');
+  const sasl = [e.KAFKA_SASL_MECHANISM, e.KAFKA_SASL_USERNAME, e.KAFKA_SASL_PASSWORD];
+  if (sasl.some((value) => value !== undefined) && !sasl.every((value) => value !== undefined)) {
+    for (const [name, value] of [['KAFKA_SASL_MECHANISM', e.KAFKA_SASL_MECHANISM], ['KAFKA_SASL_USERNAME', e.KAFKA_SASL_USERNAME], ['KAFKA_SASL_PASSWORD', e.KAFKA_SASL_PASSWORD]] as const) {
+      if (value === undefined) problems.push(`${name}: is required with the other KAFKA_SASL_* variables`);
+    }
+  }
+  if ((e.KAFKA_TLS_CERT_FILE === undefined) !== (e.KAFKA_TLS_KEY_FILE === undefined)) {
+    problems.push(`${e.KAFKA_TLS_CERT_FILE === undefined ? 'KAFKA_TLS_CERT_FILE' : 'KAFKA_TLS_KEY_FILE'}: mutual TLS needs both KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE`);
+  }
+  for (const name of FILE_VARIABLES) {
+    if (e[name] !== undefined && !e.KAFKA_TLS) problems.push(`${name}: is set but KAFKA_TLS is not true`);
+  }
+  return problems;
+}
+
+/** The contents of the files the configuration names (read once, at start-up). */
+function readConfiguredFiles(e: z.output<typeof envSchema>, readFile: FileReader, problems: string[]): Partial<Record<FileVariable, string>> {
+  const files: Partial<Record<FileVariable, string>> = {};
+  for (const name of FILE_VARIABLES) {
+    const path = e[name];
+    if (path === undefined) continue;
+    try {
+      files[name] = readFile(path);
+    } catch (error) {
+      problems.push(`${name}: cannot read the file (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    }
+  }
+  return files;
 }
 
 function deepFreeze<T>(value: T): T {

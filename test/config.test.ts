@@ -47,6 +47,42 @@ describe('loadConfig', () => {
     assert.deepEqual(problemsOf({ ...base, METRICS_PORT: '70000' }).map((problem) => problem.split(':')[0]), ['METRICS_PORT']);
   });
 
+  it('reaches Kafka over SASL and TLS, reading the PEM files once and the password from a file if asked', () => {
+    const files: Record<string, string> = { '/run/ca.pem': 'CA PEM', '/run/client.pem': 'CERT PEM', '/run/client.key': 'KEY PEM', '/run/kafka-password': 'kafka-secret\n' };
+    const read = (path: string) => {
+      const content = files[path];
+      if (content === undefined) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
+      return content;
+    };
+    const config = loadConfig(
+      {
+        ...base,
+        KAFKA_SASL_MECHANISM: 'scram-sha-512',
+        KAFKA_SASL_USERNAME: 'devicelink',
+        KAFKA_SASL_PASSWORD_FILE: '/run/kafka-password',
+        KAFKA_TLS: 'true',
+        KAFKA_TLS_CA_FILE: '/run/ca.pem',
+        KAFKA_TLS_CERT_FILE: '/run/client.pem',
+        KAFKA_TLS_KEY_FILE: '/run/client.key',
+      },
+      read,
+    );
+    assert.deepEqual(config.kafka.sasl, { mechanism: 'scram-sha-512', username: 'devicelink', password: 'kafka-secret' });
+    assert.deepEqual(config.kafka.tls, { ca: 'CA PEM', cert: 'CERT PEM', key: 'KEY PEM' });
+    assert.deepEqual([loadConfig(base).kafka.sasl, loadConfig(base).kafka.tls], [null, null]);
+    assert.deepEqual(loadConfig({ ...base, KAFKA_TLS: 'true' }).kafka.tls, {}, 'TLS with the system CAs');
+
+    const names = (env: Record<string, string>) => problemsOf({ ...base, ...env }, read).map((problem) => problem.split(':')[0]).sort();
+    assert.deepEqual(names({ KAFKA_SASL_MECHANISM: 'scram-sha-512' }), ['KAFKA_SASL_PASSWORD', 'KAFKA_SASL_USERNAME']);
+    assert.deepEqual(names({ KAFKA_SASL_MECHANISM: 'gssapi', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p' }), ['KAFKA_SASL_MECHANISM']);
+    assert.deepEqual(names({ KAFKA_TLS: 'true', KAFKA_TLS_CERT_FILE: '/run/client.pem' }), ['KAFKA_TLS_KEY_FILE'], 'the missing half of the pair');
+    assert.deepEqual(names({ KAFKA_TLS_CA_FILE: '/run/ca.pem' }), ['KAFKA_TLS_CA_FILE'], 'a CA without KAFKA_TLS=true');
+    const unreadable = problemsOf({ ...base, KAFKA_TLS: 'true', KAFKA_TLS_CA_FILE: '/nowhere/ca.pem' }, read);
+    assert.deepEqual(unreadable, ['KAFKA_TLS_CA_FILE: cannot read the file (ENOENT)']);
+    const wrongPassword = problemsOf({ ...base, KAFKA_SASL_MECHANISM: 'plain', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'change-me-please' }, read);
+    assert.ok(wrongPassword.every((problem) => !problem.includes('change-me-please')));
+  });
+
   it('names each missing required variable', () => {
     const { ADMIN_TOKEN: _a, KAFKA_BROKERS: _k, ...env } = base;
     assert.deepEqual(problemsOf(env).sort(), ['ADMIN_TOKEN: is required', 'KAFKA_BROKERS: is required']);

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, Consumer } from 'kafkajs';
 import { withTimeout } from '../lib/with-timeout.js';
-import { createKafkaJs } from './kafka.js';
+import { createKafkaJs, type KafkaConnection } from './kafka.js';
 
 export interface ConsumedRecord {
   readonly topic: string;
@@ -11,9 +11,7 @@ export interface ConsumedRecord {
   readonly value: Buffer | null;
 }
 
-export interface TopicConsumerOptions {
-  brokers: readonly string[];
-  clientId: string;
+export interface TopicConsumerOptions extends KafkaConnection {
   /** Shared by every replica: each partition is consumed by one of them. */
   groupId: string;
   /** The topics to consume: every existing topic this accepts, looked up at start, on refresh() and every refreshIntervalMs. */

@@ -4,8 +4,10 @@ import {
   logLevel as KafkaLogLevel,
   type Admin,
   type ITopicConfig,
+  type KafkaConfig,
   type LogEntry,
   type Producer,
+  type SASLOptions,
   type RecordMetadata,
 } from 'kafkajs';
 import { JavaCompatiblePartitioner, murmur2 } from './kafka-partitioner.js';
@@ -65,9 +67,16 @@ export interface KafkaClient {
   close(): Promise<void>;
 }
 
-export interface KafkaOptions {
-  brokers: readonly string[];
-  clientId: string;
+/** Where the brokers are and how to reach them: what every kafkajs client of the service is made from. */
+export interface KafkaConnection {
+  readonly brokers: readonly string[];
+  readonly clientId: string;
+  readonly sasl?: { readonly mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; readonly username: string; readonly password: string } | null;
+  /** TLS to the brokers: the CA to trust (PEM; the system's when absent), and a client certificate and key for mutual TLS. */
+  readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string } | null;
+}
+
+export interface KafkaOptions extends KafkaConnection {
   /** Idempotent producers sending side by side (default 4). */
   producerPoolSize?: number;
 }
@@ -101,15 +110,69 @@ function protocolErrorType(error: unknown): string | undefined {
   return undefined;
 }
 
+/** Why Kafka cannot be reached, in words an operator can act on (never a credential). */
+export type KafkaFailureCause =
+  | 'authentication_failed'
+  | 'tls_untrusted_certificate'
+  | 'tls_handshake_failed'
+  | 'connection_closed'
+  | 'unreachable'
+  | 'timeout'
+  | 'unavailable';
+
+/** Certificate checks that fail because the broker's certificate is not trusted (Node's TLS error codes). */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
+
+/** The cause of a failure to reach Kafka, looking through the errors kafkajs wraps it in. */
+export function kafkaFailureCause(error: unknown): KafkaFailureCause {
+  for (let current = error, depth = 0; current instanceof Error && depth < 6; current = current.cause ?? (current as { originalError?: unknown }).originalError, depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (current.name === 'KafkaJSSASLAuthenticationError') return 'authentication_failed';
+    if (typeof code === 'string' && UNTRUSTED_CERTIFICATE.has(code)) return 'tls_untrusted_certificate';
+    if (typeof code === 'string' && code.startsWith('ERR_SSL')) return 'tls_handshake_failed';
+    if (typeof code === 'string' && UNREACHABLE.has(code)) return 'unreachable';
+    if (current.name === 'KafkaJSConnectionClosedError') return 'connection_closed';
+    if (current.name === 'TimeoutError' || current.name === 'KafkaJSRequestTimeoutError') return 'timeout';
+  }
+  return 'unavailable';
+}
+
+/** kafkajs's SASL options, whose type is one union member per mechanism. */
+function saslOptions(sasl: NonNullable<KafkaConnection['sasl']>): SASLOptions {
+  const { username, password } = sasl;
+  if (sasl.mechanism === 'plain') return { mechanism: 'plain', username, password };
+  return sasl.mechanism === 'scram-sha-256' ? { mechanism: 'scram-sha-256', username, password } : { mechanism: 'scram-sha-512', username, password };
+}
+
+/** kafkajs's TLS and SASL settings for a connection (none for plaintext). */
+export function kafkaJsSecurity({ sasl, tls }: Pick<KafkaConnection, 'sasl' | 'tls'>): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+  return {
+    ...(tls ? { ssl: { rejectUnauthorized: true, ...(tls.ca ? { ca: [tls.ca] } : {}), ...(tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}) } } : {}),
+    ...(sasl ? { sasl: saslOptions(sasl) } : {}),
+  };
+}
+
 /**
  * The kafkajs client both the producer side and the consumers use. kafkajs
  * logs every retry, so its lines go to `debug`: outages are reported once by
  * whoever uses it (the dependency state, the consumer's own warnings).
  */
-export function createKafkaJs(options: { brokers: readonly string[]; clientId: string }, logger: Pick<KafkaLogger, 'debug'>): Kafka {
+export function createKafkaJs(options: KafkaConnection, logger: Pick<KafkaLogger, 'debug'>): Kafka {
   return new Kafka({
     clientId: options.clientId,
     brokers: [...options.brokers],
+    ...kafkaJsSecurity(options),
     connectionTimeout: 1000,
     // Longer than the broker-side topic-creation timeout; produce and ping are
     // bounded by their own deadlines.
@@ -242,7 +305,7 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
       state.up();
       return result;
     } catch (error) {
-      state.down(error, context);
+      state.down(error, { ...context, cause: kafkaFailureCause(error) });
       throw error;
     }
   }

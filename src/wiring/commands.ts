@@ -78,8 +78,7 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
   const events = createCommandEventHandlers({ pool, commands, clock, metrics, changed, subscribed: () => dispatcher.nudge() });
   const requests = settings.fromKafka
     ? createTopicConsumer({
-        brokers: config.kafka.brokers,
-        clientId: config.kafka.clientId,
+        ...config.kafka,
         groupId: `${config.kafka.topicPrefix}device-link-mqtt.commands`,
         accepts: (topic) => topics.names.commandRequestsTenant(topic) !== null,
         handle: createCommandRequestHandler({

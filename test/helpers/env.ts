@@ -1,10 +1,42 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { loadConfig, type Config } from '../../src/config.js';
+import { kafkaJsSecurity } from '../../src/infra/kafka.js';
 
 export const TEST_POSTGRES_ADMIN_URL =
   process.env.TEST_POSTGRES_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 export const TEST_KAFKA_BROKERS = process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:19092';
+
+/** The settings a client of a secured shared broker sets. */
+const KAFKA_SECURITY_VARIABLES = ['KAFKA_SASL_MECHANISM', 'KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD', 'KAFKA_TLS', 'KAFKA_TLS_CA_FILE'];
+
+/**
+ * How the shared test broker is reached when it is secured: TEST_KAFKA_CLIENT_ENV
+ * names the file of KAFKA_* settings `KAFKA_SECURITY=sasl_ssl scripts/kafka.sh
+ * start` writes. Empty for a plaintext broker.
+ */
+export const TEST_KAFKA_SECURITY: Readonly<Record<string, string>> = (() => {
+  const file = process.env.TEST_KAFKA_CLIENT_ENV;
+  if (!file) return {};
+  const settings: Record<string, string> = {};
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const match = /^([A-Z_]+)=(.*)$/.exec(line.trim());
+    if (match?.[1] && KAFKA_SECURITY_VARIABLES.includes(match[1])) settings[match[1]] = match[2] ?? '';
+  }
+  return settings;
+})();
+
+/** kafkajs's security settings for a broker list: the shared broker's when it is that one, none for a test's own plaintext broker. */
+export function testKafkaSecurity(brokers: string) {
+  if (brokers !== TEST_KAFKA_BROKERS || Object.keys(TEST_KAFKA_SECURITY).length === 0) return {};
+  const s = TEST_KAFKA_SECURITY;
+  const mechanism = s.KAFKA_SASL_MECHANISM as 'plain' | 'scram-sha-256' | 'scram-sha-512' | undefined;
+  return kafkaJsSecurity({
+    sasl: mechanism && s.KAFKA_SASL_USERNAME && s.KAFKA_SASL_PASSWORD ? { mechanism, username: s.KAFKA_SASL_USERNAME, password: s.KAFKA_SASL_PASSWORD } : null,
+    tls: s.KAFKA_TLS === 'true' ? (s.KAFKA_TLS_CA_FILE ? { ca: readFileSync(s.KAFKA_TLS_CA_FILE, 'utf8') } : {}) : null,
+  });
+}
 
 export const TEST_ADMIN_TOKEN = 'test-root-admin-token-0123456789';
 export const TEST_HOOK_TOKEN = 'test-emqx-hook-token-0123456789';
@@ -46,6 +78,8 @@ export function testEnv(tag: string, databaseUrl: string, overrides: Record<stri
     // Joining the command-request consumer group costs an app seconds at start
     // and at close; the tests of that consumer turn it on.
     COMMANDS_FROM_KAFKA: 'false',
+    // The shared broker's security, unless the test points the app at a broker of its own.
+    ...(overrides.KAFKA_BROKERS === undefined || overrides.KAFKA_BROKERS === TEST_KAFKA_BROKERS ? TEST_KAFKA_SECURITY : {}),
     ...overrides,
   };
 }

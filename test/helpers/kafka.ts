@@ -1,5 +1,5 @@
 import { Kafka, logLevel, type IHeaders } from 'kafkajs';
-import { TEST_KAFKA_BROKERS } from './env.js';
+import { TEST_KAFKA_BROKERS, testKafkaSecurity } from './env.js';
 
 export interface ConsumedRecord {
   topic: string;
@@ -7,6 +7,11 @@ export interface ConsumedRecord {
   key: string | null;
   value: string | null;
   headers: Record<string, string>;
+}
+
+/** A kafkajs client of the tests, with the shared broker's security when it is that broker. */
+export function testKafka(clientId: string, brokers = TEST_KAFKA_BROKERS): Kafka {
+  return new Kafka({ clientId, brokers: brokers.split(','), logLevel: logLevel.NOTHING, ...testKafkaSecurity(brokers) });
 }
 
 function headersToStrings(headers: IHeaders | undefined): Record<string, string> {
@@ -26,7 +31,7 @@ export async function consumeRecords(
   count: number,
   { brokers = TEST_KAFKA_BROKERS, timeoutMs = 20_000, settleMs = 0 } = {},
 ): Promise<ConsumedRecord[]> {
-  const kafka = new Kafka({ clientId: 'dlm-test-consumer', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const kafka = testKafka('dlm-test-consumer', brokers);
   const consumer = kafka.consumer({ groupId: `dlm-test-${Date.now()}-${Math.random().toString(36).slice(2)}` });
   const records: ConsumedRecord[] = [];
   await consumer.connect();
@@ -63,7 +68,7 @@ export async function consumeRecords(
 
 /** Creates topics (if missing) the way the registry does when it creates a tenant. */
 export async function createTopics(topics: string[], brokers = TEST_KAFKA_BROKERS): Promise<void> {
-  const kafka = new Kafka({ clientId: 'dlm-test-admin', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const kafka = testKafka('dlm-test-admin', brokers);
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -77,7 +82,7 @@ export async function createTopics(topics: string[], brokers = TEST_KAFKA_BROKER
 
 /** Waits until every topic exists (the app creates some in the background at start-up). */
 export async function waitForTopics(topics: readonly string[], { brokers = TEST_KAFKA_BROKERS, timeoutMs = 20_000 } = {}): Promise<void> {
-  const kafka = new Kafka({ clientId: 'dlm-test-admin', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const kafka = testKafka('dlm-test-admin', brokers);
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -100,7 +105,7 @@ export async function produceRecords(
   messages: Array<{ key?: string | null; value: string | Buffer }>,
   brokers = TEST_KAFKA_BROKERS,
 ): Promise<void> {
-  const kafka = new Kafka({ clientId: 'dlm-test-producer', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const kafka = testKafka('dlm-test-producer', brokers);
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
   try {
@@ -112,7 +117,7 @@ export async function produceRecords(
 
 /** Topics the broker has, with their partition counts. */
 export async function describeTopics(brokers = TEST_KAFKA_BROKERS): Promise<Map<string, number>> {
-  const kafka = new Kafka({ clientId: 'dlm-test-admin', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const kafka = testKafka('dlm-test-admin', brokers);
   const admin = kafka.admin();
   await admin.connect();
   try {

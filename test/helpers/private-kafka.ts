@@ -11,6 +11,8 @@ const SCRIPT = fileURLToPath(new URL('../../scripts/kafka.sh', import.meta.url))
 
 export interface PrivateKafka {
   readonly brokers: string;
+  /** With `security: 'sasl_ssl'`: the file of KAFKA_* settings a client of it sets (scripts/kafka.sh writes it at start). */
+  readonly clientEnv: string;
   start(): Promise<void>;
   /** Stops the broker; its data is kept, so start() brings the same topics back. */
   stop(): Promise<void>;
@@ -21,15 +23,21 @@ export interface PrivateKafka {
  * A broker of the test's own, for tests that stop Kafka: stopping the shared
  * broker would break every other test file running at the same time.
  */
-export async function createPrivateKafka(): Promise<PrivateKafka> {
-  const port = await freePort();
-  let controllerPort = await freePort();
-  while (controllerPort === port) controllerPort = await freePort();
+export async function createPrivateKafka(options: { security?: 'plaintext' | 'sasl_ssl' } = {}): Promise<PrivateKafka> {
+  const ports: number[] = [];
+  while (ports.length < 4) {
+    const port = await freePort();
+    if (!ports.includes(port)) ports.push(port);
+  }
+  const [port, controllerPort, mtlsPort, internalPort] = ports as [number, number, number, number];
   const home = await mkdtemp(path.join(os.tmpdir(), 'dlm-private-kafka-'));
   const env = {
     ...process.env,
     KAFKA_PORT: String(port),
     KAFKA_CONTROLLER_PORT: String(controllerPort),
+    KAFKA_MTLS_PORT: String(mtlsPort),
+    KAFKA_INTERNAL_PORT: String(internalPort),
+    KAFKA_SECURITY: options.security ?? 'plaintext',
     KAFKA_HOME_DIR: home,
     KAFKA_HEAP: '384m',
   };
@@ -38,6 +46,7 @@ export async function createPrivateKafka(): Promise<PrivateKafka> {
   };
   return {
     brokers: `127.0.0.1:${port}`,
+    clientEnv: path.join(home, 'client.env'),
     start: () => call('start'),
     stop: () => call('stop'),
     async destroy() {

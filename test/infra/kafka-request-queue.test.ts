@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { Kafka, logLevel } from 'kafkajs';
-import { TEST_KAFKA_BROKERS } from '../helpers/env.js';
+import { testKafka } from '../helpers/kafka.js';
 
 // kafkajs 2.2.4's request queue scheduled a check of its pending requests
 // after every response even when none was pending: a negative delay, run by
@@ -14,7 +13,7 @@ describe('kafkajs request queue (patched)', () => {
     const warnings: string[] = [];
     const onWarning = (warning: Error) => warnings.push(warning.name);
     process.on('warning', onWarning);
-    const admin = new Kafka({ clientId: 'dlm-test-queue', brokers: TEST_KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING }).admin();
+    const admin = testKafka('dlm-test-queue').admin();
     const realSetTimeout = globalThis.setTimeout;
     let timers = 0;
     try {

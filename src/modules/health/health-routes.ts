@@ -6,6 +6,8 @@ import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
 export interface ReadinessProbe {
   readonly name: string;
   check(timeoutMs: number): Promise<void>;
+  /** Why a failed check failed, as a word an operator acts on (a wrong password, an untrusted certificate); never a secret. */
+  cause?(error: unknown): string;
 }
 
 export interface HealthRoutesOptions {
@@ -17,6 +19,8 @@ const readySchema = z.object({
   status: z.enum(['ready', 'not_ready']),
   down: z.array(z.string()),
   checks: z.record(z.string(), z.enum(['up', 'down'])),
+  /** For a dependency that is down and can tell why: the cause. */
+  causes: z.record(z.string(), z.string()),
 });
 
 export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app, options) => {
@@ -37,19 +41,20 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
         options.probes.map(async (probe) => {
           try {
             await probe.check(probeTimeoutMs);
-            return [probe.name, 'up' as const] as const;
-          } catch {
-            // The cause is logged once by the dependency's state tracker; the
-            // public answer names only what is down.
-            return [probe.name, 'down' as const] as const;
+            return { name: probe.name, status: 'up' as const, cause: undefined };
+          } catch (error) {
+            // The details are logged once by the dependency's state tracker;
+            // the public answer names what is down and, where known, why.
+            return { name: probe.name, status: 'down' as const, cause: probe.cause?.(error) };
           }
         }),
       );
-      const down = results.filter(([, status]) => status === 'down').map(([name]) => name);
+      const down = results.filter(({ status }) => status === 'down').map(({ name }) => name);
       return reply.status(down.length === 0 ? 200 : 503).send({
         status: down.length === 0 ? 'ready' : 'not_ready',
         down,
-        checks: Object.fromEntries(results),
+        checks: Object.fromEntries(results.map(({ name, status }) => [name, status])),
+        causes: Object.fromEntries(results.flatMap(({ name, cause }) => (cause === undefined ? [] : [[name, cause]]))),
       });
     },
   );

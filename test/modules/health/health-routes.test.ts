@@ -26,6 +26,7 @@ describe('health routes', () => {
       status: 'ready',
       down: [],
       checks: { postgres: 'up', redis: 'up', kafka: 'up' },
+      causes: {},
     });
   });
 

@@ -2,11 +2,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { Kafka, logLevel } from 'kafkajs';
+import { testKafka } from '../../helpers/kafka.js';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
 import { readChangeLog } from '../../helpers/change-signals.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
-import { TEST_KAFKA_BROKERS } from '../../helpers/env.js';
 
 /** Pages through a list endpoint, returning every id in order. */
 async function collectPages(admin: AdminClient, url: string, limit: number): Promise<string[][]> {
@@ -46,7 +45,7 @@ describe('tenants and devices', () => {
       created_at: '2026-11-24T12:00:00.000Z',
       updated_at: '2026-11-24T12:00:00.000Z',
     });
-    const kafka = new Kafka({ clientId: 'dlm-test', brokers: [TEST_KAFKA_BROKERS], logLevel: logLevel.NOTHING });
+    const kafka = testKafka('dlm-test');
     const kafkaAdmin = kafka.admin();
     await kafkaAdmin.connect();
     const topics = await kafkaAdmin.listTopics();

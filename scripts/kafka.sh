@@ -46,7 +46,7 @@ answers() {
   # A broker answers when its port accepts and it replies to an ApiVersions
   # request (a secured broker on its loopback plaintext listener).
   local ping_port=$port
-  [ "$security" = sasl_ssl ] && ping_port=$internal_port
+  if [ "$security" = sasl_ssl ]; then ping_port=$internal_port; fi
   node "$repo/scripts/kafka-ping.mjs" "127.0.0.1:$ping_port" >/dev/null 2>&1
 }
 
@@ -195,8 +195,8 @@ L4J
   while [ "$SECONDS" -lt "$deadline" ]; do
     if answers; then
       echo "kafka: answering on 127.0.0.1:$port (pid $(cat "$pidfile"))"
-      [ "$security" = sasl_ssl ] && echo "kafka: SASL_SSL on $port, mutual TLS on $mtls_port; client settings in $home/client.env"
-      return
+      if [ "$security" = sasl_ssl ]; then echo "kafka: SASL_SSL on $port, mutual TLS on $mtls_port; client settings in $home/client.env"; fi
+      return 0
     fi
     if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       echo "kafka: broker exited; last log lines:" >&2

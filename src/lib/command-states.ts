@@ -85,23 +85,3 @@ export function nextState(state: CommandState, event: CommandEvent): CommandStat
 export function isFinished(state: CommandState, waitsForReply: boolean): boolean {
   return COMMAND_EVENTS.every((event) => (!waitsForReply && REPLY_EVENTS.has(event)) || nextState(state, event) === null);
 }
-
-/** Each state and the states a command may reach it from. */
-const REACHABLE_FROM: Readonly<Record<CommandState, readonly CommandState[]>> = {
-  queued: [],
-  sent: ['queued'],
-  delivered: ['queued', 'sent'],
-  acked: ['queued', 'sent', 'delivered'],
-  // EMQX expires a message still queued or in flight; our sweeper covers what it held in memory and lost.
-  expired: ['queued', 'sent', 'delivered'],
-  dropped: ['queued', 'sent', 'delivered'],
-  canceled: ['queued'],
-  // A reply proves delivery, whatever the ack events say or have not said yet.
-  succeeded: ['queued', 'sent', 'delivered', 'acked'],
-  failed: ['queued', 'sent', 'delivered', 'acked'],
-  timed_out: ['acked'],
-};
-
-export function reachableFrom(state: CommandState): readonly CommandState[] {
-  return REACHABLE_FROM[state];
-}

@@ -91,7 +91,7 @@ export function createCommandDispatcher(deps: {
     const now = clock();
     const remainingS = Math.ceil((command.expires_at.getTime() - now) / 1000);
     if (remainingS <= 0) {
-      changed(await commands.transitionOne(pool, command.id, { to: 'expired', from: ['queued'], reason: 'not_sent', at: new Date(now) }));
+      changed(await commands.transitionOne(pool, command.id, { event: 'expired_before_publish', reason: 'not_sent', at: new Date(now) }));
       return null;
     }
     let result;
@@ -122,8 +122,7 @@ export function createCommandDispatcher(deps: {
     switch (result.kind) {
       case 'handed': {
         const sent = await commands.transitionOne(pool, command.id, {
-          to: 'sent',
-          from: ['queued'],
+          event: 'published',
           reason: null,
           at,
           sets: { value: { sent_at: at, last_error: null }, first: { emqx_message_id: result.id } },
@@ -146,8 +145,7 @@ export function createCommandDispatcher(deps: {
         metrics.publishFailed('refused');
         changed(
           await commands.transitionOne(pool, command.id, {
-            to: 'dropped',
-            from: ['queued'],
+            event: 'publish_refused',
             reason: 'refused_by_emqx',
             at,
             sets: { value: { last_error: `${result.status}: ${result.message}` } },

@@ -1,11 +1,10 @@
 import type { Pool } from 'pg';
 import { z } from 'zod';
 import type { Clock } from '../../lib/clock.js';
-import type { CommandState } from '../../lib/command-states.js';
 import type { EmqxEvent, EventHandler, EventOutcome } from '../../lib/emqx-event.js';
 import { isCommandId, isDeviceId } from '../../lib/identifiers.js';
 import { commandRepliesTopic, commandsTopic } from '../../lib/mqtt-topics.js';
-import type { CommandRepository, CommandRow, TransitionedRow } from './command-repository.js';
+import type { CommandRepository, CommandRow, Transition, TransitionedRow } from './command-repository.js';
 import type { CommandMetrics } from './command-metrics.js';
 import { MAX_PARAMS_BYTES } from './command-schemas.js';
 
@@ -80,8 +79,8 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
     return commands.findByEmqxMessageId(pool, deviceId, event.id);
   }
 
-  /** A delivery event: the command it names moves to the state `next` picks (null: no change). */
-  function deliveryHandler(name: string, next: (event: z.output<typeof deliveryEventSchema>, command: CommandRow, at: Date) => Parameters<CommandRepository['transitionOne']>[2] | null): EventHandler {
+  /** A delivery event: the command it names takes the transition `next` picks (null: no change). */
+  function deliveryHandler(name: string, next: (event: z.output<typeof deliveryEventSchema>, command: CommandRow, at: Date) => Transition | null): EventHandler {
     return async (raw: EmqxEvent) => {
       const parsed = deliveryEventSchema.safeParse(raw);
       const deviceId = parsed.success ? COMMANDS_TOPIC.exec(parsed.data.topic)?.[1] : undefined;
@@ -124,14 +123,14 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
   // earlier attempt's error no longer stands), and the publish answer only
   // fills what is still missing.
   const delivered = deliveryHandler('message.delivered', (event, _command, at) => ({
-    to: 'delivered',
+    event: 'delivered',
     reason: null,
     at,
     sets: { value: { last_error: null }, first: { sent_at: at, delivered_at: at, emqx_message_id: emqxId(event) } },
   }));
 
   const acked = deliveryHandler('message.acked', (event, command, at) => ({
-    to: 'acked',
+    event: 'acked',
     reason: null,
     at,
     sets: {
@@ -143,9 +142,8 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
   // The session dropped the message instead of sending it: it expired in the
   // queue or in flight, or the queue was full (emqx_session_events).
   const deliveryDropped = deliveryHandler('delivery.dropped', (event, _command, at) => {
-    const expired = event.reason === 'expired';
-    const to: CommandState = expired ? 'expired' : 'dropped';
-    return { to, reason: expired ? 'expired_in_emqx' : (event.reason ?? 'unknown').slice(0, 64), at };
+    if (event.reason === 'expired') return { event: 'expired_in_emqx', reason: 'expired_in_emqx', at };
+    return { event: 'dropped_by_emqx', reason: (event.reason ?? 'unknown').slice(0, 64), at };
   });
 
   // No subscriber when EMQX routed it: the publish itself answered 202, which
@@ -200,7 +198,7 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
       }
       const at = new Date(clock());
       const moved = await commands.transitionOne(pool, command.id, {
-        to: reply.status === 'ok' ? 'succeeded' : 'failed',
+        event: reply.status === 'ok' ? 'reply_ok' : 'reply_error',
         reason: null,
         at,
         sets: {

@@ -1,5 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { CommandState } from '../../lib/command-states.js';
+import { COMMAND_STATES, isFinished, type CommandState } from '../../lib/command-states.js';
 import type { CommandDepths } from './command-repository.js';
 
 export interface CommandMetrics {
@@ -17,6 +17,9 @@ export interface CommandMetrics {
   deadLettered(reason: string): void;
   statusProduceFailed(records: number): void;
 }
+
+/** The states a command can be in before it finishes (acked among them: it may wait for a reply). */
+const UNFINISHED_STATES = COMMAND_STATES.filter((state) => !isFinished(state, true));
 
 /**
  * Counters on the app's registry, and gauges read from Postgres when scraped:
@@ -80,7 +83,7 @@ export function createCommandMetrics(registry: Registry, depths: () => Promise<C
     async collect() {
       const current = await read();
       if (!current) return;
-      for (const state of ['queued', 'sent', 'delivered', 'acked'] as const) this.set({ state }, current.unfinished[state] ?? 0);
+      for (const state of UNFINISHED_STATES) this.set({ state }, current.unfinished[state] ?? 0);
     },
   });
   new Gauge({

@@ -1,7 +1,7 @@
 import { afterKey } from '../../infra/sql.js';
 import type { Queryable } from '../../infra/transaction.js';
 import type { PageKey } from '../../lib/pagination.js';
-import { reachableFrom, type CommandState } from '../../lib/command-states.js';
+import { COMMAND_STATES, isFinished, nextState, type CommandEvent, type CommandState } from '../../lib/command-states.js';
 
 export type CommandSource = 'api' | 'kafka';
 
@@ -128,79 +128,103 @@ const columns = (alias: string) =>
 const COLUMNS = columns('commands');
 /** Column names a transition may set (they are written into the SQL, so only these). */
 const SETTABLE = new Set(['emqx_message_id', 'sent_at', 'delivered_at', 'acked_at', 'reply_due_at', 'reply_status', 'reply_result', 'replied_at', 'last_error']);
-const FINAL = `('expired', 'dropped', 'canceled', 'succeeded', 'failed', 'timed_out')`;
 
 const OUTBOX_INSERT = `INSERT INTO command_status_outbox (command_id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, at)`;
+
+/** States as an SQL list. They are written into the SQL (not bound) so that the partial indexes on `state` apply. */
+const stateList = (states: readonly CommandState[]) => `(${states.map((state) => `'${state}'`).join(', ')})`;
+
+/** What `event` does, one move per state it leads to: the states it moves `from` to `to`, in the order of COMMAND_STATES. */
+function movesOf(event: CommandEvent): { to: CommandState; from: CommandState[] }[] {
+  const moves: { to: CommandState; from: CommandState[] }[] = [];
+  for (const from of COMMAND_STATES) {
+    const to = nextState(from, event);
+    if (to === null) continue;
+    const move = moves.find((candidate) => candidate.to === to);
+    if (move) move.from.push(from);
+    else moves.push({ to, from: [from] });
+  }
+  return moves;
+}
+
+/** `finished_at` of a command entering `to`; a command waits for a reply when it has a response timeout. */
+function finishedAtSql(to: CommandState, at: string): string {
+  if (isFinished(to, true)) return `${at}::timestamptz`;
+  if (isFinished(to, false)) return `CASE WHEN c.response_timeout_s IS NULL THEN ${at}::timestamptz END`;
+  return 'NULL';
+}
+
+/** A state change: the event, and what the change records. */
+export interface Transition {
+  event: CommandEvent;
+  reason: string | null;
+  /** The reason as SQL over `p.state` (the state the command leaves), instead of `reason`. */
+  reasonSql?: string;
+  at: Date;
+  sets?: TransitionSets;
+}
 
 /** Commands and their status outbox, in Postgres. */
 export function createCommandRepository() {
   /**
-   * Moves the commands `selectSql` picks (an `id, state` select that locks
-   * them) to `to`, and writes one status record per command moved, in one
-   * statement. Only commands still in one of `from` move: whatever else
-   * happened to them meanwhile wins.
+   * Applies `change.event` to the commands `selectSql` picks (an `id, state`
+   * select that locks them; `movable` is its condition on the states the
+   * event moves) and writes one status record per command moved, in one
+   * statement per state the event leads to. Only commands still in a state
+   * the event moves change: whatever else happened to them meanwhile wins.
    */
   async function transition(
     db: Queryable,
-    selectSql: (param: (value: unknown) => string) => string,
-    change: { to: CommandState; from?: readonly CommandState[]; reason: string | null; reasonSql?: string; at: Date; sets?: TransitionSets },
+    selectSql: (param: (value: unknown) => string, movable: string) => string,
+    change: Transition,
   ): Promise<TransitionedRow[]> {
-    const values: unknown[] = [];
-    const param = (value: unknown) => {
-      values.push(value);
-      return `$${values.length}`;
-    };
-    const select = selectSql(param);
-    const to = param(change.to);
-    const from = param(change.from ?? reachableFrom(change.to));
-    const at = param(change.at);
-    const reason = change.reasonSql ?? param(change.reason);
-    const sets = [`state = ${to}`, `reason = ${reason}`, `updated_at = ${at}`, 'lease_until = NULL'];
-    for (const [mode, entries] of [['value', change.sets?.value], ['first', change.sets?.first]] as const) {
-      for (const [column, value] of Object.entries(entries ?? {})) {
-        if (!SETTABLE.has(column)) throw new Error(`a transition cannot set ${column}`);
-        const placeholder = param(column === 'reply_result' && value !== null ? JSON.stringify(value) : value);
-        sets.push(mode === 'value' ? `${column} = ${placeholder}` : `${column} = COALESCE(c.${column}, ${placeholder})`);
+    const moved: TransitionedRow[] = [];
+    for (const { to, from } of movesOf(change.event)) {
+      const values: unknown[] = [];
+      const param = (value: unknown) => {
+        values.push(value);
+        return `$${values.length}`;
+      };
+      const select = selectSql(param, `state IN ${stateList(from)}`);
+      const at = param(change.at);
+      const reason = change.reasonSql ?? param(change.reason);
+      const sets = [`state = ${param(to)}`, `reason = ${reason}`, `updated_at = ${at}`, 'lease_until = NULL', `finished_at = ${finishedAtSql(to, at)}`];
+      for (const [mode, entries] of [['value', change.sets?.value], ['first', change.sets?.first]] as const) {
+        for (const [column, value] of Object.entries(entries ?? {})) {
+          if (!SETTABLE.has(column)) throw new Error(`a transition cannot set ${column}`);
+          const placeholder = param(column === 'reply_result' && value !== null ? JSON.stringify(value) : value);
+          sets.push(mode === 'value' ? `${column} = ${placeholder}` : `${column} = COALESCE(c.${column}, ${placeholder})`);
+        }
       }
+      const { rows } = await db.query<TransitionedRow>(
+        `WITH previous AS (${select}),
+         changed AS (
+           UPDATE commands c SET ${sets.join(', ')}
+             FROM previous p
+            WHERE c.id = p.id AND p.state IN ${stateList(from)}
+           RETURNING ${columns('c')}, p.state AS previous_state
+         ),
+         recorded AS (
+           ${OUTBOX_INSERT}
+           SELECT id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, updated_at FROM changed
+         )
+         SELECT * FROM changed ORDER BY seq::bigint`,
+        values,
+      );
+      moved.push(...rows);
     }
-    // Acked is where a command without a reply to wait for ends.
-    sets.push(`finished_at = CASE WHEN ${to} IN ${FINAL} OR (${to} = 'acked' AND c.response_timeout_s IS NULL) THEN ${at}::timestamptz ELSE NULL END`);
-    const { rows } = await db.query<TransitionedRow>(
-      `WITH previous AS (${select}),
-       changed AS (
-         UPDATE commands c SET ${sets.join(', ')}
-           FROM previous p
-          WHERE c.id = p.id AND p.state = ANY(${from}::text[])
-         RETURNING ${columns('c')}, p.state AS previous_state
-       ),
-       recorded AS (
-         ${OUTBOX_INSERT}
-         SELECT id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, updated_at FROM changed
-       )
-       SELECT * FROM changed ORDER BY seq::bigint`,
-      values,
-    );
-    return rows;
+    return moved;
   }
 
-  /** Moves one command, if it is in one of `from` (and `when`, a condition on its columns, holds). */
+  /** Applies `change.event` to one command, if it is in a state the event moves (and `when`, a condition on its columns, holds). */
   async function transitionOne(
     db: Queryable,
     id: string,
-    change: {
-      to: CommandState;
-      /** Default: every state the target is reachable from. */
-      from?: readonly CommandState[];
-      reason: string | null;
-      at: Date;
-      sets?: TransitionSets;
-      when?: (param: (value: unknown) => string) => string;
-    },
+    change: Transition & { when?: (param: (value: unknown) => string) => string },
   ): Promise<TransitionedRow | null> {
     const rows = await transition(
       db,
-      (param) =>
-        `SELECT id, state FROM commands WHERE id = ${param(id)} AND state = ANY(${param(change.from ?? reachableFrom(change.to))}::text[])${change.when ? ` AND ${change.when(param)}` : ''} FOR UPDATE`,
+      (param, movable) => `SELECT id, state FROM commands WHERE id = ${param(id)} AND ${movable}${change.when ? ` AND ${change.when(param)}` : ''} FOR UPDATE`,
       change,
     );
     return rows[0] ?? null;
@@ -296,23 +320,23 @@ export function createCommandRepository() {
     /** Cancels a queued command no publish may have reached EMQX with; null when it is not such a command (any more). */
     cancel(db: Queryable, id: string, at: Date): Promise<TransitionedRow | null> {
       return transitionOne(db, id, {
-        to: 'canceled',
+        event: 'canceled',
         reason: 'canceled',
         at,
         when: (param) => `NOT possibly_sent AND (lease_until IS NULL OR lease_until <= ${param(at)})`,
       });
     },
 
-    /** Queued, sent or delivered commands past expires_at → expired; the reason says how far each got. */
+    /** Commands past expires_at that were never acked → expired; the reason says how far each got. */
     expireDue(db: Queryable, now: Date, limit: number): Promise<TransitionedRow[]> {
       return transition(
         db,
-        (param) =>
+        (param, movable) =>
           `SELECT id, state FROM commands
-            WHERE state IN ('queued', 'sent', 'delivered') AND expires_at <= ${param(now)}
+            WHERE ${movable} AND expires_at <= ${param(now)}
             ORDER BY expires_at LIMIT ${param(limit)} FOR UPDATE SKIP LOCKED`,
         {
-          to: 'expired',
+          event: 'expired_by_sweeper',
           reason: null,
           reasonSql: `CASE p.state WHEN 'queued' THEN 'not_sent' WHEN 'sent' THEN 'not_delivered' ELSE 'not_acked' END`,
           at: now,
@@ -324,27 +348,29 @@ export function createCommandRepository() {
     timeOutDue(db: Queryable, now: Date, limit: number): Promise<TransitionedRow[]> {
       return transition(
         db,
-        (param) =>
+        (param, movable) =>
           `SELECT id, state FROM commands
-            WHERE state = 'acked' AND reply_due_at <= ${param(now)}
+            WHERE ${movable} AND reply_due_at <= ${param(now)}
             ORDER BY reply_due_at LIMIT ${param(limit)} FOR UPDATE SKIP LOCKED`,
-        { to: 'timed_out', reason: 'no_reply', at: now },
+        { event: 'reply_timed_out', reason: 'no_reply', at: now },
       );
     },
 
     /**
-     * The devices were deleted, in this transaction: their unfinished commands
-     * end (queued → canceled, sent or delivered → dropped, each with its
-     * status record), then every command of theirs is deleted, so an id used
-     * again starts with no commands, idempotency keys or pending count.
+     * The devices were deleted, in this transaction: their commands take the
+     * `device_deleted` event (queued ones are canceled, those EMQX holds
+     * dropped, each with its status record), then every command of theirs is
+     * deleted, so an id used again starts with no commands, idempotency keys
+     * or pending count.
      */
     async purgeDevices(db: Queryable, deviceIds: readonly string[], at: Date): Promise<TransitionedRow[]> {
-      const select = (states: string) => (param: (value: unknown) => string) =>
-        `SELECT id, state FROM commands WHERE device_id = ANY(${param(deviceIds)}::uuid[]) AND state IN (${states}) FOR UPDATE`;
-      const canceled = await transition(db, select(`'queued'`), { to: 'canceled', from: ['queued'], reason: 'device_deleted', at });
-      const dropped = await transition(db, select(`'sent', 'delivered'`), { to: 'dropped', from: ['sent', 'delivered'], reason: 'device_deleted', at });
+      const ended = await transition(
+        db,
+        (param, movable) => `SELECT id, state FROM commands WHERE device_id = ANY(${param(deviceIds)}::uuid[]) AND ${movable} FOR UPDATE`,
+        { event: 'device_deleted', reason: 'device_deleted', at },
+      );
       await db.query('DELETE FROM commands WHERE device_id = ANY($1::uuid[])', [deviceIds]);
-      return [...canceled, ...dropped];
+      return ended;
     },
 
     /**

@@ -11,7 +11,7 @@ import type { DeviceRepository, DeviceRow } from '../devices/device-repository.j
 import { findVisibleDevice } from '../devices/device-service.js';
 import type { CommandRepository, CommandRow, CommandSource, TransitionedRow } from './command-repository.js';
 import { DEFAULT_RESPONSE_TIMEOUT_S, DEFAULT_TTL_S } from './command-schemas.js';
-import type { CommandState } from '../../lib/command-states.js';
+import { nextState, type CommandState } from '../../lib/command-states.js';
 
 export interface CommandView {
   id: string;
@@ -277,7 +277,7 @@ export function createCommandService(deps: CommandServiceDeps) {
         const moved = await commands.cancel(db, row.id, now);
         if (!moved) {
           const why =
-            row.state !== 'queued'
+            nextState(row.state, 'canceled') === null
               ? `it is ${row.state}`
               : row.possibly_sent
                 ? 'an earlier attempt to send it got no answer, so EMQX may have it'

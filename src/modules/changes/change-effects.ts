@@ -13,7 +13,7 @@ const RETRY_MAX_MS = 10_000;
 export type EffectHandler = (effect: ChangeEffect) => Promise<void>;
 
 export interface ChangeEffects extends Periodic {
-  /** Works through what is due now (coalesced with a run under way); resolves when that run ends. */
+  /** Works through what is due now (after the run under way, if any: one run for every caller meanwhile); resolves when that run ends. */
   runDue(): Promise<void>;
   /** Does what is due now for these devices only (a change just committed), whatever else waits. */
   runFor(deviceIds: readonly string[]): Promise<void>;
@@ -42,8 +42,6 @@ export function createChangeEffects(deps: {
   intervalMs?: number;
 }): ChangeEffects {
   const { log } = deps;
-  let running: Promise<void> | null = null;
-  let again = false;
 
   async function attempt(effect: ChangeEffect): Promise<boolean> {
     try {
@@ -72,23 +70,6 @@ export function createChangeEffects(deps: {
     }
   }
 
-  function runDue(): Promise<void> {
-    if (running) {
-      again = true;
-      return running;
-    }
-    running = (async () => {
-      try {
-        do {
-          again = false;
-          await runOnce();
-        } while (again);
-      } finally {
-        running = null;
-      }
-    })();
-    return running;
-  }
-
-  return { runDue, runFor: (deviceIds) => runOnce(deviceIds), ...createPeriodic('change effects', runDue, deps.intervalMs ?? EFFECTS_INTERVAL_MS, log) };
+  const running = createPeriodic('change effects', () => runOnce(), deps.intervalMs ?? EFFECTS_INTERVAL_MS, log);
+  return { runDue: () => running.runNow(), runFor: (deviceIds) => runOnce(deviceIds), ...running };
 }

@@ -40,8 +40,6 @@ export function createChangeFeed(deps: {
   const { clock } = deps;
   let position: string | null = null;
   let lastReadAt = 0;
-  let running: Promise<void> | null = null;
-  let queued: Promise<void> | null = null;
 
   async function read() {
     const startedAt = clock();
@@ -65,22 +63,7 @@ export function createChangeFeed(deps: {
     lastReadAt = startedAt;
   }
 
-  function catchUp(): Promise<void> {
-    if (!running) {
-      running = read().finally(() => {
-        running = null;
-      });
-      return running;
-    }
-    // The read under way may have started before the caller's commit: one more follows it.
-    queued ??= running
-      .catch(() => undefined)
-      .then(() => {
-        queued = null;
-        return catchUp();
-      });
-    return queued;
-  }
-
-  return { catchUp, ...createPeriodic('change log read', catchUp, deps.intervalMs ?? CHANGE_FEED_INTERVAL_MS, deps.log) };
+  // A read under way may have started before the caller's commit: runNow waits for one that starts after the call.
+  const reading = createPeriodic('change log read', read, deps.intervalMs ?? CHANGE_FEED_INTERVAL_MS, deps.log);
+  return { catchUp: () => reading.runNow(), ...reading };
 }

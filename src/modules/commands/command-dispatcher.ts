@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import { EmqxApiError, type EmqxApi } from '../../infra/emqx-api.js';
 import type { Clock } from '../../lib/clock.js';
 import { commandsTopic } from '../../lib/mqtt-topics.js';
+import { createPeriodic, type PeriodicLogger } from '../../lib/periodic.js';
 import type { CommandRepository, CommandRow, TransitionedRow } from './command-repository.js';
 import type { CommandMetrics } from './command-metrics.js';
 
@@ -28,11 +29,6 @@ export const DEFAULT_DISPATCHER_OPTIONS: Omit<DispatcherOptions, 'pollIntervalMs
   maxRetryDelayMs: 60_000,
   subscriberRecheckMs: 5 * 60_000,
 };
-
-export interface DispatcherLogger {
-  warn(object: object, message: string): void;
-  info(object: object, message: string): void;
-}
 
 export interface CommandDispatcher {
   start(): void;
@@ -63,15 +59,12 @@ export function createCommandDispatcher(deps: {
   clock: Clock;
   metrics: CommandMetrics;
   changed(rows: readonly TransitionedRow[]): void;
-  log: DispatcherLogger;
+  log: PeriodicLogger;
   options: DispatcherOptions;
 }): CommandDispatcher {
   const { pool, commands, emqx, clock, metrics, log, options } = deps;
-  let stopped = true;
-  let timer: NodeJS.Timeout | undefined;
-  let wanted = false;
-  let claiming: Promise<void> | undefined;
-  let failing = false;
+  /** Started and not stopped: nothing is claimed or sent otherwise. */
+  let active = false;
   const sending = new Set<Promise<void>>();
 
   const leaseUntil = (now: number) => new Date(now + options.leaseMs);
@@ -159,71 +152,48 @@ export function createCommandDispatcher(deps: {
   async function sendInTurn(first: CommandRow): Promise<void> {
     let next: CommandRow | null = first;
     try {
-      while (next && !stopped) next = await send(next);
+      while (next && active) next = await send(next);
     } catch (error) {
       // The lease runs out and another pass tries again.
       log.warn({ command_id: next?.id, err: (error as Error).message }, 'command dispatch failed');
     }
   }
 
-  async function claimWhileWanted() {
-    while (wanted && !stopped && sending.size < options.concurrency) {
-      wanted = false;
-      const free = options.concurrency - sending.size;
-      let claimed: CommandRow[];
-      try {
-        const now = clock();
-        claimed = await commands.claim(pool, { now: new Date(now), leaseUntil: leaseUntil(now), limit: free });
-        if (failing) log.info({}, 'command dispatch recovered');
-        failing = false;
-      } catch (error) {
-        // An outage would otherwise log once per pass.
-        if (!failing) log.warn({ err: (error as Error).message }, 'command dispatch cannot claim commands; retrying every interval');
-        failing = true;
-        return;
-      }
-      for (const command of claimed) {
-        const work: Promise<void> = sendInTurn(command).finally(() => {
-          sending.delete(work);
-          // A slot is free: more may be due.
-          nudge();
-        });
-        sending.add(work);
-      }
-      if (claimed.length === free) wanted = true;
+  /** Claims what is due, up to the free slots, and sends each claimed device's commands in turn. */
+  async function claimDue() {
+    const free = options.concurrency - sending.size;
+    if (!active || free <= 0) return;
+    const now = clock();
+    const claimed = await commands.claim(pool, { now: new Date(now), leaseUntil: leaseUntil(now), limit: free });
+    for (const command of claimed) {
+      const work: Promise<void> = sendInTurn(command).finally(() => {
+        sending.delete(work);
+        // A slot is free: more may be due.
+        nudge();
+      });
+      sending.add(work);
     }
   }
 
-  function nudge() {
-    wanted = true;
-    if (stopped || claiming) return;
-    claiming = claimWhileWanted().finally(() => {
-      claiming = undefined;
-      if (wanted && !stopped && sending.size < options.concurrency) nudge();
-    });
-  }
+  // Also every interval: retries, and commands another replica created.
+  const claiming = createPeriodic('claiming commands to send', claimDue, options.pollIntervalMs, log);
 
-  function schedule() {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      nudge();
-      schedule();
-    }, options.pollIntervalMs);
-    timer.unref();
+  function nudge() {
+    // A failed claim is logged by the periodic runner and tried again every interval.
+    if (active) claiming.runNow().catch(() => undefined);
   }
 
   return {
     start() {
-      if (!stopped) return;
-      stopped = false;
-      schedule();
+      if (active) return;
+      active = true;
+      claiming.start();
       nudge();
     },
     nudge,
     async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await claiming;
+      active = false;
+      await claiming.stop();
       await Promise.all(sending);
     },
   };

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import type { KafkaClient, TopicRecords } from '../../infra/kafka.js';
 import { withTransaction } from '../../infra/transaction.js';
+import { createPeriodic, type PeriodicLogger } from '../../lib/periodic.js';
 import type { TopicNames } from '../../lib/topics.js';
 import type { CommandRepository, StatusRecordRow } from './command-repository.js';
 import type { CommandMetrics } from './command-metrics.js';
@@ -74,15 +75,14 @@ export function createCommandStatusOutbox(deps: {
   /** Creates the tenant's topics if this process has not yet made sure of them. */
   ensureTenant(tenantId: string): Promise<void>;
   metrics: Pick<CommandMetrics, 'statusProduceFailed'>;
-  log: { warn(object: object, message: string): void; info(object: object, message: string): void };
+  log: PeriodicLogger;
   options: StatusOutboxOptions;
 }): CommandStatusOutbox {
   const { pool, commands, options, log } = deps;
-  let stopped = true;
-  let timer: NodeJS.Timeout | undefined;
-  let draining: Promise<number> | undefined;
-  let again = false;
-  let failing = false;
+  /** Started and not stopped: only then does a change committed here start a drain. */
+  let active = false;
+  /** Records this replica has produced, counted for `drain()`'s answer. */
+  let produced = 0;
 
   /** One batch; -1 when another replica is draining. */
   function drainBatch(): Promise<number> {
@@ -112,57 +112,33 @@ export function createCommandStatusOutbox(deps: {
     });
   }
 
-  async function drainAll(): Promise<number> {
-    let produced = 0;
+  async function drainAll() {
     for (;;) {
-      again = false;
       const count = await drainBatch();
       if (count > 0) produced += count;
-      if (count < options.batch && !again) return produced;
+      if (count < options.batch) return;
     }
   }
 
-  function drain(): Promise<number> {
-    if (draining) {
-      again = true;
-      return draining;
-    }
-    draining = drainAll()
-      .then(
-        (produced) => {
-          if (failing) log.info({}, 'command status records are produced again');
-          failing = false;
-          return produced;
-        },
-        (error: unknown) => {
-          if (!failing) log.warn({ err: (error as Error).message }, 'command status records not produced; retrying every interval');
-          failing = true;
-          return 0;
-        },
-      )
-      .finally(() => {
-        draining = undefined;
-      });
-    return draining;
-  }
+  // Also every interval: records of other replicas, and those a failed produce left.
+  const draining = createPeriodic('producing command status records', drainAll, options.intervalMs, log);
 
-  function schedule() {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      void drain().finally(schedule);
-    }, options.intervalMs);
-    timer.unref();
+  async function drain(): Promise<number> {
+    const before = produced;
+    // A failure is logged by the periodic runner; the records wait for the next try.
+    await draining.runNow().catch(() => undefined);
+    return produced - before;
   }
 
   return {
     start() {
-      if (!stopped) return;
-      stopped = false;
-      schedule();
+      if (active) return;
+      active = true;
+      draining.start();
       void drain();
     },
     nudge() {
-      if (!stopped) void drain();
+      if (active) void drain();
     },
     drain,
     /**
@@ -171,12 +147,8 @@ export function createCommandStatusOutbox(deps: {
      * is left is produced by another replica, or after the restart.
      */
     async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      const last = (async () => {
-        await draining;
-        await drain();
-      })();
+      active = false;
+      const last = drain().then(() => draining.stop());
       await Promise.race([last, sleep(STOP_WAIT_MS)]);
     },
   };

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, Consumer } from 'kafkajs';
+import { createPeriodic } from '../lib/periodic.js';
 import { withTimeout } from '../lib/with-timeout.js';
 import { createKafkaJs, type KafkaConnection } from './kafka.js';
 
@@ -62,9 +63,6 @@ export function createTopicConsumer(options: TopicConsumerOptions): TopicConsume
   let running = false;
   let stopped = false;
   let failing = false;
-  let timer: NodeJS.Timeout | undefined;
-  let refreshing: Promise<void> | undefined;
-  let again = false;
 
   // A consumer that crashed for good is started again by the next refresh.
   consumer.on(consumer.events.CRASH, (event) => {
@@ -121,47 +119,25 @@ export function createTopicConsumer(options: TopicConsumerOptions): TopicConsume
     running = true;
   }
 
-  function refresh() {
-    if (stopped) return;
-    if (refreshing) {
-      again = true;
-      return;
-    }
-    refreshing = (async () => {
-      do {
-        again = false;
-        try {
-          await refreshOnce();
-        } catch (error) {
-          log.warn({ groupId: options.groupId, err: (error as Error).message }, 'kafka consumer could not (re)subscribe; retrying');
-        }
-      } while (again && !stopped);
-    })().finally(() => {
-      refreshing = undefined;
-    });
-  }
+  // Also every refreshIntervalMs: topics created on another replica.
+  const refreshing = createPeriodic(`(re)subscribing kafka consumer group ${options.groupId}`, refreshOnce, options.refreshIntervalMs, log);
 
-  function schedule() {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      refresh();
-      schedule();
-    }, options.refreshIntervalMs);
-    timer.unref();
+  function refresh() {
+    // A failure is logged by the periodic runner and retried every interval.
+    refreshing.runNow().catch(() => undefined);
   }
 
   return {
     start() {
+      refreshing.start();
       refresh();
-      schedule();
     },
     refresh,
     async stop() {
       stopped = true;
-      clearTimeout(timer);
       // A broker that does not answer must not hold the shutdown for long: a
       // refresh still connecting is left behind, and leaving the group is bounded.
-      await Promise.race([refreshing, sleep(1000)]);
+      await Promise.race([refreshing.stop(), sleep(1000)]);
       await withTimeout(Promise.allSettled([consumer.disconnect(), admin.disconnect()]), 3000, 'kafka consumer disconnect').catch(() => undefined);
     },
   };

@@ -49,10 +49,12 @@ export class MigrationError extends Error {
 }
 
 /**
- * Applies pending migrations in order, each in its own transaction, under a
- * session advisory lock so that replicas starting together wait for each other
- * instead of racing. An applied migration whose file has changed is an error:
- * the schema would no longer match the files.
+ * Applies pending migrations in order, each in its own transaction. Each
+ * transaction takes a transaction-level advisory lock first, so replicas
+ * starting together wait for each other instead of racing, and nothing
+ * depends on the session: it works through a pooler in transaction mode
+ * (PgBouncer) as well as directly. An applied migration whose file has
+ * changed is an error: the schema would no longer match the files.
  */
 export async function runMigrations(
   pool: Pool,
@@ -63,45 +65,43 @@ export async function runMigrations(
   const { client, release } = await checkOut(pool);
   const applied: string[] = [];
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-    await client.query(`
-      CREATE TABLE IF NOT EXISTS schema_migrations (
-        version     text PRIMARY KEY,
-        checksum    text NOT NULL,
-        applied_at  timestamptz NOT NULL DEFAULT now()
-      )`);
-    const { rows } = await client.query<{ version: string; checksum: string }>(
-      'SELECT version, checksum FROM schema_migrations',
-    );
-    const done = new Map(rows.map((row) => [row.version, row.checksum]));
-    for (const migration of all) {
-      const checksum = done.get(migration.version);
-      if (checksum !== undefined) {
-        if (checksum !== migration.checksum) {
-          throw new MigrationError(`migration ${migration.version} was changed after it was applied`);
-        }
-        continue;
-      }
+    for (;;) {
+      let version: string | undefined;
       try {
         await client.query('BEGIN');
-        await client.query(migration.sql);
-        await client.query('INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)', [
-          migration.version,
-          migration.checksum,
-        ]);
+        await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+        await client.query(`
+          CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     text PRIMARY KEY,
+            checksum    text NOT NULL,
+            applied_at  timestamptz NOT NULL DEFAULT now()
+          )`);
+        const { rows } = await client.query<{ version: string; checksum: string }>('SELECT version, checksum FROM schema_migrations');
+        const done = new Map(rows.map((row) => [row.version, row.checksum]));
+        for (const migration of all) {
+          const checksum = done.get(migration.version);
+          if (checksum !== undefined && checksum !== migration.checksum) {
+            throw new MigrationError(`migration ${migration.version} was changed after it was applied`);
+          }
+        }
+        const next = all.find((migration) => !done.has(migration.version));
+        if (!next) {
+          await client.query('COMMIT');
+          return applied;
+        }
+        version = next.version;
+        await client.query(next.sql);
+        await client.query('INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)', [next.version, next.checksum]);
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
-        throw new MigrationError(`migration ${migration.version} failed: ${(error as Error).message}`, {
-          cause: error,
-        });
+        if (error instanceof MigrationError || version === undefined) throw error;
+        throw new MigrationError(`migration ${version} failed: ${(error as Error).message}`, { cause: error });
       }
-      applied.push(migration.version);
-      logger.info({ version: migration.version }, 'migration applied');
+      applied.push(version);
+      logger.info({ version }, 'migration applied');
     }
-    return applied;
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
     release();
   }
 }

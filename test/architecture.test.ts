@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { REPO_ROOT } from '../dev/emqx/emqx-config.js';
+import { REPO_ROOT } from '../dev/emqx-sim/emqx-config.js';
 import { sourceFiles } from './helpers/source-files.js';
 
 /**

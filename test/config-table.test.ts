@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { SECRET_VARIABLES } from '../src/config.js';
-import { REPO_ROOT } from '../dev/emqx/emqx-config.js';
+import { REPO_ROOT } from '../dev/emqx-sim/emqx-config.js';
 import { configDocTable } from './helpers/config-doc.js';
 import { sourceFiles } from './helpers/source-files.js';
 

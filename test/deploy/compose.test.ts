@@ -7,8 +7,8 @@ import { after, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { loadConfig, SECRET_VARIABLES } from '../../src/config.js';
-import { EMQX_ENTRYPOINT, EMQX_TEMPLATE, REPO_ROOT, renderEmqxConfig } from '../../dev/emqx/emqx-config.js';
-import { hoconAt, hoconString, parseHocon } from '../../dev/emqx/hocon.js';
+import { EMQX_ENTRYPOINT, EMQX_TEMPLATE, REPO_ROOT, renderEmqxConfig } from '../../dev/emqx-sim/emqx-config.js';
+import { hoconAt, hoconString, parseHocon } from '../../dev/emqx-sim/hocon.js';
 import { configDocTable } from '../helpers/config-doc.js';
 
 /**

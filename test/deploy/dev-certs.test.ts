@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
-import { REPO_ROOT } from '../../dev/emqx/emqx-config.js';
+import { REPO_ROOT } from '../../dev/emqx-sim/emqx-config.js';
 
 const run = promisify(execFile);
 const SCRIPT = path.join(REPO_ROOT, 'deploy/emqx/dev-certs.sh');

@@ -12,9 +12,9 @@ import {
   topicMatches,
   AUTHN_PLACEHOLDERS,
   AUTHZ_PLACEHOLDERS,
-} from '../../dev/emqx/emqx-templates.js';
-import { durationMs, EMQX_ENTRYPOINT, EMQX_TEMPLATE, renderEmqxConfig } from '../../dev/emqx/emqx-config.js';
-import { hoconAt, hoconObject, hoconString, parseHocon, type HoconObject } from '../../dev/emqx/hocon.js';
+} from '../../dev/emqx-sim/templates.js';
+import { durationMs, EMQX_ENTRYPOINT, EMQX_TEMPLATE, renderEmqxConfig } from '../../dev/emqx-sim/emqx-config.js';
+import { hoconAt, hoconObject, hoconString, parseHocon, type HoconObject } from '../../dev/emqx-sim/hocon.js';
 
 const TOKEN = 'deploy-test-hook-token-0123456789';
 const ENV = { DEVICE_LINK_HOOK_TOKEN: TOKEN, DEVICE_LINK_API_KEY: 'device-link', DEVICE_LINK_API_SECRET: 'api-secret-0123' };

@@ -6,7 +6,7 @@ import { createTopicNames } from '../../src/lib/topics.js';
 import { adminClient } from '../helpers/admin.js';
 import { waitForCommand, type CommandBody } from '../helpers/commands.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
-import { renderEmqxConfig } from '../../dev/emqx/emqx-config.js';
+import { renderEmqxConfig } from '../../dev/emqx-sim/emqx-config.js';
 import { standInEnv, startEmqxStandIn, type EmqxStandIn, type PublishedMessage } from '../helpers/emqx-stand-in.js';
 import {
   AUTHN_PLACEHOLDERS,
@@ -18,9 +18,9 @@ import {
   selectOutput,
   type RenderedRequest,
   type Values,
-} from '../../dev/emqx/emqx-templates.js';
+} from '../../dev/emqx-sim/templates.js';
 import { TEST_HOOK_TOKEN } from '../helpers/env.js';
-import { hoconArray, hoconObject, hoconString, type HoconObject } from '../../dev/emqx/hocon.js';
+import { hoconArray, hoconObject, hoconString, type HoconObject } from '../../dev/emqx-sim/hocon.js';
 import { consumeRecords } from '../helpers/kafka.js';
 
 /**

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT } from '../../dev/emqx/emqx-config.js';
+import { REPO_ROOT } from '../../dev/emqx-sim/emqx-config.js';
 
 export interface ConfigRow {
   readonly name: string;

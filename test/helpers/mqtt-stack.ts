@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
-import { startDevBroker, type DevBroker } from '../../dev/broker/dev-broker.js';
-import { silentBrokerLog, type BrokerLog } from '../../dev/broker/log.js';
-import { renderEmqxConfig } from '../../dev/emqx/emqx-config.js';
+import { startDevBroker, type DevBroker } from '../../dev/emqx-sim/emqx-sim.js';
+import { silentBrokerLog, type BrokerLog } from '../../dev/emqx-sim/log.js';
+import { renderEmqxConfig } from '../../dev/emqx-sim/emqx-config.js';
 import type { TestContext } from './context.js';
 import { TEST_HOOK_TOKEN } from './env.js';
 import { freePort } from './ports.js';

@@ -3,10 +3,10 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { connectAsync, type MqttClient } from 'mqtt';
-import { startDevBroker, type DevBroker } from '../../../dev/broker/dev-broker.js';
-import { silentBrokerLog } from '../../../dev/broker/log.js';
-import { renderEmqxConfig } from '../../../dev/emqx/emqx-config.js';
-import { hoconObject, type HoconObject } from '../../../dev/emqx/hocon.js';
+import { startDevBroker, type DevBroker } from '../../../dev/emqx-sim/emqx-sim.js';
+import { silentBrokerLog } from '../../../dev/emqx-sim/log.js';
+import { renderEmqxConfig } from '../../../dev/emqx-sim/emqx-config.js';
+import { hoconObject, type HoconObject } from '../../../dev/emqx-sim/hocon.js';
 import { waitFor } from '../../helpers/wait.js';
 
 /**

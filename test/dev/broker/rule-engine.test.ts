@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createRuleEngine } from '../../../dev/broker/rule-engine.js';
-import type { RenderedRequest } from '../../../dev/emqx/emqx-templates.js';
-import { parseHocon } from '../../../dev/emqx/hocon.js';
+import { createRuleEngine } from '../../../dev/emqx-sim/rule-engine.js';
+import type { RenderedRequest } from '../../../dev/emqx-sim/templates.js';
+import { parseHocon } from '../../../dev/emqx-sim/hocon.js';
 
 const CONFIG = `
 connectors.http.svc { url = "http://device-link:8080", headers { "content-type" = "application/json" } }

@@ -1,8 +1,8 @@
-import { topicMatches } from '../emqx/emqx-templates.js';
+import { ACL_TOPIC_PLACEHOLDERS, UNDEFINED_RENDERS_AS } from './emqx-facts.js';
+import { topicMatches } from './templates.js';
 
 /**
- * The client ACL that an HTTP authenticator returns with `allow`
- * (docs/emqx-contract.md §A), as EMQX checks it before every authorization source:
+ * The client ACL that an HTTP authenticator returns with `allow`, as EMQX checks it before every authorization source:
  * rules in order, the first that matches decides; none matching falls through
  * to the sources.
  */
@@ -56,8 +56,8 @@ export function parseAclRule(value: unknown): AclRule | null {
 }
 
 function filterMatches(filter: string, request: AccessRequest): boolean {
-  // EMQX renders these two placeholders in ACL topics.
-  const rendered = filter.replaceAll('${clientid}', request.clientid).replaceAll('${username}', request.username);
+  const values: Readonly<Record<string, string>> = { clientid: request.clientid, username: request.username };
+  const rendered = ACL_TOPIC_PLACEHOLDERS.reduce((topic, name) => topic.replaceAll(`\${${name}}`, values[name] ?? UNDEFINED_RENDERS_AS.auth), filter);
   if (rendered.startsWith('eq ')) return rendered.slice(3) === request.topic;
   // For a subscription the requested filter is matched as a name: its own
   // wildcards match only the same wildcard in the rule, so "devices/+/commands"

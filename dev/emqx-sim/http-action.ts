@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RenderedRequest } from '../emqx/emqx-templates.js';
+import type { RenderedRequest } from './templates.js';
 import type { HttpAnswer } from './auth-answers.js';
 import type { BrokerLog } from './log.js';
 

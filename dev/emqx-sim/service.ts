@@ -1,4 +1,4 @@
-import type { RenderedRequest } from '../emqx/emqx-templates.js';
+import type { RenderedRequest } from './templates.js';
 import type { HttpAnswer } from './auth-answers.js';
 
 /**

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Client } from 'aedes';
-import type { Values } from '../emqx/emqx-templates.js';
+import type { Values } from './templates.js';
 import type { AclRule } from './acl.js';
 
 /** One MQTT connection that authentication let in. */

@@ -1,5 +1,5 @@
 import {
-  EVENT_TOPICS,
+  eventOfTopic,
   parseRuleSql,
   renderHttpAction,
   ruleSelects,
@@ -7,8 +7,8 @@ import {
   type RenderedRequest,
   type RuleSql,
   type Values,
-} from '../emqx/emqx-templates.js';
-import { hoconObject, type HoconObject } from '../emqx/hocon.js';
+} from './templates.js';
+import { hoconObject, type HoconObject } from './hocon.js';
 import type { BrokerLog } from './log.js';
 
 interface LoadedRule {
@@ -68,7 +68,7 @@ export function createRuleEngine(options: {
     }
     for (const source of sql.from) {
       if (!source.startsWith('$events/')) continue;
-      const event = EVENT_TOPICS[source];
+      const event = eventOfTopic(source);
       if (event === undefined || !options.emitted.has(event)) return `FROM "${source}" is not raised by the development broker`;
     }
     const actions = Array.isArray(rule.actions) ? rule.actions : [];

@@ -1,17 +1,17 @@
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AuthenticateError, type Client, type ConnectPacket, type PublishPacket, type Subscription } from 'aedes';
-import { durationMs } from '../emqx/emqx-config.js';
-import { AUTHN_PLACEHOLDERS, AUTHZ_PLACEHOLDERS, renderAuthRequest, topicMatches, type Values } from '../emqx/emqx-templates.js';
-import { hoconArray, hoconAt, hoconObject, hoconString, type HoconObject } from '../emqx/hocon.js';
+import { durationMs } from './emqx-config.js';
+import { AUTHN_PLACEHOLDERS, AUTHZ_PLACEHOLDERS, renderAuthRequest, topicMatches, type Values } from './templates.js';
+import { hoconArray, hoconAt, hoconObject, hoconString, type HoconObject } from './hocon.js';
 import { checkAcl } from './acl.js';
 import { readAuthnAnswer, readAuthzAnswer, type AuthnDecision } from './auth-answers.js';
-import { createEventSender, type EventSender } from './event-sender.js';
+import { createEventSender, type EventSender } from './http-action.js';
 import type { BrokerLog } from './log.js';
 import { startRestApi, type RestApi } from './rest-api.js';
 import { messageId, type OfflineSession, type Session } from './sessions.js';
 import { createRuleEngine, type RuleEngine } from './rule-engine.js';
-import { sendToService } from './service-http.js';
+import { sendToService } from './service.js';
 
 /** Events this broker raises for the rule engine; a rule selecting any other is skipped. */
 export const RAISED_EVENTS: ReadonlySet<string> = new Set([

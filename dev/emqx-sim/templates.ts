@@ -1,42 +1,19 @@
+import { EVENT_TOPICS, PLACEHOLDERS, UNDEFINED_RENDERS_AS } from './emqx-facts.js';
 import { hoconObject, type HoconObject, type HoconValue } from './hocon.js';
 
 /**
- * What EMQX 5.8 does with the request templates of deploy/emqx/emqx.conf, as
- * docs/emqx-contract.md §A–§C records it: placeholders rendered per
- * context, undefined values as "" (authentication, authorization) or as
- * "undefined" (rule output and the HTTP action), the rule's SELECT evaluated
- * over an event, and the HTTP action's request built from connector + action.
- * A placeholder EMQX does not offer in a context, or SQL outside the small
- * subset below, is an error: the configuration must not depend on it.
+ * What EMQX does with the request templates of deploy/emqx/emqx.conf:
+ * placeholders rendered per context (the facts in emqx-facts.ts), the rule's
+ * SELECT evaluated over an event, and the HTTP action's request built from
+ * connector + action. A placeholder EMQX does not offer in a context, or SQL
+ * outside the small subset below, is an error: the configuration must not
+ * depend on it.
  */
 
 export type Values = Readonly<Record<string, unknown>>;
 
-/** §A: placeholders of the HTTP authenticator's body and headers. */
-export const AUTHN_PLACEHOLDERS: ReadonlySet<string> = new Set([
-  'clientid',
-  'username',
-  'password',
-  'peerhost',
-  'cert_subject',
-  'cert_common_name',
-  'cert_pem',
-  'zone',
-]);
-
-/** §B: placeholders of the HTTP authorization source's body and headers. */
-export const AUTHZ_PLACEHOLDERS: ReadonlySet<string> = new Set([
-  'clientid',
-  'username',
-  'peerhost',
-  'topic',
-  'action',
-  'qos',
-  'retain',
-  'access',
-  'mountpoint',
-  'proto_name',
-]);
+export const AUTHN_PLACEHOLDERS: ReadonlySet<string> = new Set(PLACEHOLDERS.authn);
+export const AUTHZ_PLACEHOLDERS: ReadonlySet<string> = new Set(PLACEHOLDERS.authz);
 
 const PLACEHOLDER = /\$\{([^}]*)\}/g;
 
@@ -59,15 +36,15 @@ function asText(value: unknown): string {
 export interface RenderOptions {
   /** Placeholder names EMQX offers here; `null` = any field of the values (rule output). */
   known: ReadonlySet<string> | null;
-  /** How an undefined value renders: "" for authn/authz, "undefined" in rule output. */
-  undefinedAs: '' | 'undefined';
+  /** How an undefined value renders: `UNDEFINED_RENDERS_AS.auth` or `.rule`. */
+  undefinedAs: (typeof UNDEFINED_RENDERS_AS)[keyof typeof UNDEFINED_RENDERS_AS];
 }
 
 export function renderPlaceholders(template: string, values: Values, options: RenderOptions): string {
   return template.replace(PLACEHOLDER, (_match, raw: string) => {
     const path = raw.trim();
     const root = path.split('.')[0] ?? '';
-    const offered = options.known === null || options.known.has(path) || (root === 'client_attrs' && path !== root);
+    const offered = options.known === null || options.known.has(path) || (root === PLACEHOLDERS.namespace && path !== root);
     if (!offered) throw new Error(`EMQX offers no placeholder \${${path}} here`);
     const value = lookup(values, path);
     return value === undefined || value === null ? options.undefinedAs : asText(value);
@@ -108,14 +85,14 @@ export function renderAuthRequest(source: HoconObject, values: Values, known: Re
   const headers = Object.fromEntries(
     Object.entries(stringMap(hoconObject(source, 'headers'), 'headers')).map(([name, value]) => [
       name.toLowerCase(),
-      renderPlaceholders(value, values, { known, undefinedAs: '' }),
+      renderPlaceholders(value, values, { known, undefinedAs: UNDEFINED_RENDERS_AS.auth }),
     ]),
   );
   if (headers['content-type'] !== 'application/json') throw new Error('the request body is not sent as JSON');
   const body = Object.fromEntries(
     Object.entries(stringMap(hoconObject(source, 'body'), 'body')).map(([name, value]) => [
       name,
-      renderPlaceholders(value, values, { known, undefinedAs: '' }),
+      renderPlaceholders(value, values, { known, undefinedAs: UNDEFINED_RENDERS_AS.auth }),
     ]),
   );
   return { method: method(source.method, 'post'), url: url.pathname + url.search, host: url.host, headers, body: JSON.stringify(body) };
@@ -201,16 +178,10 @@ export function parseRuleSql(sql: string): RuleSql {
   return where ? { columns, from: topics, where } : { columns, from: topics };
 }
 
-/** The event a `$events/...` FROM selects (emqx_rule_events), or message.publish for a topic filter. */
-export const EVENT_TOPICS: Readonly<Record<string, string>> = {
-  '$events/client_connected': 'client.connected',
-  '$events/client_disconnected': 'client.disconnected',
-  '$events/message_delivered': 'message.delivered',
-  '$events/message_acked': 'message.acked',
-  '$events/message_dropped': 'message.dropped',
-  '$events/delivery_dropped': 'delivery.dropped',
-  '$events/session_subscribed': 'session.subscribed',
-};
+/** The event a `$events/...` FROM selects, or undefined for one the facts do not list. */
+export function eventOfTopic(topic: string): string | undefined {
+  return (EVENT_TOPICS as Readonly<Record<string, string>>)[topic];
+}
 
 export function topicMatches(filter: string, topic: string): boolean {
   const filterLevels = filter.split('/');
@@ -233,7 +204,7 @@ export function ruleSelects(rule: RuleSql, event: Values): boolean {
   }
   return rule.from.some((topic) => {
     if (topic.startsWith('$events/')) {
-      const name = EVENT_TOPICS[topic];
+      const name = eventOfTopic(topic);
       if (name === undefined) throw new Error(`${topic} is not simulated`);
       return event.event === name;
     }
@@ -267,7 +238,7 @@ export function selectOutput(rule: RuleSql, event: Values): Record<string, unkno
  */
 export function encodeRuleOutput(output: Values): string {
   return JSON.stringify(output, (_key, value: unknown) => {
-    if (value === undefined) return 'undefined';
+    if (value === undefined) return UNDEFINED_RENDERS_AS.rule;
     if (value !== null && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer') {
       return Buffer.from((value as { data: number[] }).data).toString('utf8');
     }
@@ -290,7 +261,7 @@ export function renderHttpAction(config: HoconObject, actionRef: string, output:
   const parameters = hoconObject(action, 'parameters');
   if (typeof connector.url !== 'string') throw new Error(`connector ${action.connector} has no url`);
   const base = new URL(connector.url);
-  const render = (template: string) => renderPlaceholders(template, output, { known: null, undefinedAs: 'undefined' });
+  const render = (template: string) => renderPlaceholders(template, output, { known: null, undefinedAs: UNDEFINED_RENDERS_AS.rule });
   const path = typeof parameters.path === 'string' ? render(parameters.path) : '';
   const joined = `${base.pathname.replace(/\/+$/, '')}/${path.replace(/^\/+/, '')}`;
   const headers: Record<string, string> = {};

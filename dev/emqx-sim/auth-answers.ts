@@ -1,6 +1,7 @@
 import { parseAclRule, type AclRule } from './acl.js';
+import { AUTHN_ANSWER, AUTHZ_ANSWER } from './emqx-facts.js';
 
-/** What an HTTP authenticator's answer means to EMQX 5.8 (docs/emqx-contract.md §A). */
+/** What an HTTP authenticator's answer means to EMQX 5.8 (AUTHN_ANSWER in emqx-facts.ts). */
 export type AuthnDecision =
   | {
       readonly result: 'allow';
@@ -20,8 +21,6 @@ export interface HttpAnswer {
   readonly body: string;
 }
 
-const CLIENT_ATTR_KEY = /^[A-Za-z0-9]+[A-Za-z0-9-_]*$/;
-
 function jsonBody(answer: HttpAnswer): Record<string, unknown> | null {
   if (!/^application\/json\b/i.test(answer.contentType)) return null;
   try {
@@ -33,7 +32,7 @@ function jsonBody(answer: HttpAnswer): Record<string, unknown> | null {
 }
 
 function isSuperuser(value: unknown): boolean {
-  if (value === true || value === 'true' || value === '1') return true;
+  if ((AUTHN_ANSWER.superuser as readonly unknown[]).includes(value)) return true;
   return typeof value === 'number' && Number.isInteger(value) && value >= 1;
 }
 
@@ -45,8 +44,8 @@ function isSuperuser(value: unknown): boolean {
  * of seconds fails the connect (`deny` here, since both refuse the client).
  */
 export function readAuthnAnswer(answer: HttpAnswer, nowMs: number): AuthnDecision {
-  if (answer.status === 204) return { result: 'allow', superuser: false, clientAttrs: {}, acl: [] };
-  if (answer.status !== 200) return { result: 'ignore', why: `status ${answer.status}` };
+  if (answer.status === AUTHN_ANSWER.allowStatus) return { result: 'allow', superuser: false, clientAttrs: {}, acl: [] };
+  if (answer.status !== AUTHN_ANSWER.decideStatus) return { result: 'ignore', why: `status ${answer.status}` };
   const body = jsonBody(answer);
   if (!body) return { result: 'ignore', why: 'not a JSON object' };
   if (body.result === 'deny') return { result: 'deny' };
@@ -59,7 +58,7 @@ export function readAuthnAnswer(answer: HttpAnswer, nowMs: number): AuthnDecisio
     }
     for (const [key, value] of Object.entries(body.client_attrs)) {
       if (typeof value !== 'string') return { result: 'ignore', why: `client_attrs.${key} is not a string` };
-      if (CLIENT_ATTR_KEY.test(key)) clientAttrs[key] = value;
+      if (AUTHN_ANSWER.clientAttrKey.test(key)) clientAttrs[key] = value;
     }
   }
 
@@ -83,10 +82,10 @@ export function readAuthnAnswer(answer: HttpAnswer, nowMs: number): AuthnDecisio
   return { result: 'allow', superuser: isSuperuser(body.is_superuser), clientAttrs, acl, ...(expireAt !== undefined ? { expireAt } : {}) };
 }
 
-/** An HTTP authorization source's answer (§B): null = not decided here, try the next source. */
+/** An HTTP authorization source's answer: null = not decided here, try the next source. */
 export function readAuthzAnswer(answer: HttpAnswer): 'allow' | 'deny' | null {
-  if (answer.status === 204) return 'allow';
-  if (answer.status !== 200) return null;
+  if (answer.status === AUTHZ_ANSWER.allowStatus) return 'allow';
+  if (answer.status !== AUTHZ_ANSWER.decideStatus) return null;
   const result = jsonBody(answer)?.result;
   return result === 'allow' || result === 'deny' ? result : null;
 }

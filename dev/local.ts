@@ -1,5 +1,5 @@
 /**
- * `npm run local`: the service, the development broker in front of it, and
+ * `npm run local`: the service, the EMQX simulation in front of it, and
  * what they need, on this machine, until Ctrl-C.
  *
  * Postgres, Redis and Kafka are used where they answer at the default local
@@ -7,7 +7,7 @@
  * is started where the machine can (its Postgres cluster, redis-server, the
  * project's scripts/kafka.sh), otherwise the run stops and says what is
  * missing. Development secrets are generated once into .local/ and reused.
- * Ctrl-C stops the broker, the service, and whatever this run started;
+ * Ctrl-C stops the simulation, the service, and whatever this run started;
  * services that were already running are left alone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,9 +17,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, type Consumer } from 'kafkajs';
 import { createTopicNames } from '../src/lib/topics.js';
-import { startDevBroker, type DevBroker } from './emqx-sim/emqx-sim.js';
+import { startEmqxSim, type EmqxSim } from './emqx-sim/emqx-sim.js';
 import { consoleLog } from './emqx-sim/log.js';
-import { REPO_ROOT, renderEmqxConfig } from './emqx-sim/emqx-config.js';
+import { httpTransport } from './emqx-sim/service.js';
+import { REPO_ROOT } from './emqx-sim/emqx-config.js';
 import { ensureDemoDevice, type DemoDevice } from './local/demo.js';
 import { ensureDatabase, ensureKafka, ensurePostgres, ensureRedis, MissingDependency, type Started } from './local/dependencies.js';
 import { loadDevelopmentSecrets } from './local/secrets.js';
@@ -39,7 +40,7 @@ const defaults = {
 
 const started: Started[] = [];
 let service: ChildProcess | undefined;
-let broker: DevBroker | undefined;
+let emqx: EmqxSim | undefined;
 let tail: Consumer | undefined;
 /** When the teardown began; 0 = running. */
 let stoppingSince = 0;
@@ -130,7 +131,7 @@ function printCommands(options: {
   console.log(`
 device-link-mqtt is running locally.
   service        ${service}   admin token: ${options.adminToken}
-  MQTT broker    ${HOST}:${mqttPort}   (development broker, answers as EMQX with deploy/emqx/emqx.conf)
+  MQTT broker    ${HOST}:${mqttPort}   (the EMQX simulation, driven by deploy/emqx/emqx.conf)
   EMQX REST API  ${options.apiUrl}
   secrets        .local/secrets.json   demo device and key: .local/demo.json
 
@@ -164,8 +165,8 @@ async function teardown(code: number): Promise<never> {
   stoppingSince = Date.now();
   log('stopping (Ctrl-C again to leave without waiting)');
   await tail?.disconnect().catch(() => undefined);
-  // The broker first: its clients' disconnect events still reach the service.
-  await broker?.close(3000).catch(() => undefined);
+  // The simulation first: its clients' disconnect events still reach the service.
+  await emqx?.close(3000).catch(() => undefined);
   if (service && service.exitCode === null && service.signalCode === null) {
     service.kill('SIGTERM');
     const exited = once(service, 'exit');
@@ -221,7 +222,7 @@ async function main() {
   };
   const adminToken = serviceEnv.ADMIN_TOKEN as string;
 
-  // Its own process group: Ctrl-C reaches this script alone, which stops the broker before the service.
+  // Its own process group: Ctrl-C reaches this script alone, which stops the simulation before the service.
   service = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO_ROOT, env: serviceEnv, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
   service.once('exit', (code, signal) => {
     if (stoppingSince === 0) {
@@ -233,17 +234,14 @@ async function main() {
   log(`starting the service on ${serviceUrl} (migrations first)`);
   await waitForReady(serviceUrl, service);
 
-  // emqx.conf as the EMQX container renders it, with this run's hook token and API key.
-  const { config } = await renderEmqxConfig({
-    DEVICE_LINK_HOOK_TOKEN: serviceEnv.EMQX_HOOK_TOKEN,
-    DEVICE_LINK_API_KEY: serviceEnv.EMQX_API_KEY,
-    DEVICE_LINK_API_SECRET: serviceEnv.EMQX_API_SECRET,
-  });
-  broker = await startDevBroker({
-    config,
-    serviceUrl,
+  // emqx.conf rendered as the EMQX container renders it, with this run's hook token and API key.
+  emqx = await startEmqxSim({
+    hookToken: serviceEnv.EMQX_HOOK_TOKEN as string,
+    apiKey: serviceEnv.EMQX_API_KEY as string,
+    apiSecret: serviceEnv.EMQX_API_SECRET as string,
+    service: httpTransport(serviceUrl),
     mqtt: { host: HOST, port: mqttPort },
-    api: { host: HOST, port: apiPort, key: serviceEnv.EMQX_API_KEY as string, secret: serviceEnv.EMQX_API_SECRET as string },
+    api: { host: HOST, port: apiPort },
     log: consoleLog('mqtt:'),
   });
 
@@ -253,7 +251,7 @@ async function main() {
   const commandStatusTopic = names.commandStatus(demo.tenantId);
   const topics = [names.telemetryRaw(demo.tenantId), names.telemetryDlq(demo.tenantId), names.deviceEvents(demo.tenantId), commandStatusTopic];
   tail = await tailDemoTopics(kafkaBrokers.split(','), topics);
-  printCommands({ servicePort, mqttPort: broker.mqttPort, apiUrl: broker.apiUrl, adminToken, demo, topics, commandStatusTopic });
+  printCommands({ servicePort, mqttPort: emqx.mqttPort ?? mqttPort, apiUrl: emqx.url, adminToken, demo, topics, commandStatusTopic });
 }
 
 main().catch(async (error: unknown) => {

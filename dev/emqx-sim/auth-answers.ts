@@ -1,5 +1,6 @@
 import { parseAclRule, type AclRule } from './acl.js';
 import { AUTHN_ANSWER, AUTHZ_ANSWER } from './emqx-facts.js';
+import type { HttpAnswer } from './service.js';
 
 /** What an HTTP authenticator's answer means to EMQX 5.8 (AUTHN_ANSWER in emqx-facts.ts). */
 export type AuthnDecision =
@@ -14,12 +15,6 @@ export type AuthnDecision =
     }
   | { readonly result: 'deny' }
   | { readonly result: 'ignore'; readonly why: string };
-
-export interface HttpAnswer {
-  readonly status: number;
-  readonly contentType: string;
-  readonly body: string;
-}
 
 function jsonBody(answer: HttpAnswer): Record<string, unknown> | null {
   if (!/^application\/json\b/i.test(answer.contentType)) return null;

@@ -52,6 +52,9 @@ export const AUTHN_ANSWER = {
   expireAtUnit: 's',
 } as const;
 
+/** apps/emqx_auth_http/src/emqx_authn_http_schema.erl, request_timeout/1: how long the authenticator and the authorization source wait when emqx.conf does not say; no answer then is ignore. */
+export const AUTH_REQUEST_TIMEOUT_MS = 5000;
+
 /** apps/emqx_auth_http/src/emqx_authz_http.erl, authorize/4: 204 allows, 200 `result` decides; anything else is no match here. */
 export const AUTHZ_ANSWER = { allowStatus: 204, decideStatus: 200, results: ['allow', 'deny'] } as const;
 
@@ -261,6 +264,8 @@ export const SESSION = {
   maxQueueLength: 1000,
   /** mqtt.mqueue_store_qos0: QoS 0 messages are queued too. */
   queuesQos0: true,
+  /** mqtt.max_inflight: what client.connected reports as receive_maximum for an MQTT 3.1.1 client (emqx_channel.erl, receive_maximum/2). */
+  maxInflight: 32,
   /** mqtt.upgrade_qos = false: a delivery's QoS is the smaller of the message's and the subscription's. */
   upgradeQos: false,
   /** mqtt.max_clientid_len: client ids far longer than MQTT 3.1's 23 characters. */

@@ -1,386 +1,418 @@
-import { once } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
-import { Aedes, type AuthenticateError, type Client, type ConnectPacket, type PublishPacket, type Subscription } from 'aedes';
-import { durationMs } from './emqx-config.js';
-import { AUTHN_PLACEHOLDERS, AUTHZ_PLACEHOLDERS, renderAuthRequest, topicMatches, type Values } from './templates.js';
-import { hoconArray, hoconAt, hoconObject, hoconString, type HoconObject } from './hocon.js';
+import type { Client } from 'aedes';
 import { checkAcl } from './acl.js';
 import { readAuthnAnswer, readAuthzAnswer, type AuthnDecision } from './auth-answers.js';
-import { createEventSender, type EventSender } from './http-action.js';
-import type { BrokerLog } from './log.js';
-import { startRestApi, type RestApi } from './rest-api.js';
-import { messageId, type OfflineSession, type Session } from './sessions.js';
+import { durationMs, renderEmqxConfig } from './emqx-config.js';
+import {
+  AUTH_REQUEST_TIMEOUT_MS,
+  AUTHORIZATION_DEFAULTS,
+  AUTHZ_ACCESS,
+  DISCONNECT_REASONS,
+  DROP_REASONS,
+  EVENT_COLUMNS,
+  EVENT_TOPICS,
+  pubProps,
+  REST_PUBLISHER,
+  SESSION,
+  SESSION_DISCARDING_REASONS,
+  type EventName,
+} from './emqx-facts.js';
+import { createEventOutbox, type DeliveryPlan, type SentEvent } from './event-outbox.js';
+import { hoconArray, hoconAt, hoconObject, hoconString, type HoconObject } from './hocon.js';
+import { createHttpAction, httpActionSettings, type ActionTiming, type EventResult, type HttpAction } from './http-action.js';
+import { silentLog, type SimLog } from './log.js';
+import { startMqttListeners, type MqttCore, type MqttListenerOptions, type MqttListeners, type MqttsListenerOptions } from './mqtt-listeners.js';
+import { startRestApi, type ApiMessage, type PublishFailure, type PublishedMessage, type RecordedCall, type RestApi } from './rest-api.js';
 import { createRuleEngine, type RuleEngine } from './rule-engine.js';
-import { sendToService } from './service.js';
+import { callService, type ServiceTransport } from './service.js';
+import { createSessionRegistry, messageId, realFilter, type Message, type Session } from './sessions.js';
+import { AUTHN_PLACEHOLDERS, AUTHZ_PLACEHOLDERS, renderAuthRequest, type Values } from './templates.js';
 
-/** Events this broker raises for the rule engine; a rule selecting any other is skipped. */
-export const RAISED_EVENTS: ReadonlySet<string> = new Set([
-  'message.publish',
-  'client.connected',
-  'client.disconnected',
-  'session.subscribed',
-  'message.delivered',
-  'message.acked',
-  'message.dropped',
-  'delivery.dropped',
-]);
-
-/** EMQX's `mqtt.session_expiry_interval` default: how long a clean_session=false session outlives its connection. */
-const SESSION_EXPIRY_S = 7200;
+export type { DeliveryPlan, SentEvent } from './event-outbox.js';
+export type { EventResult } from './http-action.js';
+export type { PublishFailure, PublishedMessage, RecordedCall } from './rest-api.js';
+export type { ServiceTransport } from './service.js';
 
 /** Longest a timer can wait in Node; a later `expire_at` is re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-export interface DevBrokerOptions {
-  /** deploy/emqx/emqx.conf as the container entrypoint renders it (parsed). */
-  readonly config: HoconObject;
-  /** Where the service answers: the host of the configuration's URLs (`device-link:8080`) is taken to mean this. */
-  readonly serviceUrl: string;
-  readonly mqtt: { readonly host: string; readonly port: number };
-  readonly api: { readonly host: string; readonly port: number; readonly key: string; readonly secret: string };
-  readonly log: BrokerLog;
-  /** Pause between buffer retries of an undelivered event; by default `resource_opts.health_check_interval`. */
-  readonly eventResumeIntervalMs?: number;
+/** The events the simulation raises: every one the facts name a topic for, and message.publish. */
+const RAISED_EVENTS: ReadonlySet<string> = new Set<string>([...Object.values(EVENT_TOPICS), 'message.publish']);
+
+export interface EmqxSimOptions {
+  /** The service's EMQX_HOOK_TOKEN: emqx.conf is rendered with it, as the EMQX container's entrypoint does. */
+  readonly hookToken: string;
+  /** The service's EMQX_API_KEY and EMQX_API_SECRET, bootstrapped as the entrypoint writes them. */
+  readonly apiKey: string;
+  readonly apiSecret: string;
+  /** Where the service answers the authenticator, the authorization source and the rules' HTTP action. */
+  readonly service?: ServiceTransport;
+  /** The REST API's address (default: an ephemeral port on 127.0.0.1). */
+  readonly api?: MqttListenerOptions;
+  /** MQTT over TCP (default: none, programmatic clients only). */
+  readonly mqtt?: MqttListenerOptions;
+  /** MQTT over TLS with this server certificate (default: none). */
+  readonly mqtts?: MqttsListenerOptions;
+  readonly log?: SimLog;
+  /** Shorter pauses of the HTTP action than EMQX's. */
+  readonly timing?: ActionTiming;
+  /** Seeds the shuffles of a delivery plan, so a run can be replayed. */
+  readonly seed?: number;
 }
 
-export interface DevBroker {
-  readonly mqttPort: number;
-  readonly apiUrl: string;
-  readonly rules: RuleEngine;
-  /** Disconnects every client (their disconnect events are sent), stops listening, and gives events under way `graceMs`. */
+/** A client that meets EMQX through calls instead of a socket. */
+export interface ProgrammaticClientOptions {
+  /** clean_session = false: the session keeps its subscriptions and queues messages while the client is away. */
+  readonly persistent?: boolean;
+  /** The client acknowledges each QoS 1 and 2 message it gets (default true). */
+  readonly acks?: boolean;
+  /** What the authenticator would have given it. */
+  readonly clientAttrs?: Readonly<Record<string, string>>;
+  readonly username?: string;
+  readonly peerhost?: string;
+}
+
+export interface EmqxSim {
+  /** The REST API's base URL (`EMQX_API_URL`). */
+  readonly url: string;
+  readonly apiKey: string;
+  readonly apiSecret: string;
+  readonly mqttPort: number | null;
+  readonly mqttsPort: number | null;
+  readonly rules: Pick<RuleEngine<unknown>, 'loaded' | 'skipped'>;
+  /** Every REST request, in order. */
+  readonly calls: readonly RecordedCall[];
+  /** Every `POST /api/v5/publish`, in the order they were answered. */
+  readonly published: readonly PublishedMessage[];
+  /** Every event the HTTP action sent, once its delivery ended. */
+  readonly events: readonly SentEvent[];
+  /** Where the authenticator, the authorization source and the HTTP action send from now on. */
+  useService(service: ServiceTransport | null): void;
+  /** Where the HTTP action alone sends from now on; null sends no events at all. */
+  sendEventsTo(service: ServiceTransport | null): void;
+  deliveryPlan(plan: DeliveryPlan): void;
+  /** Every REST request is answered this status until cleared (null). */
+  failWith(status: number | null): void;
+  /** The next publishes fail like this, one each (a status, `hang`: no answer, `reset`: the connection dropped); replaces what was left. */
+  failNextPublishes(...failures: PublishFailure[]): void;
+  /** A programmatic client connects; a connected one with the same id is taken over. */
+  connect(clientid: string, options?: ProgrammaticClientOptions): Promise<void>;
+  /** The client (connecting first when it is not) subscribes; resolves once the events it caused were delivered. */
+  subscribe(clientid: string, filter: string, options?: ProgrammaticClientOptions & { qos?: 0 | 1 | 2 }): Promise<void>;
+  /** A connected programmatic client publishes; `delivered` settles with how its message.publish event's delivery ended. */
+  publish(clientid: string, topic: string, payload: string | Buffer, options?: { qos?: 0 | 1 | 2; retain?: boolean }): { id: string; delivered: Promise<EventResult[]> };
+  /** The programmatic client goes away; a persistent session stays and queues. */
+  disconnect(clientid: string): void;
+  /** The session drops its next delivery with this reason (`expired`, `queue_full`). */
+  dropNext(clientid: string, reason: string): void;
+  /** Resolves once every event under way was delivered or given up. */
+  settle(): Promise<void>;
+  /** Disconnects every client (their events are sent), stops listening, and gives events under way `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }
 
-/** Where a routed message came from: a client's session, or the REST API (no session). */
-interface MessageOrigin {
-  readonly id: string;
-  readonly from: Session | undefined;
-  readonly pubProps: Record<string, unknown>;
-  readonly receivedAt: number;
-}
-
-function withoutMappedPrefix(address: string | undefined): string {
-  return (address ?? '').replace(/^::ffff:/, '');
-}
-
-function endpoint(address: string | undefined, port: number | undefined): string {
-  const host = withoutMappedPrefix(address);
-  return host.includes(':') ? `[${host}]:${port ?? 0}` : `${host}:${port ?? 0}`;
+function enabled(entries: unknown[], what: string, usable: (entry: HoconObject) => boolean, log: SimLog): HoconObject[] {
+  return entries.filter((entry, index): entry is HoconObject => {
+    const ok = typeof entry === 'object' && entry !== null && !Array.isArray(entry) && usable(entry as HoconObject);
+    if (!ok) log.warn(`${what}.${index} is not an enabled HTTP ${what === 'authentication' ? 'authenticator' : 'source'}; skipped`);
+    return ok;
+  });
 }
 
 /**
- * A development MQTT broker (aedes) that treats the service as EMQX 5.8 with
- * deploy/emqx/emqx.conf does (docs/emqx-contract.md): every CONNECT goes to the
- * configured HTTP authenticators with their body template — before any
- * takeover, so a denied newcomer leaves the live session alone; publish and
- * subscribe are decided by the ACL of the authentication answer first, then by
- * the HTTP authorization sources, then `no_match`; `expire_at` ends the
- * session; the rules of `rule_engine` run over MQTT events and their HTTP
- * actions post to the service with EMQX's retries; and the REST API subset the
- * service calls (client look-up, kick, publish) answers on its own port.
+ * One simulation of EMQX 5.8, driven by deploy/emqx/emqx.conf as the EMQX
+ * container's entrypoint renders it, for the local run, the tests, the soak
+ * and the bench. EMQX's behaviour is read from emqx-facts.ts.
  *
- * Differences that do not change what the service sees: MQTT 3.1 and 3.1.1
- * only (aedes has no MQTT 5), no TLS listener, no authorization cache (every
- * check that reaches the HTTP source is asked anew), sessions in memory.
+ * - Clients: MQTT clients over TCP and TLS (aedes), and programmatic clients
+ *   (a device subscribed, publishing and acknowledging through calls). Both
+ *   have the same sessions: clean ones end with the connection, persistent
+ *   ones keep their subscriptions and queue while their client is away.
+ * - Every CONNECT asks the authenticator chain with its body template, before
+ *   any takeover, so a refused newcomer leaves the live session alone; the
+ *   answer's ACL decides publish and subscribe first, then the HTTP
+ *   authorization sources, then `no_match`; `expire_at` ends the session.
+ * - The rules of `rule_engine` run over the events sessions and routing
+ *   raise, and their HTTP actions post to the service, retried and dropped as
+ *   EMQX does, in the order a delivery plan allows.
+ * - The REST API the service calls (client look-up, kick, publish), with
+ *   failures injected on purpose; every call, publish and sent event recorded.
+ *
+ * Where it cannot be what EMQX is:
+ * - MQTT 3.1 and 3.1.1 only (aedes has no MQTT 5): no properties on the wire
+ *   (user properties, Message-Expiry-Interval and Session-Expiry-Interval
+ *   never reach or come from a client; a persistent session is
+ *   clean_session = false with EMQX's default expiry of 2 h), and CONNACK
+ *   carries 3.1.1's return codes, not MQTT 5 reason codes.
+ * - No shared subscriptions: a `$share/{group}/` filter is authorized as
+ *   EMQX authorizes it, but not dispatched to one member of a group.
+ * - One node, no cluster; everything in memory, lost when it stops.
+ * - The HTTP action has no inflight window, pool size or max_buffer_bytes
+ *   (its buffer never fills), and a run may shorten its pauses (`timing`):
+ *   EMQX waits health_check_interval between rounds of retries.
+ * - No authorization cache: every check that reaches the HTTP source asks
+ *   the service anew.
+ * - Listeners bind where the options say, not where emqx.conf's `listeners`
+ *   say; TLS is verify_none only (no client certificates, so the cert_*
+ *   placeholders are empty).
+ * - The REST API has only `GET` and `DELETE /api/v5/clients/{id}` and
+ *   `POST /api/v5/publish` (no bulk publish, no dashboard).
+ * - Rule SQL is a subset (see templates.ts); a rule beyond it is skipped
+ *   with a warning.
+ * - An MQTT client's acknowledgements are matched to its deliveries in
+ *   order, and QoS 2 counts as acked at PUBCOMP (EMQX: at PUBREC); an MQTT
+ *   client's offline queue has no max_mqueue_len (programmatic sessions
+ *   have EMQX's, dropping the oldest with queue_full).
+ * - Programmatic clients are let in without authentication and publish
+ *   without authorization (they stand for devices EMQX already admitted);
+ *   their peer addresses are made up.
  */
-export async function startDevBroker(options: DevBrokerOptions): Promise<DevBroker> {
-  const { config, log, serviceUrl } = options;
+export async function startEmqxSim(options: EmqxSimOptions): Promise<EmqxSim> {
+  const log = options.log ?? silentLog;
+  const rendered = await renderEmqxConfig({
+    DEVICE_LINK_HOOK_TOKEN: options.hookToken,
+    DEVICE_LINK_API_KEY: options.apiKey,
+    DEVICE_LINK_API_SECRET: options.apiSecret,
+  });
+  const { config } = rendered;
   const node = hoconString(config, 'node.name');
-  const authenticators = hoconArray(config, 'authentication').filter((entry, index) => {
-    const usable = typeof entry === 'object' && entry !== null && !Array.isArray(entry) && entry.backend === 'http' && entry.enable !== false;
-    if (!usable) log.warn(`authentication.${index} is not an enabled HTTP authenticator; skipped`);
-    return usable;
-  }) as HoconObject[];
+  const apiKeys = rendered.apiKeys
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      const [key = '', secret = ''] = line.split(':');
+      return { key, secret };
+    });
+  const authenticators = enabled(hoconArray(config, 'authentication'), 'authentication', (entry) => entry.backend === 'http' && entry.enable !== false, log);
   const authorization = hoconObject(config, 'authorization');
-  const authzSources = hoconArray(authorization, 'sources').filter((entry, index) => {
-    const usable = typeof entry === 'object' && entry !== null && !Array.isArray(entry) && entry.type === 'http' && entry.enable !== false;
-    if (!usable) log.warn(`authorization.sources.${index} is not an enabled HTTP source; skipped`);
-    return usable;
-  }) as HoconObject[];
-  // EMQX's defaults when the file does not say.
-  const noMatch = authorization.no_match === 'deny' ? 'deny' : 'allow';
-  const disconnectOnDeny = authorization.deny_action === 'disconnect';
-  const timeoutOf = (source: HoconObject) => (source.request_timeout === undefined ? 5000 : durationMs(source.request_timeout));
+  const authzSources = enabled(hoconArray(authorization, 'sources'), 'authorization.sources', (entry) => entry.type === 'http' && entry.enable !== false, log);
+  const noMatch = (authorization.no_match ?? AUTHORIZATION_DEFAULTS.noMatch) === 'deny' ? 'deny' : 'allow';
+  const disconnectOnDeny = (authorization.deny_action ?? AUTHORIZATION_DEFAULTS.denyAction) === 'disconnect';
+  const timeoutOf = (source: HoconObject) => (source.request_timeout === undefined ? AUTH_REQUEST_TIMEOUT_MS : durationMs(source.request_timeout));
 
-  // One sender per HTTP action, each with that action's retry settings.
-  const senders = new Map<string, EventSender>();
+  let authTarget: ServiceTransport | null = options.service ?? null;
+  let eventTarget: ServiceTransport | null = options.service ?? null;
+  const actions = new Map<string, HttpAction>();
   for (const [name, action] of Object.entries((hoconAt(config, 'actions.http') ?? {}) as HoconObject)) {
-    senders.set(
-      `http:${name}`,
-      createEventSender({
-        ...eventActionSettings(action as HoconObject),
-        ...(options.eventResumeIntervalMs !== undefined ? { resumeIntervalMs: options.eventResumeIntervalMs } : {}),
-        send: (request, timeoutMs, signal) => sendToService(serviceUrl, request, timeoutMs, signal),
-        log,
+    actions.set(`http:${name}`, createHttpAction({ settings: httpActionSettings(action as HoconObject, options.timing), target: () => eventTarget, log }));
+  }
+  const outbox = createEventOutbox({ actions, seed: options.seed ?? Math.floor(Math.random() * 2 ** 32), log });
+  const rules = createRuleEngine({ config, emitted: RAISED_EVENTS, dispatch: (action, request, label) => outbox.post(action, request, label), log });
+  const sessions = createSessionRegistry();
+  let mqtt: MqttListeners | null = null;
+
+  function raise(name: EventName, fields: Values): Promise<EventResult[]> {
+    const columns = EVENT_COLUMNS[name];
+    for (const column of Object.keys(fields)) if (!columns.includes(column)) throw new Error(`EMQX 5.8 gives ${name} no column ${column}`);
+    try {
+      return Promise.all(rules.fire({ ...fields, event: name, timestamp: Date.now(), node }));
+    } catch (error) {
+      // A rule that cannot render its output must not take the simulation down; EMQX counts it as a failed rule.
+      log.warn(`rules on ${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+      return Promise.resolve([]);
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // Event columns
+
+  const publisherColumns = (message: Message) => ({
+    clientid: message.from?.clientid ?? REST_PUBLISHER,
+    username: message.from?.username,
+    peerhost: message.from?.peerhost,
+    peername: message.from?.peername,
+  });
+  const messageColumns = (message: Message) => ({
+    id: message.id,
+    ...publisherColumns(message),
+    payload: message.payload,
+    topic: message.topic,
+    qos: message.qos,
+    flags: { dup: false, retain: message.retain },
+    pub_props: pubProps(message.properties),
+    publish_received_at: message.receivedAt,
+  });
+  const deliveryColumns = (session: Session, message: Message, qos: number, dup: boolean): Values => ({
+    id: message.id,
+    from_clientid: message.from?.clientid ?? REST_PUBLISHER,
+    from_username: message.from?.username,
+    clientid: session.clientid,
+    username: session.username,
+    payload: message.payload,
+    peerhost: session.peerhost,
+    peername: session.peername,
+    topic: message.topic,
+    qos,
+    flags: { dup, retain: message.retain },
+    pub_props: pubProps(message.properties),
+    publish_received_at: message.receivedAt,
+  });
+  const connectionColumns = (session: Session) => ({
+    clientid: session.clientid,
+    username: session.username,
+    peername: session.peername,
+    sockname: session.sockname,
+    proto_name: 'MQTT',
+    proto_ver: session.protoVer,
+    connected_at: session.connectedAt,
+    client_attrs: session.clientAttrs,
+  });
+
+  // ---------------------------------------------------------------------------
+  // Sessions and routing
+
+  function open(session: Session): Promise<EventResult[]>[] {
+    const previous = sessions.live.get(session.clientid);
+    if (previous && previous !== session) {
+      previous.reason = session.cleanStart ? DISCONNECT_REASONS.discarded : DISCONNECT_REASONS.takenover;
+      // An MQTT predecessor is closed by aedes itself when the newcomer registers.
+      if (previous.link.kind === 'programmatic') end(previous, previous.reason);
+    }
+    session.connected = true;
+    session.connectedAt = Date.now();
+    sessions.live.set(session.clientid, session);
+    sessions.offline.delete(session.clientid);
+    log.info(`${session.clientid}: connected from ${session.peername}`);
+    const events = [
+      raise('client.connected', {
+        ...connectionColumns(session),
+        mountpoint: undefined,
+        keepalive: session.keepalive,
+        clean_start: session.cleanStart,
+        receive_maximum: SESSION.maxInflight,
+        expiry_interval: session.cleanStart ? 0 : SESSION.expiryIntervalS,
+        is_bridge: false,
+        conn_props: {},
       }),
+    ];
+    // A resumed session sends what it held right after CONNACK, in order.
+    if (session.link.kind === 'programmatic') {
+      for (const { message, qos } of session.link.queue.splice(0)) events.push(...deliver(session, message, qos, false));
+    }
+    return events;
+  }
+
+  function end(session: Session, reason: string): Promise<EventResult[]>[] {
+    if (!session.connected) return [];
+    session.connected = false;
+    session.disconnectedAt = Date.now();
+    clearTimeout(session.expiry);
+    if (sessions.live.get(session.clientid) === session) sessions.live.delete(session.clientid);
+    if (!session.cleanStart && !SESSION_DISCARDING_REASONS.has(reason)) sessions.offline.set(session.clientid, session);
+    log.info(`${session.clientid}: disconnected (${reason})`);
+    return [
+      raise('client.disconnected', {
+        ...connectionColumns(session),
+        reason,
+        disconn_props: {},
+        disconnected_at: session.disconnectedAt,
+      }),
+    ];
+  }
+
+  /** What goes to a connected session's client, and the events that follow; for an MQTT client its delivery event goes back to aedes. */
+  function forward(session: Session, message: Message, qos: number, dup: boolean): { events: Promise<EventResult[]>[]; delivery: Values | null } {
+    const columns = deliveryColumns(session, message, qos, dup);
+    const dropped = session.dropNext.shift() ?? (message.expiresAt !== undefined && Date.now() > message.expiresAt ? DROP_REASONS.expired : undefined);
+    if (dropped !== undefined) return { events: [raise('delivery.dropped', { ...columns, reason: dropped })], delivery: null };
+    return { events: [raise('message.delivered', columns)], delivery: columns };
+  }
+
+  /** A programmatic client gets the message (and acknowledges it at once when it does). */
+  function deliver(session: Session, message: Message, qos: number, dup: boolean): Promise<EventResult[]>[] {
+    const { events, delivery } = forward(session, message, qos, dup);
+    if (delivery && qos > 0 && session.link.kind === 'programmatic' && session.link.acks) events.push(raise('message.acked', { ...delivery, puback_props: {} }));
+    return events;
+  }
+
+  /** A persistent session holds the message for its client; a full queue drops its oldest. */
+  function hold(session: Session, message: Message, qos: number): Promise<EventResult[]>[] {
+    if (session.link.kind !== 'programmatic' || (qos === 0 && !SESSION.queuesQos0)) return [];
+    session.link.queue.push({ message, qos });
+    if (session.link.queue.length <= SESSION.maxQueueLength) return [];
+    const oldest = session.link.queue.shift();
+    return oldest ? [raise('delivery.dropped', { ...deliveryColumns(session, oldest.message, oldest.qos, false), reason: DROP_REASONS.queueFull })] : [];
+  }
+
+  /**
+   * A published message: its message.publish event, then every session
+   * subscribed to it, or message.dropped when there is none. MQTT clients get
+   * it through aedes, which routes a client's own publishes by itself.
+   */
+  function route(message: Message, routedByAedes: boolean): { received: boolean; events: Promise<EventResult[]>[] } {
+    const events = [raise('message.publish', { ...messageColumns(message), client_attrs: message.from?.clientAttrs ?? {} })];
+    const targets = sessions.subscribers(message.topic);
+    if (targets.length === 0) {
+      events.push(raise('message.dropped', { ...messageColumns(message), reason: DROP_REASONS.noSubscribers }));
+      return { received: false, events };
+    }
+    let viaAedes = false;
+    for (const { session, qos: granted } of targets) {
+      const qos = SESSION.upgradeQos ? granted : Math.min(message.qos, granted);
+      if (session.link.kind === 'mqtt') viaAedes = true;
+      else events.push(...(session.connected ? deliver(session, message, qos, false) : hold(session, message, qos)));
+    }
+    if (viaAedes && !routedByAedes) mqtt?.publish(message);
+    return { received: true, events };
+  }
+
+  function newMessage(fields: Omit<Message, 'id' | 'receivedAt' | 'expiresAt'>): Message {
+    const receivedAt = Date.now();
+    const expiry = fields.properties['Message-Expiry-Interval'];
+    return { ...fields, id: messageId(), receivedAt, ...(typeof expiry === 'number' ? { expiresAt: receivedAt + expiry * 1000 } : {}) };
+  }
+
+  function armExpiry(session: Session, atMs: number): void {
+    session.expiry = setTimeout(
+      () => {
+        if (Date.now() < atMs) return armExpiry(session, atMs);
+        session.reason = DISCONNECT_REASONS.notAuthorized;
+        log.info(`${session.clientid}: authentication expired (expire_at), disconnecting`);
+        mqtt?.close(session);
+      },
+      Math.min(Math.max(0, atMs - Date.now()), MAX_TIMER_MS),
     );
   }
-  const rules = createRuleEngine({
-    config,
-    emitted: RAISED_EVENTS,
-    dispatch: (action, request, label) => void senders.get(action)?.send(request, label),
-    log,
-  });
-  const raise = (event: string, fields: Values) => {
-    try {
-      rules.fire({ event, timestamp: Date.now(), node, ...fields });
-    } catch (error) {
-      // A rule that cannot render its output must not take the broker down; EMQX counts it as a failed rule.
-      log.warn(`rules on ${event} failed: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  };
 
-  /** Sessions by connection, from the authenticator's allow on. */
-  const sessions = new WeakMap<Client, Session>();
-  /** The connected session of each client id. */
-  const live = new Map<string, Session>();
-  const offline = new Map<string, OfflineSession>();
-  const connectPackets = new WeakMap<Client, ConnectPacket>();
-  const keepaliveTimeouts = new WeakSet<Client>();
-  /** Messages published through the REST API, by packet: what their answer and their events carry. */
-  const restPublishes = new WeakMap<object, { id: string; pubProps: Record<string, unknown> }>();
-  /**
-   * Each routed message's id and origin, keyed by its `properties` object:
-   * aedes carries that object by reference into every copy it queues and
-   * delivers (MQTT 3.1.1 never puts it on the wire), so a delivery finds the
-   * id its publish event carried.
-   */
-  const messages = new WeakMap<object, MessageOrigin>();
-  /** Publishes that authorization denied with deny_action = ignore: acknowledged, never routed. */
-  const deniedPublishes = new WeakSet<object>();
+  // ---------------------------------------------------------------------------
+  // Authentication and authorization
 
-  // Session expiry of offline persistent sessions.
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const [clientid, session] of offline) if (now - session.disconnectedAt > SESSION_EXPIRY_S * 1000) offline.delete(clientid);
-  }, 60_000);
-  sweep.unref();
-
-  class EmqxLikeAedes extends Aedes {
-    // aedes routes a client's PUBLISH through publish(packet, client, done)
-    // after acknowledging it, and the REST API's through publish(packet, done).
-    // A denied one stops here, as EMQX with deny_action = ignore acknowledges
-    // and drops it; the others get their id and origin for the rule events.
-    override publish(packet: PublishPacket, ...rest: unknown[]): void {
-      const done = rest[rest.length - 1];
-      if (deniedPublishes.has(packet) && typeof done === 'function') {
-        (done as () => void)();
-        return;
-      }
-      const client = rest.length > 1 ? (rest[0] as Client | null) : null;
-      const session = client ? sessions.get(client) : undefined;
-      const fromApi = restPublishes.get(packet);
-      // Publishes of the broker itself (heartbeats, $SYS) have neither a client nor a REST origin.
-      if (session || fromApi) {
-        packet.properties ??= {};
-        const origin = { id: fromApi?.id ?? messageId(), from: session, pubProps: fromApi?.pubProps ?? {}, receivedAt: Date.now() };
-        messages.set(packet.properties, origin);
-        if (!hasSubscriber(packet.topic)) {
-          raise('message.dropped', {
-            id: origin.id,
-            reason: 'no_subscribers',
-            clientid: session?.clientid ?? 'http_api',
-            username: session?.username,
-            payload: packet.payload,
-            peerhost: session?.peerhost,
-            topic: packet.topic,
-            qos: packet.qos,
-            flags: { dup: packet.dup, retain: packet.retain },
-            pub_props: origin.pubProps,
-            publish_received_at: origin.receivedAt,
-          });
-        }
-      }
-      (Aedes.prototype.publish as (packet: PublishPacket, ...rest: unknown[]) => void).call(this, packet, ...rest);
-    }
-  }
-
-  const broker = new EmqxLikeAedes({
-    // Client ids are device UUIDs (36 characters): MQTT 3.1's 23-character limit does not apply in EMQX.
-    maxClientsIdLength: 65535,
-    preConnect(client, packet, callback) {
-      connectPackets.set(client, packet);
-      callback(null, true);
-    },
-    authenticate(client, username, password, callback) {
-      void authenticate(client, username ?? '', password?.toString('utf8') ?? '').then(
-        (session) => {
-          if (session) {
-            callback(null, true);
-          } else {
-            const refused = Object.assign(new Error('not authorized'), { returnCode: 5 }) as AuthenticateError;
-            callback(refused, false);
-          }
-        },
-        (error: unknown) => {
-          log.warn(`authentication of ${client.id} failed: ${error instanceof Error ? error.message : String(error)}`);
-          callback(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as AuthenticateError, false);
-        },
-      );
-    },
-    authorizePublish(client, packet, callback) {
-      if (!client) return callback(null);
-      if (packet.topic.startsWith('$SYS/')) return callback(new Error('$SYS topics are reserved'));
-      const session = sessions.get(client);
-      if (!session) return callback(new Error('not authenticated'));
-      void authorize(session, 'publish', packet.topic, packet.qos, packet.retain).then((decision) => {
-        if (decision === 'allow') return callback(null);
-        log.info(`${session.clientid}: publish to ${packet.topic} denied`);
-        if (disconnectOnDeny) return callback(new Error('not authorized'));
-        deniedPublishes.add(packet);
-        callback(null);
-      });
-    },
-    authorizeSubscribe(client, subscription, callback) {
-      const session = sessions.get(client);
-      if (!session) return callback(new Error('not authenticated'));
-      // §B: a shared subscription is authorized for its filter without `$share/group/`.
-      const filter = subscription.topic.replace(/^\$share\/[^/]+\//, '');
-      void authorize(session, 'subscribe', filter, subscription.qos, false).then((decision) => {
-        if (decision === 'allow') return callback(null, subscription);
-        log.info(`${session.clientid}: subscribe to ${subscription.topic} denied`);
-        if (disconnectOnDeny) return callback(new Error('not authorized'));
-        callback(null, null);
-      });
-    },
-    published(packet, _client, callback) {
-      callback(null);
-      const origin = packet.properties ? messages.get(packet.properties) : undefined;
-      if (!origin) return;
-      const from = origin.from;
-      raise('message.publish', {
-        id: origin.id,
-        clientid: from?.clientid ?? 'http_api',
-        username: from?.username,
-        payload: packet.payload,
-        peerhost: from?.peerhost,
-        peername: from?.peername,
-        topic: packet.topic,
-        qos: packet.qos,
-        flags: { dup: packet.dup, retain: packet.retain },
-        pub_props: origin.pubProps,
-        publish_received_at: origin.receivedAt,
-        client_attrs: from?.clientAttrs ?? {},
-      });
-    },
-    authorizeForward(client, packet) {
-      const origin = packet.properties ? messages.get(packet.properties) : undefined;
-      const session = sessions.get(client);
-      const expiry = (packet as { messageExpiry?: number }).messageExpiry;
-      // EMQX drops a queued message whose Message-Expiry-Interval passed before it leaves the queue.
-      const expired = expiry !== undefined && Date.now() > expiry;
-      if (origin && session) {
-        // The QoS the receiver gets: the message's, at most its subscription's (upgrade_qos = false).
-        const granted = Math.max(
-          0,
-          ...[...session.subscriptions].filter(([filter]) => topicMatches(filter.replace(/^\$share\/[^/]+\//, ''), packet.topic)).map(([, qos]) => qos),
-        );
-        const delivery = {
-          id: origin.id,
-          from_clientid: origin.from?.clientid ?? 'http_api',
-          from_username: origin.from?.username,
-          clientid: session.clientid,
-          username: session.username,
-          payload: packet.payload,
-          peerhost: session.peerhost,
-          topic: packet.topic,
-          qos: Math.min(packet.qos, granted),
-          flags: { dup: packet.dup, retain: packet.retain },
-          pub_props: origin.pubProps,
-          publish_received_at: origin.receivedAt,
-          client_attrs: session.clientAttrs,
-        };
-        if (expired) raise('delivery.dropped', { ...delivery, reason: 'expired' });
-        else {
-          raise('message.delivered', delivery);
-          // Acknowledged (PUBACK, or PUBREC for QoS 2) later: message.acked then.
-          if (delivery.qos > 0) session.unacked.push(delivery);
-        }
-      }
-      return expired ? null : packet;
-    },
-  });
-  await broker.listen();
-
-  async function authenticate(client: Client, username: string, password: string): Promise<Session | null> {
-    const conn = client.conn as Socket;
-    const peerhost = withoutMappedPrefix(conn.remoteAddress);
-    const values = { clientid: client.id, username, password, peerhost };
+  async function authenticate(values: Values): Promise<AuthnDecision> {
     let decision: AuthnDecision = { result: 'ignore', why: 'no authenticator' };
-    // The chain: `ignore` passes to the next authenticator; allow or deny ends it.
+    // The chain: ignore passes to the next authenticator; allow or deny ends it.
     for (const authenticator of authenticators) {
       const request = renderAuthRequest(authenticator, values, AUTHN_PLACEHOLDERS);
       try {
-        decision = readAuthnAnswer(await sendToService(serviceUrl, request, timeoutOf(authenticator)), Date.now());
+        if (!authTarget) throw new Error('no service to ask');
+        decision = readAuthnAnswer(await callService(authTarget, request, timeoutOf(authenticator)), Date.now());
       } catch (error) {
         decision = { result: 'ignore', why: error instanceof Error ? error.message : String(error) };
       }
       if (decision.result !== 'ignore') break;
     }
-    if (decision.result !== 'allow') {
-      const why = decision.result === 'ignore' ? ` (every authenticator ignored: ${decision.why})` : '';
-      log.info(`${client.id}: connect refused, not authorized${why}`);
-      return null;
-    }
-    const packet = connectPackets.get(client);
-    const session: Session = {
-      client,
-      clientid: client.id,
-      username,
-      peerhost,
-      peername: endpoint(conn.remoteAddress, conn.remotePort),
-      sockname: endpoint(conn.localAddress, conn.localPort),
-      keepalive: packet?.keepalive ?? 0,
-      cleanStart: client.clean,
-      superuser: decision.superuser,
-      clientAttrs: decision.clientAttrs,
-      acl: decision.acl,
-      connectedAt: 0,
-      connected: false,
-      unacked: [],
-      subscriptions: new Map(!client.clean ? (offline.get(client.id)?.subscriptions ?? []) : []),
-    };
-    if (decision.expireAt !== undefined) armExpiry(session, decision.expireAt * 1000);
-    sessions.set(client, session);
-    // The newcomer wins (§E): the live session ends, discarded when the newcomer starts clean.
-    const previous = live.get(client.id);
-    if (previous) previous.reason = client.clean ? 'discarded' : 'takenover';
-    return session;
-  }
-
-  function armExpiry(session: Session, atMs: number): void {
-    const wait = atMs - Date.now();
-    session.expiry = setTimeout(
-      () => {
-        if (Date.now() < atMs) return armExpiry(session, atMs);
-        // EMQX ends a connection whose authentication expired as not authorized.
-        session.reason = 'not_authorized';
-        log.info(`${session.clientid}: authentication expired (expire_at), disconnecting`);
-        session.client.close();
-      },
-      Math.min(Math.max(0, wait), MAX_TIMER_MS),
-    );
+    return decision;
   }
 
   async function authorize(session: Session, action: 'publish' | 'subscribe', topic: string, qos: number, retain: boolean): Promise<'allow' | 'deny'> {
     if (session.superuser) return 'allow';
-    const acl = checkAcl(session.acl, { action, topic, qos, retain, clientid: session.clientid, username: session.username });
+    const filter = action === 'subscribe' ? realFilter(topic) : topic;
+    const acl = checkAcl(session.acl, { action, topic: filter, qos, retain, clientid: session.clientid, username: session.username });
     if (acl !== 'nomatch') return acl;
     for (const source of authzSources) {
       const values = {
         clientid: session.clientid,
         username: session.username,
         peerhost: session.peerhost,
-        topic,
+        topic: filter,
         action,
-        // §B: rendered as strings.
+        access: AUTHZ_ACCESS[action],
         qos: String(qos),
         retain: String(retain),
         proto_name: 'MQTT',
         client_attrs: session.clientAttrs,
       };
       try {
-        const decision = readAuthzAnswer(await sendToService(serviceUrl, renderAuthRequest(source, values, AUTHZ_PLACEHOLDERS), timeoutOf(source)));
+        if (!authTarget) throw new Error('no service to ask');
+        const decision = readAuthzAnswer(await callService(authTarget, renderAuthRequest(source, values, AUTHZ_PLACEHOLDERS), timeoutOf(source)));
         if (decision) return decision;
       } catch {
         // A timeout or connection error passes to the next source.
@@ -389,187 +421,225 @@ export async function startDevBroker(options: DevBrokerOptions): Promise<DevBrok
     return noMatch;
   }
 
-  broker.on('keepaliveTimeout', (client) => keepaliveTimeouts.add(client));
-
-  broker.on('ack', (_packet, client) => {
-    const delivery = client ? sessions.get(client)?.unacked.shift() : undefined;
-    if (delivery) raise('message.acked', { ...delivery, puback_props: {} });
-  });
-
-  broker.on('clientReady', (client) => {
-    const session = sessions.get(client);
-    if (!session) return;
-    session.connectedAt = Date.now();
-    session.connected = true;
-    live.set(session.clientid, session);
-    offline.delete(session.clientid);
-    log.info(`${session.clientid}: connected from ${session.peername}`);
-    raise('client.connected', {
-      clientid: session.clientid,
-      username: session.username,
-      mountpoint: undefined,
-      peername: session.peername,
-      sockname: session.sockname,
-      proto_name: 'MQTT',
-      proto_ver: client.version,
-      keepalive: session.keepalive,
-      clean_start: session.cleanStart,
-      receive_maximum: 32,
-      expiry_interval: session.cleanStart ? 0 : SESSION_EXPIRY_S,
-      is_bridge: false,
-      conn_props: {},
-      connected_at: session.connectedAt,
-      client_attrs: session.clientAttrs,
-    });
-  });
-
-  broker.on('clientDisconnect', (client) => {
-    const session = sessions.get(client);
-    if (!session?.connected) return;
-    session.connected = false;
-    clearTimeout(session.expiry);
-    // aedes marks a connection that ended with a DISCONNECT packet in this field.
-    const sentDisconnect = (client as unknown as { _disconnected?: boolean })._disconnected === true;
-    const reason = session.reason ?? (sentDisconnect ? 'normal' : keepaliveTimeouts.has(client) ? 'keepalive_timeout' : 'tcp_closed');
-    const disconnectedAt = Date.now();
-    if (live.get(session.clientid) === session) live.delete(session.clientid);
-    if (!session.cleanStart && reason !== 'kicked' && reason !== 'discarded' && reason !== 'takenover') {
-      offline.set(session.clientid, {
-        clientid: session.clientid,
-        username: session.username,
-        connectedAt: session.connectedAt,
-        disconnectedAt,
-        subscriptions: session.subscriptions,
-      });
-    }
-    log.info(`${session.clientid}: disconnected (${reason})`);
-    raise('client.disconnected', {
-      clientid: session.clientid,
-      username: session.username,
-      reason,
-      peername: session.peername,
-      sockname: session.sockname,
-      proto_name: 'MQTT',
-      proto_ver: client.version,
-      disconn_props: {},
-      connected_at: session.connectedAt,
-      disconnected_at: disconnectedAt,
-      client_attrs: session.clientAttrs,
-    });
-  });
-
-  broker.on('subscribe', (subscriptions: Subscription[], client) => {
-    const session = sessions.get(client);
-    if (!session) return;
-    for (const { topic, qos } of subscriptions) {
-      // aedes reports a refused subscription with the SUBACK failure code 128 as its QoS.
-      if ((qos as number) === 128) continue;
-      session.subscriptions.set(topic, qos);
-      raise('session.subscribed', {
+  const mqttCore: MqttCore = {
+    sessions,
+    disconnectOnDeny,
+    authenticate,
+    authorize,
+    admit(client: Client, decision, connection) {
+      const kept = client.clean ? undefined : sessions.find(client.id);
+      const session: Session = {
+        clientid: client.id,
+        username: connection.username,
+        peerhost: connection.peerhost,
+        peername: connection.peername,
+        sockname: connection.sockname,
+        protoVer: client.version,
+        keepalive: connection.keepalive,
+        cleanStart: client.clean,
+        superuser: decision.superuser,
+        clientAttrs: decision.clientAttrs,
+        acl: decision.acl,
+        link: { kind: 'mqtt', client, listener: connection.listener, unacked: [] },
+        connected: false,
+        connectedAt: 0,
+        disconnectedAt: 0,
+        subscriptions: new Map(kept?.subscriptions ?? []),
+        dropNext: [],
+      };
+      if (decision.expireAt !== undefined) armExpiry(session, decision.expireAt * 1000);
+      // The newcomer wins: the live connection ends once aedes registers this one.
+      const previous = sessions.live.get(client.id);
+      if (previous && previous.link.kind === 'mqtt') previous.reason = client.clean ? DISCONNECT_REASONS.discarded : DISCONNECT_REASONS.takenover;
+      return session;
+    },
+    open: (session) => void open(session),
+    end: (session, reason) => void end(session, reason),
+    subscribed(session, filter, qos) {
+      session.subscriptions.set(filter, qos);
+      void raise('session.subscribed', {
         clientid: session.clientid,
         username: session.username,
         peerhost: session.peerhost,
-        topic,
-        qos,
+        peername: session.peername,
         sub_props: {},
+        topic: filter,
+        qos,
         client_attrs: session.clientAttrs,
       });
-    }
-  });
+    },
+    unsubscribed: (session, filter) => void session.subscriptions.delete(filter),
+    received: (session, packet, denied) =>
+      newMessage({ topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, retain: packet.retain, from: session, properties: {}, ...(denied ? { denied } : {}) }),
+    routed: (message) => void route(message, true),
+    forward(session, message, qos, dup) {
+      return forward(session, message, qos, dup).delivery;
+    },
+    acked: (session, delivery) => void raise('message.acked', { ...delivery, puback_props: {} }),
+  };
 
-  broker.on('unsubscribe', (topics: string[], client) => {
-    const session = sessions.get(client);
-    for (const topic of topics) session?.subscriptions.delete(topic);
-  });
+  // ---------------------------------------------------------------------------
+  // Programmatic clients
 
-  /** Whether a message on `topic` reaches anyone: a live client or an offline session that keeps subscriptions. */
-  const hasSubscriber = (topic: string) =>
-    [...live.values(), ...offline.values()].some((session) =>
-      [...session.subscriptions.keys()].some((filter) => topicMatches(filter.replace(/^\$share\/[^/]+\//, ''), topic)),
-    );
-
-  const server: Server = createServer(broker.handle);
-  const sockets = new Set<Socket>();
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  server.listen(options.mqtt.port, options.mqtt.host);
-  try {
-    await once(server, 'listening');
-  } catch (error) {
-    broker.close();
-    throw error;
+  let nextPort = 50_000;
+  function programmaticSession(clientid: string, options: ProgrammaticClientOptions, kept: Session | undefined): Session {
+    const persistent = options.persistent ?? (kept ? !kept.cleanStart : false);
+    const resumed = persistent && kept && !kept.cleanStart ? kept : undefined;
+    const peerhost = options.peerhost ?? '127.0.0.1';
+    nextPort = nextPort >= 65_535 ? 50_000 : nextPort + 1;
+    return {
+      clientid,
+      username: options.username ?? kept?.username ?? clientid,
+      peerhost,
+      peername: `${peerhost}:${nextPort}`,
+      sockname: '127.0.0.1:1883',
+      protoVer: 4,
+      keepalive: 60,
+      cleanStart: !persistent,
+      superuser: false,
+      clientAttrs: options.clientAttrs ?? kept?.clientAttrs ?? {},
+      acl: [],
+      link: {
+        kind: 'programmatic',
+        acks: options.acks ?? (kept?.link.kind === 'programmatic' ? kept.link.acks : true),
+        queue: resumed?.link.kind === 'programmatic' ? resumed.link.queue : [],
+      },
+      connected: false,
+      connectedAt: 0,
+      disconnectedAt: 0,
+      subscriptions: new Map(resumed?.subscriptions ?? []),
+      dropNext: [...(kept?.dropNext ?? [])],
+    };
   }
-  const address = server.address();
-  const mqttPort = typeof address === 'object' && address ? address.port : options.mqtt.port;
 
-  let api: RestApi;
+  function connectProgrammatic(clientid: string, options: ProgrammaticClientOptions): Promise<EventResult[]>[] {
+    const kept = sessions.find(clientid);
+    const session = programmaticSession(clientid, options, kept);
+    if (kept && !kept.connected) sessions.offline.delete(clientid);
+    if (kept?.connected && kept.link.kind === 'mqtt') {
+      kept.reason = session.cleanStart ? DISCONNECT_REASONS.discarded : DISCONNECT_REASONS.takenover;
+      mqtt?.close(kept);
+    }
+    return open(session);
+  }
+
+  function liveProgrammatic(clientid: string): Session {
+    const session = sessions.live.get(clientid);
+    if (!session || session.link.kind !== 'programmatic') throw new Error(`${clientid} is not a connected programmatic client`);
+    return session;
+  }
+
+  const settled = async (events: Promise<EventResult[]>[]) => {
+    await Promise.all(events);
+  };
+
+  // ---------------------------------------------------------------------------
+  // Listeners
+
+  let api: RestApi | undefined;
   try {
+    mqtt = options.mqtt || options.mqtts ? await startMqttListeners({ core: mqttCore, ...(options.mqtt ? { tcp: options.mqtt } : {}), ...(options.mqtts ? { ssl: options.mqtts } : {}), log }) : null;
     api = await startRestApi({
-      host: options.api.host,
-      port: options.api.port,
-      key: options.api.key,
-      secret: options.api.secret,
-      node,
-      live,
-      offline,
-      kick(session) {
-        session.reason = 'kicked';
-        session.client.close();
-      },
-      discard: (clientid) => offline.delete(clientid),
-      publish(message) {
-        // Rules see the message whether or not anyone receives it; the answer says whether someone did.
-        const received = hasSubscriber(message.topic);
-        const packet: PublishPacket & { messageExpiry?: number } = {
-          cmd: 'publish',
-          topic: message.topic,
-          payload: message.payload,
-          qos: message.qos,
-          retain: message.retain,
-          dup: false,
-          ...(message.expiryIntervalS !== undefined ? { messageExpiry: Date.now() + message.expiryIntervalS * 1000 } : {}),
-        };
-        restPublishes.set(packet, { id: message.id, pubProps: message.pubProps });
-        broker.publish(packet, (error?: Error) => {
-          if (error) log.warn(`REST publish to ${message.topic} failed: ${error.message}`);
-        });
-        return received;
-      },
+      host: options.api?.host ?? '127.0.0.1',
+      port: options.api?.port ?? 0,
+      keys: apiKeys,
       log,
+      core: {
+        node,
+        sessions,
+        kick(clientid) {
+          const session = sessions.live.get(clientid);
+          if (session) {
+            session.reason = DISCONNECT_REASONS.kicked;
+            if (session.link.kind === 'mqtt') mqtt?.close(session);
+            else end(session, DISCONNECT_REASONS.kicked);
+            return true;
+          }
+          return sessions.offline.delete(clientid);
+        },
+        publish(fields: ApiMessage) {
+          // The REST API publishes without authorization; rules see the message all the same.
+          const message = newMessage({ ...fields, from: null });
+          const { received, events } = route(message, false);
+          return { id: message.id, received, answerAfter: outbox.answerAfterEvents() ? Promise.all(events) : null };
+        },
+      },
     });
   } catch (error) {
-    server.close();
-    broker.close();
+    await mqtt?.stop();
+    sessions.close();
     throw error;
   }
+  const rest = api;
 
   return {
-    mqttPort,
-    apiUrl: api.url,
+    url: rest.url,
+    apiKey: options.apiKey,
+    apiSecret: options.apiSecret,
+    mqttPort: mqtt?.tcpPort ?? null,
+    mqttsPort: mqtt?.sslPort ?? null,
     rules,
-    async close(graceMs = 5000) {
-      clearInterval(sweep);
-      await api.close();
-      server.close();
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => broker.close(() => resolve()));
-      await Promise.all([...senders.values()].map((sender) => sender.close(graceMs)));
+    calls: rest.calls,
+    published: rest.published,
+    events: outbox.sent,
+    useService(service) {
+      authTarget = service;
+      eventTarget = service;
     },
-  };
-}
-
-/** An HTTP action's delivery settings (§C): request_ttl, immediate retries, and the buffer's resume interval. */
-function eventActionSettings(action: HoconObject) {
-  const parameters = (action.parameters ?? {}) as HoconObject;
-  const resource = (action.resource_opts ?? {}) as HoconObject;
-  const requestTtlMs = resource.request_ttl === undefined ? 45_000 : durationMs(resource.request_ttl);
-  const healthCheckMs = resource.health_check_interval === undefined ? 15_000 : durationMs(resource.health_check_interval);
-  return {
-    requestTtlMs,
-    maxRetries: typeof parameters.max_retries === 'number' ? parameters.max_retries : 2,
-    // EMQX's default resume_interval.
-    resumeIntervalMs: Math.min(healthCheckMs, Math.floor(requestTtlMs / 3)),
+    sendEventsTo(service) {
+      eventTarget = service;
+    },
+    deliveryPlan(plan) {
+      outbox.plan = plan;
+    },
+    failWith: (status) => rest.failWith(status),
+    failNextPublishes: (...failures) => rest.failNextPublishes(failures),
+    connect: (clientid, clientOptions = {}) => settled(connectProgrammatic(clientid, clientOptions)),
+    subscribe(clientid, filter, clientOptions = {}) {
+      const events = sessions.live.get(clientid)?.link.kind === 'programmatic' ? [] : connectProgrammatic(clientid, clientOptions);
+      const session = liveProgrammatic(clientid);
+      const qos = clientOptions.qos ?? 1;
+      session.subscriptions.set(filter, qos);
+      events.push(
+        raise('session.subscribed', {
+          clientid,
+          username: session.username,
+          peerhost: session.peerhost,
+          peername: session.peername,
+          sub_props: {},
+          topic: filter,
+          qos,
+          client_attrs: session.clientAttrs,
+        }),
+      );
+      return settled(events);
+    },
+    publish(clientid, topic, payload, publishOptions = {}) {
+      const session = liveProgrammatic(clientid);
+      const message = newMessage({
+        topic,
+        payload: Buffer.isBuffer(payload) ? payload : Buffer.from(payload),
+        qos: publishOptions.qos ?? 0,
+        retain: publishOptions.retain ?? false,
+        from: session,
+        properties: {},
+      });
+      const [delivered = Promise.resolve([])] = route(message, false).events;
+      return { id: message.id, delivered };
+    },
+    disconnect(clientid) {
+      const session = sessions.live.get(clientid);
+      if (session?.link.kind === 'programmatic') void end(session, DISCONNECT_REASONS.normal);
+    },
+    dropNext(clientid, reason) {
+      sessions.find(clientid)?.dropNext.push(reason);
+    },
+    settle: () => outbox.settle(),
+    async close(graceMs = 0) {
+      await rest.close();
+      await mqtt?.stop();
+      sessions.close();
+      await outbox.close(graceMs);
+    },
   };
 }

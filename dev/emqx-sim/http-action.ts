@@ -1,79 +1,96 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { durationMs } from './emqx-config.js';
+import { actionOutcome, HTTP_ACTION_DEFAULTS, resumeIntervalMs } from './emqx-facts.js';
+import type { HoconObject } from './hocon.js';
+import type { SimLog } from './log.js';
+import { callService, type ServiceTransport } from './service.js';
 import type { RenderedRequest } from './templates.js';
-import type { HttpAnswer } from './auth-answers.js';
-import type { BrokerLog } from './log.js';
 
-export interface EventSenderOptions {
+/** How one HTTP action delivers, from its emqx.conf settings and EMQX's defaults. */
+export interface HttpActionSettings {
   /** How long an event may wait for a successful delivery, from when it was queued (`request_ttl`). */
   readonly requestTtlMs: number;
-  /** Immediate retries after a failed attempt (`parameters.max_retries`). */
+  /** Attempts at once after a failed one (`parameters.max_retries`). */
   readonly maxRetries: number;
-  /** Pause of the buffer before it tries again once the immediate retries are spent. */
+  /** The buffer's pause before it tries again once those are spent. */
   readonly resumeIntervalMs: number;
-  readonly send: (request: RenderedRequest, timeoutMs: number, signal: AbortSignal) => Promise<HttpAnswer>;
-  readonly log: BrokerLog;
+  /** The longest one attempt waits for its answer; EMQX waits up to `request_ttl`. */
+  readonly attemptTimeoutMs: number;
 }
 
-export type Delivery = 'delivered' | 'dropped' | 'expired' | 'closed';
+/** Where a run shortens EMQX's pauses (tests and the soak cannot wait 15 s between attempts). */
+export interface ActionTiming {
+  readonly resumeIntervalMs?: number;
+  readonly attemptTimeoutMs?: number;
+}
 
-export interface EventSender {
-  /** Queues one rule output's request; settles when it was delivered or given up. */
-  send(request: RenderedRequest, label: string): Promise<Delivery>;
-  /** Stops retrying, after waiting up to `graceMs` for events under way. */
-  close(graceMs: number): Promise<void>;
+export function httpActionSettings(action: HoconObject, timing: ActionTiming = {}): HttpActionSettings {
+  const parameters = (action.parameters ?? {}) as HoconObject;
+  const resource = (action.resource_opts ?? {}) as HoconObject;
+  const requestTtlMs = resource.request_ttl === undefined ? HTTP_ACTION_DEFAULTS.requestTtlMs : durationMs(resource.request_ttl);
+  const healthCheckMs = resource.health_check_interval === undefined ? HTTP_ACTION_DEFAULTS.healthCheckIntervalMs : durationMs(resource.health_check_interval);
+  return {
+    requestTtlMs,
+    maxRetries: typeof parameters.max_retries === 'number' ? parameters.max_retries : HTTP_ACTION_DEFAULTS.maxRetries,
+    resumeIntervalMs: timing.resumeIntervalMs ?? resumeIntervalMs(requestTtlMs, healthCheckMs),
+    attemptTimeoutMs: timing.attemptTimeoutMs ?? requestTtlMs,
+  };
+}
+
+/** How one event's delivery ended, with the last status the service answered (null: none). */
+export interface EventResult {
+  readonly outcome: 'delivered' | 'dropped' | 'expired' | 'closed' | 'unsent';
+  readonly status: number | null;
+  readonly attempts: number;
+}
+
+export interface HttpAction {
+  /** Delivers one rule output's request; settles once it was delivered or given up. */
+  deliver(request: RenderedRequest, label: string, stop: AbortSignal): Promise<EventResult>;
 }
 
 /**
- * EMQX's HTTP action (docs/emqx-contract.md §C): one request per event, no order
- * between events. Any 2xx is success. 429, 503, a connection error or a
- * timeout is retried — `maxRetries` times at once, then every
- * `resumeIntervalMs` until `requestTtlMs` after the event was queued. Every
- * other status drops the event.
+ * EMQX's HTTP action: one request per event, each on its own (the order
+ * between events is the outbox's business), each attempt judged by
+ * `actionOutcome` of the facts. A missing target (`target()` null) sends
+ * nothing: EMQX with the action's rule disabled.
  */
-export function createEventSender(options: EventSenderOptions): EventSender {
-  const { log } = options;
-  const pending = new Set<Promise<Delivery>>();
-  const stop = new AbortController();
-
-  async function deliver(request: RenderedRequest, label: string): Promise<Delivery> {
-    const deadline = Date.now() + options.requestTtlMs;
-    for (let attempt = 1; ; attempt += 1) {
-      if (stop.signal.aborted) return 'closed';
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) {
-        log.warn(`event ${label}: not delivered within request_ttl, dropped`);
-        return 'expired';
-      }
-      let why: string;
-      try {
-        const answer = await options.send(request, remaining, stop.signal);
-        if (answer.status >= 200 && answer.status < 300) return 'delivered';
-        if (answer.status !== 429 && answer.status !== 503) {
-          log.warn(`event ${label}: the service answered ${answer.status}, dropped (EMQX retries only 429 and 503) ${answer.body.slice(0, 200)}`);
-          return 'dropped';
-        }
-        why = `answered ${answer.status}`;
-      } catch (error) {
-        if (stop.signal.aborted) return 'closed';
-        why = error instanceof Error ? error.message : String(error);
-      }
-      const pause = attempt <= options.maxRetries ? 0 : options.resumeIntervalMs;
-      log.warn(`event ${label}: ${why}; retrying${pause ? ` in ${pause / 1000} s` : ''}`);
-      if (pause) await sleep(Math.min(pause, Math.max(0, deadline - Date.now())), undefined, { signal: stop.signal }).catch(() => undefined);
-    }
-  }
-
+export function createHttpAction(options: { settings: HttpActionSettings; target: () => ServiceTransport | null; log: SimLog }): HttpAction {
+  const { settings, log } = options;
   return {
-    send(request, label) {
-      const delivery = deliver(request, label);
-      pending.add(delivery);
-      void delivery.finally(() => pending.delete(delivery));
-      return delivery;
-    },
-    async close(graceMs) {
-      await Promise.race([Promise.allSettled([...pending]), sleep(graceMs)]);
-      stop.abort();
-      await Promise.allSettled([...pending]);
+    async deliver(request, label, stop) {
+      const deadline = Date.now() + settings.requestTtlMs;
+      let status: number | null = null;
+      for (let attempt = 1; ; attempt += 1) {
+        const target = options.target();
+        if (!target) return { outcome: 'unsent', status, attempts: attempt - 1 };
+        if (stop.aborted) return { outcome: 'closed', status, attempts: attempt - 1 };
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
+          log.warn(`event ${label}: not delivered within request_ttl, dropped`);
+          return { outcome: 'expired', status, attempts: attempt - 1 };
+        }
+        let answered: number | 'no_answer';
+        let why: string;
+        try {
+          const answer = await callService(target, request, Math.min(remaining, settings.attemptTimeoutMs), stop);
+          answered = status = answer.status;
+          why = `answered ${answer.status} ${answer.body.slice(0, 200)}`;
+        } catch (error) {
+          if (stop.aborted) return { outcome: 'closed', status, attempts: attempt };
+          answered = 'no_answer';
+          why = error instanceof Error ? error.message : String(error);
+        }
+        const next = actionOutcome(answered);
+        if (next === 'done') return { outcome: 'delivered', status, attempts: attempt };
+        if (next === 'drop') {
+          log.warn(`event ${label}: ${why}; dropped, as EMQX drops it`);
+          return { outcome: 'dropped', status, attempts: attempt };
+        }
+        const pause = attempt <= settings.maxRetries ? 0 : settings.resumeIntervalMs;
+        log.warn(`event ${label}: ${why}; retrying${pause ? ` in ${pause / 1000} s` : ''}`);
+        if (pause) await sleep(Math.min(pause, Math.max(0, deadline - Date.now())), undefined, { signal: stop }).catch(() => undefined);
+      }
     },
   };
 }

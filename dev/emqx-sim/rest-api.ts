@@ -1,188 +1,238 @@
 import { timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { BrokerLog } from './log.js';
-import { messageId, type OfflineSession, type Session } from './sessions.js';
+import { PUBLISH_DEFAULTS, PUBLISH_PROPERTIES, REST_ANSWERS, type RestAnswer } from './emqx-facts.js';
+import type { SimLog } from './log.js';
+import type { Session, SessionRegistry } from './sessions.js';
 
-/** A message the REST API publishes: validated, with its answer's id. */
+/** A `POST /api/v5/publish` body EMQX accepted. */
 export interface ApiMessage {
-  readonly id: string;
   readonly topic: string;
   readonly payload: Buffer;
   readonly qos: 0 | 1 | 2;
   readonly retain: boolean;
-  readonly expiryIntervalS?: number;
-  /** What rules see as `pub_props`. */
-  readonly pubProps: Record<string, unknown>;
+  /** The message's properties under their MQTT names. */
+  readonly properties: Record<string, unknown>;
 }
 
-export interface RestApiOptions {
-  readonly host: string;
-  readonly port: number;
-  readonly key: string;
-  readonly secret: string;
+/** What the REST API asks of the rest of the simulation. */
+export interface RestCore {
   readonly node: string;
-  readonly live: ReadonlyMap<string, Session>;
-  readonly offline: ReadonlyMap<string, OfflineSession>;
-  kick(session: Session): void;
-  discard(clientid: string): void;
-  /** Routes the message; false when nobody is subscribed to receive it. */
-  publish(message: ApiMessage): boolean;
-  readonly log: BrokerLog;
+  readonly sessions: SessionRegistry;
+  /** Ends the client's session (reason `kicked`); false when the client id is unknown. */
+  kick(clientid: string): boolean;
+  /** Routes the message: its id, whether anyone receives it, and what the answer waits for under the delivery plan. */
+  publish(message: ApiMessage): { id: string; received: boolean; answerAfter: Promise<unknown> | null };
 }
+
+/** One request the REST API received. */
+export interface RecordedCall {
+  readonly method: string;
+  readonly path: string;
+  /** The client id of a `/clients/{id}` path, URL-decoded. */
+  readonly clientId: string | null;
+  readonly authorized: boolean;
+}
+
+/** A `POST /api/v5/publish` and how it was answered. */
+export interface PublishedMessage {
+  readonly body: Record<string, unknown>;
+  readonly topic: string;
+  readonly status: number;
+  /** EMQX's message id (200 only). */
+  readonly id: string | null;
+}
+
+/** A publish that does not get its normal answer: a status, no answer at all, or a dropped connection. */
+export type PublishFailure = number | 'hang' | 'reset';
 
 export interface RestApi {
   readonly url: string;
+  readonly calls: RecordedCall[];
+  readonly published: PublishedMessage[];
+  /** Every request is answered this status until it is cleared (null). */
+  failWith(status: number | null): void;
+  /** The next publishes fail like this, one each, instead of publishing; replaces what was left. */
+  failNextPublishes(failures: readonly PublishFailure[]): void;
   close(): Promise<void>;
 }
 
-/** EMQX's `mqtt.max_packet_size` default. */
-const MAX_PAYLOAD_BYTES = 1024 * 1024;
-
 class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: object,
-  ) {
-    super(JSON.stringify(body));
+  constructor(readonly answer: RestAnswer) {
+    super(JSON.stringify(answer.body ?? {}));
   }
 }
 
-const invalidTopic = () => new ApiError(400, { reason_code: 144, message: 'topic_name_invalid' });
+/** The body a failure injected on purpose answers with: EMQX's own where it has one for the status. */
+function injected(status: number, publish: boolean): RestAnswer {
+  if (publish && status === REST_ANSWERS.dispatchFailed.status) return REST_ANSWERS.dispatchFailed;
+  if (publish && status === REST_ANSWERS.packetTooLarge.status) return REST_ANSWERS.packetTooLarge;
+  return { status, body: { code: 'INTERNAL_ERROR', message: 'failing on purpose' } };
+}
 
 function validTopicName(topic: unknown): topic is string {
   return typeof topic === 'string' && topic !== '' && !/[+#\0]/.test(topic) && Buffer.byteLength(topic) <= 65535;
 }
 
 function readMessage(body: unknown): ApiMessage {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ApiError(400, { code: 'BAD_REQUEST', message: 'the body is not a JSON object' });
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ApiError(REST_ANSWERS.badRequest('the body is not a JSON object'));
   const fields = body as Record<string, unknown>;
-  if (!validTopicName(fields.topic)) throw invalidTopic();
-  const encoding = fields.payload_encoding ?? 'plain';
-  if (encoding !== 'plain' && encoding !== 'base64') throw new ApiError(400, { code: 'BAD_REQUEST', message: 'payload_encoding: plain or base64' });
-  if (typeof fields.payload !== 'string') throw new ApiError(400, { code: 'BAD_REQUEST', message: 'payload: a string is required' });
-  if (encoding === 'base64' && !/^[A-Za-z0-9+/]*={0,2}$/.test(fields.payload)) {
-    throw new ApiError(400, { reason_code: 131, message: 'failed_to_decode_base64' });
+  if (typeof fields.payload !== 'string') throw new ApiError(REST_ANSWERS.badRequest('payload: a string is required'));
+  const encoding = fields.payload_encoding ?? PUBLISH_DEFAULTS.payloadEncoding;
+  if (encoding !== 'plain' && encoding !== 'base64') throw new ApiError(REST_ANSWERS.badRequest('payload_encoding: plain or base64'));
+  if (encoding === 'base64' && !/^[A-Za-z0-9+/]*={0,2}$/.test(fields.payload)) throw new ApiError(REST_ANSWERS.badBase64);
+  const qos = fields.qos ?? PUBLISH_DEFAULTS.qos;
+  if (qos !== 0 && qos !== 1 && qos !== 2) throw new ApiError(REST_ANSWERS.badRequest('qos: 0, 1 or 2'));
+  const retain = fields.retain ?? PUBLISH_DEFAULTS.retain;
+  if (typeof retain !== 'boolean') throw new ApiError(REST_ANSWERS.badRequest('retain: a boolean'));
+  const given = fields.properties ?? {};
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) throw new ApiError(REST_ANSWERS.badRequest('properties: an object'));
+  const properties: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(given)) {
+    const mqttName = PUBLISH_PROPERTIES[name];
+    if (mqttName === undefined) throw new ApiError(REST_ANSWERS.badRequest(`properties.${name} is unknown`));
+    properties[mqttName] = value;
   }
-  const payload = Buffer.from(fields.payload, encoding === 'base64' ? 'base64' : 'utf8');
-  if (payload.length > MAX_PAYLOAD_BYTES) throw new ApiError(400, { reason_code: 151, message: 'packet_too_large' });
-  // EMQX's defaults: QoS 0, not retained.
-  const qos = fields.qos ?? 0;
-  if (qos !== 0 && qos !== 1 && qos !== 2) throw new ApiError(400, { code: 'BAD_REQUEST', message: 'qos: 0, 1 or 2' });
-  const retain = fields.retain ?? false;
-  if (typeof retain !== 'boolean') throw new ApiError(400, { code: 'BAD_REQUEST', message: 'retain: a boolean' });
-  const properties = (fields.properties ?? {}) as Record<string, unknown>;
-  const pubProps: Record<string, unknown> = {};
-  if (properties.user_properties !== undefined) pubProps['User-Property'] = properties.user_properties;
-  if (properties.correlation_data !== undefined) pubProps['Correlation-Data'] = properties.correlation_data;
-  if (properties.response_topic !== undefined) pubProps['Response-Topic'] = properties.response_topic;
-  if (properties.content_type !== undefined) pubProps['Content-Type'] = properties.content_type;
-  const expiry = properties.message_expiry_interval;
+  const expiry = properties['Message-Expiry-Interval'];
   if (expiry !== undefined && (typeof expiry !== 'number' || !Number.isInteger(expiry) || expiry < 0)) {
-    throw new ApiError(400, { code: 'BAD_REQUEST', message: 'properties.message_expiry_interval: seconds' });
+    throw new ApiError(REST_ANSWERS.badRequest('properties.message_expiry_interval: seconds'));
   }
-  if (expiry !== undefined) pubProps['Message-Expiry-Interval'] = expiry;
-  return { id: messageId(), topic: fields.topic, payload, qos, retain, ...(expiry !== undefined ? { expiryIntervalS: expiry } : {}), pubProps };
+  // EMQX validates the topic after decoding the payload.
+  if (!validTopicName(fields.topic)) throw new ApiError(REST_ANSWERS.topicInvalid);
+  const payload = Buffer.from(fields.payload, encoding === 'base64' ? 'base64' : 'utf8');
+  if (payload.length + Buffer.byteLength(fields.topic) > PUBLISH_DEFAULTS.maxPacketBytes) throw new ApiError(REST_ANSWERS.packetTooLarge);
+  return { topic: fields.topic, payload, qos, retain, properties };
+}
+
+function clientInfo(session: Session, node: string): Record<string, unknown> {
+  const port = Number(session.peername.slice(session.peername.lastIndexOf(':') + 1));
+  return {
+    clientid: session.clientid,
+    username: session.username,
+    connected: session.connected,
+    connected_at: new Date(session.connectedAt).toISOString(),
+    ...(session.connected ? {} : { disconnected_at: new Date(session.disconnectedAt).toISOString() }),
+    ip_address: session.peerhost,
+    port,
+    proto_name: 'MQTT',
+    proto_ver: session.protoVer,
+    keepalive: session.keepalive,
+    clean_start: session.cleanStart,
+    subscriptions_cnt: session.subscriptions.size,
+    node,
+  };
 }
 
 /**
- * The part of EMQX's REST API (`/api/v5`, HTTP Basic with an API key) that
- * the service calls (docs/emqx-contract.md §D, §F): look a client up, kick it,
- * publish to a topic.
+ * The part of EMQX's REST API (`/api/v5`, HTTP Basic with a bootstrapped API
+ * key) the service calls: look a client up, kick it, publish to a topic;
+ * answered with REST_ANSWERS of the facts.
  */
-export async function startRestApi(options: RestApiOptions): Promise<RestApi> {
-  const expected = Buffer.from(`Basic ${Buffer.from(`${options.key}:${options.secret}`).toString('base64')}`);
-  const { live, offline } = options;
+export async function startRestApi(options: {
+  readonly host: string;
+  readonly port: number;
+  /** The `key:secret` pairs of the API key bootstrap file. */
+  readonly keys: ReadonlyArray<{ key: string; secret: string }>;
+  readonly core: RestCore;
+  readonly log: SimLog;
+}): Promise<RestApi> {
+  const { core } = options;
+  const accepted = options.keys.map(({ key, secret }) => Buffer.from(`Basic ${Buffer.from(`${key}:${secret}`).toString('base64')}`));
+  const calls: RecordedCall[] = [];
+  const published: PublishedMessage[] = [];
+  const publishFailures: PublishFailure[] = [];
+  let failure: number | null = null;
 
-  function authorized(request: IncomingMessage): boolean {
+  const authorized = (request: IncomingMessage) => {
     const given = Buffer.from(request.headers.authorization ?? '');
-    return given.length === expected.length && timingSafeEqual(given, expected);
-  }
+    return accepted.some((expected) => given.length === expected.length && timingSafeEqual(given, expected));
+  };
 
-  function clientInfo(clientid: string): object | null {
-    const session = live.get(clientid);
-    if (session) {
-      return {
-        clientid,
-        username: session.username,
-        connected: true,
-        connected_at: new Date(session.connectedAt).toISOString(),
-        ip_address: session.peerhost,
-        port: Number(session.peername.slice(session.peername.lastIndexOf(':') + 1)),
-        proto_name: 'MQTT',
-        proto_ver: session.client.version,
-        keepalive: session.keepalive,
-        clean_start: session.cleanStart,
-        subscriptions_cnt: session.subscriptions.size,
-        node: options.node,
-      };
-    }
-    const kept = offline.get(clientid);
-    if (kept) {
-      return {
-        clientid,
-        username: kept.username,
-        connected: false,
-        connected_at: new Date(kept.connectedAt).toISOString(),
-        disconnected_at: new Date(kept.disconnectedAt).toISOString(),
-        clean_start: false,
-        subscriptions_cnt: kept.subscriptions.size,
-        node: options.node,
-      };
-    }
-    return null;
-  }
-
-  async function answer(request: IncomingMessage): Promise<{ status: number; body?: object }> {
-    if (!authorized(request)) throw new ApiError(401, { code: 'BAD_API_KEY_OR_SECRET', message: 'Check api_key/api_secret' });
+  async function answer(request: IncomingMessage, response: ServerResponse): Promise<RestAnswer | null> {
     const path = (request.url ?? '').split('?')[0] ?? '';
     const client = /^\/api\/v5\/clients\/([^/]+)$/.exec(path);
-    if (client) {
-      const clientid = decodeURIComponent(client[1] as string);
-      const notFound = new ApiError(404, { code: 'CLIENTID_NOT_FOUND', message: 'Client ID not found' });
-      if (request.method === 'GET') {
-        const info = clientInfo(clientid);
-        if (!info) throw notFound;
-        return { status: 200, body: info };
-      }
-      if (request.method === 'DELETE') {
-        const session = live.get(clientid);
-        if (session) options.kick(session);
-        else if (offline.has(clientid)) options.discard(clientid);
-        else throw notFound;
-        return { status: 204 };
-      }
+    const clientId = client ? decodeURIComponent(client[1] as string) : null;
+    const allowed = authorized(request);
+    calls.push({ method: request.method ?? '', path, clientId, authorized: allowed });
+    let text: string;
+    try {
+      text = await readBody(request);
+    } catch (error) {
+      if (error instanceof ApiError) return error.answer;
+      throw error;
     }
-    if (path === '/api/v5/publish' && request.method === 'POST') {
-      let body: unknown;
-      try {
-        body = JSON.parse(await readBody(request));
-      } catch {
-        throw new ApiError(400, { code: 'BAD_REQUEST', message: 'the body is not JSON' });
-      }
-      const message = readMessage(body);
-      if (!options.publish(message)) return { status: 202, body: { reason_code: 16, message: 'no_matching_subscribers' } };
-      return { status: 200, body: { id: message.id } };
+    if (!allowed) return REST_ANSWERS.badApiKey;
+    const publishing = path === '/api/v5/publish' && request.method === 'POST';
+    if (failure !== null) return injected(failure, publishing);
+
+    if (clientId !== null && request.method === 'GET') {
+      const session = core.sessions.find(clientId);
+      return session ? { status: 200, body: clientInfo(session, core.node) } : REST_ANSWERS.clientNotFound;
     }
-    throw new ApiError(404, { code: 'NOT_FOUND', message: 'Request Path Not Found' });
+    if (clientId !== null && request.method === 'DELETE') return core.kick(clientId) ? REST_ANSWERS.kicked : REST_ANSWERS.clientNotFound;
+    if (!publishing) return REST_ANSWERS.pathNotFound;
+
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return REST_ANSWERS.badRequest('the body is not JSON');
+    }
+    const fields = (body !== null && typeof body === 'object' ? body : {}) as Record<string, unknown>;
+    const topic = String(fields.topic ?? '');
+    const forced = publishFailures.shift();
+    if (forced === 'hang') return null;
+    if (forced === 'reset') {
+      request.socket.destroy();
+      return null;
+    }
+    if (forced !== undefined) {
+      published.push({ body: fields, topic, status: forced, id: null });
+      return injected(forced, true);
+    }
+    let message: ApiMessage;
+    try {
+      message = readMessage(body);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      published.push({ body: fields, topic, status: error.answer.status, id: null });
+      return error.answer;
+    }
+    const routed = core.publish(message);
+    const result = routed.received ? REST_ANSWERS.published(routed.id) : REST_ANSWERS.noSubscribers;
+    published.push({ body: fields, topic, status: result.status, id: routed.received ? routed.id : null });
+    if (routed.answerAfter) await routed.answerAfter;
+    if (response.destroyed) return null;
+    return result;
   }
 
-  const server: Server = createServer((request, response: ServerResponse) => {
-    answer(request).then(
-      ({ status, body }) => send(response, status, body),
+  const server: Server = createServer((request, response) => {
+    answer(request, response).then(
+      (result) => {
+        if (result) send(response, result);
+      },
       (error: unknown) => {
-        if (error instanceof ApiError) return send(response, error.status, error.body);
         options.log.warn(`REST API: ${error instanceof Error ? error.message : String(error)}`);
-        send(response, 500, { code: 'INTERNAL_ERROR', message: 'internal error' });
+        send(response, { status: 500, body: { code: 'INTERNAL_ERROR', message: 'internal error' } });
       },
     );
   });
+  // Connections the service keeps alive must not hold close() up.
+  server.keepAliveTimeout = 1000;
   server.listen(options.port, options.host);
   await once(server, 'listening');
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
   return {
     url: `http://${options.host.includes(':') ? `[${options.host}]` : options.host}:${port}`,
+    calls,
+    published,
+    failWith(status) {
+      failure = status;
+    },
+    failNextPublishes(failures) {
+      publishFailures.splice(0, publishFailures.length, ...failures);
+    },
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
@@ -191,9 +241,9 @@ export async function startRestApi(options: RestApiOptions): Promise<RestApi> {
   };
 }
 
-function send(response: ServerResponse, status: number, body?: object): void {
-  response.writeHead(status, body ? { 'content-type': 'application/json' } : {});
-  response.end(body ? JSON.stringify(body) : undefined);
+function send(response: ServerResponse, answer: RestAnswer): void {
+  response.writeHead(answer.status, answer.body ? { 'content-type': 'application/json' } : {});
+  response.end(answer.body ? JSON.stringify(answer.body) : undefined);
 }
 
 async function readBody(request: IncomingMessage): Promise<string> {
@@ -202,7 +252,7 @@ async function readBody(request: IncomingMessage): Promise<string> {
   for await (const chunk of request) {
     size += (chunk as Buffer).length;
     // Base64 of the largest payload, and room for the rest of the body.
-    if (size > MAX_PAYLOAD_BYTES * 2) throw new ApiError(400, { reason_code: 151, message: 'packet_too_large' });
+    if (size > PUBLISH_DEFAULTS.maxPacketBytes * 2) throw new ApiError(REST_ANSWERS.packetTooLarge);
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');

@@ -9,7 +9,8 @@ import {
   type Values,
 } from './templates.js';
 import { hoconObject, type HoconObject } from './hocon.js';
-import type { BrokerLog } from './log.js';
+import { IGNORE_SYS_MESSAGE_DEFAULT, RULE_METADATA_COLUMN } from './emqx-facts.js';
+import type { SimLog } from './log.js';
 
 interface LoadedRule {
   readonly id: string;
@@ -17,29 +18,30 @@ interface LoadedRule {
   readonly actions: readonly string[];
 }
 
-export interface RuleEngine {
+export interface RuleEngine<T = void> {
   /** Rule ids that run, and the ones skipped with the reason. */
   readonly loaded: readonly string[];
   readonly skipped: ReadonlyArray<{ id: string; why: string }>;
-  /** Runs every rule that selects the event; each action's request goes to `dispatch`. */
-  fire(event: Values): void;
+  /** Runs every rule that selects the event; each action's request goes to `dispatch`, whose results come back. */
+  fire(event: Values): T[];
 }
 
 /**
  * The rules of `rule_engine.rules` in emqx.conf, evaluated over the events the
- * development broker raises (`emitted`). A rule whose SQL is beyond the
- * evaluated subset, that selects an event this broker never raises, or that
- * uses an action other than an HTTP action, is skipped with a warning: the
- * broker runs what it can rather than refusing to start.
+ * simulation raises (`emitted`). A rule whose SQL is beyond the evaluated
+ * subset, that selects an event the simulation never raises, or that uses an
+ * action other than an HTTP action, is skipped with a warning: the
+ * simulation runs what it can rather than refusing to start.
  */
-export function createRuleEngine(options: {
+export function createRuleEngine<T>(options: {
   config: HoconObject;
   emitted: ReadonlySet<string>;
-  dispatch: (action: string, request: RenderedRequest, label: string) => void;
-  log: BrokerLog;
-}): RuleEngine {
+  dispatch: (action: string, request: RenderedRequest, label: string) => T;
+  log: SimLog;
+}): RuleEngine<T> {
   const { config, log } = options;
-  const ignoreSys = config.rule_engine !== undefined && hoconObject(config, 'rule_engine').ignore_sys_message !== false;
+  const configured = config.rule_engine === undefined ? undefined : hoconObject(config, 'rule_engine').ignore_sys_message;
+  const ignoreSys = typeof configured === 'boolean' ? configured : IGNORE_SYS_MESSAGE_DEFAULT;
   const rules: LoadedRule[] = [];
   const skipped: Array<{ id: string; why: string }> = [];
   const definitions = config.rule_engine === undefined ? {} : hoconObject(config, 'rule_engine.rules');
@@ -69,7 +71,7 @@ export function createRuleEngine(options: {
     for (const source of sql.from) {
       if (!source.startsWith('$events/')) continue;
       const event = eventOfTopic(source);
-      if (event === undefined || !options.emitted.has(event)) return `FROM "${source}" is not raised by the development broker`;
+      if (event === undefined || !options.emitted.has(event)) return `FROM "${source}" is not raised by the simulation`;
     }
     const actions = Array.isArray(rule.actions) ? rule.actions : [];
     if (actions.length === 0) return 'no actions';
@@ -88,14 +90,16 @@ export function createRuleEngine(options: {
     loaded: rules.map((rule) => rule.id),
     skipped,
     fire(event) {
-      if (ignoreSys && event.event === 'message.publish' && typeof event.topic === 'string' && event.topic.startsWith('$SYS/')) return;
+      const results: T[] = [];
+      if (ignoreSys && event.event === 'message.publish' && typeof event.topic === 'string' && event.topic.startsWith('$SYS/')) return results;
       for (const rule of rules) {
         if (!ruleSelects(rule.sql, event)) continue;
-        const output = selectOutput(rule.sql, { ...event, metadata: { rule_id: rule.id } });
+        const output = selectOutput(rule.sql, { ...event, [RULE_METADATA_COLUMN]: { rule_id: rule.id } });
         for (const action of rule.actions) {
-          options.dispatch(action, renderHttpAction(config, action, output), `${String(event.event)} ${String(event.clientid ?? event.topic ?? '')} (rule ${rule.id})`);
+          results.push(options.dispatch(action, renderHttpAction(config, action, output), `${String(event.event)} ${String(event.clientid ?? event.topic ?? '')} (rule ${rule.id})`));
         }
       }
+      return results;
     },
   };
 }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { parseHocon } from '../../../dev/emqx-sim/hocon.js';
 import { createRuleEngine } from '../../../dev/emqx-sim/rule-engine.js';
 import type { RenderedRequest } from '../../../dev/emqx-sim/templates.js';
-import { parseHocon } from '../../../dev/emqx-sim/hocon.js';
 
 const CONFIG = `
 connectors.http.svc { url = "http://device-link:8080", headers { "content-type" = "application/json" } }
@@ -18,14 +18,14 @@ rule_engine {
 }
 `;
 
-describe('the development broker rule engine', () => {
+describe('the EMQX simulation rule engine', () => {
   it('runs the rules it can evaluate and skips the others with a warning', () => {
     const warnings: string[] = [];
     const sent: Array<{ action: string; request: RenderedRequest }> = [];
     const rules = createRuleEngine({
       config: parseHocon(CONFIG),
       emitted: new Set(['message.publish', 'client.connected']),
-      dispatch: (action, request) => sent.push({ action, request }),
+      dispatch: (action, request) => void sent.push({ action, request }),
       log: { info: () => undefined, warn: (line) => warnings.push(line) },
     });
     assert.deepEqual(rules.loaded, ['telemetry']);
@@ -35,9 +35,9 @@ describe('the development broker rule engine', () => {
     );
     assert.equal(warnings.length, 3);
 
-    rules.fire({ event: 'message.publish', id: 'A1', topic: 'devices/d1/telemetry', timestamp: 1, node: 'n' });
-    rules.fire({ event: 'message.publish', id: 'A2', topic: 'devices/d1/commands', timestamp: 1, node: 'n' });
-    rules.fire({ event: 'message.publish', id: 'A3', topic: '$SYS/brokers', timestamp: 1, node: 'n' });
+    assert.equal(rules.fire({ event: 'message.publish', id: 'A1', topic: 'devices/d1/telemetry', timestamp: 1, node: 'n' }).length, 1);
+    assert.equal(rules.fire({ event: 'message.publish', id: 'A2', topic: 'devices/d1/commands', timestamp: 1, node: 'n' }).length, 0);
+    assert.equal(rules.fire({ event: 'message.publish', id: 'A3', topic: '$SYS/brokers', timestamp: 1, node: 'n' }).length, 0);
     assert.deepEqual(
       sent.map(({ action, request }) => [action, request.url, JSON.parse(request.body)]),
       [['http:events', '/emqx/events', { id: 'A1', topic: 'devices/d1/telemetry' }]],

@@ -10,10 +10,13 @@ import {
   ruleSelects,
   selectOutput,
   topicMatches,
+  eventOfTopic,
+  type RuleSql,
   AUTHN_PLACEHOLDERS,
   AUTHZ_PLACEHOLDERS,
 } from '../../dev/emqx-sim/templates.js';
 import { durationMs, EMQX_ENTRYPOINT, EMQX_TEMPLATE, renderEmqxConfig } from '../../dev/emqx-sim/emqx-config.js';
+import { BASIC_COLUMNS, EVENT_COLUMNS, RULE_METADATA_COLUMN, type EventName } from '../../dev/emqx-sim/emqx-facts.js';
 import { hoconAt, hoconObject, hoconString, parseHocon, type HoconObject } from '../../dev/emqx-sim/hocon.js';
 
 const TOKEN = 'deploy-test-hook-token-0123456789';
@@ -242,6 +245,22 @@ describe('deploy/emqx/emqx.conf', () => {
     assert.equal((JSON.parse(encodeRuleOutput(output)) as { payload: string }).payload, '{"command_id":"c","status":"ok"}', 'the reply as text');
     assert.equal(ruleSelects(replies, { event: 'message.publish', topic: 'devices/d/telemetry' }), false);
     assert.equal(ruleSelects(rule('device_link_telemetry'), { event: 'message.publish', topic: 'devices/d/command-replies' }), false);
+  });
+
+  it('selects in every rule only columns EMQX 5.8 gives the events it selects', () => {
+    type Expression = RuleSql['columns'][number]['expression'];
+    const columnsOf = (expression: Expression): string[] =>
+      expression.kind === 'column' ? [expression.name] : expression.kind === 'call' ? columnsOf(expression.argument) : [];
+    for (const id of Object.keys(rules)) {
+      const parsed = rule(id);
+      for (const source of parsed.from) {
+        const event = (source.startsWith('$events/') ? eventOfTopic(source) : 'message.publish') as EventName | undefined;
+        assert.ok(event, `${id}: ${source} is an event the facts know`);
+        const known = new Set<string>([...BASIC_COLUMNS, ...EVENT_COLUMNS[event], RULE_METADATA_COLUMN]);
+        const used = [...parsed.columns.flatMap((column) => columnsOf(column.expression)), ...(parsed.where ? [parsed.where.column] : [])];
+        for (const column of used) assert.ok(known.has(column), `${id} selects ${column}, which ${event} does not have`);
+      }
+    }
   });
 
   it('posts every rule output whole to /emqx/events and keeps retrying far longer than 45 s', () => {

@@ -7,7 +7,9 @@ import { adminClient } from '../helpers/admin.js';
 import { waitForCommand, type CommandBody } from '../helpers/commands.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 import { renderEmqxConfig } from '../../dev/emqx-sim/emqx-config.js';
-import { standInEnv, startEmqxStandIn, type EmqxStandIn, type PublishedMessage } from '../helpers/emqx-stand-in.js';
+import { BASIC_COLUMNS, EVENT_COLUMNS, pubProps, PUBLISH_PROPERTIES, REST_PUBLISHER, type EventName } from '../../dev/emqx-sim/emqx-facts.js';
+import type { EmqxSim, PublishedMessage } from '../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../helpers/emqx.js';
 import {
   AUTHN_PLACEHOLDERS,
   AUTHZ_PLACEHOLDERS,
@@ -33,6 +35,13 @@ import { consumeRecords } from '../helpers/kafka.js';
  */
 
 const PEER = '203.0.113.7';
+
+/** An event with columns EMQX 5.8 gives it (emqx-facts.ts), and no others. */
+function emqxEvent(name: EventName, columns: Values): Values {
+  const known = new Set<string>([...BASIC_COLUMNS, ...EVENT_COLUMNS[name]]);
+  for (const column of Object.keys(columns)) assert.ok(known.has(column), `EMQX 5.8 gives ${name} no column ${column}`);
+  return { ...columns, event: name };
+}
 
 describe('deploy/emqx/emqx.conf against the service', () => {
   let ctx: TestContext;
@@ -75,47 +84,43 @@ describe('deploy/emqx/emqx.conf against the service', () => {
     return renderHttpAction(config, action as string, output);
   };
 
-  /** A message.publish event with the columns EMQX 5.8 gives it (emqx_rule_events). */
-  const publishEvent = (payload: Buffer, receivedAt: number) => ({
-    event: 'message.publish',
-    id: randomBytes(16).toString('hex').toUpperCase(),
-    clientid: deviceId,
-    username: deviceId,
-    payload,
-    peerhost: PEER,
-    peername: `${PEER}:51234`,
-    topic: `devices/${deviceId}/telemetry`,
-    qos: 1,
-    flags: { dup: false, retain: false },
-    pub_props: {},
-    publish_received_at: receivedAt,
-    client_attrs: { tenant_id: tenantId, device_id: deviceId },
-    timestamp: receivedAt + 1,
-    node: 'emqx@emqx',
-  });
+  /** A message.publish event with the columns EMQX 5.8 gives it. */
+  const publishEvent = (payload: Buffer, receivedAt: number) =>
+    emqxEvent('message.publish', {
+      id: randomBytes(16).toString('hex').toUpperCase(),
+      clientid: deviceId,
+      username: deviceId,
+      payload,
+      peerhost: PEER,
+      peername: `${PEER}:51234`,
+      topic: `devices/${deviceId}/telemetry`,
+      qos: 1,
+      flags: { dup: false, retain: false },
+      pub_props: pubProps({}),
+      publish_received_at: receivedAt,
+      client_attrs: { tenant_id: tenantId, device_id: deviceId },
+      timestamp: receivedAt + 1,
+      node: 'emqx@emqx',
+    });
 
   const connectedAt = Date.now() - 1000;
-  const connectionEvent = (event: 'client.connected' | 'client.disconnected') => ({
-    event,
-    clientid: deviceId,
-    username: deviceId,
-    mountpoint: undefined,
-    peername: `${PEER}:51234`,
-    sockname: '172.18.0.5:8883',
-    proto_name: 'MQTT',
-    proto_ver: 5,
-    keepalive: 60,
-    clean_start: true,
-    receive_maximum: 32,
-    expiry_interval: 0,
-    is_bridge: false,
-    conn_props: {},
-    connected_at: connectedAt,
-    client_attrs: { tenant_id: tenantId, device_id: deviceId },
-    ...(event === 'client.disconnected' ? { reason: 'normal', disconnected_at: connectedAt + 500, disconn_props: {} } : {}),
-    timestamp: Date.now(),
-    node: 'emqx@emqx',
-  });
+  const connectionEvent = (event: 'client.connected' | 'client.disconnected') => {
+    const common = {
+      clientid: deviceId,
+      username: deviceId,
+      peername: `${PEER}:51234`,
+      sockname: '172.18.0.5:8883',
+      proto_name: 'MQTT',
+      proto_ver: 5,
+      connected_at: connectedAt,
+      client_attrs: { tenant_id: tenantId, device_id: deviceId },
+      timestamp: Date.now(),
+      node: 'emqx@emqx',
+    };
+    return event === 'client.connected'
+      ? emqxEvent(event, { ...common, mountpoint: undefined, keepalive: 60, clean_start: true, receive_maximum: 32, expiry_interval: 0, is_bridge: false, conn_props: {} })
+      : emqxEvent(event, { ...common, reason: 'normal', disconnected_at: connectedAt + 500, disconn_props: {} });
+  };
 
   before(async () => {
     ctx = await createTestContext();
@@ -291,7 +296,7 @@ describe('deploy/emqx/emqx.conf against the service', () => {
  */
 describe('deploy/emqx/emqx.conf command rules against the service', () => {
   let ctx: TestContext;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let app: FastifyInstance;
   let config: HoconObject;
   let deviceId: string;
@@ -311,13 +316,13 @@ describe('deploy/emqx/emqx.conf command rules against the service', () => {
     return renderHttpAction(config, action as string, output);
   };
 
-  /** A delivery event with every column emqx_rule_events gives it, for a message the service published. */
-  const deliveryEvent = (name: string, message: PublishedMessage, extra: Values = {}) => {
-    const properties = message.body.properties as { user_properties: Record<string, string>; message_expiry_interval: number };
-    return {
-      event: name,
+  /** A delivery event with every column EMQX 5.8 gives it, for a message the service published. */
+  const deliveryEvent = (name: EventName, message: PublishedMessage, extra: Values = {}) => {
+    const given = message.body.properties as Record<string, unknown>;
+    const properties = Object.fromEntries(Object.entries(given).map(([field, value]) => [PUBLISH_PROPERTIES[field] ?? field, value]));
+    return emqxEvent(name, {
       id: message.id,
-      from_clientid: 'http_api',
+      from_clientid: REST_PUBLISHER,
       from_username: undefined,
       clientid: deviceId,
       username: deviceId,
@@ -327,16 +332,12 @@ describe('deploy/emqx/emqx.conf command rules against the service', () => {
       topic: message.topic,
       qos: 1,
       flags: { dup: false, retain: false },
-      pub_props: {
-        'User-Property': properties.user_properties,
-        'User-Property-Pairs': Object.entries(properties.user_properties).map(([key, value]) => ({ key, value })),
-        'Message-Expiry-Interval': properties.message_expiry_interval,
-      },
+      pub_props: pubProps(properties),
       publish_received_at: Date.now(),
       timestamp: Date.now(),
       node: 'emqx@emqx',
       ...extra,
-    };
+    });
   };
 
   const command = async (name: string) => {
@@ -348,8 +349,8 @@ describe('deploy/emqx/emqx.conf command rules against the service', () => {
     emqx.published.find((p) => p.status === 200 && (JSON.parse(String(p.body.payload)) as { command_id: string }).command_id === commandId);
 
   before(async () => {
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext({ ...standInEnv(emqx), COMMANDS_POLL_INTERVAL_MS: '100', COMMAND_REPLIES: 'enabled' });
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_POLL_INTERVAL_MS: '100', COMMAND_REPLIES: 'enabled' });
     app = await ctx.app();
     ({ config } = await renderEmqxConfig({
       DEVICE_LINK_HOOK_TOKEN: TEST_HOOK_TOKEN,
@@ -372,15 +373,32 @@ describe('deploy/emqx/emqx.conf command rules against the service', () => {
     const dropped = emqx.published.find((p) => p.status === 202 && p.topic === `devices/${deviceId}/commands`);
     assert.ok(dropped);
     const noSubscriber = await send(
-      eventRequest({ ...deliveryEvent('message.dropped', { ...dropped, id: 'F0'.repeat(16) }), clientid: 'http_api', username: undefined, reason: 'no_subscribers' }),
+      eventRequest(
+        emqxEvent('message.dropped', {
+          id: 'F0'.repeat(16),
+          reason: 'no_subscribers',
+          clientid: REST_PUBLISHER,
+          username: undefined,
+          payload: Buffer.from(String(dropped.body.payload)),
+          topic: dropped.topic,
+          qos: 1,
+          flags: { dup: false, retain: false },
+          pub_props: pubProps({}),
+          publish_received_at: Date.now(),
+          timestamp: Date.now(),
+          node: 'emqx@emqx',
+        }),
+      ),
     );
     assert.equal(noSubscriber.statusCode, 204);
     assert.equal((await waitForCommand(admin, deviceId, waiting.id, 'queued')).attempts, parked.attempts);
 
-    // The device subscribes (the stand-in sends no events here: these come through the rules).
+    // The device subscribes (the simulation has no service to send its events to: these come through the rules here).
     await emqx.subscribe(deviceId, `devices/${deviceId}/commands`);
     const subscribed = await send(
-      eventRequest({ event: 'session.subscribed', clientid: deviceId, username: deviceId, peerhost: PEER, peername: `${PEER}:51234`, topic: `devices/${deviceId}/commands`, qos: 1, sub_props: {}, timestamp: Date.now(), node: 'emqx@emqx' }),
+      eventRequest(
+        emqxEvent('session.subscribed', { clientid: deviceId, username: deviceId, peerhost: PEER, peername: `${PEER}:51234`, topic: `devices/${deviceId}/commands`, qos: 1, sub_props: {}, timestamp: Date.now(), node: 'emqx@emqx' }),
+      ),
     );
     assert.equal(subscribed.statusCode, 204);
     await waitForCommand(admin, deviceId, waiting.id, 'sent');
@@ -413,8 +431,7 @@ describe('deploy/emqx/emqx.conf command rules against the service', () => {
     assert.ok(message);
     await send(eventRequest(deliveryEvent('message.acked', message, { puback_props: {} })));
     await waitForCommand(admin, deviceId, asked.id, 'acked');
-    const reply = {
-      event: 'message.publish',
+    const reply = emqxEvent('message.publish', {
       id: 'AB'.repeat(16),
       clientid: deviceId,
       username: deviceId,
@@ -428,7 +445,7 @@ describe('deploy/emqx/emqx.conf command rules against the service', () => {
       client_attrs: {},
       timestamp: Date.now(),
       node: 'emqx@emqx',
-    };
+    });
     const response = await send(eventRequest(reply));
     assert.equal(response.statusCode, 204);
     const settled = await waitForCommand(admin, deviceId, asked.id, 'succeeded');

@@ -3,10 +3,10 @@ import type { FastifyInstance } from 'fastify';
 import { createTopicNames } from '../../src/lib/topics.js';
 import type { CommandStatusRecord } from '../../src/modules/commands/command-status-outbox.js';
 import type { AdminClient } from './admin.js';
-import type { EventSender } from './emqx-stand-in.js';
+import type { ServiceTransport } from '../../dev/emqx-sim/emqx-sim.js';
+import { injectTransport } from './emqx.js';
 import { TEST_ADMIN_TOKEN } from './env.js';
 import { consumeRecords } from './kafka.js';
-import { postEvent } from './telemetry.js';
 
 export interface CommandBody {
   id: string;
@@ -25,13 +25,9 @@ export interface CommandBody {
   [field: string]: unknown;
 }
 
-/** The EMQX HTTP action posting to this app's /emqx/events (one app, or any of several). */
-export function eventsTo(...apps: FastifyInstance[]): EventSender {
-  let next = 0;
-  return async (event) => {
-    const app = apps[next++ % apps.length] as FastifyInstance;
-    return (await postEvent(app, event)).statusCode;
-  };
+/** Where EMQX's HTTP action sends to: this app's /emqx/events (one app, or any of several in turn). */
+export function eventsTo(...apps: FastifyInstance[]): ServiceTransport {
+  return injectTransport(...apps);
 }
 
 /** POST /v1/devices/{id}/commands, with an Idempotency-Key when given. */

@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createEmqxApi, EmqxApiError } from '../../src/infra/emqx-api.js';
-import { startEmqxStandIn, type EmqxStandIn } from '../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../dev/emqx-sim/emqx-sim.js';
+import { startTestEmqx } from '../helpers/emqx.js';
 
 describe('EMQX REST client', () => {
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   before(async () => {
-    emqx = await startEmqxStandIn();
+    emqx = await startTestEmqx();
   });
   after(() => emqx.close());
 
@@ -15,22 +16,24 @@ describe('EMQX REST client', () => {
     createEmqxApi({ apiUrl: emqx.url, apiKey: emqx.apiKey, apiSecret: secret, apiTimeoutMs: timeoutMs });
 
   it('reads the connected field and treats 404 as unknown', async () => {
-    emqx.setClient('a', true);
-    emqx.setClient('b', false);
+    await emqx.connect('a');
+    // A persistent session whose client is away.
+    await emqx.connect('b', { persistent: true });
+    emqx.disconnect('b');
     assert.equal((await client().getClient('a'))?.connected, true);
     assert.equal((await client().getClient('b'))?.connected, false);
     assert.equal(await client().getClient('c'), null);
   });
 
   it('kicks with DELETE: 204 kicked, 404 not found', async () => {
-    emqx.setClient('k', true);
+    await emqx.connect('k');
     assert.equal(await client().kickClient('k'), 'kicked');
     assert.equal(await client().kickClient('k'), 'not_found');
   });
 
   it('URL-encodes client ids and sends Basic auth', async () => {
     const odd = 'a/b?c#d %';
-    emqx.setClient(odd, true);
+    await emqx.connect(odd);
     assert.equal((await client().getClient(odd))?.connected, true);
     const call = emqx.calls.at(-1);
     assert.equal(call?.clientId, odd);

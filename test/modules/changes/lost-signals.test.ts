@@ -6,7 +6,8 @@ import { adminClient } from '../../helpers/admin.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
 import { connectAs } from '../../helpers/emqx-auth.js';
-import { startEmqxStandIn, standInEnv, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 import { createPrivateRedis, type PrivateRedis } from '../../helpers/private-redis.js';
 import { waitFor } from '../../helpers/wait.js';
 
@@ -23,7 +24,7 @@ const oldestKickS = (app: FastifyInstance) => metric(app, /^change_effects_oldes
 
 describe('a change holds when its signals are lost', () => {
   let redis: PrivateRedis;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let ctx: TestContext;
   let seed: DeviceSeeder;
   let first: FastifyInstance;
@@ -33,8 +34,8 @@ describe('a change holds when its signals are lost', () => {
   before(async () => {
     redis = await createPrivateRedis();
     await redis.start();
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext({ REDIS_URL: redis.url, DUPLICATE_CLIENT_POLICY: 'takeover', ...standInEnv(emqx) });
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ REDIS_URL: redis.url, DUPLICATE_CLIENT_POLICY: 'takeover', ...emqxEnv(emqx) });
     [first, second] = await Promise.all([ctx.app(), ctx.app()]);
     seed = createDeviceSeeder(ctx.db.url);
     tenantId = await seed.tenant();
@@ -74,7 +75,7 @@ describe('a change holds when its signals are lost', () => {
     const deviceId = await seed.device(tenantId);
     const { key, keyId } = await seed.key(deviceId);
     assert.equal(await connectAs(second, deviceId, key), 'allow');
-    emqx.setClient(deviceId, true);
+    await emqx.connect(deviceId);
 
     emqx.failWith(503);
     assert.equal((await adminClient(first).delete(`/v1/devices/${deviceId}/keys/${keyId}`)).statusCode, 204);
@@ -98,7 +99,7 @@ describe('a change holds when its signals are lost', () => {
     const deviceId = await seed.device(tenantId);
     const { key } = await seed.key(deviceId);
     assert.equal(await connectAs(first, deviceId, key), 'allow');
-    emqx.setClient(deviceId, true);
+    await emqx.connect(deviceId);
 
     emqx.failWith(503);
     assert.equal((await adminClient(first).patch(`/v1/devices/${deviceId}`, { disabled: true })).statusCode, 200);

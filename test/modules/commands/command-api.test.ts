@@ -5,13 +5,14 @@ import type { FastifyInstance } from 'fastify';
 import { adminClient, logCapture, type AdminClient } from '../../helpers/admin.js';
 import { createCommand, eventsTo, waitForCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
-import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 
 const MAX_PENDING = 3;
 
 describe('the command API', () => {
   let ctx: TestContext;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let app: FastifyInstance;
   let root: AdminClient;
   let device: string;
@@ -20,8 +21,8 @@ describe('the command API', () => {
   const logs = logCapture();
 
   before(async () => {
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext({ ...standInEnv(emqx), COMMANDS_MAX_PENDING_PER_DEVICE: String(MAX_PENDING), COMMANDS_POLL_INTERVAL_MS: '100', LOG_LEVEL: 'info' });
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_MAX_PENDING_PER_DEVICE: String(MAX_PENDING), COMMANDS_POLL_INTERVAL_MS: '100', LOG_LEVEL: 'info' });
     app = await ctx.app({ logStream: logs.stream });
     emqx.sendEventsTo(eventsTo(app));
     root = adminClient(app);

@@ -5,7 +5,8 @@ import pg from 'pg';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
 import { createCommand, eventsTo, isForwardPath, outboxDrained, statesByCommand, statusRecords, waitForCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
-import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 
 /**
  * Commands through an EMQX that behaves as docs/emqx-contract.md §F says: REST
@@ -14,7 +15,7 @@ import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/em
  */
 describe('sending commands and tracking their delivery', () => {
   let ctx: TestContext;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let app: FastifyInstance;
   let root: AdminClient;
   /** Real time, moved ahead by `skipped` to reach an expiry without waiting for it. */
@@ -22,8 +23,8 @@ describe('sending commands and tracking their delivery', () => {
   const clock = () => Date.now() + skipped;
 
   before(async () => {
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext({ ...standInEnv(emqx), COMMANDS_POLL_INTERVAL_MS: '100', EMQX_API_TIMEOUT_MS: '300' });
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_POLL_INTERVAL_MS: '100', EMQX_API_TIMEOUT_MS: '300' });
     app = await ctx.app({ clock });
     emqx.sendEventsTo(eventsTo(app));
     root = adminClient(app);
@@ -71,7 +72,7 @@ describe('sending commands and tracking their delivery', () => {
     assert.equal(waiting.state, 'queued');
     const before = emqx.published.filter((p) => p.topic === topicOf(device)).length;
     // Connecting alone sends nothing; the subscription does (a session.subscribed event).
-    emqx.setClient(device, true);
+    await emqx.connect(device);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(emqx.published.filter((p) => p.topic === topicOf(device)).length, before);
     await emqx.subscribe(device, topicOf(device));

@@ -5,7 +5,8 @@ import { createTopicNames } from '../../../src/lib/topics.js';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
 import { createCommand, eventsTo, isForwardPath, statesByCommand, waitForCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
-import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 import { consumeRecords } from '../../helpers/kafka.js';
 import { createPrivateKafka, type PrivateKafka } from '../../helpers/private-kafka.js';
 import { waitFor } from '../../helpers/wait.js';
@@ -14,7 +15,7 @@ const metric = async (app: FastifyInstance, pattern: RegExp) => Number(pattern.e
 
 describe('commands through a Kafka outage', () => {
   let kafka: PrivateKafka;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let ctx: TestContext;
   let app: FastifyInstance;
   let root: AdminClient;
@@ -23,8 +24,8 @@ describe('commands through a Kafka outage', () => {
   before(async () => {
     kafka = await createPrivateKafka();
     await kafka.start();
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext({ ...standInEnv(emqx), KAFKA_BROKERS: kafka.brokers, COMMANDS_POLL_INTERVAL_MS: '200' });
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ ...emqxEnv(emqx), KAFKA_BROKERS: kafka.brokers, COMMANDS_POLL_INTERVAL_MS: '200' });
     app = await ctx.app();
     emqx.sendEventsTo(eventsTo(app));
     root = adminClient(app);

@@ -5,7 +5,8 @@ import type { FastifyInstance } from 'fastify';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
 import { createCommand, eventsTo, waitForCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
-import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 import { TEST_HOOK_TOKEN } from '../../helpers/env.js';
 import { postEvent } from '../../helpers/telemetry.js';
 
@@ -25,7 +26,7 @@ function replyEvent(deviceId: string, payload: unknown, topicDevice = deviceId) 
 
 describe('command replies (COMMAND_REPLIES=enabled)', () => {
   let ctx: TestContext;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let app: FastifyInstance;
   let repliesOff: FastifyInstance;
   let root: AdminClient;
@@ -33,8 +34,8 @@ describe('command replies (COMMAND_REPLIES=enabled)', () => {
   let other: string;
 
   before(async () => {
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext({ ...standInEnv(emqx), COMMANDS_POLL_INTERVAL_MS: '100' });
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_POLL_INTERVAL_MS: '100' });
     app = await ctx.app({}, { COMMAND_REPLIES: 'enabled' });
     repliesOff = await ctx.app();
     emqx.sendEventsTo(eventsTo(app));
@@ -63,6 +64,9 @@ describe('command replies (COMMAND_REPLIES=enabled)', () => {
 
   it('lets a device publish its replies: in the ACL of its authentication answer and at /emqx/authz; not with replies off', async () => {
     const key = (await root.post(`/v1/devices/${device}/keys`, { label: 'replies' })).json<{ key: string }>().key;
+    // Its session ends first: under the reject policy a CONNECT while it is live is refused.
+    emqx.disconnect(device);
+    await emqx.settle();
     const authn = await app.inject({
       method: 'POST',
       url: '/emqx/authn',
@@ -83,6 +87,7 @@ describe('command replies (COMMAND_REPLIES=enabled)', () => {
     assert.equal(await authz(app, `devices/${other}/command-replies`), 'deny');
     assert.equal(await authz(app, `devices/${device}/command-replies`, 'subscribe'), 'deny');
     assert.equal(await authz(repliesOff, `devices/${device}/command-replies`), 'deny');
+    await emqx.subscribe(device, `devices/${device}/commands`);
   });
 
   it('an ok reply makes the command succeeded, an error reply failed, with what the device said', async () => {

@@ -7,7 +7,8 @@ import type { CommandDeadLetter } from '../../../src/modules/commands/command-re
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
 import { eventsTo, isForwardPath, outboxDrained, statusRecords, waitForCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
-import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 import { createDeviceSeeder } from '../../helpers/devices.js';
 import { consumeRecords, produceRecords } from '../../helpers/kafka.js';
 import { waitFor } from '../../helpers/wait.js';
@@ -19,7 +20,7 @@ import { waitFor } from '../../helpers/wait.js';
  */
 describe('command requests from Kafka', () => {
   let ctx: TestContext;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let app: FastifyInstance;
   let root: AdminClient;
   let device: string;
@@ -27,8 +28,8 @@ describe('command requests from Kafka', () => {
   const topics = () => createTopicNames(ctx.config.kafka.topicPrefix);
 
   before(async () => {
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext({ ...standInEnv(emqx), COMMANDS_FROM_KAFKA: 'true', COMMANDS_POLL_INTERVAL_MS: '100' });
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_FROM_KAFKA: 'true', COMMANDS_POLL_INTERVAL_MS: '100' });
     app = await ctx.app();
     emqx.sendEventsTo(eventsTo(app));
     root = adminClient(app);

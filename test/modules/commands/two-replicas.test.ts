@@ -6,7 +6,8 @@ import { createTopicNames } from '../../../src/lib/topics.js';
 import { createCommand, eventsTo, isForwardPath, statesByCommand, statusRecords } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder } from '../../helpers/devices.js';
-import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 import { produceRecords } from '../../helpers/kafka.js';
 import { waitFor } from '../../helpers/wait.js';
 
@@ -31,15 +32,15 @@ async function counterByLabel(app: FastifyInstance, name: string): Promise<Map<s
  */
 describe('commands on two replicas', () => {
   let ctx: TestContext;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let first: FastifyInstance;
   let second: FastifyInstance;
   let pool: pg.Pool;
   let devices: string[];
 
   before(async () => {
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext({ ...standInEnv(emqx), COMMANDS_FROM_KAFKA: 'true', COMMANDS_POLL_INTERVAL_MS: '200' });
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_FROM_KAFKA: 'true', COMMANDS_POLL_INTERVAL_MS: '200' });
     const seeder = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
     try {
       await seeder.tenant('fleet');

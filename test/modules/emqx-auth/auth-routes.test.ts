@@ -8,7 +8,8 @@ import { wireSessions } from '../../../src/wiring/sessions.js';
 import { publishChange, untilApplied } from '../../helpers/change-signals.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
-import { startEmqxStandIn, standInEnv, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 import { TEST_HOOK_TOKEN, TEST_REDIS_URL } from '../../helpers/env.js';
 import { waitFor } from '../../helpers/wait.js';
 
@@ -23,15 +24,15 @@ describe('POST /emqx/authn and /emqx/authz', () => {
   /** The default reject policy, for the duplicate-client tests. */
   let rejecting: FastifyInstance;
   let seed: DeviceSeeder;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let tenantId: string;
   /** The session state the apps keep, read as they read it. */
   let sessions: SessionStore;
   let now = Date.now();
 
   before(async () => {
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext(standInEnv(emqx));
+    emqx = await startTestEmqx();
+    ctx = await createTestContext(emqxEnv(emqx));
     app = await ctx.app({ clock: () => now }, { DUPLICATE_CLIENT_POLICY: 'takeover' });
     rejecting = await ctx.app({ clock: () => now });
     sessions = wireSessions(ctx.wiring()).store;
@@ -387,7 +388,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       const { key } = await seed.key(deviceId);
       assert.equal((await connect(deviceId, key, nextPeer(), rejecting)).json().result, 'allow');
       assert.equal((await connectedEvent(deviceId, Date.now())).statusCode, 204);
-      emqx.setClient(deviceId, true);
+      await emqx.connect(deviceId);
       assertDeny(await connect(deviceId, key, nextPeer(), rejecting), 'second connection');
       assert.ok(emqx.calls.some((call) => call.method === 'GET' && call.clientId === deviceId && call.authorized));
     });
@@ -398,7 +399,11 @@ describe('POST /emqx/authn and /emqx/authz', () => {
         const { key } = await seed.key(deviceId);
         assert.equal((await connect(deviceId, key, nextPeer(), rejecting)).json().result, 'allow');
         await connectedEvent(deviceId, Date.now());
-        if (emqxSays === 'disconnected') emqx.setClient(deviceId, false);
+        if (emqxSays === 'disconnected') {
+          // A persistent session whose client is away: EMQX knows the client id, not connected.
+          await emqx.connect(deviceId, { persistent: true });
+          emqx.disconnect(deviceId);
+        }
         assert.equal((await connect(deviceId, key, nextPeer(), rejecting)).json().result, 'allow', emqxSays);
         const state = await sessions.get(deviceId);
         assert.equal(state?.connected, false);

@@ -3,12 +3,13 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
-import { startEmqxStandIn, standInEnv, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 import { TEST_HOOK_TOKEN } from '../../helpers/env.js';
 import { waitFor } from '../../helpers/wait.js';
 
 describe('sessions of a key that gets a not_after end when it comes', () => {
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let ctx: TestContext;
   /** Two replicas, both sweeping: each due key is handled once. */
   let apps: FastifyInstance[];
@@ -16,8 +17,8 @@ describe('sessions of a key that gets a not_after end when it comes', () => {
   let connectedAt = Date.now();
 
   before(async () => {
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext(standInEnv(emqx));
+    emqx = await startTestEmqx();
+    ctx = await createTestContext(emqxEnv(emqx));
     apps = await Promise.all([ctx.app(), ctx.app()]);
     admin = adminClient(apps[0]!);
     assert.equal((await admin.post('/v1/tenants', { id: 'acme', name: 'Acme' })).statusCode, 201);
@@ -35,7 +36,7 @@ describe('sessions of a key that gets a not_after end when it comes', () => {
     const at = ++connectedAt;
     const event = await apps[0]!.inject({ method: 'POST', url: '/emqx/events', headers: hook, payload: { event: 'client.connected', clientid: deviceId, username: deviceId, connected_at: at } });
     assert.equal(event.statusCode, 204);
-    emqx.setClient(deviceId, true);
+    await emqx.connect(deviceId);
     return at;
   }
   async function disconnect(deviceId: string, at: number) {
@@ -46,7 +47,7 @@ describe('sessions of a key that gets a not_after end when it comes', () => {
       payload: { event: 'client.disconnected', clientid: deviceId, username: deviceId, reason: 'normal', connected_at: at, disconnected_at: at + 1 },
     });
     assert.equal(event.statusCode, 204);
-    emqx.removeClient(deviceId);
+    emqx.disconnect(deviceId);
   }
   async function deviceWithKey() {
     const device = (await admin.post('/v1/tenants/acme/devices', { name: 'sensor' })).json().id as string;

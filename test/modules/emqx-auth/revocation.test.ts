@@ -7,7 +7,8 @@ import { adminClient } from '../../helpers/admin.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { connectAs } from '../../helpers/emqx-auth.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
-import { startEmqxStandIn, standInEnv, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 import { waitFor } from '../../helpers/wait.js';
 
 describe('changed credentials end sessions, on every replica', () => {
@@ -15,12 +16,12 @@ describe('changed credentials end sessions, on every replica', () => {
   let first: FastifyInstance;
   let second: FastifyInstance;
   let seed: DeviceSeeder;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let tenantId: string;
 
   before(async () => {
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext({ ...standInEnv(emqx), DUPLICATE_CLIENT_POLICY: 'takeover' });
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ ...emqxEnv(emqx), DUPLICATE_CLIENT_POLICY: 'takeover' });
     [first, second] = await Promise.all([ctx.app(), ctx.app()]);
     seed = createDeviceSeeder(ctx.db.url);
     tenantId = await seed.tenant();
@@ -57,7 +58,7 @@ describe('changed credentials end sessions, on every replica', () => {
       const secret = scenario.secret === 'key' ? key : psk;
       // Both replicas hold the verification in memory.
       for (const app of [first, second, second]) assert.equal(await connectAs(app, deviceId, secret), 'allow');
-      emqx.setClient(deviceId, true);
+      await emqx.connect(deviceId);
 
       const changed = await scenario.change(deviceId, keyId);
       assert.ok(changed.statusCode === 200 || changed.statusCode === 204, `the change answered ${changed.statusCode}`);
@@ -87,7 +88,7 @@ describe('changed credentials end sessions, on every replica', () => {
     const deviceId = await seed.device(tenantId);
     const { key } = await seed.key(deviceId);
     assert.equal(await connectAs(second, deviceId, key), 'allow');
-    emqx.setClient(deviceId, true);
+    await emqx.connect(deviceId);
     assert.equal((await adminClient(first).post(`/v1/devices/${deviceId}/keys/rotate`, { grace_period_s: 3600 })).statusCode, 201);
     await sleep(2500);
     assert.equal(kicksOf(deviceId).length, 0);

@@ -6,20 +6,21 @@ import { adminClient, type AdminClient } from '../../helpers/admin.js';
 import { createCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { connectAs } from '../../helpers/emqx-auth.js';
-import { standInEnv, startEmqxStandIn, type EmqxStandIn } from '../../helpers/emqx-stand-in.js';
+import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
+import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
 import { postEvent } from '../../helpers/telemetry.js';
 
 const MAX_PENDING = 2;
 
 describe('a freed device id carries nothing into the next device', () => {
   let ctx: TestContext;
-  let emqx: EmqxStandIn;
+  let emqx: EmqxSim;
   let app: FastifyInstance;
   let root: AdminClient;
 
   before(async () => {
-    emqx = await startEmqxStandIn();
-    ctx = await createTestContext({ ...standInEnv(emqx), COMMANDS_MAX_PENDING_PER_DEVICE: String(MAX_PENDING), DUPLICATE_CLIENT_POLICY: 'takeover' });
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_MAX_PENDING_PER_DEVICE: String(MAX_PENDING), DUPLICATE_CLIENT_POLICY: 'takeover' });
     app = await ctx.app();
     root = adminClient(app);
     for (const id of ['alpha', 'bravo']) assert.equal((await root.post('/v1/tenants', { id, name: id })).statusCode, 201);

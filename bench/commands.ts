@@ -1,22 +1,23 @@
 // The command scenario: POST /v1/devices/{id}/commands over 1,000 devices,
-// each command published to an EMQX stand-in whose sessions are subscribed
-// and ack at once, the stand-in's delivered and acked events posted back to
-// the service's /emqx/events. Measured: the creates; verified afterwards:
-// every command created reached acked.
+// each command published to the EMQX simulation, whose programmatic clients
+// are subscribed and ack at once, and whose rules post the delivered and
+// acked events back to the service's /emqx/events. Measured: the creates;
+// verified afterwards: every command created reached acked.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createKafka } from '../src/infra/kafka.js';
 import { createTopicNames } from '../src/lib/topics.js';
-import type { EmqxStandIn } from '../test/helpers/emqx-stand-in.js';
-import { TEST_ADMIN_TOKEN, TEST_HOOK_TOKEN } from '../test/helpers/env.js';
+import type { EmqxSim } from '../dev/emqx-sim/emqx-sim.js';
+import { httpTransport } from '../dev/emqx-sim/service.js';
+import { TEST_ADMIN_TOKEN } from '../test/helpers/env.js';
 import type { LoadSpec } from './support.js';
 
 const TENANT = 'bench-commands';
 const DEVICES = 1000;
 const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
 
-export function createCommandScenario(options: { databaseUrl: string; env: Record<string, string>; emqx: EmqxStandIn }) {
+export function createCommandScenario(options: { databaseUrl: string; env: Record<string, string>; emqx: EmqxSim }) {
   const topics = createTopicNames(options.env.KAFKA_TOPIC_PREFIX ?? '');
   const { emqx } = options;
   let createdOk = 0;
@@ -43,18 +44,9 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
       } finally {
         await kafka.close();
       }
-      // Every device online and subscribed at QoS 1 before the stand-in reports to the service.
+      // Every device online and subscribed at QoS 1 before the simulation reports to the service.
       for (const device of devices) await emqx.subscribe(device, `devices/${device}/commands`);
-      const events = `http://127.0.0.1:${app.port}/emqx/events`;
-      emqx.sendEventsTo(async (event) => {
-        const response = await fetch(events, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${TEST_HOOK_TOKEN}`, 'content-type': 'application/json' },
-          body: JSON.stringify(event),
-        });
-        await response.body?.cancel();
-        return response.status;
-      });
+      emqx.sendEventsTo(httpTransport(`http://127.0.0.1:${app.port}`));
       return {
         method: 'POST',
         path: `/v1/devices/${devices[0]}/commands`,
@@ -66,7 +58,7 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
         },
       };
     },
-    /** Every command answered 202 ends acked: waits for the stand-in's events to settle. */
+    /** Every command answered 202 ends acked: waits for the simulation's events to settle. */
     async verify(): Promise<string> {
       const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1 });
       const started = performance.now();

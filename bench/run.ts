@@ -14,7 +14,7 @@ import {
   STORM_PSK,
   type StormRequest,
 } from './auth-bench.js';
-import { standInEnv, startEmqxStandIn } from '../test/helpers/emqx-stand-in.js';
+import { emqxEnv, startTestEmqx } from '../test/helpers/emqx.js';
 import { createCommandScenario } from './commands.js';
 import { createIngestScenario } from './ingest.js';
 import { benchLiveness } from './liveness.js';
@@ -80,14 +80,15 @@ const scenarios: Scenario[] = [
 // Throughput scenarios repeat the same devices many times a second, which the
 // reject policy (rightly) refuses as duplicate CONNECTs; the storms use the default.
 // The Dockerfile's environment (malloc arenas, V8 flags), so RSS is measured as deployed.
-// Commands are published to an EMQX stand-in in this process, which acks them
-// and posts the events back; commands queue up per device while the load lasts.
-const emqx = await startEmqxStandIn();
+// Commands are published to the EMQX simulation in this process, whose clients
+// ack them and whose rules post the events back; commands queue up per device
+// while the load lasts.
+const emqx = await startTestEmqx();
 const env = testEnv(`bench-${tag}`, db.url, {
   LOG_LEVEL: 'warn',
   DUPLICATE_CLIENT_POLICY: 'takeover',
   ...deployedEnv(),
-  ...standInEnv(emqx),
+  ...emqxEnv(emqx),
   COMMANDS_MAX_PENDING_PER_DEVICE: '1000',
 });
 const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', ...deployedEnv() });

@@ -2,7 +2,9 @@
 // while Kafka, Redis and Postgres are restarted in turn, then everything
 // produced is consumed back and every command followed to its end. The dependencies are private instances (a Kafka, a Redis
 // and a Postgres of the soak's own), so the machine's services are never
-// touched; the service runs from src/main.ts in a process of its own.
+// touched; the service runs from src/main.ts in a process of its own. EMQX is
+// the one simulation (dev/emqx-sim): devices are its programmatic clients, and
+// their telemetry and delivery events reach the service through its HTTP action.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -10,7 +12,9 @@ import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createTopicNames } from '../src/lib/topics.js';
-import { startEmqxStandIn } from '../test/helpers/emqx-stand-in.js';
+import { actionOutcome } from '../dev/emqx-sim/emqx-facts.js';
+import { startEmqxSim } from '../dev/emqx-sim/emqx-sim.js';
+import { httpTransport, type ServiceTransport } from '../dev/emqx-sim/service.js';
 import { consumeRecords } from '../test/helpers/kafka.js';
 import { freePort } from '../test/helpers/ports.js';
 import { createPrivateKafka } from '../test/helpers/private-kafka.js';
@@ -144,7 +148,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     failures: [],
   };
   log('starting a private Kafka, Redis and Postgres');
-  const [kafka, redis, postgres, emqx] = await Promise.all([createPrivateKafka(), createPrivateRedis(), createPrivatePostgres(), startEmqxStandIn()]);
+  const [kafka, redis, postgres, emqx] = await Promise.all([
+    createPrivateKafka(),
+    createPrivateRedis(),
+    createPrivatePostgres(),
+    // EMQX's HTTP action here waits EVENT_RETRY_MS between rounds of retries and EVENT_ATTEMPT_TIMEOUT_MS for an answer.
+    startEmqxSim({ hookToken: HOOK_TOKEN, apiKey: 'soak', apiSecret: randomBytes(16).toString('hex'), timing: { resumeIntervalMs: EVENT_RETRY_MS, attemptTimeoutMs: EVENT_ATTEMPT_TIMEOUT_MS } }),
+  ]);
   let service: Service | undefined;
   /** Set when the soak stops waiting: deliveries still retried end. */
   let givenUp = false;
@@ -210,10 +220,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       await outage('Postgres', 0.7, postgres.stop, postgres.start);
     })();
 
-    const isDelivered = (status: number) => status >= 200 && status < 300;
     /**
-     * Sends a request as EMQX's HTTP action, or a careful platform client,
-     * does: retried after `retryOn` statuses, timeouts and connection errors
+     * Sends a request as a careful platform client does: retried after
+     * `retryOn` statuses, timeouts and connection errors
      * (each retry counted under `kind`). Ends with the first other status, or
      * 0 when the soak gave up or the service is gone, and says whether it
      * had to retry.
@@ -241,22 +250,32 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       }
       return { status: 0, retried: true };
     };
-    /** An event to /emqx/events, retried on 429 and 503 as EMQX's HTTP action retries it. */
-    const postEvent = async (kind: string, body: string) => {
-      const sent = await sendRetried(kind, '/emqx/events', hook, body, EVENT_ATTEMPT_TIMEOUT_MS, [429, 503]);
-      if (sent.status !== 0) count(report.outcomes, kind, isDelivered(sent.status) ? 'acknowledged' : `dropped (${sent.status})`);
-      return sent;
+    // Events reach the service through the simulation's HTTP action, which
+    // retries and drops them as EMQX does; every attempt is counted here by
+    // kind, and the attempts of each telemetry message.
+    const attempts = new Map<string, number>();
+    const toService = httpTransport(`http://127.0.0.1:${port}`);
+    const counted: ServiceTransport = async (rendered, signal) => {
+      const event = JSON.parse(rendered.body) as { event?: string; id?: string };
+      const kind = event.event === 'message.publish' ? 'telemetry' : 'session and delivery events';
+      if (kind === 'telemetry' && event.id) attempts.set(event.id, (attempts.get(event.id) ?? 0) + 1);
+      try {
+        const answer = await toService(rendered, signal);
+        if (answer.status === 500) report.serverErrors++;
+        const outcome = actionOutcome(answer.status);
+        count(report.outcomes, kind, outcome === 'done' ? 'acknowledged' : outcome === 'retry' ? `retried (${answer.status})` : `dropped (${answer.status})`);
+        return answer;
+      } catch (error) {
+        count(report.outcomes, kind, 'retried (no answer)');
+        throw error;
+      }
     };
+    emqx.useService(counted);
 
-    // Every device online with a QoS 1 subscription to its command topic; the
-    // stand-in's delivery events reach the service through postEvent.
-    emqx.sendEventsTo(async (event) => {
-      const { status } = await postEvent('delivery events', JSON.stringify(event));
-      if (status !== 0 && !isDelivered(status)) report.commands.droppedEvents++;
-      return status;
-    });
-    for (const device of devices) await emqx.subscribe(device.id, `devices/${device.id}/commands`, { qos: 1 });
-    for (const device of revocable) emqx.setClient(device.id, true);
+    // Every device online with a QoS 1 subscription to its command topic, as its authn answer would have it.
+    const clientAttrs = (deviceId: string) => ({ tenant_id: TENANT, device_id: deviceId });
+    for (const device of devices) await emqx.subscribe(device.id, `devices/${device.id}/commands`, { qos: 1, clientAttrs: clientAttrs(device.id) });
+    for (const device of revocable) await emqx.connect(device.id, { clientAttrs: clientAttrs(device.id) });
 
     /** The answer as EMQX reads it (5 s is its request timeout), or the status when there is none to read. */
     const answerOf = async (path: string, body: object): Promise<string> => {
@@ -291,16 +310,24 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       }
     };
 
-    // Telemetry, delivered through postEvent.
+    // Telemetry: each device publishes as a client of the simulation, whose telemetry rule sends it on.
     const acknowledged = new Set<string>();
     const retried = new Set<string>();
-    let sequence = 0;
     let inFlight = 0;
-    const deliver = async (id: string, body: string) => {
-      const { status, retried: wasRetried } = await postEvent('telemetry', body);
-      if (wasRetried) retried.add(id);
-      if (isDelivered(status)) acknowledged.add(id);
-      else if (status !== 0) report.telemetry.dropped++;
+    const deliver = async (deviceId: string, payload: string) => {
+      let sent: ReturnType<typeof emqx.publish>;
+      try {
+        sent = emqx.publish(deviceId, `devices/${deviceId}/telemetry`, payload, { qos: 1 });
+      } catch {
+        count(report.outcomes, 'telemetry', 'not sent (device not connected)');
+        return;
+      }
+      const { id, delivered } = sent;
+      const [result] = await delivered;
+      if ((attempts.get(id) ?? 0) > 1) retried.add(id);
+      attempts.delete(id);
+      if (result?.outcome === 'delivered') acknowledged.add(id);
+      else if (result?.outcome === 'dropped') report.telemetry.dropped++;
     };
     const deliveries: Promise<void>[] = [];
     const telemetry = async () => {
@@ -310,23 +337,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           continue;
         }
         const device = pick(devices);
-        const id = `${(sequence++).toString(16).toUpperCase().padStart(16, '0')}${randomBytes(8).toString('hex').toUpperCase()}`;
-        const now = Date.now();
-        const body = JSON.stringify({
-          event: 'message.publish',
-          id,
-          clientid: device.id,
-          username: device.id,
-          topic: `devices/${device.id}/telemetry`,
-          payload: Buffer.from(JSON.stringify({ temperature: 20 + Math.random() * 5, state: 'running' })).toString('base64'),
-          payload_encoding: 'base64',
-          qos: 1,
-          publish_received_at: now,
-          timestamp: now,
-          client_attrs: { tenant_id: TENANT },
-        });
+        const payload = JSON.stringify({ temperature: 20 + Math.random() * 5, state: 'running' });
         inFlight++;
-        deliveries.push(deliver(id, body).finally(() => inFlight--));
+        deliveries.push(deliver(device.id, payload).finally(() => inFlight--));
       }
     };
 
@@ -377,7 +390,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 
     await Promise.all([authn(), authn(), authn(), authz(), authz(), telemetry(), telemetry(), commands(), revocations(), revokedAuthn(), faults]);
     log(`load stopped; waiting for ${inFlight} retried deliveries`);
-    const settled = await Promise.race([Promise.all(deliveries).then(() => true), sleep(180_000, undefined, { ref: false }).then(() => false)]);
+    const exited = new Promise<boolean>((resolve) => (running.exitCode !== null || running.signalCode !== null ? resolve(false) : running.once('exit', () => resolve(false))));
+    const settled = await Promise.race([Promise.all(deliveries).then(() => true), sleep(180_000, undefined, { ref: false }).then(() => false), exited]);
     if (!settled) {
       report.telemetry.unfinished = inFlight;
       givenUp = true;
@@ -395,6 +409,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 
     log('waiting for every command to be acked');
     Object.assign(report.commands, await followCommands(postgres.url, report.commands.created));
+    report.commands.droppedEvents = emqx.events.filter((sent) => sent.outcome === 'dropped' && sent.event.event !== 'message.publish').length;
     const publishedOk = new Map<string, number>();
     for (const message of emqx.published) {
       if (message.status !== 200) continue;

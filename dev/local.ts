@@ -6,7 +6,8 @@
  * addresses (or DATABASE_URL, REDIS_URL, KAFKA_BROKERS); what does not answer
  * is started where the machine can (its Postgres cluster, redis-server, the
  * project's scripts/kafka.sh), otherwise the run stops and says what is
- * missing. Development secrets are generated once into .local/ and reused.
+ * missing. Development secrets, and the CA of the TLS listener, are generated
+ * once into .local/ and reused.
  * Ctrl-C stops the simulation, the service, and whatever this run started;
  * services that were already running are left alone.
  */
@@ -21,15 +22,15 @@ import { startEmqxSim, type EmqxSim } from './emqx-sim/emqx-sim.js';
 import { consoleLog } from './emqx-sim/log.js';
 import { httpTransport } from './emqx-sim/service.js';
 import { REPO_ROOT } from './emqx-sim/emqx-config.js';
+import { deviceCommands } from './local/commands.js';
 import { ensureDemoDevice, type DemoDevice } from './local/demo.js';
 import { ensureDatabase, ensureKafka, ensurePostgres, ensureRedis, MissingDependency, type Started } from './local/dependencies.js';
 import { loadDevelopmentSecrets } from './local/secrets.js';
+import { ensureDevelopmentCertificates } from './local/tls.js';
 
 const LOCAL_DIR = path.join(REPO_ROOT, '.local');
 const HOST = '127.0.0.1';
 const EMQX_API_KEY = 'device-link';
-const PAYLOAD = '{"temperature":22.5,"humidity":65,"state":"running"}';
-const COMMAND = '{"name":"reboot","params":{"delay_s":5}}';
 
 const env = process.env;
 const defaults = {
@@ -118,39 +119,53 @@ async function tailDemoTopics(brokers: string[], topics: string[]): Promise<Cons
 function printCommands(options: {
   servicePort: number;
   mqttPort: number;
+  mqttsPort: number;
+  caFile: string;
   apiUrl: string;
   adminToken: string;
   demo: DemoDevice;
   topics: string[];
   commandStatusTopic: string;
 }) {
-  const { demo, mqttPort } = options;
+  const { demo } = options;
   const device = demo.deviceId;
   const service = `http://${HOST}:${options.servicePort}`;
-  const mqtt = `-h ${HOST} -p ${mqttPort} -i ${device} -u ${device} -P ${demo.key}`;
+  const commands = deviceCommands({
+    host: HOST,
+    mqttPort: options.mqttPort,
+    mqttsPort: options.mqttsPort,
+    caFile: options.caFile,
+    deviceId: device,
+    key: demo.key,
+    serviceUrl: service,
+    adminToken: options.adminToken,
+  });
   console.log(`
 device-link-mqtt is running locally.
   service        ${service}   admin token: ${options.adminToken}
-  MQTT broker    ${HOST}:${mqttPort}   (the EMQX simulation, driven by deploy/emqx/emqx.conf)
+  MQTT broker    ${HOST}:${options.mqttsPort} (TLS), ${HOST}:${options.mqttPort}   (the EMQX simulation, driven by deploy/emqx/emqx.conf)
   EMQX REST API  ${options.apiUrl}
-  secrets        .local/secrets.json   demo device and key: .local/demo.json
+  secrets        .local/secrets.json   demo device and key: .local/demo.json   development CA: ${path.relative(REPO_ROOT, options.caFile)}
 
-Demo device ${device} of tenant ${demo.tenantId}. Publish telemetry as the device:
+Demo device ${device} of tenant ${demo.tenantId}. Publish telemetry as the device, over TLS as the product page does:
 
-  mosquitto_pub ${mqtt} -t devices/${device}/telemetry -m '${PAYLOAD}'
+  ${commands.publishTls}
+
+or in plain MQTT (local tries only: the key crosses in clear text):
+
+  ${commands.publishPlain}
 
 Subscribe to its commands at QoS 1, so that it acknowledges each (one session per device: a second connection is refused while this one is open):
 
-  mosquitto_sub ${mqtt} -q 1 -t devices/${device}/commands
+  ${commands.subscribeTls}
 
 The device's status ("online": true after its first telemetry):
 
-  curl -sS ${service}/v1/devices/${device}/status -H 'authorization: Bearer ${options.adminToken}'
+  ${commands.status}
 
 Send it a command (the subscriber above receives it; its progress appears on ${options.commandStatusTopic}):
 
-  curl -sS ${service}/v1/devices/${device}/commands -H 'authorization: Bearer ${options.adminToken}' \\
-    -H 'content-type: application/json' -d '${COMMAND}'
+  ${commands.sendCommand}
 
 Records on ${options.topics.join(', ')} appear below as they arrive. Ctrl-C stops everything.
 `);
@@ -190,6 +205,7 @@ async function main() {
 
   const servicePort = await choosePort('PORT', 8080, 'the service');
   const mqttPort = await choosePort('LOCAL_MQTT_PORT', 1883, 'MQTT');
+  const mqttsPort = await choosePort('LOCAL_MQTTS_PORT', 8883, 'MQTT over TLS');
   const apiPort = await choosePort('LOCAL_EMQX_API_PORT', 18083, 'the EMQX REST API');
 
   for (const ensure of [
@@ -207,6 +223,8 @@ async function main() {
 
   const { secrets, created } = await loadDevelopmentSecrets(LOCAL_DIR);
   if (created.length > 0) log(`generated ${created.join(', ')} into .local/secrets.json`);
+  // The compose stack's script: a development CA made once, and the listener's certificate it signed.
+  const certificates = await ensureDevelopmentCertificates(path.join(LOCAL_DIR, 'tls'));
   // Values set in the environment win over the generated ones.
   const serviceEnv: NodeJS.ProcessEnv = {
     LOG_LEVEL: 'warn',
@@ -241,6 +259,7 @@ async function main() {
     apiSecret: serviceEnv.EMQX_API_SECRET as string,
     service: httpTransport(serviceUrl),
     mqtt: { host: HOST, port: mqttPort },
+    mqtts: { host: HOST, port: mqttsPort, cert: certificates.cert, key: certificates.key },
     api: { host: HOST, port: apiPort },
     log: consoleLog('mqtt:'),
   });
@@ -251,7 +270,17 @@ async function main() {
   const commandStatusTopic = names.commandStatus(demo.tenantId);
   const topics = [names.telemetryRaw(demo.tenantId), names.telemetryDlq(demo.tenantId), names.deviceEvents(demo.tenantId), commandStatusTopic];
   tail = await tailDemoTopics(kafkaBrokers.split(','), topics);
-  printCommands({ servicePort, mqttPort: emqx.mqttPort ?? mqttPort, apiUrl: emqx.url, adminToken, demo, topics, commandStatusTopic });
+  printCommands({
+    servicePort,
+    mqttPort: emqx.mqttPort ?? mqttPort,
+    mqttsPort: emqx.mqttsPort ?? mqttsPort,
+    caFile: certificates.caFile,
+    apiUrl: emqx.url,
+    adminToken,
+    demo,
+    topics,
+    commandStatusTopic,
+  });
 }
 
 main().catch(async (error: unknown) => {

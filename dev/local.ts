@@ -225,6 +225,7 @@ async function main() {
   if (created.length > 0) log(`generated ${created.join(', ')} into .local/secrets.json`);
   // The compose stack's script: a development CA made once, and the listener's certificate it signed.
   const certificates = await ensureDevelopmentCertificates(path.join(LOCAL_DIR, 'tls'));
+  if (certificates.created) log('made a development CA and the TLS listener\'s certificate into .local/tls (deploy/emqx/dev-certs.sh)');
   // Values set in the environment win over the generated ones.
   const serviceEnv: NodeJS.ProcessEnv = {
     LOG_LEVEL: 'warn',

@@ -13,6 +13,8 @@ export interface DevelopmentCertificates {
   readonly ca: Buffer;
   readonly cert: Buffer;
   readonly key: Buffer;
+  /** Whether this call made them (the first run), rather than finding them. */
+  readonly created: boolean;
 }
 
 /**
@@ -21,12 +23,14 @@ export interface DevelopmentCertificates {
  * runs for EMQX's 8883 listener, so both have the same kind of CA.
  */
 export async function ensureDevelopmentCertificates(directory: string): Promise<DevelopmentCertificates> {
+  let created: boolean;
   try {
-    await run('sh', [path.join(REPO_ROOT, 'deploy/emqx/dev-certs.sh'), directory]);
+    const { stdout } = await run('sh', [path.join(REPO_ROOT, 'deploy/emqx/dev-certs.sh'), directory]);
+    created = !/already holds/.test(stdout);
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr ?? '';
     throw new Error(`deploy/emqx/dev-certs.sh could not write ${directory} (it needs openssl): ${stderr.trim() || String(error)}`, { cause: error });
   }
   const [ca, cert, key] = await Promise.all(['ca.crt', 'server.crt', 'server.key'].map((file) => readFile(path.join(directory, file))));
-  return { caFile: path.join(directory, 'ca.crt'), ca: ca as Buffer, cert: cert as Buffer, key: key as Buffer };
+  return { caFile: path.join(directory, 'ca.crt'), ca: ca as Buffer, cert: cert as Buffer, key: key as Buffer, created };
 }

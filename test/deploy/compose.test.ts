@@ -21,6 +21,7 @@ import { configDocTable } from '../helpers/config-doc.js';
 const healthcheck = z.object({ test: z.array(z.string()).min(1) });
 const service = z.object({
   image: z.string().optional(),
+  user: z.string().optional(),
   build: z.union([z.string(), z.object({ context: z.string() })]).optional(),
   entrypoint: z.array(z.string()).optional(),
   command: z.array(z.string()).optional(),
@@ -227,6 +228,16 @@ describe('docker-compose.yml', () => {
     assert.ok(job.endsWith(`dev-certs.sh ${generated.target}`), 'the job writes where the volume is mounted');
     assert.equal(mountAt('emqx-certs', '/opt/device-link/dev-certs.sh').source, './deploy/emqx/dev-certs.sh');
     assert.equal(environmentOf('emqx-certs').DEV_CERTS_OWNER, '1000:1000');
+  });
+
+  it('makes the certificates with an image that already has openssl, fetching nothing at start-up', () => {
+    const job = serviceNamed('emqx-certs');
+    // EMQX's image: pulled for the emqx service anyway, and its ca-certificates package depends on openssl.
+    assert.equal(job.image, serviceNamed('emqx').image);
+    const startUp = [...(job.entrypoint ?? []), ...(job.command ?? [])].join(' ');
+    assert.doesNotMatch(startUp, /\b(apk|apt-get|apt|yum|dnf|curl|wget|pip|npm)\b/, 'no package or download at start-up');
+    assert.deepEqual(job.entrypoint, ['/bin/sh'], 'the image\'s own entrypoint (EMQX start-up) is not run');
+    assert.equal(job.user, '0:0', 'root writes the fresh volume and hands the files to EMQX\'s user');
   });
 
   it('gives the service and EMQX the same hook token and REST API key, whatever the shell sets', async () => {

@@ -76,7 +76,7 @@ function method(value: HoconValue | undefined, fallback: 'post'): RenderedReques
 }
 
 /**
- * The request of an HTTP authenticator or HTTP authorization source (§A, §B):
+ * The request of an HTTP authenticator or HTTP authorization source:
  * the body map's values rendered, sent as a JSON object, and the headers.
  */
 export function renderAuthRequest(source: HoconObject, values: Values, known: ReadonlySet<string>): RenderedRequest {

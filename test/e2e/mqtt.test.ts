@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { createTopicNames } from '../../src/lib/topics.js';
+import { PRODUCT_PAGE_PAYLOAD as PAYLOAD } from '../../dev/local/commands.js';
 import { adminClient, type AdminClient } from '../helpers/admin.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 import { consumeRecords } from '../helpers/kafka.js';
@@ -10,13 +11,11 @@ import { waitFor } from '../helpers/wait.js';
 
 /**
  * Devices as the product page has them connect: a real MQTT client (mqtt.js)
- * through the development broker, which asks the service exactly what EMQX
+ * through the EMQX simulation, which asks the service exactly what EMQX
  * with deploy/emqx/emqx.conf asks, down to the records a consumer reads from
  * Kafka. Tenant, devices and keys come from the admin API.
  */
 
-/** The product page's example payload. */
-const PAYLOAD = '{"temperature":22.5,"humidity":65,"state":"running"}';
 
 interface Status {
   online: boolean;
@@ -24,7 +23,7 @@ interface Status {
   disconnect_reason: string | null;
 }
 
-describe('MQTT devices through the development broker', () => {
+describe('MQTT devices through the EMQX simulation', () => {
   let ctx: TestContext;
   let stack: MqttStack;
   let admin: AdminClient;

@@ -149,11 +149,7 @@ export const REST_PUBLISHER = 'http_api';
 /** apps/emqx/src/emqx_guid.erl, to_hexstr/1: a message id is 16 bytes as upper-case hex. */
 export const MESSAGE_ID = { bytes: 16, pattern: /^[0-9A-F]{32}$/ } as const;
 
-/**
- * emqx_rule_events.erl, printable_maps/1: `pub_props` always has
- * `User-Property` (a map, `{}` when there are none), and beside it
- * `User-Property-Pairs` when the message has user properties.
- */
+/** emqx_rule_events.erl, printable_maps/1: `pub_props` always has `User-Property` (a map, `{}` for none), and `User-Property-Pairs` beside any. */
 export function pubProps(properties: Readonly<Record<string, unknown>>): Record<string, unknown> {
   const printable: Record<string, unknown> = { 'User-Property': {} };
   for (const [name, value] of Object.entries(properties)) {
@@ -231,26 +227,14 @@ export function resumeIntervalMs(requestTtlMs: number, healthCheckIntervalMs: nu
 /** What becomes of an event after one attempt: an answer's status, or no answer at all. */
 export type ActionOutcome = 'done' | 'retry' | 'drop';
 
-/**
- * emqx_bridge_http_connector.erl, transform_result/1: any 2xx is done; 429,
- * 503, a timeout and a lost or refused connection are recoverable and
- * retried (max_retries at once, then by the buffer until request_ttl); every
- * other status is unrecoverable and the event is dropped.
- */
+/** emqx_bridge_http_connector.erl, transform_result/1 and maybe_retry/3: 2xx done; 429, 503, timeouts and lost or refused connections retried; any other status dropped. */
 export function actionOutcome(answer: number | 'no_answer'): ActionOutcome {
   if (answer === 'no_answer') return 'retry';
   if (answer >= 200 && answer < 300) return 'done';
   return answer === 429 || answer === 503 ? 'retry' : 'drop';
 }
 
-/**
- * The order events reach the service in. apps/emqx_resource: async query
- * mode with an inflight window sends many at once, over several pool
- * connections, and retries each on its own; emqx_bridge_http_connector.erl,
- * maybe_retry/3 sends again after a timeout the service may have answered.
- * So events are not ordered, may arrive twice, and a delivery event can
- * reach the service before the REST publish that caused it has answered.
- */
+/** apps/emqx_resource (async query mode, inflight window, per-request retries) and maybe_retry/3: events unordered, possibly twice, possibly before the REST publish that caused them answered. */
 export const EVENT_DELIVERY = { ordered: false, mayRepeat: true, mayPrecedePublishAnswer: true } as const;
 
 // ---------------------------------------------------------------------------

@@ -75,6 +75,8 @@ describe('imports run one way', () => {
     assert.equal(violation(at('lib/x.ts'), at('infra/y.ts')), 'lib imports infra');
     assert.equal(violation(at('modules/a/a-metrics.ts'), at('http/metrics.ts')), 'service imports http');
     assert.match(violation(at('modules/a/a-service.ts'), path.join(REPO_ROOT, 'test/helpers/x.ts')) ?? '', /outside src/);
+    // The product meets EMQX over HTTP and MQTT only, never its simulation.
+    assert.match(violation(at('infra/emqx-api.ts'), path.join(REPO_ROOT, 'dev/emqx-sim/emqx-facts.ts')) ?? '', /outside src/);
     assert.equal(violation(at('modules/a/a-routes.ts'), at('modules/a/a-service.ts')), null);
     assert.equal(violation(at('wiring/a.ts'), at('modules/a/a-service.ts')), null);
     assert.deepEqual(relativeImports("import type { A } from './a.js';\nimport './b.js';\nconst c = await import('../c.js');"), ['./a.js', './b.js', '../c.js']);

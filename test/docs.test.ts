@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { REPO_ROOT } from '../dev/emqx/emqx-config.js';
+import { REPO_ROOT } from '../dev/emqx-sim/emqx-config.js';
 
 /**
  * Docs live with the code: every document a comment or a doc cites is in the

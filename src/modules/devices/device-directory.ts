@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Clock } from '../../lib/clock.js';
 import type { DeviceRecord } from './device-repository.js';
 
@@ -28,9 +29,9 @@ export interface DeviceDirectoryOptions {
   maxEntries?: number;
 }
 
+/** What the cache holds: a device, or that there is none (lru-cache holds no null). */
 interface Entry {
-  record: DeviceRecord | null;
-  expiresAt: number;
+  readonly record: DeviceRecord | null;
 }
 
 /**
@@ -43,8 +44,9 @@ export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDi
   const ttlMs = options.ttlMs ?? 60_000;
   const negativeTtlMs = options.negativeTtlMs ?? 2_000;
   const maxEntries = options.maxEntries ?? 200_000;
-  // Map iteration order is insertion order: re-inserting on hit makes it an LRU.
-  const entries = new Map<string, Entry>();
+  // An expired entry is kept until it is replaced or evicted: with Postgres
+  // unreachable it is still the best answer (see get).
+  const entries = new LRUCache<string, Entry>({ max: maxEntries, ttl: ttlMs, noDeleteOnStaleGet: true, perf: { now: clock } });
   const loading = new Map<string, Promise<DeviceRecord | null>>();
   // Bumped by every invalidation so a load that started before it is not
   // cached; `epoch` does the same for every device at once.
@@ -53,12 +55,7 @@ export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDi
   const versionOf = (deviceId: string) => `${epoch}:${generation.get(deviceId) ?? 0}`;
 
   function remember(deviceId: string, record: DeviceRecord | null) {
-    entries.delete(deviceId);
-    entries.set(deviceId, { record, expiresAt: clock() + (record ? ttlMs : negativeTtlMs) });
-    if (entries.size > maxEntries) {
-      const oldest = entries.keys().next().value;
-      if (oldest !== undefined) entries.delete(oldest);
-    }
+    entries.set(deviceId, { record }, { ttl: record ? ttlMs : negativeTtlMs });
   }
 
   async function load(deviceId: string): Promise<DeviceRecord | null> {
@@ -70,25 +67,20 @@ export function createDeviceDirectory(options: DeviceDirectoryOptions): DeviceDi
 
   return {
     peek(deviceId) {
-      const entry = entries.get(deviceId);
-      if (!entry || entry.expiresAt <= clock()) return undefined;
-      return entry.record;
+      return entries.peek(deviceId)?.record;
     },
     get(deviceId) {
-      const entry = entries.get(deviceId);
-      if (entry && entry.expiresAt > clock()) {
-        entries.delete(deviceId);
-        entries.set(deviceId, entry);
-        return Promise.resolve(entry.record);
-      }
+      const fresh = entries.get(deviceId);
+      if (fresh) return Promise.resolve(fresh.record);
       let pending = loading.get(deviceId);
       if (!pending) {
         pending = load(deviceId).finally(() => loading.delete(deviceId));
         loading.set(deviceId, pending);
       }
       // With Postgres unreachable, an expired entry is still the best answer:
-      // changes that matter (disable, delete) evict entries through the bus.
-      return entry ? pending.catch(() => entry.record) : pending;
+      // changes that matter (disable, delete) evict entries through the change log.
+      const stale = entries.peek(deviceId, { allowStale: true });
+      return stale ? pending.catch(() => stale.record) : pending;
     },
     refresh(deviceId) {
       // Not shared with a load under way: that one may have started before the caller's reason to look again.

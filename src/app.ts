@@ -9,6 +9,7 @@ import { answerRequestId, generateRequestId, registerClientRequestId } from './h
 import { requireHookToken } from './http/hook-token.js';
 import { shareLoggerPerLevel } from './http/shared-logger.js';
 import { createMetricsRegistry, registerRequestMetrics } from './http/metrics.js';
+import { registerOpenApi } from './http/openapi.js';
 import { zodSerializerCompiler, zodValidatorCompiler } from './http/zod-type-provider.js';
 import { closeInfra, createInfra, type Infra } from './infra/index.js';
 import { kafkaFailureCause } from './infra/kafka.js';
@@ -34,7 +35,7 @@ export interface AppDeps {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Every registered `METHOD /path` (HEAD twins omitted); openapi.yaml must match it. */
+    /** Every registered `METHOD /path` (HEAD twins omitted); openapi.yaml must describe each. */
     routeList: string[];
     /** The listener of /metrics with METRICS_PORT, opened by listen() and closed with the app; null without it. */
     metricsServer: FastifyInstance | null;
@@ -87,6 +88,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   registerErrorHandler(app);
   registerClientRequestId(app);
   await app.register(sensible);
+  // Before any route: the document is made of the routes registered after it.
+  await registerOpenApi(app);
 
   const infra = deps.infra ?? createInfra(config, app.log as FastifyBaseLogger);
   const metrics = createMetricsRegistry();

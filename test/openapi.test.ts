@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { parse } from 'yaml';
+import { openApiYaml } from '../src/http/openapi.js';
 import { createTestContext, type TestContext } from './helpers/context.js';
 
 interface OpenApiDocument {
@@ -10,6 +11,15 @@ interface OpenApiDocument {
 }
 
 const METHODS = new Set(['get', 'post', 'put', 'patch', 'delete']);
+
+/** Where two texts first differ, line by line, to say what to look at. */
+function firstDifference(committed: string, generated: string): string {
+  const a = committed.split('\n');
+  const b = generated.split('\n');
+  const line = a.findIndex((text, index) => text !== b[index]);
+  const at = line === -1 ? a.length : line;
+  return `line ${at + 1}: committed ${JSON.stringify(a[at] ?? '(end of file)')}, generated ${JSON.stringify(b[at] ?? '(end of file)')}`;
+}
 
 describe('openapi.yaml', () => {
   let ctx: TestContext;
@@ -20,6 +30,15 @@ describe('openapi.yaml', () => {
     app = await ctx.app();
   });
   after(() => ctx.close());
+
+  it('is what the routes generate', async () => {
+    const committed = await readFile('openapi.yaml', 'utf8');
+    const generated = openApiYaml(app);
+    assert.ok(
+      committed === generated,
+      `openapi.yaml is not what the routes generate: run \`npm run openapi\` and commit openapi.yaml (${firstDifference(committed, generated)})`,
+    );
+  });
 
   it('describes exactly the routes the app registers', async () => {
     const document = parse(await readFile('openapi.yaml', 'utf8')) as OpenApiDocument;
@@ -59,5 +78,14 @@ describe('openapi.yaml', () => {
       return target === undefined;
     });
     assert.deepEqual([...new Set(unresolved)], []);
+  });
+
+  it('documents the errors of the admin API with the body they have', async () => {
+    const document = parse(await readFile('openapi.yaml', 'utf8')) as OpenApiDocument;
+    const refused = await app.inject({ method: 'GET', url: '/v1/devices/not-a-uuid', headers: { authorization: 'Bearer nothing' } });
+    assert.equal(refused.statusCode, 401);
+    const operation = document.paths['/v1/devices/{deviceId}']?.get as { responses: Record<string, { content?: Record<string, { schema: unknown }> }> };
+    assert.deepEqual(operation.responses['401']?.content?.['application/json']?.schema, { $ref: '#/components/schemas/Error' });
+    assert.deepEqual(Object.keys(refused.json()).sort(), ['code', 'error', 'message', 'requestId', 'statusCode']);
   });
 });

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { UnauthorizedError } from '../lib/errors.js';
 import type { Actor, Principal } from '../lib/actor.js';
+import { documentContext } from './openapi.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -14,6 +15,14 @@ declare module 'fastify' {
  * (encapsulated) context it is added to, and records who is acting.
  */
 export function requireAdmin(app: FastifyInstance, authenticate: (token: string) => Promise<Principal | null>) {
+  documentContext(app, {
+    security: 'adminToken',
+    answers: {
+      401: 'No admin token, or one that is unknown or revoked (`unauthorized`)',
+      // Token lookups and every route behind them read Postgres.
+      503: 'Postgres, Redis or Kafka cannot be reached (`unavailable`); the request may succeed later',
+    },
+  });
   app.decorateRequest('actor', null as unknown as Actor);
   app.addHook('onRequest', async (request) => {
     const header = request.headers.authorization;

@@ -1,16 +1,22 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { AppError } from '../lib/errors.js';
 import { isUnavailable } from '../lib/unavailable.js';
 import { RequestValidationError } from './zod-type-provider.js';
 
-export interface ErrorBody {
-  statusCode: number;
-  error: string;
-  code: string;
-  message: string;
-  requestId: string;
-}
+/** The body of every error the app's own handlers answer. */
+export const errorBodySchema = z
+  .object({
+    statusCode: z.number().int().meta({ examples: [400] }),
+    error: z.string().describe('The status text').meta({ examples: ['Bad Request'] }),
+    code: z.string().describe('Stable and machine-readable: `validation_failed`, `not_found`, `unauthorized`, `forbidden`, `unavailable`, or one a route names').meta({ examples: ['validation_failed'] }),
+    message: z.string().describe('For people; a 400 names the field').meta({ examples: ['params.deviceId: must be a UUID'] }),
+    requestId: z.string().describe("The id the service gave the request (the `x-request-id` answer header on `/v1`)").meta({ examples: ['5f0c2b7d9e41a3c86b2d0e17-1a'] }),
+  })
+  .meta({ id: 'Error', description: 'The body of every error of the `/v1` and operations routes.' });
+
+export type ErrorBody = z.output<typeof errorBodySchema>;
 
 /**
  * One error shape for every route: `{statusCode, error, code, message, requestId}`.

@@ -1,4 +1,11 @@
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { documentContext } from './openapi.js';
+
+/** The answer to a request without the hook token; EMQX reads it as "ignore". */
+export const badHookTokenSchema = z
+  .object({ result: z.literal('ignore'), reason: z.string().meta({ examples: ['bad hook token'] }) })
+  .meta({ id: 'EmqxIgnore' });
 
 /**
  * Requires `Authorization: Bearer <token>` with one of `tokens` on every route
@@ -9,6 +16,15 @@ import type { FastifyInstance } from 'fastify';
  * message for the rule action — so a misconfigured token is loud, not silent.
  */
 export function requireHookToken(app: FastifyInstance, tokens: readonly string[]) {
+  documentContext(app, {
+    security: 'hookToken',
+    answers: {
+      401: {
+        description: "No hook token, or a wrong one. EMQX reads it as `ignore` for authentication and authorization (the client is refused) and drops a rule action's message, so a wrong token is loud",
+        body: badHookTokenSchema,
+      },
+    },
+  });
   const expected = tokens.map((token) => `Bearer ${token}`);
   // Callback style, the hook's plain form in fastify.
   app.addHook('onRequest', (request, reply, done) => {

@@ -19,12 +19,16 @@ export const decoderConfigSchema = z
           .string()
           .min(1)
           .max(256)
-          .regex(/^[^.]+(\.[^.]+)*$/, 'must be a field name or a dotted path'),
+          .regex(/^[^.]+(\.[^.]+)*$/, 'must be a field name or a dotted path')
+          .describe('The payload field holding the reading time; a dotted path reaches into nested objects')
+          .meta({ examples: ['ts'] }),
         unit: z.enum(['s', 'ms', 'iso8601']),
       })
       .strict()
-      .optional(),
+      .optional()
+      .describe("Where the reading's time is; the arrival time when left out"),
   })
-  .strict();
+  .strict()
+  .meta({ id: 'Decoder', description: "How the device's payloads are read; null restores the defaults (a JSON object, the arrival time)." });
 
 export type DecoderConfig = z.output<typeof decoderConfigSchema>;

@@ -40,6 +40,18 @@ export function authnResponse(decision: AuthnDecision, options: { commandReplies
   };
 }
 
+const EXAMPLE_DEVICE = '0b7f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70';
+
+const AUTHN_DESCRIPTION = `Called by EMQX's HTTP authenticator with the body template the service ships. Allowed only when the client id equals the username, it is the lowercase UUID of an existing, enabled device, and the password is one of its usable API keys (not revoked, not past \`not_after\`) or its PSK. With \`DUPLICATE_CLIENT_POLICY=reject\`, a CONNECT while the device has a live session is denied too.
+
+The allow carries \`client_attrs\`, the device's ACL ending in deny-all, and, with a key that has \`not_after\`, \`expire_at\`. Every refusal is \`200 {"result":"deny"}\`. \`ignore\` means the service cannot decide now (Postgres or Redis cannot be reached, the hashing queue is full, EMQX cannot be asked about a duplicate session), and EMQX then refuses the client.
+
+A body this route cannot use (over 64 KiB, not JSON, another content type, not this shape) is also \`200 {"result":"deny"}\`, never a 4xx, which EMQX would log as a failed query.`;
+
+const AUTHZ_DESCRIPTION = `Called by EMQX's HTTP authorization source. Allows exactly a device publishing to \`devices/{own id}/telemetry\` (and, with \`COMMAND_REPLIES=enabled\`, \`devices/{own id}/command-replies\`) and subscribing to \`devices/{own id}/commands\`; everything else (wildcard filters, other devices' topics, \`$SYS/...\`, unknown or disabled devices) is denied. Answered from the devices held in memory; \`ignore\` only when the device is not held and Postgres cannot be reached.
+
+A body this route cannot use (over 64 KiB, not JSON, another content type, not this shape) is \`200 {"result":"deny"}\`, never a 4xx.`;
+
 /**
  * Room for the CONNECTs and topic checks of real devices. MQTT lets a client
  * send up to 64 KiB in each of client id, username, password and topic, so a
@@ -92,7 +104,23 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
   routes.post(
     '/emqx/authn',
     {
-      schema: { body: authnBodySchema, response: { 200: authnResponseSchema } },
+      schema: {
+        tags: ['emqx'],
+        operationId: 'postEmqxAuthn',
+        summary: "EMQX HTTP authentication: may this client connect?",
+        description: AUTHN_DESCRIPTION,
+        body: authnBodySchema,
+        response: { 200: authnResponseSchema },
+        answers: {
+          200: {
+            description: 'The decision, always with status 200: any other status means "ignore" to EMQX',
+            examples: {
+              allow: { value: authnResponse({ result: 'allow', tenantId: 'acme', deviceId: EXAMPLE_DEVICE, expireAt: 1798761600, via: 'digest' }) },
+              deny: { value: { result: 'deny' } },
+            },
+          },
+        },
+      },
       bodyLimit: AUTH_BODY_LIMIT_BYTES,
       errorHandler: denyUnusableBody(unusableBodies.authn),
       logLevel: 'warn',
@@ -103,7 +131,15 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
   routes.post(
     '/emqx/authz',
     {
-      schema: { body: authzBodySchema, response: { 200: authzResponseSchema } },
+      schema: {
+        tags: ['emqx'],
+        operationId: 'postEmqxAuthz',
+        summary: 'EMQX HTTP authorization: may this client use this topic?',
+        description: AUTHZ_DESCRIPTION,
+        body: authzBodySchema,
+        response: { 200: authzResponseSchema },
+        answers: { 200: { description: 'The decision, always with status 200', examples: { allow: { value: { result: 'allow' } } } } },
+      },
       bodyLimit: AUTH_BODY_LIMIT_BYTES,
       errorHandler: denyUnusableBody(unusableBodies.authz),
       logLevel: 'warn',

@@ -5,22 +5,30 @@ import { z } from 'zod';
  * renders an absent username/password as "", so only the shape is checked
  * here; every identity rule is the service's, answered as `deny`.
  */
-export const authnBodySchema = z.object({
-  clientid: z.string(),
-  username: z.string().default(''),
-  password: z.string().default(''),
-  peerhost: z.string().default(''),
-});
+const EXAMPLE_DEVICE = '0b7f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70';
+
+export const authnBodySchema = z
+  .object({
+    clientid: z.string().describe('The MQTT client id: the lowercase UUID of the device, equal to the username'),
+    username: z.string().default(''),
+    password: z.string().default('').describe("One of the device's API keys (`sk_live_...`) or its PSK. Never logged or echoed"),
+    peerhost: z.string().default('').describe("The client's address; failed attempts are throttled by it"),
+  })
+  .meta({ examples: [{ clientid: EXAMPLE_DEVICE, username: EXAMPLE_DEVICE, password: 'sk_live_abcdefghijkl_…', peerhost: '203.0.113.7' }] });
 
 /** The body of our HTTP authorization source (§B): qos and retain arrive as strings. */
-export const authzBodySchema = z.object({
-  clientid: z.string(),
-  username: z.string().default(''),
-  topic: z.string(),
-  action: z.string(),
-  qos: z.union([z.string(), z.number()]).optional(),
-  retain: z.union([z.string(), z.boolean()]).optional(),
-});
+export const authzBodySchema = z
+  .object({
+    clientid: z.string(),
+    username: z.string().default(''),
+    topic: z.string().describe('The topic or topic filter, compared as an exact string: a wildcard filter is never a device\'s own topic'),
+    action: z.string().describe('`publish` or `subscribe`; anything else is denied'),
+    qos: z.union([z.string(), z.number()]).optional(),
+    retain: z.union([z.string(), z.boolean()]).optional(),
+  })
+  .meta({
+    examples: [{ clientid: EXAMPLE_DEVICE, username: EXAMPLE_DEVICE, topic: `devices/${EXAMPLE_DEVICE}/telemetry`, action: 'publish', qos: '1', retain: 'false' }],
+  });
 
 const aclRuleSchema = z.object({
   permission: z.enum(['allow', 'deny']),
@@ -28,13 +36,15 @@ const aclRuleSchema = z.object({
   topic: z.string(),
 });
 
-export const authnAllowSchema = z.object({
-  result: z.literal('allow'),
-  is_superuser: z.literal(false),
-  client_attrs: z.object({ tenant_id: z.string(), device_id: z.string() }),
-  acl: z.array(aclRuleSchema),
-  expire_at: z.number().int().optional(),
-});
+export const authnAllowSchema = z
+  .object({
+    result: z.literal('allow'),
+    is_superuser: z.literal(false),
+    client_attrs: z.object({ tenant_id: z.string(), device_id: z.string() }).describe("Kept by EMQX with the session, and sent back in the device's events"),
+    acl: z.array(aclRuleSchema).describe('The rules EMQX checks before any authorization source, first match wins; they end in deny-all'),
+    expire_at: z.number().int().optional().describe('Unix seconds at which EMQX ends the session: present when the key used has `not_after`'),
+  })
+  .meta({ id: 'EmqxAuthnAllow' });
 
 /** Every refusal is 200 {result:"deny"}: any other status means "ignore" to EMQX. */
 export const authnResponseSchema = z.discriminatedUnion('result', [

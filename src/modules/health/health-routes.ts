@@ -15,13 +15,18 @@ export interface HealthRoutesOptions {
   probeTimeoutMs?: number;
 }
 
-const readySchema = z.object({
-  status: z.enum(['ready', 'not_ready']),
-  down: z.array(z.string()),
-  checks: z.record(z.string(), z.enum(['up', 'down'])),
-  /** For a dependency that is down and can tell why: the cause. */
-  causes: z.record(z.string(), z.string()),
-});
+const readySchema = z
+  .object({
+    status: z.enum(['ready', 'not_ready']),
+    down: z.array(z.string()).describe('The dependencies that did not answer: `postgres`, `redis`, `kafka`'),
+    checks: z.record(z.string(), z.enum(['up', 'down'])).describe('Each dependency and whether it answered'),
+    causes: z
+      .record(z.string(), z.string())
+      .describe(
+        'For a dependency that is down and can tell why, the cause: for Kafka `authentication_failed`, `tls_untrusted_certificate`, `tls_handshake_failed`, `connection_closed`, `unreachable`, `timeout` or `unavailable`. Never a secret.',
+      ),
+  })
+  .meta({ id: 'Readiness' });
 
 export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app, options) => {
   const routes = app.withTypeProvider<ZodTypeProvider>();
@@ -29,13 +34,42 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
 
   routes.get(
     '/healthz',
-    { schema: { response: { 200: z.object({ status: z.literal('ok') }) } }, logLevel: 'warn' },
+    {
+      schema: {
+        tags: ['operations'],
+        operationId: 'getHealth',
+        summary: 'The process is up',
+        description: 'Answers without asking any dependency: for a liveness probe.',
+        response: { 200: z.object({ status: z.literal('ok') }) },
+        answers: { 200: 'Up' },
+      },
+      logLevel: 'warn',
+    },
     async () => ({ status: 'ok' as const }),
   );
 
   routes.get(
     '/readyz',
-    { schema: { response: { 200: readySchema, 503: readySchema } }, logLevel: 'warn' },
+    {
+      schema: {
+        tags: ['operations'],
+        operationId: 'getReadiness',
+        summary: 'Postgres, Redis and Kafka answer',
+        description: `Each dependency is checked with a ${probeTimeoutMs / 1000} s timeout; the answer names what is down. The cause is logged once by the service, never answered here.`,
+        response: { 200: readySchema, 503: readySchema },
+        answers: {
+          200: {
+            description: 'Every dependency answers',
+            examples: { ready: { value: { status: 'ready', down: [], checks: { postgres: 'up', redis: 'up', kafka: 'up' } } } },
+          },
+          503: {
+            description: 'At least one dependency does not answer',
+            examples: { kafkaDown: { value: { status: 'not_ready', down: ['kafka'], checks: { postgres: 'up', redis: 'up', kafka: 'down' } } } },
+          },
+        },
+      },
+      logLevel: 'warn',
+    },
     async (_request, reply) => {
       const results = await Promise.all(
         options.probes.map(async (probe) => {
@@ -62,8 +96,21 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
 
 /** `GET /metrics`: on the HTTP port, or on a listener of its own with METRICS_PORT. */
 export const metricsRoutes: FastifyPluginAsync<{ metrics: Registry }> = async (app, { metrics }) => {
-  app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
-    const text = await metrics.metrics();
-    return reply.type(metrics.contentType).send(text);
-  });
+  app.get(
+    '/metrics',
+    {
+      logLevel: 'warn',
+      schema: {
+        tags: ['operations'],
+        operationId: 'getMetrics',
+        summary: 'Prometheus metrics',
+        description: 'Served on this port unless `METRICS_PORT` is set; then only on that port, by a listener of its own, and this port answers 404.',
+        answers: { 200: { description: 'The Prometheus text exposition format', type: 'text/plain', body: z.string() } },
+      },
+    },
+    async (_request, reply) => {
+      const text = await metrics.metrics();
+      return reply.type(metrics.contentType).send(text);
+    },
+  );
 };

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
+import { lint, loadConfig } from '@redocly/openapi-core';
 import type { FastifyInstance } from 'fastify';
 import { parse } from 'yaml';
 import { openApiYaml } from '../src/http/openapi.js';
@@ -37,6 +38,15 @@ describe('openapi.yaml', () => {
     assert.ok(
       committed === generated,
       `openapi.yaml is not what the routes generate: run \`npm run openapi\` and commit openapi.yaml (${firstDifference(committed, generated)})`,
+    );
+  });
+
+  it('passes the linter with no error or warning (redocly.yaml)', async () => {
+    const config = await loadConfig({ configPath: 'redocly.yaml' });
+    const problems = await lint({ ref: 'openapi.yaml', config });
+    assert.deepEqual(
+      problems.map((problem) => `${problem.severity} ${problem.ruleId}: ${problem.message} (${problem.location[0]?.pointer ?? ''})`),
+      [],
     );
   });
 

@@ -19,6 +19,7 @@ import { auditRoutes } from './modules/audit/audit-routes.js';
 import { commandRoutes } from './modules/commands/command-routes.js';
 import { credentialRoutes } from './modules/credentials/credential-routes.js';
 import { deviceRoutes } from './modules/devices/device-routes.js';
+import { docsRoutes } from './modules/docs/docs-routes.js';
 import { authRoutes } from './modules/emqx-auth/auth-routes.js';
 import { eventsRoutes } from './modules/emqx-events/events-routes.js';
 import { healthRoutes, metricsRoutes } from './modules/health/health-routes.js';
@@ -107,6 +108,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       { name: 'kafka', check: (ms) => infra.kafka.ping(ms), cause: kafkaFailureCause },
     ],
   });
+  await app.register(docsRoutes);
 
   // Admin API: one encapsulated context, so the admin token applies here only.
   await app.register(async (admin) => {

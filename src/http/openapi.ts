@@ -57,6 +57,7 @@ const SECURITY_SCHEMES = {
 
 const TAGS = [
   { name: 'operations', description: 'Liveness, readiness and metrics.' },
+  { name: 'docs', description: 'This reference, and the OpenAPI document it renders.' },
   { name: 'emqx', description: "Called by EMQX: authentication, authorization and rule-engine events. They answer in EMQX's own shapes." },
   { name: 'tenants', description: 'Tenants; each has its own Kafka topics.' },
   { name: 'devices', description: 'Devices and their live status.' },
@@ -67,7 +68,7 @@ const TAGS = [
 
 const DESCRIPTION = `The MQTT side of CORE-M's device link: EMQX asks it whether a device may connect and use a topic, and posts it the devices' telemetry and session events; admins manage tenants, devices, credentials and commands under \`/v1\`.
 
-**Tokens.** Every \`/v1\` route takes \`Authorization: Bearer <admin token>\`; a token scoped to one tenant sees only that tenant, and everything else answers 404 exactly as if it did not exist. The \`/emqx\` routes take \`Authorization: Bearer <EMQX hook token>\`. The operations routes take none.
+**Tokens.** Every \`/v1\` route takes \`Authorization: Bearer <admin token>\`; a token scoped to one tenant sees only that tenant, and everything else answers 404 exactly as if it did not exist. The \`/emqx\` routes take \`Authorization: Bearer <EMQX hook token>\`. The operations routes and this reference take none.
 
 **Errors.** Every \`/v1\` and operations route answers an error with one body, \`Error\`: \`{statusCode, error, code, message, requestId}\`; \`code\` is stable, and a 400's \`message\` names the field (\`body.name: ...\`, \`params.deviceId: must be a UUID\`). A request that fails because Postgres, Redis or Kafka cannot be reached is 503 \`unavailable\`: it may succeed later. The \`/emqx\` routes answer in EMQX's own shapes instead.
 

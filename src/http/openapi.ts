@@ -160,8 +160,15 @@ function toJsonSchema(schema: z.ZodType, io: 'input' | 'output', components: Map
     target: 'draft-2020-12',
     io,
     unrepresentable: 'any',
-    override: ({ jsonSchema }) => {
+    override: ({ zodSchema, jsonSchema }) => {
       const node = jsonSchema as Json;
+      // zod leaves out the examples of a schema that transforms what it reads
+      // (a lowercased id inside a body), as they would be of what it makes;
+      // the examples given to a request's schemas are what a client sends.
+      if (io === 'input' && node.examples === undefined) {
+        const examples = z.globalRegistry.get(zodSchema)?.examples;
+        if (examples !== undefined) node.examples = examples;
+      }
       if (SAFE_INTEGER.has(node.minimum as number)) delete node.minimum;
       if (SAFE_INTEGER.has(node.maximum as number)) delete node.maximum;
       // format says it; zod's date-time pattern is unreadable.

@@ -60,11 +60,11 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
         answers: {
           200: {
             description: 'Every dependency answers',
-            examples: { ready: { value: { status: 'ready', down: [], checks: { postgres: 'up', redis: 'up', kafka: 'up' } } } },
+            examples: { ready: { value: { status: 'ready', down: [], checks: { postgres: 'up', redis: 'up', kafka: 'up' }, causes: {} } } },
           },
           503: {
             description: 'At least one dependency does not answer',
-            examples: { kafkaDown: { value: { status: 'not_ready', down: ['kafka'], checks: { postgres: 'up', redis: 'up', kafka: 'down' } } } },
+            examples: { kafkaDown: { value: { status: 'not_ready', down: ['kafka'], checks: { postgres: 'up', redis: 'up', kafka: 'down' }, causes: { kafka: 'authentication_failed' } } } },
           },
         },
       },

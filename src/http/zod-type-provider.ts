@@ -23,7 +23,9 @@ export function describeIssues(part: string, issues: readonly z.core.$ZodIssue[]
     .slice(0, 5)
     .map((issue) => {
       const where = [part, ...issue.path.map(String)].join('.');
-      return `${where}: ${issue.message}`;
+      // A bad record key: what is wrong with it is in the nested issue.
+      const message = issue.code === 'invalid_key' ? (issue.issues[0]?.message ?? issue.message) : issue.message;
+      return `${where}: ${message}`;
     })
     .join('; ');
 }

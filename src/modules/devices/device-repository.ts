@@ -1,6 +1,7 @@
 import { afterKey, CREATED_US } from '../../infra/sql.js';
 import type { Queryable } from '../../infra/transaction.js';
 import type { DecoderConfig } from '../../lib/decoder-config.js';
+import type { DeviceLabels } from '../../lib/device-labels.js';
 import { isDeviceId } from '../../lib/identifiers.js';
 import type { PageKey } from '../../lib/pagination.js';
 
@@ -11,6 +12,7 @@ export interface DeviceRow {
   disabled: boolean;
   offline_threshold_s: number;
   decoder: DecoderConfig | null;
+  labels: DeviceLabels;
   created_at: Date;
   updated_at: Date;
   created_us: string;
@@ -38,9 +40,28 @@ export interface DevicePatch {
   disabled?: boolean;
   offline_threshold_s?: number;
   decoder?: DecoderConfig | null;
+  labels?: DeviceLabels;
 }
 
-const COLUMNS = `id, tenant_id, name, disabled, offline_threshold_s, decoder, created_at, updated_at, ${CREATED_US}, online, last_seen_at`;
+/** A device to create. */
+export interface NewDevice {
+  id: string;
+  tenantId: string;
+  name: string;
+  disabled: boolean;
+  offlineThresholdS: number;
+  decoder: DecoderConfig | null;
+  labels: DeviceLabels;
+}
+
+/**
+ * The expression migration 0007 indexes (devices_labels): a device's labels
+ * under its tenant's id. A selector is matched against it, so the index and
+ * its statistics serve the query.
+ */
+const LABELS_IN_TENANT = `jsonb_insert('{}', ARRAY[tenant_id], labels)`;
+
+const COLUMNS = `id, tenant_id, name, disabled, offline_threshold_s, decoder, labels, created_at, updated_at, ${CREATED_US}, online, last_seen_at`;
 
 /** Reads and writes of devices: the admin side's rows, and the hot paths' records (cached by the DeviceDirectory). */
 export function createDeviceRepository() {
@@ -68,17 +89,39 @@ export function createDeviceRepository() {
     },
 
     /** Null when the id is taken. */
-    async insert(
-      db: Queryable,
-      device: { id: string; tenantId: string; name: string; disabled: boolean; offlineThresholdS: number; decoder: DecoderConfig | null; at: Date },
-    ): Promise<DeviceRow | null> {
+    async insert(db: Queryable, device: NewDevice & { at: Date }): Promise<DeviceRow | null> {
       const { rows } = await db.query<DeviceRow>(
-        `INSERT INTO devices (id, tenant_id, name, disabled, offline_threshold_s, decoder, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+        `INSERT INTO devices (id, tenant_id, name, disabled, offline_threshold_s, decoder, labels, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
          ON CONFLICT (id) DO NOTHING RETURNING ${COLUMNS}`,
-        [device.id, device.tenantId, device.name, device.disabled, device.offlineThresholdS, device.decoder === null ? null : JSON.stringify(device.decoder), device.at],
+        [
+          device.id,
+          device.tenantId,
+          device.name,
+          device.disabled,
+          device.offlineThresholdS,
+          device.decoder === null ? null : JSON.stringify(device.decoder),
+          JSON.stringify(device.labels),
+          device.at,
+        ],
       );
       return rows[0] ?? null;
+    },
+
+    /**
+     * Creates the devices whose ids are free, in one statement, and returns
+     * the ids it created: an id missing from the answer was taken.
+     */
+    async insertMany(db: Queryable, devices: readonly NewDevice[], at: Date): Promise<Set<string>> {
+      const { rows } = await db.query<{ id: string }>(
+        `INSERT INTO devices (id, tenant_id, name, disabled, offline_threshold_s, decoder, labels, created_at, updated_at)
+         SELECT id, "tenantId", name, disabled, "offlineThresholdS", decoder, labels, $2, $2
+           FROM jsonb_to_recordset($1::jsonb)
+             AS d(id uuid, "tenantId" text, name text, disabled boolean, "offlineThresholdS" integer, decoder jsonb, labels jsonb)
+         ON CONFLICT (id) DO NOTHING RETURNING id`,
+        [JSON.stringify(devices), at],
+      );
+      return new Set(rows.map((row) => row.id));
     },
 
     async findById(db: Queryable, id: string, lock = false): Promise<DeviceRow | null> {
@@ -91,17 +134,21 @@ export function createDeviceRepository() {
 
     async listByTenant(
       db: Queryable,
-      page: { tenantId: string; limit: number; after: PageKey | undefined; online?: boolean },
+      page: { tenantId: string; limit: number; after: PageKey | undefined; online?: boolean; labels?: DeviceLabels },
     ): Promise<DeviceRow[]> {
       const values: unknown[] = [page.limit + 1, page.tenantId];
-      let status = '';
+      let filters = '';
       if (page.online !== undefined) {
         values.push(page.online);
-        status = ` AND online = $${values.length}`;
+        filters += ` AND online = $${values.length}`;
+      }
+      if (page.labels !== undefined && Object.keys(page.labels).length > 0) {
+        values.push(JSON.stringify({ [page.tenantId]: page.labels }));
+        filters += ` AND ${LABELS_IN_TENANT} @> $${values.length}::jsonb`;
       }
       const { rows } = await db.query<DeviceRow>(
         `SELECT ${COLUMNS} FROM devices
-          WHERE tenant_id = $2${status} AND ${afterKey(values, page.after, '::uuid')}
+          WHERE tenant_id = $2${filters} AND ${afterKey(values, page.after, '::uuid')}
           ORDER BY created_at, id LIMIT $1`,
         values,
       );
@@ -119,6 +166,7 @@ export function createDeviceRepository() {
       if (patch.disabled !== undefined) set('disabled', patch.disabled);
       if (patch.offline_threshold_s !== undefined) set('offline_threshold_s', patch.offline_threshold_s);
       if (patch.decoder !== undefined) set('decoder', patch.decoder === null ? null : JSON.stringify(patch.decoder));
+      if (patch.labels !== undefined) set('labels', JSON.stringify(patch.labels));
       const { rows } = await db.query<DeviceRow>(
         `UPDATE devices SET ${[...sets, 'updated_at = $2'].join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`,
         values,

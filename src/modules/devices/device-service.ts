@@ -4,6 +4,7 @@ import { withTransaction, type Queryable } from '../../infra/transaction.js';
 import type { Clock } from '../../lib/clock.js';
 import type { CredentialChangeKind } from '../../lib/credential-change.js';
 import type { DecoderConfig } from '../../lib/decoder-config.js';
+import type { DeviceLabels } from '../../lib/device-labels.js';
 import { ConflictError, NotFoundError } from '../../lib/errors.js';
 import { isDeviceId } from '../../lib/identifiers.js';
 import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
@@ -14,6 +15,9 @@ import { assertTenantVisible } from '../tenants/tenant-service.js';
 import type { TenantRepository } from '../tenants/tenant-repository.js';
 import type { DevicePatch, DeviceRepository, DeviceRow } from './device-repository.js';
 
+/** Seconds without telemetry after which a device is offline, unless set. */
+export const DEFAULT_OFFLINE_THRESHOLD_S = 120;
+
 export interface DeviceView {
   id: string;
   tenant_id: string;
@@ -21,6 +25,7 @@ export interface DeviceView {
   disabled: boolean;
   offline_threshold_s: number;
   decoder: DecoderConfig | null;
+  labels: DeviceLabels;
   created_at: string;
   updated_at: string;
   /** Last known liveness as stored in Postgres; GET /v1/devices/{id}/status has the live one. */
@@ -36,6 +41,7 @@ export function toDeviceView(row: DeviceRow): DeviceView {
     disabled: row.disabled,
     offline_threshold_s: row.offline_threshold_s,
     decoder: row.decoder,
+    labels: row.labels,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
     online: row.online,
@@ -68,6 +74,7 @@ export async function findVisibleDevice(
   return row;
 }
 
+/** Labels say nothing about what may connect, so changing them is no change for the hot paths. */
 function changeKindOf(before: DeviceRow, patch: DevicePatch): CredentialChangeKind | null {
   if (patch.disabled !== undefined && patch.disabled !== before.disabled) {
     return patch.disabled ? 'device_disabled' : 'device_enabled';
@@ -97,7 +104,7 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     async create(
       actor: Actor,
       tenantId: string,
-      input: { id?: string; name: string; disabled?: boolean; offline_threshold_s?: number; decoder?: DecoderConfig | null },
+      input: { id?: string; name: string; disabled?: boolean; offline_threshold_s?: number; decoder?: DecoderConfig | null; labels?: DeviceLabels },
     ): Promise<DeviceView> {
       assertTenantVisible(actor, tenantId);
       const id = input.id ?? randomUUID();
@@ -110,8 +117,9 @@ export function createDeviceService(deps: DeviceServiceDeps) {
           tenantId,
           name: input.name,
           disabled: input.disabled ?? false,
-          offlineThresholdS: input.offline_threshold_s ?? 120,
+          offlineThresholdS: input.offline_threshold_s ?? DEFAULT_OFFLINE_THRESHOLD_S,
           decoder: input.decoder ?? null,
+          labels: input.labels ?? {},
           at: now,
         });
         if (!created) throw idTaken(actor, id);
@@ -133,13 +141,21 @@ export function createDeviceService(deps: DeviceServiceDeps) {
     async list(
       actor: Actor,
       tenantId: string,
-      query: { limit: number; cursor?: string; status?: 'online' | 'offline' },
+      query: { limit: number; cursor?: string; status?: 'online' | 'offline'; label?: DeviceLabels | null },
     ): Promise<Page<DeviceView>> {
       assertTenantVisible(actor, tenantId);
       const after = parseCursor(query.cursor, isDeviceId);
       if (!(await deps.tenants.findById(pool, tenantId))) throw new NotFoundError(`tenant ${tenantId}`);
+      // One label key asked for with two values: no device carries both.
+      if (query.label === null) return { items: [], next_cursor: null };
       const online = query.status === undefined ? undefined : query.status === 'online';
-      const rows = await devices.listByTenant(pool, { tenantId, limit: query.limit, after, ...(online === undefined ? {} : { online }) });
+      const rows = await devices.listByTenant(pool, {
+        tenantId,
+        limit: query.limit,
+        after,
+        ...(online === undefined ? {} : { online }),
+        ...(query.label === undefined ? {} : { labels: query.label }),
+      });
       return toPage(rows, query.limit, (row) => row.id, toDeviceView);
     },
 

@@ -119,6 +119,7 @@ describe('tenants and devices', () => {
       disabled: false,
       offline_threshold_s: 300,
       decoder: { type: 'json', timestamp: { field: 'meta.ts', unit: 'ms' } },
+      labels: {},
       created_at: '2026-11-24T12:00:00.000Z',
       updated_at: '2026-11-24T12:00:00.000Z',
       online: false,

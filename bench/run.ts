@@ -16,6 +16,7 @@ import {
 } from './auth-bench.js';
 import { emqxEnv, startTestEmqx } from '../test/helpers/emqx.js';
 import { createCommandScenario } from './commands.js';
+import { benchImport } from './fleet.js';
 import { createIngestScenario } from './ingest.js';
 import { benchLiveness } from './liveness.js';
 import { deployedEnv, measurePaired, median, printRow, startServer, type LoadSpec, type Server } from './support.js';
@@ -108,6 +109,10 @@ try {
   // throughput scenarios it (and the Kafka broker) still has work and garbage
   // of theirs that stalled it in the middle of a storm.
   if (wanted('reconnect storm')) await runStorms();
+  if (wanted('device import')) {
+    for (const line of await benchImport(app.port, tag)) console.log(line);
+    console.log('');
+  }
   printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'bare p99 ms', 'non-2xx', 'RSS MB']);
   for (const scenario of scenarios.filter((candidate) => wanted(candidate.name))) {
     const spec = await scenario.spec(app, bare);

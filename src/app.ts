@@ -117,7 +117,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     answerRequestId(admin);
     requireAdmin(admin, registry.adminTokens.authenticate);
     await admin.register(tenantRoutes, { tenants: registry.tenants });
-    await admin.register(deviceRoutes, { devices: registry.devices });
+    await admin.register(deviceRoutes, { devices: registry.devices, imports: registry.imports });
     await admin.register(deviceStatusRoutes, { statuses: product.statuses });
     await admin.register(credentialRoutes, { credentials: registry.credentials });
     await admin.register(commandRoutes, { commands: product.commands });

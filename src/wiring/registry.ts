@@ -8,6 +8,7 @@ import type { ChangeRecorder } from '../modules/changes/change-recorder.js';
 import { createCredentialRepository } from '../modules/credentials/credential-repository.js';
 import { createCredentialService } from '../modules/credentials/credential-service.js';
 import { createDeviceRepository } from '../modules/devices/device-repository.js';
+import { createDeviceImportService } from '../modules/devices/device-import-service.js';
 import { createDeviceService } from '../modules/devices/device-service.js';
 import { createTenantRepository } from '../modules/tenants/tenant-repository.js';
 import { createTenantService } from '../modules/tenants/tenant-service.js';
@@ -25,16 +26,19 @@ export function wireRegistry(deps: WiringContext & { changes: ChangeRecorder; pr
   const audit = createAuditRepository();
   const tenants = createTenantRepository();
   const devices = createDeviceRepository();
+  const credentials = createCredentialRepository();
+  const keyDigest = createKeyDigest(config.credentials.keyDigestSecret, config.credentials.keyDigestSecretPrevious);
   return {
     tenants: createTenantService({ pool, tenants, audit, changes, provisionTopics: deps.provisionTopics, clock }),
     devices: createDeviceService({ pool, devices, tenants, audit, changes, clock }),
+    imports: createDeviceImportService({ pool, devices, tenants, credentials, audit, keyDigest, clock }),
     credentials: createCredentialService({
       pool,
       devices,
-      credentials: createCredentialRepository(),
+      credentials,
       audit,
       hasher: createPasswordHasher(config.credentials.argon2),
-      keyDigest: createKeyDigest(config.credentials.keyDigestSecret, config.credentials.keyDigestSecretPrevious),
+      keyDigest,
       changes,
       clock,
     }),

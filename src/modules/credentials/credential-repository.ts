@@ -33,6 +33,16 @@ export function createCredentialRepository() {
       return rows[0] as DeviceKeyRow;
     },
 
+    /** Keys for new devices, in one statement. */
+    async insertKeys(db: Queryable, keys: readonly { id: string; deviceId: string; digest: string }[], at: Date): Promise<void> {
+      if (keys.length === 0) return;
+      await db.query(
+        `INSERT INTO device_keys (id, device_id, hash, scheme, created_at)
+         SELECT id, "deviceId", digest, 'hmac-sha256', $2 FROM jsonb_to_recordset($1::jsonb) AS k(id text, "deviceId" uuid, digest text)`,
+        [JSON.stringify(keys), at],
+      );
+    },
+
     async countUsableKeys(db: Queryable, deviceId: string, now: Date): Promise<number> {
       const { rows } = await db.query<{ count: number }>(
         `SELECT count(*)::int AS count FROM device_keys WHERE device_id = $1 AND ${USABLE}`,

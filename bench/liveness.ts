@@ -24,7 +24,7 @@ async function inChunks<T>(items: T[], size: number, work: (item: T) => Promise<
 }
 
 export async function benchLiveness(redisUrl: string, keyPrefix: string): Promise<string[]> {
-  const redis = createRedis({ url: redisUrl, keyPrefix }, silent);
+  const redis = createRedis({ keyPrefix, topology: { kind: 'single', url: redisUrl } }, silent);
   const store = createLivenessStore(redis.redis, keyPrefix);
   const lines: string[] = [];
   const base = Date.parse('2026-11-24T12:00:00.000Z');

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import type { RedisAddress, RedisTopology } from './infra/redis.js';
 
 /**
  * Variables that hold secrets. Each may instead be given as `NAME_FILE`, the
@@ -9,6 +10,8 @@ import { z } from 'zod';
 export const SECRET_VARIABLES = [
   'DATABASE_URL',
   'REDIS_URL',
+  'REDIS_PASSWORD',
+  'REDIS_SENTINEL_PASSWORD',
   'ADMIN_TOKEN',
   'EMQX_HOOK_TOKEN',
   'EMQX_HOOK_TOKEN_PREVIOUS',
@@ -21,7 +24,8 @@ export const SECRET_VARIABLES = [
 ] as const;
 
 /** Variables that name files the service reads at start-up (TLS material); a file that cannot be read is named with its variable. */
-const FILE_VARIABLES = ['KAFKA_TLS_CA_FILE', 'KAFKA_TLS_CERT_FILE', 'KAFKA_TLS_KEY_FILE'] as const;
+const KAFKA_FILE_VARIABLES = ['KAFKA_TLS_CA_FILE', 'KAFKA_TLS_CERT_FILE', 'KAFKA_TLS_KEY_FILE'] as const;
+const FILE_VARIABLES = [...KAFKA_FILE_VARIABLES, 'REDIS_TLS_CA_FILE'] as const;
 type FileVariable = (typeof FILE_VARIABLES)[number];
 
 /**
@@ -51,11 +55,11 @@ const url = (protocols: readonly string[]) =>
     }
   }, `must be a URL (${protocols.join(' or ')})`);
 
-const brokerList = z
+const addressList = z
   .string()
-  .transform((value) => value.split(',').map((broker) => broker.trim()).filter(Boolean))
+  .transform((value) => value.split(',').map((address) => address.trim()).filter(Boolean))
   .refine(
-    (brokers) => brokers.length > 0 && brokers.every((broker) => /^[^\s:]+:\d{1,5}$/.test(broker)),
+    (addresses) => addresses.length > 0 && addresses.every((address) => /^[^\s:]+:\d{1,5}$/.test(address)),
     'must be a comma-separated list of host:port',
   );
 
@@ -71,10 +75,19 @@ const envSchema = z.object({
   DATABASE_POOL_MAX: int(1, 200).default(10),
   MIGRATE_ON_START: bool.default(true),
 
-  REDIS_URL: url(['redis:', 'rediss:']),
+  // One of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS (crossChecks).
+  REDIS_URL: url(['redis:', 'rediss:']).optional(),
+  REDIS_CLUSTER_NODES: addressList.optional(),
+  REDIS_SENTINELS: addressList.optional(),
+  REDIS_SENTINEL_MASTER: z.string().min(1).optional(),
+  REDIS_SENTINEL_PASSWORD: z.string().min(1).optional(),
+  REDIS_USERNAME: z.string().min(1).optional(),
+  REDIS_PASSWORD: z.string().min(1).optional(),
+  REDIS_TLS: bool.optional(),
+  REDIS_TLS_CA_FILE: z.string().min(1).optional(),
   REDIS_KEY_PREFIX: z.string().max(64).default('dlm:'),
 
-  KAFKA_BROKERS: brokerList,
+  KAFKA_BROKERS: addressList,
   KAFKA_CLIENT_ID: z.string().min(1).max(255).default('device-link-mqtt'),
   KAFKA_TOPIC_PREFIX: z
     .string()
@@ -144,6 +157,36 @@ const envSchema = z.object({
 
 export type Env = z.input<typeof envSchema>;
 
+type Parsed = z.output<typeof envSchema>;
+
+const addressOf = (value: string): RedisAddress => {
+  const colon = value.lastIndexOf(':');
+  return { host: value.slice(0, colon), port: Number(value.slice(colon + 1)) };
+};
+
+/** Which Redis deployment the variables describe; crossChecks made sure they describe exactly one. */
+function redisTopology(e: Parsed): RedisTopology {
+  if (e.REDIS_CLUSTER_NODES) return { kind: 'cluster', nodes: e.REDIS_CLUSTER_NODES.map(addressOf) };
+  if (e.REDIS_SENTINELS) {
+    return { kind: 'sentinel', sentinels: e.REDIS_SENTINELS.map(addressOf), masterName: e.REDIS_SENTINEL_MASTER ?? '', sentinelPassword: e.REDIS_SENTINEL_PASSWORD ?? null };
+  }
+  // The credentials travel apart from the URL, so REDIS_PASSWORD can complete a URL that names only the user.
+  const url = new URL(e.REDIS_URL ?? '');
+  url.username = '';
+  url.password = '';
+  return { kind: 'single', url: url.toString() };
+}
+
+/** The user or password REDIS_URL carries, or null. */
+function urlCredential(value: string | undefined, part: 'username' | 'password'): string | null {
+  if (value === undefined) return null;
+  const raw = new URL(value)[part];
+  return raw === '' ? null : decodeURIComponent(raw);
+}
+
+/** TLS to Redis: REDIS_TLS when set, otherwise what REDIS_URL's scheme says. */
+const redisTls = (e: Parsed): boolean => e.REDIS_TLS ?? e.REDIS_URL?.startsWith('rediss:') ?? false;
+
 type DeepReadonly<T> = T extends readonly (infer U)[]
   ? readonly DeepReadonly<U>[]
   : T extends object
@@ -155,7 +198,7 @@ type DeepReadonly<T> = T extends readonly (infer U)[]
  * becomes a setting. `Config` is this function's result, so a variable is
  * declared in the schema above and placed here, nowhere else.
  */
-function shape(e: z.output<typeof envSchema>, files: Readonly<Partial<Record<FileVariable, string>>>) {
+function shape(e: Parsed, files: Readonly<Partial<Record<FileVariable, string>>>) {
   return {
     http: { host: e.HOST, port: e.PORT },
     /** A listener of its own for /metrics (METRICS_PORT); null = /metrics is served on the HTTP port. */
@@ -163,7 +206,15 @@ function shape(e: z.output<typeof envSchema>, files: Readonly<Partial<Record<Fil
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     postgres: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, migrateOnStart: e.MIGRATE_ON_START },
-    redis: { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX },
+    redis: {
+      keyPrefix: e.REDIS_KEY_PREFIX,
+      topology: redisTopology(e),
+      /** The ACL user and password of the data nodes (REDIS_USERNAME / REDIS_PASSWORD, or those of REDIS_URL); null = none. */
+      username: e.REDIS_USERNAME ?? urlCredential(e.REDIS_URL, 'username'),
+      password: e.REDIS_PASSWORD ?? urlCredential(e.REDIS_URL, 'password'),
+      /** TLS to every Redis process, with the CA to trust (else the system's); null = plaintext. */
+      tls: redisTls(e) ? { ...(files.REDIS_TLS_CA_FILE !== undefined ? { ca: files.REDIS_TLS_CA_FILE } : {}) } : null,
+    },
     kafka: {
       brokers: e.KAFKA_BROKERS,
       clientId: e.KAFKA_CLIENT_ID,
@@ -328,7 +379,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, readFile: FileR
 }
 
 /** Settings that only make sense together; each problem names a variable. */
-function crossChecks(e: z.output<typeof envSchema>): string[] {
+function crossChecks(e: Parsed): string[] {
   const problems: string[] = [];
   // Otherwise /metrics would stay on the HTTP port while the operator believes it moved.
   if (e.METRICS_HOST !== undefined && e.METRICS_PORT === undefined) problems.push('METRICS_HOST: is set without METRICS_PORT; set both, or neither');
@@ -341,14 +392,59 @@ function crossChecks(e: z.output<typeof envSchema>): string[] {
   if ((e.KAFKA_TLS_CERT_FILE === undefined) !== (e.KAFKA_TLS_KEY_FILE === undefined)) {
     problems.push(`${e.KAFKA_TLS_CERT_FILE === undefined ? 'KAFKA_TLS_CERT_FILE' : 'KAFKA_TLS_KEY_FILE'}: mutual TLS needs both KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE`);
   }
-  for (const name of FILE_VARIABLES) {
+  for (const name of KAFKA_FILE_VARIABLES) {
     if (e[name] !== undefined && !e.KAFKA_TLS) problems.push(`${name}: is set but KAFKA_TLS is not true`);
+  }
+  problems.push(...redisChecks(e));
+  return problems;
+}
+
+/** The Redis variables describe one deployment, and give each setting once. */
+function redisChecks(e: Parsed): string[] {
+  const problems: string[] = [];
+  const topologies = (
+    [
+      ['REDIS_URL', e.REDIS_URL],
+      ['REDIS_CLUSTER_NODES', e.REDIS_CLUSTER_NODES],
+      ['REDIS_SENTINELS', e.REDIS_SENTINELS],
+    ] as const
+  ).filter(([, value]) => value !== undefined);
+  if (topologies.length === 0) {
+    problems.push('REDIS_URL: is required (or REDIS_CLUSTER_NODES for a Redis Cluster, or REDIS_SENTINELS with REDIS_SENTINEL_MASTER for Sentinel)');
+  }
+  for (const [name] of topologies.slice(1)) {
+    problems.push(`${name}: is set with ${topologies[0]?.[0]}; set only one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS`);
+  }
+  if (e.REDIS_SENTINELS !== undefined && e.REDIS_SENTINEL_MASTER === undefined) {
+    problems.push('REDIS_SENTINEL_MASTER: is required with REDIS_SENTINELS (the name the Sentinels monitor the primary under)');
+  }
+  for (const [name, value] of [['REDIS_SENTINEL_MASTER', e.REDIS_SENTINEL_MASTER], ['REDIS_SENTINEL_PASSWORD', e.REDIS_SENTINEL_PASSWORD]] as const) {
+    if (value !== undefined && e.REDIS_SENTINELS === undefined) problems.push(`${name}: is set without REDIS_SENTINELS`);
+  }
+  if (e.REDIS_URL !== undefined) {
+    const url = new URL(e.REDIS_URL);
+    try {
+      decodeURIComponent(url.username + url.password);
+    } catch {
+      problems.push('REDIS_URL: its user or password is not valid percent-encoding');
+    }
+    if (e.REDIS_USERNAME !== undefined && url.username !== '') problems.push('REDIS_USERNAME: REDIS_URL names a user too; give it in one place');
+    if (e.REDIS_PASSWORD !== undefined && url.password !== '') problems.push('REDIS_PASSWORD: REDIS_URL carries a password too; give it in one place');
+    const rediss = url.protocol === 'rediss:';
+    if (e.REDIS_TLS !== undefined && e.REDIS_TLS !== rediss) {
+      problems.push(`REDIS_TLS: is ${e.REDIS_TLS} but REDIS_URL is ${url.protocol}//; use rediss:// for TLS and redis:// without, or leave REDIS_TLS unset`);
+    }
+  }
+  if (e.REDIS_TLS_CA_FILE !== undefined && !redisTls(e)) problems.push('REDIS_TLS_CA_FILE: is set but TLS to Redis is off (REDIS_TLS=true, or a rediss:// REDIS_URL)');
+  // The prefix comes first in every key: braces in it would make the prefix the hash tag of every key.
+  if (e.REDIS_CLUSTER_NODES !== undefined && /[{}]/.test(e.REDIS_KEY_PREFIX)) {
+    problems.push('REDIS_KEY_PREFIX: may not hold "{" or "}" on a Redis Cluster (they would make a hash tag of the prefix)');
   }
   return problems;
 }
 
 /** The contents of the files the configuration names (read once, at start-up). */
-function readConfiguredFiles(e: z.output<typeof envSchema>, readFile: FileReader, problems: string[]): Partial<Record<FileVariable, string>> {
+function readConfiguredFiles(e: Parsed, readFile: FileReader, problems: string[]): Partial<Record<FileVariable, string>> {
   const files: Partial<Record<FileVariable, string>> = {};
   for (const name of FILE_VARIABLES) {
     const path = e[name];

@@ -83,6 +83,59 @@ describe('loadConfig', () => {
     assert.ok(wrongPassword.every((problem) => !problem.includes('change-me-please')));
   });
 
+  it('reaches one Redis node through REDIS_URL, the credentials kept apart from the URL', () => {
+    const { REDIS_URL: _url, ...withoutRedis } = base;
+    const single = loadConfig({ ...withoutRedis, REDIS_URL: 'redis://svc:p%40ss@redis.internal:6380/2' }).redis;
+    assert.deepEqual(single.topology, { kind: 'single', url: 'redis://redis.internal:6380/2' });
+    assert.deepEqual([single.username, single.password, single.tls], ['svc', 'p@ss', null]);
+    const fromFile = loadConfig({ ...withoutRedis, REDIS_URL: 'rediss://svc@redis.internal:6380', REDIS_PASSWORD_FILE: '/run/redis' }, () => 'file-password\n').redis;
+    assert.deepEqual([fromFile.username, fromFile.password, fromFile.tls], ['svc', 'file-password', {}], 'rediss:// is TLS with the system CAs');
+    const plain = loadConfig(base).redis;
+    assert.deepEqual([plain.username, plain.password, plain.tls], [null, null, null]);
+  });
+
+  it('reaches a Redis Cluster or a Sentinel-watched primary instead, without REDIS_URL', () => {
+    const { REDIS_URL: _url, ...withoutRedis } = base;
+    const files: Record<string, string> = { '/run/ca.pem': 'REDIS CA', '/run/sentinel': 'sentinel-secret\n' };
+    const read = (path: string) => files[path] ?? assert.fail(`unexpected read of ${path}`);
+    const cluster = loadConfig({ ...withoutRedis, REDIS_CLUSTER_NODES: 'redis-0:6379, redis-1:6379', REDIS_PASSWORD: 'pw', REDIS_TLS: 'true', REDIS_TLS_CA_FILE: '/run/ca.pem' }, read).redis;
+    assert.deepEqual(cluster.topology, { kind: 'cluster', nodes: [{ host: 'redis-0', port: 6379 }, { host: 'redis-1', port: 6379 }] });
+    assert.deepEqual([cluster.password, cluster.tls], ['pw', { ca: 'REDIS CA' }]);
+    const sentinel = loadConfig(
+      { ...withoutRedis, REDIS_SENTINELS: 's1:26379,s2:26379,s3:26379', REDIS_SENTINEL_MASTER: 'primary', REDIS_SENTINEL_PASSWORD_FILE: '/run/sentinel', REDIS_USERNAME: 'svc', REDIS_PASSWORD: 'pw' },
+      read,
+    ).redis;
+    assert.deepEqual(sentinel.topology, {
+      kind: 'sentinel',
+      sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }, { host: 's3', port: 26379 }],
+      masterName: 'primary',
+      sentinelPassword: 'sentinel-secret',
+    });
+    assert.deepEqual([sentinel.username, sentinel.password, sentinel.tls], ['svc', 'pw', null]);
+  });
+
+  it('refuses Redis settings that do not describe one deployment, naming the variable', () => {
+    const { REDIS_URL: _url, ...withoutRedis } = base;
+    const names = (env: Record<string, string>) => problemsOf({ ...withoutRedis, ...env }, () => 'PEM').map((problem) => problem.split(':')[0]).sort();
+    assert.deepEqual(names({}), ['REDIS_URL'], 'none at all');
+    assert.deepEqual(names({ REDIS_URL: 'redis://r:6379', REDIS_CLUSTER_NODES: 'r:6379' }), ['REDIS_CLUSTER_NODES']);
+    assert.deepEqual(names({ REDIS_CLUSTER_NODES: 'r:6379', REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_MASTER: 'm' }), ['REDIS_SENTINELS']);
+    assert.deepEqual(names({ REDIS_SENTINELS: 's:26379' }), ['REDIS_SENTINEL_MASTER']);
+    assert.deepEqual(names({ REDIS_URL: 'redis://r:6379', REDIS_SENTINEL_MASTER: 'm', REDIS_SENTINEL_PASSWORD: 'p' }), ['REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD']);
+    assert.deepEqual(names({ REDIS_CLUSTER_NODES: 'no-port' }), ['REDIS_CLUSTER_NODES']);
+    assert.deepEqual(names({ REDIS_URL: 'redis://:pw@r:6379', REDIS_PASSWORD: 'pw' }), ['REDIS_PASSWORD'], 'the password twice');
+    assert.deepEqual(names({ REDIS_URL: 'redis://:p%zz@r:6379' }), ['REDIS_URL'], 'a password that does not decode');
+    assert.deepEqual(names({ REDIS_URL: 'redis://svc@r:6379', REDIS_USERNAME: 'svc' }), ['REDIS_USERNAME'], 'the user twice');
+    assert.deepEqual(names({ REDIS_URL: 'redis://r:6379', REDIS_TLS: 'true' }), ['REDIS_TLS'], 'TLS against a redis:// URL');
+    assert.deepEqual(names({ REDIS_URL: 'rediss://r:6379', REDIS_TLS: 'false' }), ['REDIS_TLS']);
+    assert.deepEqual(names({ REDIS_URL: 'redis://r:6379', REDIS_TLS_CA_FILE: '/run/ca.pem' }), ['REDIS_TLS_CA_FILE'], 'a CA without TLS');
+    assert.deepEqual(names({ REDIS_CLUSTER_NODES: 'r:6379', REDIS_KEY_PREFIX: '{dlm}:' }), ['REDIS_KEY_PREFIX'], 'a hash tag in the prefix of a cluster');
+    assert.equal(loadConfig({ ...withoutRedis, REDIS_CLUSTER_NODES: 'r:6379', REDIS_TLS: 'true', REDIS_TLS_CA_FILE: '/run/ca.pem' }, () => 'PEM').redis.tls?.ca, 'PEM');
+    const secret = problemsOf({ ...withoutRedis, REDIS_CLUSTER_NODES: 'r:6379', REDIS_PASSWORD: 'change-me-now' });
+    assert.deepEqual(secret.map((problem) => problem.split(':')[0]), ['REDIS_PASSWORD']);
+    assert.ok(!secret.join('\n').includes('change-me-now'));
+  });
+
   it('names each missing required variable', () => {
     const { ADMIN_TOKEN: _a, KAFKA_BROKERS: _k, ...env } = base;
     assert.deepEqual(problemsOf(env).sort(), ['ADMIN_TOKEN: is required', 'KAFKA_BROKERS: is required']);

@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import { credentialChangeChannel } from '../lib/credential-change.js';
 import type { DependencyLogger } from '../lib/dependency-state.js';
-import type { RedisClient } from './redis.js';
+import type { RedisClient, RedisConnection } from './redis.js';
 
 export interface ChangeSignal {
   /** Tells every replica (this one included) that the change log moved. Best effort: never throws. */
@@ -28,7 +27,7 @@ export function createChangeSignal(redis: RedisClient, logger: DependencyLogger)
 
   const subscribeOnce = (): Promise<void> => {
     subscribed ??= (async () => {
-      const subscriber: Redis = redis.subscriber();
+      const subscriber: RedisConnection = redis.subscriber();
       subscriber.on('message', (receivedOn: string) => {
         if (receivedOn === channel) notify();
       });

@@ -1,7 +1,7 @@
 import { createEmqxApi, type EmqxApi, type EmqxApiOptions } from './emqx-api.js';
 import { createKafka, type KafkaClient, type KafkaLogger, type KafkaOptions } from './kafka.js';
 import { createPostgres, type PostgresClient } from './postgres.js';
-import { createRedis, type RedisClient } from './redis.js';
+import { createRedis, type RedisClient, type RedisSettings } from './redis.js';
 
 export interface Infra {
   readonly postgres: PostgresClient;
@@ -13,7 +13,7 @@ export interface Infra {
 /** The parts of the configuration the clients are made from. */
 export interface InfraOptions {
   readonly postgres: { readonly url: string; readonly poolMax: number };
-  readonly redis: { readonly url: string; readonly keyPrefix: string };
+  readonly redis: RedisSettings;
   readonly kafka: KafkaOptions;
   readonly emqx: EmqxApiOptions;
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis.js';
 import { createBatchLoader, type BatchLoader } from '../lib/batch-loader.js';
 
 /**
@@ -8,7 +8,7 @@ import { createBatchLoader, type BatchLoader } from '../lib/batch-loader.js';
  * Resolves null for a missing key; rejects (every read of the batch) when
  * Redis is unreachable.
  */
-export function createBatchedGet(redis: Redis): BatchLoader<string> {
+export function createBatchedGet(redis: RedisConnection): BatchLoader<string> {
   return createBatchLoader(async (keys) => {
     const values = await redis.mget(keys);
     const found = new Map<string, string>();

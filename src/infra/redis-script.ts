@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis.js';
 
 export type RedisScript = (keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
 
@@ -8,7 +8,7 @@ export type RedisScript = (keys: readonly string[], args: readonly (string | num
  * replicas. `keyCount` fixes how many of the keys a call passes; 'any' lets
  * each call pass as many as it has.
  */
-export function defineRedisScript(redis: Redis, name: string, lua: string, keyCount: number | 'any'): RedisScript {
+export function defineRedisScript(redis: RedisConnection, name: string, lua: string, keyCount: number | 'any'): RedisScript {
   redis.defineCommand(name, keyCount === 'any' ? { lua } : { numberOfKeys: keyCount, lua });
   const commands = redis as unknown as Record<string, ((...args: (string | number)[]) => Promise<unknown>) | undefined>;
   return (keys, args) => {

@@ -20,6 +20,13 @@ const UNAVAILABLE_MESSAGES = [
   'connect ECONNREFUSED',
   'Reached the max retries per request limit',
   "Stream isn't writeable",
+  // ioredis, when a command outlived its timeout, and on a cluster or behind
+  // Sentinels when no node, or no Sentinel, could be reached.
+  'Command timed out',
+  'Too many Cluster redirections',
+  'None of startup nodes is available',
+  'CLUSTERDOWN',
+  'All sentinels are unreachable',
 ];
 
 /**

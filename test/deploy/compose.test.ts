@@ -181,9 +181,9 @@ describe('docker-compose.yml', () => {
     const password = interpolate(command[flag + 1] ?? '', generated);
     assert.equal(password, generated.REDIS_PASSWORD);
 
-    const url = new URL(loadConfig(environmentOf('device-link')).redis.url);
-    assert.equal(decodeURIComponent(url.password), password, 'the service authenticates');
-    assert.equal(url.hostname, 'redis');
+    const { topology, password: servicePassword } = loadConfig(environmentOf('device-link')).redis;
+    assert.equal(servicePassword, password, 'the service authenticates');
+    assert.equal(topology.kind === 'single' && new URL(topology.url).hostname, 'redis');
     // The health check authenticates through REDISCLI_AUTH, so the password is not on its command line.
     assert.equal(environmentOf('redis').REDISCLI_AUTH, password);
     const check = redis.healthcheck?.test.join(' ') ?? '';
@@ -283,7 +283,7 @@ describe('docker-compose.yml', () => {
     assert.equal(database.username, postgres.POSTGRES_USER);
     assert.equal(database.password, postgres.POSTGRES_PASSWORD);
     assert.equal(database.pathname, `/${postgres.POSTGRES_DB}`);
-    assert.equal(new URL(config.redis.url).hostname, 'redis');
+    assert.equal(config.redis.topology.kind === 'single' && new URL(config.redis.topology.url).hostname, 'redis');
     const redpanda = serviceNamed('redpanda').command?.join(' ') ?? '';
     for (const broker of config.kafka.brokers) assert.ok(redpanda.includes(`internal://${broker}`), `redpanda advertises ${broker}`);
   });

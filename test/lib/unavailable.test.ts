@@ -17,6 +17,9 @@ describe('isUnavailable', () => {
       new Error('Client has encountered a connection error and is not queryable'),
       new TimeoutError('redis ping timed out'),
       new Error('query failed', { cause: withCode('ECONNRESET') }),
+      new Error('Command timed out'),
+      new Error('Too many Cluster redirections. Last error: Error: Connection is closed.'),
+      new Error('CLUSTERDOWN The cluster is down'),
     ]) {
       assert.equal(isUnavailable(error), true, String(error));
     }

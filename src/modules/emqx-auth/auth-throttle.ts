@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../../infra/redis.js';
 import { createBatchedGet } from '../../infra/redis-batched-get.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
@@ -30,7 +30,7 @@ export interface ThrottlePolicies {
 export type SecretKind = 'key' | 'psk';
 
 export interface AuthThrottleOptions {
-  redis: Redis;
+  redis: RedisConnection;
   keyPrefix: string;
   policies?: ThrottlePolicies;
   /** Failures older than this are forgotten. */

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../../infra/redis.js';
 import type { Clock } from '../../lib/clock.js';
 import { createBatchedGet } from '../../infra/redis-batched-get.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
@@ -38,7 +38,7 @@ export interface CredentialCache {
 }
 
 export interface CredentialCacheOptions {
-  redis: Redis;
+  redis: RedisConnection;
   keyPrefix: string;
   secret: string;
   clock: Clock;

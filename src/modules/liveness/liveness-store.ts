@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../../infra/redis.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
 
 /**
@@ -225,7 +225,7 @@ const touchArguments = (input: TouchInput) => [
   Math.floor(input.slackMs),
 ];
 
-export function createLivenessStore(redis: Redis, keyPrefix: string): LivenessStore {
+export function createLivenessStore(redis: RedisConnection, keyPrefix: string): LivenessStore {
   const keys = {
     state: `${keyPrefix}{liveness}:state`,
     deadlines: `${keyPrefix}{liveness}:deadlines`,

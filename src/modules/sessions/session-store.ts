@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../../infra/redis.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
 import { createTurnBatcher } from '../../lib/turn-batcher.js';
 
@@ -59,7 +59,7 @@ export interface SessionStore {
 export type ConnectClaim = { readonly taken: false } | { readonly taken: true; readonly connectedAt: number | null };
 
 export interface SessionStoreOptions {
-  redis: Redis;
+  redis: RedisConnection;
   keyPrefix: string;
   /** Session records expire when nothing touched them for this long. */
   ttlS?: number;

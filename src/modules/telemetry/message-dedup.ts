@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../../infra/redis.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
 import type { Clock } from '../../lib/clock.js';
 import { withTimeout } from '../../lib/with-timeout.js';
@@ -21,7 +21,7 @@ export interface MessageDedup {
 }
 
 export interface MessageDedupOptions {
-  redis: Redis;
+  redis: RedisConnection;
   keyPrefix: string;
   windowS: number;
   /** How long a lookup may take before the batch is sent unscreened (default DEDUP_TIMEOUT_MS). */

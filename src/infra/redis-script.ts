@@ -1,19 +1,39 @@
+import { createHash } from 'node:crypto';
 import type { RedisConnection } from './redis.js';
 
 export type RedisScript = (keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
 
+const isNoScript = (error: unknown) => error instanceof Error && error.message.startsWith('NOSCRIPT');
+
 /**
- * A Lua script run with EVALSHA (ioredis loads it on first use and after a
- * Redis restart). Scripts make read-compare-write sequences atomic across
- * replicas. `keyCount` fixes how many of the keys a call passes; 'any' lets
- * each call pass as many as it has.
+ * A Lua script. Scripts make read-compare-write sequences atomic across
+ * replicas. `keyCount` fixes how many keys a call passes; 'any' lets each call
+ * pass as many as it has. On a Redis Cluster the keys of one call must share
+ * a hash slot (see redis-slots.ts).
+ *
+ * Sent as EVALSHA once Redis has the script, as EVAL until then and again
+ * after a NOSCRIPT (a restarted node, a cluster node that has not run it
+ * yet). Both are commands whose keys the client can find, so on a cluster it
+ * routes each call, and pipelines calls, by their keys: scripts defined on
+ * the client instead are grouped by their first argument, which for a
+ * variable number of keys is that number, and a pipeline of such calls for
+ * several nodes is refused.
  */
 export function defineRedisScript(redis: RedisConnection, name: string, lua: string, keyCount: number | 'any'): RedisScript {
-  redis.defineCommand(name, keyCount === 'any' ? { lua } : { numberOfKeys: keyCount, lua });
-  const commands = redis as unknown as Record<string, ((...args: (string | number)[]) => Promise<unknown>) | undefined>;
-  return (keys, args) => {
-    const command = commands[name];
-    if (!command) return Promise.reject(new Error(`Redis script ${name} is not defined`));
-    return keyCount === 'any' ? command.call(redis, keys.length, ...keys, ...args) : command.call(redis, ...keys, ...args);
+  const sha = createHash('sha1').update(lua).digest('hex');
+  let loaded = false;
+  return async (keys, args) => {
+    if (keyCount !== 'any' && keys.length !== keyCount) throw new Error(`Redis script ${name} takes ${keyCount} keys, not ${keys.length}`);
+    if (loaded) {
+      try {
+        return await redis.evalsha(sha, keys.length, ...keys, ...args);
+      } catch (error) {
+        if (!isNoScript(error)) throw error;
+        loaded = false;
+      }
+    }
+    const result = await redis.eval(lua, keys.length, ...keys, ...args);
+    loaded = true;
+    return result;
   };
 }

@@ -1,21 +1,32 @@
-import type { RedisConnection } from './redis.js';
 import { createBatchLoader, type BatchLoader } from '../lib/batch-loader.js';
+import type { RedisConnection } from './redis.js';
+import { perSlot } from './redis-slots.js';
+
+/** A key's value (null when missing), or why it could not be read. */
+type Read = { value: string | null } | { error: unknown };
 
 /**
  * GET through a batch loader: the keys asked for in one turn of the event loop
  * are read with one MGET. Each Redis command costs the client far more than
  * each key of an MGET does, and a reconnect storm reads a few keys per CONNECT.
- * Resolves null for a missing key; rejects (every read of the batch) when
- * Redis is unreachable.
+ * On a Redis Cluster an MGET may only name keys of one hash slot, so the batch
+ * becomes one MGET per slot, sent side by side.
+ * Resolves null for a missing key; rejects when Redis (on a cluster, the node
+ * holding the key) is unreachable.
  */
-export function createBatchedGet(redis: RedisConnection): BatchLoader<string> {
-  return createBatchLoader(async (keys) => {
-    const values = await redis.mget(keys);
-    const found = new Map<string, string>();
+export function createBatchedGet(redis: RedisConnection): (key: string) => Promise<string | null> {
+  const load: BatchLoader<Read> = createBatchLoader(async (keys) => {
+    const outcomes = await perSlot(redis, keys, (key) => key, (group) => redis.mget(group));
+    const found = new Map<string, Read>();
     keys.forEach((key, index) => {
-      const value = values[index];
-      if (value !== null && value !== undefined) found.set(key, value);
+      const outcome = outcomes[index];
+      if (outcome) found.set(key, outcome.ok ? { value: outcome.value } : { error: outcome.error });
     });
     return found;
   });
+  return async (key) => {
+    const read = await load(key);
+    if (read && 'error' in read) throw read.error;
+    return read?.value ?? null;
+  };
 }

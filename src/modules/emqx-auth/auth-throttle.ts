@@ -1,6 +1,7 @@
 import type { RedisConnection } from '../../infra/redis.js';
 import { createBatchedGet } from '../../infra/redis-batched-get.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
+import { bySlot, slotTag } from '../../infra/redis-slots.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 
 export interface BackoffPolicy {
@@ -75,7 +76,8 @@ export const DEFAULT_THROTTLE_POLICIES: ThrottlePolicies = {
 // For each scope given (KEYS: failure counter, block key; ARGV: free
 // failures, base ms, max ms), INCR and the block decision in one step, so
 // concurrent failures on several replicas each see their own count. ARGV[1]
-// is the window in seconds.
+// is the window in seconds. Scopes need not be counted together: on a Redis
+// Cluster each call carries the scopes of one hash slot.
 const RECORD_FAILURES = `
 for i = 1, #KEYS, 2 do
   local failures = redis.call('INCR', KEYS[i])
@@ -93,11 +95,14 @@ return 0
 /**
  * Failed-attempt counters with exponential backoff, checked before any
  * verification so that guessing costs the attacker time and costs us no
- * hashing. Layout: `authn:fail:{scope}:{id}` (count, expires after the window)
- * and `authn:block:{scope}:{id}` (present while blocked, PX = backoff), where
- * the id is `device|peer`, `peer` or `device`; and `authn:known:{device}`, a
+ * hashing. Layout: `authn:fail:<scope>:<id>` (count, expires after the window)
+ * and `authn:block:<scope>:<id>` (present while blocked, PX = backoff), where
+ * the id is `<device>|<peer>`, `<peer>` or `<device>`; and `authn:known:<device>`, a
  * hash of the addresses a PSK device authenticated from → until when (ms) they
- * are exempt from the device-wide limit.
+ * are exempt from the device-wide limit. On a Redis Cluster the device (or, for
+ * the per-address scope, the address) is a hash tag: `{<device>}|<peer>`,
+ * `{<peer>}`, `{<device>}`, so a scope's counter and block, and everything of
+ * one device, share a slot.
  */
 export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
   const { redis, keyPrefix } = options;
@@ -109,10 +114,10 @@ export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
   const read = createBatchedGet(redis);
   const failKey = (scope: ThrottleScope, id: string) => `${keyPrefix}authn:fail:${scope}:${id}`;
   const blockKey = (scope: ThrottleScope, id: string) => `${keyPrefix}authn:block:${scope}:${id}`;
-  const knownKey = (deviceId: string) => `${keyPrefix}authn:known:${deviceId}`;
+  const knownKey = (deviceId: string) => `${keyPrefix}authn:known:${slotTag(redis, deviceId)}`;
   const isKnown = async (deviceId: string, peer: string) => Number((await redis.hget(knownKey(deviceId), peer)) ?? 0) > clock();
   const idOf = (scope: ThrottleScope, deviceId: string, peer: string) =>
-    scope === 'device_peer' ? `${deviceId}|${peer}` : scope === 'peer' ? peer : deviceId;
+    scope === 'device_peer' ? `${slotTag(redis, deviceId)}|${peer}` : slotTag(redis, scope === 'peer' ? peer : deviceId);
   /** The scopes an attempt counts in: an empty peer (EMQX rendered none) counts for the device only; keys never device-wide. */
   const scopesOf = (deviceId: string | null, peer: string, secret: SecretKind): ThrottleScope[] => {
     if (deviceId === null) return peer ? ['peer'] : [];
@@ -133,14 +138,14 @@ export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
       return { blockedBy, pairFailed: peer !== '' && values[scopes.length] !== null };
     },
     async recordFailure(deviceId, peer, secret) {
-      const scopes = scopesOf(deviceId, peer, secret);
-      if (scopes.length === 0) return;
-      await recordFailures(
-        scopes.flatMap((scope) => {
-          const id = idOf(scope, deviceId ?? '', peer);
-          return [failKey(scope, id), blockKey(scope, id)];
-        }),
-        [windowS, ...scopes.flatMap((scope) => [policies[scope].freeFailures, policies[scope].baseMs, policies[scope].maxMs])],
+      const scopes = scopesOf(deviceId, peer, secret).map((scope) => ({ scope, id: idOf(scope, deviceId ?? '', peer) }));
+      await Promise.all(
+        bySlot(redis, scopes, ({ scope, id }) => failKey(scope, id)).map((group) =>
+          recordFailures(
+            group.flatMap(({ scope, id }) => [failKey(scope, id), blockKey(scope, id)]),
+            [windowS, ...group.flatMap(({ scope }) => [policies[scope].freeFailures, policies[scope].baseMs, policies[scope].maxMs])],
+          ),
+        ),
       );
     },
     async recordSuccess(deviceId, peer, secret, pairFailed) {
@@ -154,7 +159,8 @@ export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
       await Promise.all(writes);
     },
     async forgetDevice(deviceId) {
-      await redis.del(failKey('device', deviceId), blockKey('device', deviceId), knownKey(deviceId));
+      const id = idOf('device', deviceId, '');
+      await redis.del(failKey('device', id), blockKey('device', id), knownKey(deviceId));
     },
   };
 }

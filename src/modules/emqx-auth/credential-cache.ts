@@ -1,7 +1,8 @@
-import type { RedisConnection } from '../../infra/redis.js';
 import type { Clock } from '../../lib/clock.js';
+import type { RedisConnection } from '../../infra/redis.js';
 import { createBatchedGet } from '../../infra/redis-batched-get.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
+import { bySlot, slotTag } from '../../infra/redis-slots.js';
 import { createHmacSha256 } from '../../lib/digest.js';
 import { createTurnBatcher } from '../../lib/turn-batcher.js';
 
@@ -79,6 +80,18 @@ end
 return 0
 `;
 
+/**
+ * Where an entry and a device's index live. On a Redis Cluster both carry the
+ * device's hash tag, so one script writes them together and one transaction
+ * deletes them.
+ */
+export function credentialCacheKeys(redis: RedisConnection, keyPrefix: string) {
+  return {
+    entry: (cacheKey: string, deviceId: string) => `${keyPrefix}authn:cred:${redis.isCluster ? `{${deviceId}}:` : ''}${cacheKey}`,
+    index: (deviceId: string) => `${keyPrefix}authn:dev:${slotTag(redis, deviceId)}`,
+  };
+}
+
 interface StoreRequest {
   cacheKey: string;
   credential: VerifiedCredential;
@@ -92,10 +105,11 @@ interface StoreRequest {
  * compares it with the device's current one, so an entry that a change voided
  * is never used, whether or not its deletion reached Redis.
  *
- * Redis layout (under the key prefix):
- *  - `authn:cred:{hmac}` → JSON {d, t, k, n, x}, with TTL ± 10 % jitter so a
+ * Redis layout (under the key prefix; on a Redis Cluster the device id is
+ * also a hash tag, `authn:cred:{<device>}:<hmac>` and `authn:dev:{<device>}`):
+ *  - `authn:cred:<hmac>` → JSON {d, t, k, n, v, x}, with TTL ± 10 % jitter so a
  *    fleet verified at the same moment does not expire at the same moment;
- *  - `authn:dev:{deviceId}` hash, field hmac → key id ("" = PSK): the index
+ *  - `authn:dev:<device>` hash, field hmac → key id ("" = PSK): the index
  *    that lets a change's clean-up find a device's entries.
  * The clean-up of a change deletes what it names from Redis (retried until
  * Redis takes it); the entries matter on their own only while Postgres cannot
@@ -108,15 +122,16 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   const random = options.random ?? Math.random;
   const hmac = createHmacSha256(options.secret);
   const storeScript = defineRedisScript(redis, 'dlmCredentialStore', STORE, 'any');
+  const keys = credentialCacheKeys(redis, keyPrefix);
   // The entries stored in one turn of the event loop go to Redis in one script
-  // call. One whose device was invalidated while it waited is not written: the
-  // invalidation's deletion may have run already.
+  // call (on a cluster, one per hash slot). One whose device was invalidated
+  // while it waited is not written: the invalidation's deletion may have run already.
   const write = createTurnBatcher(async (requests: StoreRequest[]) => {
     const current = requests.filter(({ credential, startedAt }) => generation(credential.deviceId) === startedAt);
-    if (current.length > 0) {
-      await storeScript(
-        current.flatMap(({ cacheKey, credential }) => [credKey(cacheKey), indexKey(credential.deviceId)]),
-        current.flatMap(({ cacheKey, credential }) => {
+    const writes = bySlot(redis, current, ({ credential }) => keys.index(credential.deviceId)).map((group) =>
+      storeScript(
+        group.flatMap(({ cacheKey, credential }) => [keys.entry(cacheKey, credential.deviceId), keys.index(credential.deviceId)]),
+        group.flatMap(({ cacheKey, credential }) => {
           const lifetime = jitter(ttlMs);
           const stored: StoredCredential = {
             d: credential.deviceId,
@@ -128,8 +143,10 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
           };
           return [JSON.stringify(stored), lifetime, cacheKey, credential.keyId ?? '', Math.round(ttlMs * 1.2)];
         }),
-      );
-    }
+      ),
+    );
+    // Every group is tried; the calls of the turn share the first failure (writes are best effort).
+    for (const result of await Promise.allSettled(writes)) if (result.status === 'rejected') throw result.reason;
     return requests.map(() => undefined);
   });
   const read = createBatchedGet(redis);
@@ -154,8 +171,6 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   // read may still return an entry the change has condemned.
   const invalidating = new Map<string, number>();
 
-  const credKey = (cacheKey: string) => `${keyPrefix}authn:cred:${cacheKey}`;
-  const indexKey = (deviceId: string) => `${keyPrefix}authn:dev:${deviceId}`;
   const jitter = (ms: number) => Math.round(ms * (0.9 + random() * 0.2));
 
   function forget(cacheKey: string) {
@@ -197,7 +212,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
     },
     async fetch(cacheKey, deviceId) {
       const startedAt = generation(deviceId);
-      const value = await read(credKey(cacheKey));
+      const value = await read(keys.entry(cacheKey, deviceId));
       if (value === null) return undefined;
       let stored: StoredCredential;
       try {
@@ -234,15 +249,15 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
     async deleteStored(deviceId, keyId) {
       invalidating.set(deviceId, (invalidating.get(deviceId) ?? 0) + 1);
       try {
-        const index = await redis.hgetall(indexKey(deviceId));
+        const index = await redis.hgetall(keys.index(deviceId));
         const doomed = Object.entries(index)
           .filter(([, indexedKeyId]) => keyId === undefined || indexedKeyId === keyId)
           .map(([cacheKey]) => cacheKey);
         if (doomed.length > 0) {
           await redis
             .multi()
-            .del(...doomed.map(credKey))
-            .hdel(indexKey(deviceId), ...doomed)
+            .del(...doomed.map((cacheKey) => keys.entry(cacheKey, deviceId)))
+            .hdel(keys.index(deviceId), ...doomed)
             .exec();
         }
       } finally {

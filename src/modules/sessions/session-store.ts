@@ -1,5 +1,6 @@
 import type { RedisConnection } from '../../infra/redis.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
+import { perSlot, slotTag } from '../../infra/redis-slots.js';
 import { createTurnBatcher } from '../../lib/turn-batcher.js';
 
 /**
@@ -138,37 +139,42 @@ function parseCredential(value: string | undefined): SessionCredential | null {
 
 /**
  * Session state per device in Redis. Layout (under the key prefix):
- *  - `session:{deviceId}` hash: connected ("1"/"0"), connected_at (ms),
- *    disconnected_at (ms), reason, peer, proto_ver, credential (`key:{id}`
+ *  - `session:<device>` hash: connected ("1"/"0"), connected_at (ms),
+ *    disconnected_at (ms), reason, peer, proto_ver, credential (`key:<id>`
  *    or `psk`, when the claim below carried it);
- *  - `session:connecting:{deviceId}`: the short connect claim of the
+ *  - `session:connecting:<device>`: the short connect claim of the
  *    duplicate-client policy, holding the credential of the CONNECT it was
  *    made for; the next connect event copies it into the session, and the
  *    next connect or disconnect event drops it.
+ * On a Redis Cluster the device id is a hash tag (`session:{<device>}`,
+ * `session:connecting:{<device>}`): the scripts use both keys of a device.
  */
 export function createSessionStore(options: SessionStoreOptions): SessionStore {
   const { redis, keyPrefix } = options;
   const ttlS = options.ttlS ?? 30 * 24 * 3600;
-  const sessionKey = (deviceId: string) => `${keyPrefix}session:${deviceId}`;
-  const claimKey = (deviceId: string) => `${keyPrefix}session:connecting:${deviceId}`;
+  const sessionKey = (deviceId: string) => `${keyPrefix}session:${slotTag(redis, deviceId)}`;
+  const claimKey = (deviceId: string) => `${keyPrefix}session:connecting:${slotTag(redis, deviceId)}`;
   const recordConnected = defineRedisScript(redis, 'dlmSessionConnected', RECORD_CONNECTED, 2);
   const recordDisconnected = defineRedisScript(redis, 'dlmSessionDisconnected', RECORD_DISCONNECTED, 2);
   const markStale = defineRedisScript(redis, 'dlmSessionStale', MARK_STALE, 1);
   const claimScript = defineRedisScript(redis, 'dlmSessionClaim', CLAIM_CONNECTING, 'any');
   // The claims of one turn of the event loop (a reconnect storm makes many)
-  // go to Redis in one script call.
-  const claim = createTurnBatcher(async (requests: ClaimRequest[]) => {
-    const answers = await claimScript(
-      requests.flatMap(({ deviceId }) => [claimKey(deviceId), sessionKey(deviceId)]),
-      requests.flatMap(({ ttlMs, value }) => [value, ttlMs]),
-    );
-    if (!Array.isArray(answers)) throw new Error('unexpected answer to a connect claim');
-    return answers.map((answer): ConnectClaim => {
-      if (typeof answer !== 'string' || !answer.startsWith('taken:')) return { taken: false };
-      const connectedAt = answer.slice('taken:'.length);
-      return { taken: true, connectedAt: connectedAt === '' ? null : Number(connectedAt) };
-    });
-  });
+  // go to Redis in one script call; on a cluster, one per hash slot, and a
+  // node that fails fails only the claims it holds.
+  const claim = createTurnBatcher((requests: ClaimRequest[]) =>
+    perSlot(redis, requests, ({ deviceId }) => claimKey(deviceId), async (group) => {
+      const answers = await claimScript(
+        group.flatMap(({ deviceId }) => [claimKey(deviceId), sessionKey(deviceId)]),
+        group.flatMap(({ ttlMs, value }) => [value, ttlMs]),
+      );
+      if (!Array.isArray(answers)) throw new Error('unexpected answer to a connect claim');
+      return answers.map((answer): ConnectClaim => {
+        if (typeof answer !== 'string' || !answer.startsWith('taken:')) return { taken: false };
+        const connectedAt = answer.slice('taken:'.length);
+        return { taken: true, connectedAt: connectedAt === '' ? null : Number(connectedAt) };
+      });
+    }),
+  );
 
   return {
     async get(deviceId) {
@@ -201,8 +207,10 @@ export function createSessionStore(options: SessionStoreOptions): SessionStore {
     async markStale(deviceId, connectedAt, at) {
       return (await markStale([sessionKey(deviceId)], [connectedAt, at])) === 1;
     },
-    claimConnecting(deviceId, ttlMs, credential) {
-      return claim({ deviceId, ttlMs, value: credential.kind === 'key' ? `key:${credential.keyId}` : 'psk' });
+    async claimConnecting(deviceId, ttlMs, credential) {
+      const outcome = await claim({ deviceId, ttlMs, value: credential.kind === 'key' ? `key:${credential.keyId}` : 'psk' });
+      if (!outcome.ok) throw outcome.error;
+      return outcome.value;
     },
     async releaseConnecting(deviceId) {
       await redis.del(claimKey(deviceId));

@@ -1,5 +1,6 @@
 import type { RedisConnection } from '../../infra/redis.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
+import { keySlot } from '../../infra/redis-slots.js';
 import type { Clock } from '../../lib/clock.js';
 import { withTimeout } from '../../lib/with-timeout.js';
 
@@ -45,9 +46,33 @@ const SWEPT_BUCKETS = 3;
 const ASKED_BUCKETS = BUCKETS_PER_WINDOW + 2;
 /** Members per SADD or SMISMEMBER call, well within what Lua's unpack can spread. */
 const CHUNK = 1000;
+/** Shards of the window on a Redis Cluster: enough to spread it over the primaries of a large cluster. */
+const CLUSTER_SHARDS = 16;
 
 /**
- * KEYS: the bucket the marks go to, then the buckets a lookup asks, then the
+ * Where the marks of a time bucket live. On a single node, one set per
+ * bucket: `ingest:seen:<bucket>`. A call asks several buckets at once, and on
+ * a Redis Cluster a script may only use keys of one hash slot; one tag for
+ * every bucket would put the whole window on one node. So there the marks are
+ * split by message into shards, each shard's buckets under a hash tag of
+ * their own, `ingest:seen:{<shard>}:<bucket>`, and a call is one script call
+ * per shard it touches.
+ */
+export function messageDedupKeys(redis: RedisConnection, keyPrefix: string) {
+  const shards = redis.isCluster ? CLUSTER_SHARDS : 1;
+  const bucketKey = (shard: number, bucket: number) =>
+    shards === 1 ? `${keyPrefix}ingest:seen:${bucket}` : `${keyPrefix}ingest:seen:{${shard}}:${bucket}`;
+  return {
+    /** The shard of a dedup key (see MessageDedup.keyOf). */
+    shardOf: (key: string) => (shards === 1 ? 0 : keySlot(key) % shards),
+    bucketKey,
+    /** The keys of one bucket, one per shard. */
+    bucketKeys: (bucket: number) => Array.from({ length: shards }, (_, shard) => bucketKey(shard, bucket)),
+  };
+}
+
+/**
+ * KEYS (of one shard): the bucket the marks go to, then the buckets a lookup asks, then the
  * buckets to delete. ARGV: the TTL of the marks' bucket (seconds), how
  * many buckets a lookup asks, how many marks follow, the marks, then the keys
  * to look up. The marks are written first, so a lookup in the same call
@@ -97,8 +122,9 @@ return found
  * load each batch costs one Redis round trip, which costs more CPU than the
  * commands it carries. Marks leave Redis's connection in order with the
  * lookups, so the lookup of a repeat that arrives after its answer (a later
- * request, so a later batch) sees its mark. (The buckets of one call span
- * hash slots, as on the single Redis node this service uses.)
+ * request, so a later batch) sees its mark. On a Redis Cluster a call is one
+ * script call per shard (see messageDedupKeys); a message's mark and its
+ * lookups are always in its shard, so the order holds there too.
  *
  * Measured on the telemetry bench against plainer forms (BENCH_COMPARE, 10
  * rounds, paired medians): a key with a TTL per message, set when
@@ -113,21 +139,39 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
   const maxMarkDelayMs = options.maxMarkDelayMs ?? 5;
   const clock = options.clock ?? Date.now;
   const widthS = Math.ceil(options.windowS / BUCKETS_PER_WINDOW);
-  const bucketKey = (bucket: number) => `${options.keyPrefix}ingest:seen:${bucket}`;
+  const layout = messageDedupKeys(options.redis, options.keyPrefix);
   let marks: string[] = [];
   let written: PromiseWithResolvers<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
 
-  /** The keys of one call: where marks go, the buckets asked, the buckets to delete. */
-  function bucketsAt(nowMs: number): { keys: string[]; ttlS: number } {
+  /** The buckets of one call: where marks go, the buckets asked, the buckets to delete. */
+  function bucketsAt(nowMs: number): { buckets: number[]; ttlS: number } {
     const nowS = nowMs / 1000;
     const current = Math.floor(nowS / widthS);
-    const keys = [bucketKey(current)];
-    for (let asked = 0; asked < ASKED_BUCKETS; asked++) keys.push(bucketKey(current - BUCKETS_PER_WINDOW + asked));
-    for (let behind = 1; behind <= SWEPT_BUCKETS; behind++) keys.push(bucketKey(current - BUCKETS_PER_WINDOW - behind));
+    const buckets = [current];
+    for (let asked = 0; asked < ASKED_BUCKETS; asked++) buckets.push(current - BUCKETS_PER_WINDOW + asked);
+    for (let behind = 1; behind <= SWEPT_BUCKETS; behind++) buckets.push(current - BUCKETS_PER_WINDOW - behind);
     // Asked until the window has passed its end, plus one bucket of slack for
     // clocks apart. Relative, so the TTL does not depend on Redis's clock.
-    return { keys, ttlS: Math.ceil((current + ASKED_BUCKETS) * widthS - nowS) };
+    return { buckets, ttlS: Math.ceil((current + ASKED_BUCKETS) * widthS - nowS) };
+  }
+
+  /** The marks and lookups of one call, by shard; lookups keep their place in the call's answer. */
+  function byShard(carried: readonly string[], lookups: readonly string[]) {
+    const shards = new Map<number, { marks: string[]; lookups: string[]; places: number[] }>();
+    const of = (key: string) => {
+      const shard = layout.shardOf(key);
+      let work = shards.get(shard);
+      if (!work) shards.set(shard, (work = { marks: [], lookups: [], places: [] }));
+      return work;
+    };
+    for (const key of carried) of(key).marks.push(key);
+    lookups.forEach((key, place) => {
+      const work = of(key);
+      work.lookups.push(key);
+      work.places.push(place);
+    });
+    return shards;
   }
 
   /** Sends the waiting marks along with `lookups`; resolves to the 0/1 answers, or null when Redis failed. */
@@ -138,14 +182,18 @@ export function createMessageDedup(options: MessageDedupOptions): MessageDedup {
     const done = written;
     marks = [];
     written = undefined;
-    const { keys, ttlS } = bucketsAt(clock());
+    const { buckets, ttlS } = bucketsAt(clock());
+    const found: unknown[] = lookups.map(() => 0);
     try {
-      const found = await withTimeout(
-        script(keys, [ttlS, ASKED_BUCKETS, carried.length, ...carried, ...lookups]),
-        options.timeoutMs ?? DEDUP_TIMEOUT_MS,
-        lookups.length > 0 ? 'dedup lookup' : 'dedup record',
-      );
-      if (!Array.isArray(found) || found.length !== lookups.length) throw new Error('dedup lookup: unexpected reply');
+      const calls = [...byShard(carried, lookups)].map(async ([shard, work]) => {
+        const answers = await script(
+          buckets.map((bucket) => layout.bucketKey(shard, bucket)),
+          [ttlS, ASKED_BUCKETS, work.marks.length, ...work.marks, ...work.lookups],
+        );
+        if (!Array.isArray(answers) || answers.length !== work.lookups.length) throw new Error('dedup lookup: unexpected reply');
+        work.places.forEach((place, index) => (found[place] = answers[index]));
+      });
+      await withTimeout(Promise.all(calls), options.timeoutMs ?? DEDUP_TIMEOUT_MS, lookups.length > 0 ? 'dedup lookup' : 'dedup record');
       return found;
     } catch (error) {
       options.onError(error);

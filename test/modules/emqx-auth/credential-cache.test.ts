@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { createCredentialCache, type VerifiedCredential } from '../../../src/modules/emqx-auth/credential-cache.js';
+import { createCredentialCache, credentialCacheKeys, type VerifiedCredential } from '../../../src/modules/emqx-auth/credential-cache.js';
 import { useTestRedis } from '../../helpers/redis.js';
 
 describe('the verified-credential cache in Redis', () => {
@@ -30,12 +30,35 @@ describe('the verified-credential cache in Redis', () => {
     assert.deepEqual(await reader.fetch(reader.keyFor(kept, 'secret'), kept), credential(kept));
   });
 
+  it('deletes the entries of one key, or of the whole device, and leaves other devices alone', async () => {
+    const cache = replica();
+    const [deviceId, other] = [randomUUID(), randomUUID()];
+    const entries = [
+      { deviceId, secret: 'first', credential: credential(deviceId) },
+      { deviceId, secret: 'second', credential: { ...credential(deviceId), keyId: 'key-second' } },
+      { deviceId, secret: 'psk', credential: { ...credential(deviceId), keyId: null } },
+      { deviceId: other, secret: 'first', credential: credential(other) },
+    ];
+    await Promise.all(entries.map(({ deviceId: id, secret, credential: c }) => cache.store(cache.keyFor(id, secret), c, cache.generation(id))));
+    const stored = async () => {
+      const reader = replica();
+      const found = await Promise.all(entries.map(({ deviceId: id, secret }) => reader.fetch(reader.keyFor(id, secret), id)));
+      return found.map((entry) => entry !== undefined);
+    };
+    assert.deepEqual(await stored(), [true, true, true, true]);
+    await cache.deleteStored(deviceId, 'key-second');
+    assert.deepEqual(await stored(), [true, false, true, true], 'only the revoked key');
+    await cache.deleteStored(deviceId);
+    assert.deepEqual(await stored(), [false, false, false, true], 'the whole device');
+    assert.equal(await test.redis.exists(credentialCacheKeys(test.redis, test.prefix).index(deviceId)), 0, 'its index too');
+  });
+
   it('reads an entry written without a credential version as a miss: it cannot be checked against the device', async () => {
     const cache = replica();
     const deviceId = randomUUID();
     const cacheKey = cache.keyFor(deviceId, 'secret');
     const unversioned = { d: deviceId, t: 'tenant', k: 'key-1', n: null, x: Date.now() + 60_000 };
-    await test.redis.set(`${test.prefix}authn:cred:${cacheKey}`, JSON.stringify(unversioned), 'PX', 60_000);
+    await test.redis.set(credentialCacheKeys(test.redis, test.prefix).entry(cacheKey, deviceId), JSON.stringify(unversioned), 'PX', 60_000);
     assert.equal(await cache.fetch(cacheKey, deviceId), undefined);
   });
 });

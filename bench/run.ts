@@ -150,7 +150,7 @@ try {
   await bare.stop();
   if (wanted('liveness')) {
     console.log('');
-    for (const line of await benchLiveness(env.REDIS_URL, `${env.REDIS_KEY_PREFIX}liveness-bench:`)) console.log(line);
+    for (const line of await benchLiveness(TEST_REDIS_URL, `${env.REDIS_KEY_PREFIX}liveness-bench:`)) console.log(line);
   }
 } finally {
   await Promise.all([bare.stop(), app.stop(), other?.stop()]);

@@ -54,7 +54,11 @@ async function stopStarted() {
 try {
   for (const ensure of [
     () => ensurePostgres(env.TEST_POSTGRES_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres', origin('TEST_POSTGRES_ADMIN_URL')),
-    () => ensureRedis(env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0', origin('TEST_REDIS_URL')),
+    // A Redis Cluster or a Sentinel-watched primary (TEST_REDIS_CLUSTER_NODES, TEST_REDIS_SENTINELS) is started by whoever set it.
+    () =>
+      env.TEST_REDIS_CLUSTER_NODES || env.TEST_REDIS_SENTINELS
+        ? null
+        : ensureRedis(env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0', origin('TEST_REDIS_URL')),
     // A secured broker (TEST_KAFKA_CLIENT_ENV) is started by whoever set it, with its settings.
     () => (env.TEST_KAFKA_CLIENT_ENV ? null : ensureKafka(repo, env.TEST_KAFKA_BROKERS ?? '127.0.0.1:19092', origin('TEST_KAFKA_BROKERS'))),
   ]) {

@@ -1,16 +1,16 @@
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { withTransaction } from '../../src/infra/transaction.js';
 import { credentialChangeChannel, type CredentialChange } from '../../src/lib/credential-change.js';
 import { createChangeRepository } from '../../src/modules/changes/change-repository.js';
 import { KICK_DELAY_MS } from '../../src/wiring/changes.js';
-import { TEST_REDIS_URL } from './env.js';
+import type { RedisSettings } from '../../src/infra/redis.js';
+import { connectRedis } from './redis.js';
 import { waitFor } from './wait.js';
 
-/** What the helpers need of a test context: its database and its Redis key prefix. */
+/** What the helpers need of a test context: its database and its Redis (with the key prefix). */
 export interface ChangeTarget {
   readonly db: { readonly url: string };
-  readonly config: { readonly redis: { readonly keyPrefix: string } };
+  readonly config: { readonly redis: RedisSettings };
 }
 
 /** Reads the change log of a test database, as a replica does. */
@@ -50,11 +50,11 @@ export async function publishChange(target: ChangeTarget, change: Omit<Credentia
   } finally {
     await pool.end();
   }
-  const redis = new Redis(TEST_REDIS_URL);
+  const redis = connectRedis(target.config.redis);
   try {
-    await redis.publish(credentialChangeChannel(target.config.redis.keyPrefix), 'changed');
+    await redis.redis.publish(credentialChangeChannel(target.config.redis.keyPrefix), 'changed');
   } finally {
-    redis.disconnect();
+    await redis.close();
   }
 }
 

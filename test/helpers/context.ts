@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { buildApp, type AppDeps } from '../../src/app.js';
 import type { Config } from '../../src/config.js';
@@ -9,7 +8,8 @@ import type { DeviceDirectory } from '../../src/modules/devices/device-directory
 import type { WiringContext } from '../../src/wiring/context.js';
 import { wireDirectory } from '../../src/wiring/directory.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
-import { TEST_REDIS_URL, testConfig, uniqueTag } from './env.js';
+import { testConfig, uniqueTag } from './env.js';
+import { connectRedis, deleteKeysUnder } from './redis.js';
 
 /** A logger that drops everything: tests assert on behaviour, not on log lines. */
 export const silentLog = {
@@ -75,22 +75,14 @@ export async function createTestContext(overrides: Record<string, string> = {}):
     async close() {
       await Promise.allSettled(apps.map((app) => app.close()));
       await Promise.allSettled(clients.map(closeInfra));
-      await deleteRedisPrefix(config.redis.keyPrefix);
+      // The Redis the apps used: the shared one, or one the test pointed them at.
+      const redis = connectRedis(config.redis);
+      try {
+        await deleteKeysUnder(redis.redis, config.redis.keyPrefix);
+      } finally {
+        await redis.close();
+      }
       await db.drop();
     },
   };
-}
-
-async function deleteRedisPrefix(prefix: string): Promise<void> {
-  const redis = new Redis(TEST_REDIS_URL);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
 }

@@ -6,6 +6,30 @@ import { kafkaJsSecurity } from '../../src/infra/kafka.js';
 export const TEST_POSTGRES_ADMIN_URL =
   process.env.TEST_POSTGRES_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+
+/**
+ * How the tests reach the shared Redis, as the service's REDIS_* variables:
+ * one node at TEST_REDIS_URL; or a Redis Cluster (TEST_REDIS_CLUSTER_NODES,
+ * `scripts/redis-cluster.sh`); or a primary behind Sentinel
+ * (TEST_REDIS_SENTINELS and TEST_REDIS_SENTINEL_MASTER, with
+ * TEST_REDIS_SENTINEL_PASSWORD, `scripts/redis-sentinel.sh`); logging in with
+ * TEST_REDIS_PASSWORD when set.
+ */
+export const TEST_REDIS_ENV: Readonly<Record<string, string>> = (() => {
+  const env = process.env;
+  const settings: Record<string, string> = {};
+  if (env.TEST_REDIS_CLUSTER_NODES) settings.REDIS_CLUSTER_NODES = env.TEST_REDIS_CLUSTER_NODES;
+  else if (env.TEST_REDIS_SENTINELS) {
+    settings.REDIS_SENTINELS = env.TEST_REDIS_SENTINELS;
+    settings.REDIS_SENTINEL_MASTER = env.TEST_REDIS_SENTINEL_MASTER ?? 'dlm';
+    if (env.TEST_REDIS_SENTINEL_PASSWORD) settings.REDIS_SENTINEL_PASSWORD = env.TEST_REDIS_SENTINEL_PASSWORD;
+  } else settings.REDIS_URL = TEST_REDIS_URL;
+  if (env.TEST_REDIS_PASSWORD) settings.REDIS_PASSWORD = env.TEST_REDIS_PASSWORD;
+  return settings;
+})();
+
+/** The variables that choose a Redis: an app given one of them is pointed at a Redis of the test's own. */
+const REDIS_TOPOLOGY_VARIABLES = ['REDIS_URL', 'REDIS_CLUSTER_NODES', 'REDIS_SENTINELS'];
 export const TEST_KAFKA_BROKERS = process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:19092';
 
 /** The settings a client of a secured shared broker sets. */
@@ -57,7 +81,6 @@ export function testEnv(tag: string, databaseUrl: string, overrides: Record<stri
     DATABASE_URL: databaseUrl,
     DATABASE_POOL_MAX: '5',
     MIGRATE_ON_START: 'false',
-    REDIS_URL: TEST_REDIS_URL,
     REDIS_KEY_PREFIX: `t:${tag}:`,
     KAFKA_BROKERS: TEST_KAFKA_BROKERS,
     KAFKA_CLIENT_ID: `dlm-test-${tag}`,
@@ -80,6 +103,8 @@ export function testEnv(tag: string, databaseUrl: string, overrides: Record<stri
     COMMANDS_FROM_KAFKA: 'false',
     // The shared broker's security, unless the test points the app at a broker of its own.
     ...(overrides.KAFKA_BROKERS === undefined || overrides.KAFKA_BROKERS === TEST_KAFKA_BROKERS ? TEST_KAFKA_SECURITY : {}),
+    // The shared Redis, unless the test points the app at a Redis of its own.
+    ...(REDIS_TOPOLOGY_VARIABLES.some((name) => overrides[name] !== undefined) ? {} : TEST_REDIS_ENV),
     ...overrides,
   };
 }

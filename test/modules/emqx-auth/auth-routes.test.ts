@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
 import type { SessionStore } from '../../../src/modules/sessions/session-store.js';
 import { wireSessions } from '../../../src/wiring/sessions.js';
 import { publishChange, untilApplied } from '../../helpers/change-signals.js';
@@ -10,7 +9,8 @@ import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder, type DeviceSeeder } from '../../helpers/devices.js';
 import type { EmqxSim } from '../../../dev/emqx-sim/emqx-sim.js';
 import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
-import { TEST_HOOK_TOKEN, TEST_REDIS_URL } from '../../helpers/env.js';
+import { TEST_HOOK_TOKEN } from '../../helpers/env.js';
+import { connectRedis, keysUnder } from '../../helpers/redis.js';
 import { waitFor } from '../../helpers/wait.js';
 
 let peerCounter = 0;
@@ -241,9 +241,9 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
       assert.match(metrics, /emqx_authn_total\{result="allow",reason="memory"\} [1-9]/);
 
-      const redis = new Redis(TEST_REDIS_URL);
+      const { redis, close } = connectRedis(ctx.config.redis);
       try {
-        const keys = await redis.keys(`${ctx.config.redis.keyPrefix}*`);
+        const keys = await keysUnder(redis, ctx.config.redis.keyPrefix);
         assert.ok(keys.some((name) => name.includes(':authn:cred:')));
         const values = await Promise.all(
           keys.map(async (name) => {
@@ -258,7 +258,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
         assert.ok(!everything.includes(psk), 'no PSK in Redis');
         assert.ok(!everything.includes('$argon2'), 'no hash in Redis');
       } finally {
-        redis.disconnect();
+        await close();
       }
     });
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { before, describe, it } from 'node:test';
-import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
+import type { RedisConnection } from '../../../src/infra/redis.js';
 import type { DeviceEvent, DeviceEventProducer } from '../../../src/modules/device-events/device-event-producer.js';
 import { DeviceEventProduceError } from '../../../src/modules/device-events/device-event-producer.js';
 import type { DeviceRecord } from '../../../src/modules/devices/device-repository.js';
@@ -32,7 +32,7 @@ function fakeProducer() {
 describe('liveness outbox', () => {
   const test = useTestRedis();
   const { prefix } = test;
-  let redis: Redis;
+  let redis: RedisConnection;
   before(() => {
     redis = test.redis;
   });

@@ -136,12 +136,10 @@ async function pingAll(connection: RedisConnection): Promise<void> {
 
 async function quit(connection: RedisConnection | undefined): Promise<void> {
   if (!connection) return;
-  if (connection.status !== 'ready') {
-    connection.disconnect();
-    return;
-  }
   // QUIT waits for replies; a node that went away meanwhile would make it wait for ever.
-  await withTimeout(connection.quit(), QUIT_TIMEOUT_MS, 'redis quit').catch(() => connection.disconnect());
+  if (connection.status === 'ready') await withTimeout(connection.quit(), QUIT_TIMEOUT_MS, 'redis quit').catch(() => undefined);
+  // Also after QUIT: it leaves the connections to the Sentinels that watch for a failover open.
+  connection.disconnect();
 }
 
 export function createRedis(settings: RedisSettings, logger: DependencyLogger): RedisClient {

@@ -30,6 +30,9 @@ const service = z.object({
   volumes: z.array(z.string()).optional(),
   healthcheck: healthcheck.optional(),
   restart: z.string().optional(),
+  hostname: z.string().optional(),
+  network_mode: z.string().optional(),
+  networks: z.record(z.string(), z.object({ aliases: z.array(z.string()).optional() })).optional(),
   depends_on: z.record(z.string(), z.object({ condition: z.enum(['service_started', 'service_healthy', 'service_completed_successfully']) })).optional(),
 });
 const composeSchema = z.object({
@@ -238,6 +241,21 @@ describe('docker-compose.yml', () => {
     assert.doesNotMatch(startUp, /\b(apk|apt-get|apt|yum|dnf|curl|wget|pip|npm)\b/, 'no package or download at start-up');
     assert.deepEqual(job.entrypoint, ['/bin/sh'], 'the image\'s own entrypoint (EMQX start-up) is not run');
     assert.equal(job.user, '0:0', 'root writes the fresh volume and hands the files to EMQX\'s user');
+    assert.equal(job.network_mode, 'none', 'the job has no network to fetch anything over');
+    assert.equal(job.networks, undefined);
+  });
+
+  it('runs Redpanda with production-like flags, not in developer mode', () => {
+    const command = serviceNamed('redpanda').command ?? [];
+    assert.deepEqual(command.slice(0, 2), ['redpanda', 'start']);
+    assert.ok(!command.some((argument) => argument.startsWith('--mode')), 'no --mode=dev-container');
+    const settings = command.flatMap((argument, index) => (command[index - 1] === '--set' ? [argument] : []));
+    assert.ok(settings.includes('redpanda.developer_mode=false'), 'developer mode off even where the image\'s configuration turns it on');
+    assert.ok(settings.includes('redpanda.auto_create_topics_enabled=false'), 'the service creates its topics; a typo does not create one');
+    assert.ok(command.includes('--unsafe-bypass-fsync=false'), 'every write is fsynced');
+    // The comment above the service says when dev-container mode is acceptable.
+    const comment = composeText.slice(0, composeText.indexOf('\n  redpanda:'));
+    assert.match(comment.slice(comment.lastIndexOf('\n\n')), /dev-container[\s\S]*laptop only/);
   });
 
   it('gives the service and EMQX the same hook token and REST API key, whatever the shell sets', async () => {
@@ -263,7 +281,16 @@ describe('docker-compose.yml', () => {
     // EMQX reads every EMQX_* variable as a configuration override.
     const names = Object.keys(serviceNamed('emqx').environment ?? {}).filter((name) => name.startsWith('EMQX_'));
     assert.deepEqual(names.sort(), ['EMQX_DASHBOARD__DEFAULT_PASSWORD', 'EMQX_NODE__COOKIE', 'EMQX_NODE__NAME']);
-    assert.match(environmentOf('emqx').EMQX_NODE__NAME ?? '', /^emqx@emqx$/, 'the node name resolves to the emqx service');
+  });
+
+  it('names the EMQX node after a dotted host name that resolves to the node itself', () => {
+    const emqx = serviceNamed('emqx');
+    const [name, host] = (environmentOf('emqx').EMQX_NODE__NAME ?? '').split('@');
+    assert.equal(name, 'emqx');
+    // EMQX's nodes use long names: the host part must be a dotted name.
+    assert.match(host ?? '', /^[a-z0-9-]+(\.[a-z0-9-]+)+$/);
+    assert.equal(emqx.hostname, host, 'the container resolves its own node name');
+    assert.deepEqual(emqx.networks?.default?.aliases, [host], 'and so does the compose network');
   });
 
   it('points the service and EMQX at each other and at the dependencies as they are defined', () => {

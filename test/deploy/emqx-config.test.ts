@@ -20,6 +20,13 @@ import { BASIC_COLUMNS, EVENT_COLUMNS, RULE_METADATA_COLUMN, type EventName } fr
 import { hoconAt, hoconObject, hoconString, parseHocon, type HoconObject } from '../../dev/emqx-sim/hocon.js';
 
 const TOKEN = 'deploy-test-hook-token-0123456789';
+
+/** A HOCON byte size as EMQX reads it ("64MB" = 64 MiB). */
+function bytes(value: unknown): number {
+  const match = typeof value === 'string' ? /^(\d+)(KB|MB|GB)$/.exec(value) : null;
+  if (!match) throw new Error(`not a byte size: ${String(value)}`);
+  return Number(match[1]) * { KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[match[2] as 'KB' | 'MB' | 'GB'];
+}
 const ENV = { DEVICE_LINK_HOOK_TOKEN: TOKEN, DEVICE_LINK_API_KEY: 'device-link', DEVICE_LINK_API_SECRET: 'api-secret-0123' };
 
 describe('the HOCON reader used on deploy/emqx/emqx.conf', () => {
@@ -273,6 +280,17 @@ describe('deploy/emqx/emqx.conf', () => {
     const options = hoconObject(action, 'resource_opts');
     assert.ok(durationMs(options.request_ttl) >= 5 * 60_000, 'request_ttl of several minutes instead of 45 s');
     assert.equal(options.query_mode, 'async');
+    // The buffer (in memory, per buffer worker) is what a node keeps while
+    // the service is away: bounded, and as the comment above it says, about
+    // ten minutes of 850 small events a second.
+    const buffer = Number(options.worker_pool_size) * bytes(options.max_buffer_bytes);
+    assert.equal(buffer, 512 * 1024 * 1024, 'worker_pool_size x max_buffer_bytes = 512 MB per node');
+    const smallEventBytes = 1024;
+    const eventsPerSecond = buffer / smallEventBytes / (durationMs(options.request_ttl) / 1000);
+    assert.ok(eventsPerSecond >= 850 && eventsPerSecond < 900, `${eventsPerSecond} events/s for the whole request_ttl`);
+    const comment = readFileSync(EMQX_TEMPLATE, 'utf8').split('actions.http.device_link_events {')[0]?.split('\n\n').at(-1) ?? '';
+    assert.match(comment, /8 x 64MB = 512 MB per EMQX node/);
+    assert.match(comment, /about 850 events a second per node/);
     const request = renderHttpAction(template, 'http:device_link_events', { event: 'client.connected', clientid: 'c', reason: undefined });
     assert.equal(request.method, 'POST');
     assert.equal(request.url, '/emqx/events');

@@ -1,3 +1,4 @@
+import { combineEventHandlers } from './lib/emqx-event.js';
 import { wireChanges } from './wiring/changes.js';
 import { wireCommands } from './wiring/commands.js';
 import type { WiringContext } from './wiring/context.js';
@@ -99,7 +100,7 @@ export function compose(context: WiringContext) {
     authz: auth.authz,
     unusableBodies: auth.unusableBodies,
     /** `/emqx/events`: handlers by event name, and where an event none can take is kept. */
-    events: { handlers: { ...ingest.handlers, ...sessions.handlers, ...commands.handlers }, unusable: ingest.unusable },
+    events: { handlers: combineEventHandlers(ingest.handlers, sessions.handlers, commands.handlers), unusable: ingest.unusable },
 
     /** Once the app is ready: background work that every replica runs. */
     async start() {

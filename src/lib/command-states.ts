@@ -1,6 +1,6 @@
 /**
- * A command's life. It only moves forward, so events that arrive late, twice
- * or out of order cannot take it back:
+ * A command's life. It moves forward, so events that arrive late, twice or
+ * out of order cannot take it back:
  *
  *   queued → sent → delivered → acked                      (acked is final without replies)
  *                                 └→ succeeded | failed | timed_out   (replies)
@@ -9,6 +9,13 @@
  * A step may be skipped: a `message.delivered` event can arrive before the
  * publish call that sent the command has returned (queued → delivered), and a
  * reply can arrive before the ack (delivered → succeeded).
+ *
+ * Two exceptions, both for what EMQX lost or the service decided without
+ * knowing: a session EMQX discarded (the device connected with a clean
+ * start) takes its unacknowledged commands back to `queued`, to be sent
+ * again; and an ack or reply wins over an expiry the service decided itself
+ * (reasons SERVICE_EXPIRY_REASONS), a delivery over one that said the
+ * command never reached the device.
  *
  * `nextState` is the whole machine: the repository builds its SQL from it, and
  * the dispatcher, the event handlers, the sweeper and the API name events.
@@ -32,6 +39,7 @@ export const COMMAND_EVENTS = [
   'reply_error', // the device replied error
   'reply_timed_out', // no reply within the response timeout after the ack
   'device_deleted', // its device was deleted
+  'session_lost', // the device connected with a clean start: EMQX discarded the session and what it held
 ] as const;
 
 export type CommandEvent = (typeof COMMAND_EVENTS)[number];
@@ -39,9 +47,24 @@ export type CommandEvent = (typeof COMMAND_EVENTS)[number];
 /** Events that only happen to a command that waits for a reply (replies are refused for the others; only they have a reply due). */
 const REPLY_EVENTS: ReadonlySet<CommandEvent> = new Set(['reply_ok', 'reply_error', 'reply_timed_out']);
 
-/** The state `event` moves a command in `state` to; null when it changes nothing (late, repeated, or not for this state). */
-export function nextState(state: CommandState, event: CommandEvent): CommandState | null {
+/**
+ * Reasons of an `expired` the service decided (its sweeper, its dispatcher),
+ * not EMQX: the device may have got the command all the same.
+ */
+export const SERVICE_EXPIRY_REASONS = ['not_sent', 'not_delivered', 'not_acked'] as const;
+/** Of those, the ones that say the command never reached the device: a delivery proves them wrong. */
+const NOT_DELIVERED_REASONS: ReadonlySet<string> = new Set(['not_sent', 'not_delivered']);
+
+/**
+ * The state `event` moves a command in `state` to; null when it changes
+ * nothing (late, repeated, or not for this state). `reason` is the command's
+ * reason, which matters only for `expired`.
+ */
+export function nextState(state: CommandState, event: CommandEvent, reason: string | null = null): CommandState | null {
+  const expiredByService = state === 'expired' && (SERVICE_EXPIRY_REASONS as readonly (string | null)[]).includes(reason);
   const beforeAck = state === 'queued' || state === 'sent' || state === 'delivered';
+  // Evidence the device got the command overrides the service's own expiry.
+  const ackable = beforeAck || expiredByService;
   switch (event) {
     case 'published':
       return state === 'queued' ? 'sent' : null;
@@ -52,9 +75,9 @@ export function nextState(state: CommandState, event: CommandEvent): CommandStat
     case 'expired_before_publish':
       return state === 'queued' ? 'expired' : null;
     case 'delivered':
-      return state === 'queued' || state === 'sent' ? 'delivered' : null;
+      return state === 'queued' || state === 'sent' || (expiredByService && NOT_DELIVERED_REASONS.has(reason ?? '')) ? 'delivered' : null;
     case 'acked':
-      return beforeAck ? 'acked' : null;
+      return ackable ? 'acked' : null;
     // Our sweeper covers what EMQX held in memory and lost.
     case 'expired_in_emqx':
     case 'expired_by_sweeper':
@@ -65,15 +88,18 @@ export function nextState(state: CommandState, event: CommandEvent): CommandStat
       return state === 'queued' ? 'canceled' : null;
     // A reply proves delivery, whatever the ack events say or have not said yet.
     case 'reply_ok':
-      return beforeAck || state === 'acked' ? 'succeeded' : null;
+      return ackable || state === 'acked' ? 'succeeded' : null;
     case 'reply_error':
-      return beforeAck || state === 'acked' ? 'failed' : null;
+      return ackable || state === 'acked' ? 'failed' : null;
     case 'reply_timed_out':
       return state === 'acked' ? 'timed_out' : null;
     // What was never handed over is canceled, what EMQX holds dropped. An
     // acked command waiting for its reply is left as it is (and deleted with the device).
     case 'device_deleted':
       return state === 'queued' ? 'canceled' : state === 'sent' || state === 'delivered' ? 'dropped' : null;
+    // What the discarded session held never reaches the device: it is sent again.
+    case 'session_lost':
+      return state === 'sent' || state === 'delivered' ? 'queued' : null;
   }
 }
 
@@ -85,3 +111,9 @@ export function nextState(state: CommandState, event: CommandEvent): CommandStat
 export function isFinished(state: CommandState, waitsForReply: boolean): boolean {
   return COMMAND_EVENTS.every((event) => (!waitsForReply && REPLY_EVENTS.has(event)) || nextState(state, event) === null);
 }
+
+/** The (state, reason) pairs nextState tells apart: every state, and `expired` once per service reason and once for any other. */
+export const STATE_VARIANTS: readonly { state: CommandState; reason: string | null }[] = COMMAND_STATES.flatMap(
+  (state): { state: CommandState; reason: string | null }[] =>
+    state === 'expired' ? [...SERVICE_EXPIRY_REASONS.map((reason) => ({ state, reason })), { state, reason: null }] : [{ state, reason: null }],
+);

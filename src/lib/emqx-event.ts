@@ -40,3 +40,29 @@ export interface UnusableEvent {
 }
 
 export type UnusableEventSink = (unusable: UnusableEvent) => Promise<EventOutcome>;
+
+/**
+ * The handlers of several features as one: an event more than one of them
+ * takes (`client.connected`) goes to each in turn, and is retried when one
+ * asks for it (every handler takes a repeated event as a repeat).
+ */
+export function combineEventHandlers(...maps: readonly EventHandlers[]): EventHandlers {
+  const byName = new Map<string, EventHandler[]>();
+  for (const map of maps) for (const [name, handler] of Object.entries(map)) byName.set(name, [...(byName.get(name) ?? []), handler]);
+  const combined: Record<string, EventHandler> = {};
+  for (const [name, handlers] of byName) {
+    combined[name] =
+      handlers.length === 1
+        ? (handlers[0] as EventHandler)
+        : async (event) => {
+            let outcome: EventOutcome = { kind: 'handled' };
+            for (const handler of handlers) {
+              const result = await handler(event);
+              if (result.kind === 'retry') return result;
+              outcome = result;
+            }
+            return outcome;
+          };
+  }
+  return combined;
+}

@@ -72,6 +72,8 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
     audit: createAuditRepository(),
     clock,
     maxPendingPerDevice: settings.maxPendingPerDevice,
+    // A publish under way is answered within EMQX_API_TIMEOUT_MS.
+    cancelWaitMs: config.emqx.apiTimeoutMs + 1000,
     repliesEnabled: settings.replies,
     changed,
   });
@@ -97,7 +99,7 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
 
   return {
     service,
-    /** Handlers of `/emqx/events`: delivery tracking always, device replies when enabled. */
+    /** Handlers of `/emqx/events`: delivery tracking and lost sessions always, device replies when enabled. */
     handlers: { ...events.delivery, ...(settings.replies ? events.reply : {}) },
     /** A tenant was created here: consume its request topic now rather than at the next look. */
     tenantCreated: () => requests?.refresh(),

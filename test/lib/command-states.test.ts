@@ -24,6 +24,20 @@ reply_ok                succeeded succeeded succeeded succeeded -         -     
 reply_error             failed    failed    failed    failed    -         -         -         -         -         -
 reply_timed_out         -         -         -         timed_out -         -         -         -         -         -
 device_deleted          canceled  dropped   dropped   -         -         -         -         -         -         -
+session_lost            -         queued    queued    -         -         -         -         -         -         -
+`;
+
+/**
+ * An \`expired\` the service decided, by its reason (columns), against the
+ * events that prove the device got the command (rows); EMQX's own expiry
+ * (\`expired_in_emqx\`) is in the table above, and nothing moves it.
+ */
+const SERVICE_EXPIRY = `
+                        not_sent  not_delivered not_acked expired_in_emqx
+delivered               delivered delivered     -         -
+acked                   acked     acked         acked     -
+reply_ok                succeeded succeeded     succeeded -
+reply_error             failed    failed        failed    -
 `;
 
 /** Whether a command in each state is finished (finished_at set), for a command that waits for a reply and one that does not. */
@@ -70,12 +84,26 @@ describe('the command state machine', () => {
     assert.deepEqual(finished(false), yes(withoutReply![1]));
   });
 
-  it('only moves forward: never back, never out of a final state', () => {
+  it("evidence of delivery wins over an expiry the service decided, never over EMQX's", () => {
+    const [header, ...rows] = SERVICE_EXPIRY.trim().split('\n');
+    const reasons = header?.trim().split(/\s+/) ?? [];
+    for (const row of rows) {
+      const [event, ...cells] = row.trim().split(/\s+/);
+      const actual = Object.fromEntries(reasons.map((reason) => [reason, nextState('expired', event as CommandEvent, reason) ?? '-']));
+      assert.deepEqual(actual, Object.fromEntries(reasons.map((reason, index) => [reason, cells[index]])), event);
+    }
+    // Every other event leaves a service expiry as it is.
+    for (const event of COMMAND_EVENTS.filter((name) => !['delivered', 'acked', 'reply_ok', 'reply_error'].includes(name))) {
+      for (const reason of reasons) assert.equal(nextState('expired', event, reason), null, `${event} on expired/${reason}`);
+    }
+  });
+
+  it('only moves forward but for a lost session: never back otherwise, never out of a final state', () => {
     const order: readonly CommandState[] = ['queued', 'sent', 'delivered', 'acked'];
     for (const state of COMMAND_STATES) {
       for (const event of COMMAND_EVENTS) {
         const next = nextState(state, event);
-        if (next === null) continue;
+        if (next === null || event === 'session_lost') continue;
         assert.ok(!isFinished(state, true), `${event} moves ${state}, which is final`);
         assert.ok(!order.includes(next) || order.indexOf(next) > order.indexOf(state), `${event}: ${state} → ${next}`);
       }

@@ -3,7 +3,7 @@ import { EmqxApiError, type EmqxApi } from '../../infra/emqx-api.js';
 import type { Clock } from '../../lib/clock.js';
 import { commandsTopic } from '../../lib/mqtt-topics.js';
 import { createPeriodic, type PeriodicLogger } from '../../lib/periodic.js';
-import type { CommandRepository, CommandRow, TransitionedRow } from './command-repository.js';
+import type { ClaimedRow, CommandRepository, CommandRow, TransitionedRow } from './command-repository.js';
 import type { CommandMetrics } from './command-metrics.js';
 
 export interface DispatcherOptions {
@@ -67,8 +67,6 @@ export function createCommandDispatcher(deps: {
   let active = false;
   const sending = new Set<Promise<void>>();
 
-  const leaseUntil = (now: number) => new Date(now + options.leaseMs);
-
   function retryDelay(attempts: number): number {
     const delay = Math.min(options.retryDelayMs * 2 ** Math.max(0, attempts - 1), options.maxRetryDelayMs);
     // Spread out, so commands that failed together do not all come back together.
@@ -80,7 +78,7 @@ export function createCommandDispatcher(deps: {
   }
 
   /** Publishes one claimed command; returns the device's next command when this one was handed over and another is due. */
-  async function send(command: CommandRow): Promise<CommandRow | null> {
+  async function send(command: ClaimedRow): Promise<ClaimedRow | null> {
     const now = clock();
     const remainingS = Math.ceil((command.expires_at.getTime() - now) / 1000);
     if (remainingS <= 0) {
@@ -104,9 +102,9 @@ export function createCommandDispatcher(deps: {
       const at = clock();
       await commands.retryLater(pool, command.id, {
         error: reason,
-        possiblySent: ambiguous,
+        possiblySent: ambiguous || command.was_possibly_sent,
         now: new Date(at),
-        sendAfter: new Date(at + retryDelay(command.attempts)),
+        delayMs: retryDelay(command.attempts),
       });
       return null;
     }
@@ -123,7 +121,7 @@ export function createCommandDispatcher(deps: {
         // Events may have moved it on already (delivered before this answer came).
         if (sent) changed(sent);
         else await commands.noteHanded(pool, command.id, result.id, at);
-        const [next] = await commands.claim(pool, { now: at, leaseUntil: leaseUntil(at.getTime()), limit: 1, deviceId: command.device_id });
+        const [next] = await commands.claim(pool, { leaseMs: options.leaseMs, limit: 1, deviceId: command.device_id });
         return next ?? null;
       }
       case 'no_subscriber':
@@ -131,7 +129,8 @@ export function createCommandDispatcher(deps: {
         await commands.awaitSubscriber(pool, command.id, {
           attemptStartedAt: new Date(now),
           now: at,
-          recheckAt: new Date(at.getTime() + options.subscriberRecheckMs),
+          recheckMs: options.subscriberRecheckMs,
+          wasPossiblySent: command.was_possibly_sent,
         });
         return null;
       case 'refused':
@@ -149,8 +148,8 @@ export function createCommandDispatcher(deps: {
   }
 
   /** A device's commands one after another, as long as each is handed over and the next is due. */
-  async function sendInTurn(first: CommandRow): Promise<void> {
-    let next: CommandRow | null = first;
+  async function sendInTurn(first: ClaimedRow): Promise<void> {
+    let next: ClaimedRow | null = first;
     try {
       while (next && active) next = await send(next);
     } catch (error) {
@@ -163,8 +162,7 @@ export function createCommandDispatcher(deps: {
   async function claimDue() {
     const free = options.concurrency - sending.size;
     if (!active || free <= 0) return;
-    const now = clock();
-    const claimed = await commands.claim(pool, { now: new Date(now), leaseUntil: leaseUntil(now), limit: free });
+    const claimed = await commands.claim(pool, { leaseMs: options.leaseMs, limit: free });
     for (const command of claimed) {
       const work: Promise<void> = sendInTurn(command).finally(() => {
         sending.delete(work);

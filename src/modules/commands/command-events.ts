@@ -22,6 +22,12 @@ const deliveryEventSchema = z.looseObject({
 
 const subscribedEventSchema = z.looseObject({ clientid: z.string(), topic: z.string() });
 
+// EMQX sends clean_start as a boolean and connected_at in milliseconds.
+const connectedEventSchema = z.looseObject({ clientid: z.string(), clean_start: z.unknown().optional(), connected_at: z.number() });
+
+/** A shared subscription's `$share/{group}/` prefix: the filter behind it is what the device receives. */
+const SHARED_PREFIX = /^\$share\/[^/+#]+\//;
+
 const replyEventSchema = z.looseObject({ clientid: z.string(), username: z.string().optional(), topic: z.string(), payload: z.string() });
 
 const replySchema = z.object({
@@ -80,7 +86,10 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
   }
 
   /** A delivery event: the command it names takes the transition `next` picks (null: no change). */
-  function deliveryHandler(name: string, next: (event: z.output<typeof deliveryEventSchema>, command: CommandRow, at: Date) => Transition | null): EventHandler {
+  function deliveryHandler(
+    name: string,
+    next: (event: z.output<typeof deliveryEventSchema>, command: CommandRow, at: Date) => (Transition & { when?: (param: (value: unknown) => string) => string }) | null,
+  ): EventHandler {
     return async (raw: EmqxEvent) => {
       const parsed = deliveryEventSchema.safeParse(raw);
       const deviceId = parsed.success ? COMMANDS_TOPIC.exec(parsed.data.topic)?.[1] : undefined;
@@ -122,12 +131,19 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
   // (§F): a message delivered was sent, so sent_at is set here too (and an
   // earlier attempt's error no longer stands), and the publish answer only
   // fills what is still missing.
-  const delivered = deliveryHandler('message.delivered', (event, _command, at) => ({
-    event: 'delivered',
-    reason: null,
-    at,
-    sets: { value: { last_error: null }, first: { sent_at: at, delivered_at: at, emqx_message_id: emqxId(event) } },
-  }));
+  //
+  // The delivery of a message EMQX then lost with the session (the command
+  // was queued again to be sent anew) is not a delivery of the command.
+  const delivered = deliveryHandler('message.delivered', (event, _command, at) => {
+    const id = emqxId(event);
+    return {
+      event: 'delivered',
+      reason: null,
+      at,
+      sets: { value: { last_error: null }, first: { sent_at: at, delivered_at: at, emqx_message_id: id } },
+      ...(id !== null ? { when: (param: (value: unknown) => string) => `lost_message_id IS DISTINCT FROM ${param(id)}` } : {}),
+    };
+  });
 
   const acked = deliveryHandler('message.acked', (event, command, at) => ({
     event: 'acked',
@@ -152,7 +168,8 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
 
   const sessionSubscribed: EventHandler = async (raw) => {
     const parsed = subscribedEventSchema.safeParse(raw);
-    if (!parsed.success || !isDeviceId(parsed.data.clientid) || parsed.data.topic !== commandsTopic(parsed.data.clientid)) {
+    // A shared subscription of the device's own command topic receives its commands too.
+    if (!parsed.success || !isDeviceId(parsed.data.clientid) || parsed.data.topic.replace(SHARED_PREFIX, '') !== commandsTopic(parsed.data.clientid)) {
       metrics.event('session.subscribed', 'ignored');
       return handled;
     }
@@ -160,6 +177,24 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
       const queued = await commands.wake(pool, parsed.data.clientid, new Date(clock()));
       metrics.event('session.subscribed', queued > 0 ? 'applied' : 'repeated');
       if (queued > 0) deps.subscribed(parsed.data.clientid);
+      return handled;
+    } catch {
+      return retry;
+    }
+  };
+
+  // A clean start discards the session EMQX kept, and with it every command
+  // it held unacknowledged, without an event saying so: those are sent again.
+  const clientConnected: EventHandler = async (raw) => {
+    const parsed = connectedEventSchema.safeParse(raw);
+    if (!parsed.success || !isDeviceId(parsed.data.clientid) || (parsed.data.clean_start !== true && parsed.data.clean_start !== 'true')) {
+      metrics.event('client.connected', 'ignored');
+      return handled;
+    }
+    try {
+      const requeued = await commands.sessionLost(pool, parsed.data.clientid, new Date(parsed.data.connected_at), new Date(clock()));
+      metrics.event('client.connected', requeued.length > 0 ? 'applied' : 'repeated');
+      if (requeued.length > 0) deps.changed(requeued);
       return handled;
     } catch {
       return retry;
@@ -221,6 +256,7 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
       'delivery.dropped': deliveryDropped,
       'message.dropped': messageDropped,
       'session.subscribed': sessionSubscribed,
+      'client.connected': clientConnected,
     },
     /** `command.reply`: the name the shipped replies rule gives the device's publish on devices/{id}/command-replies. */
     reply: { 'command.reply': commandReply },

@@ -1,7 +1,7 @@
 import { afterKey } from '../../infra/sql.js';
 import type { Queryable } from '../../infra/transaction.js';
 import type { PageKey } from '../../lib/pagination.js';
-import { COMMAND_STATES, isFinished, nextState, type CommandEvent, type CommandState } from '../../lib/command-states.js';
+import { isFinished, nextState, STATE_VARIANTS, SERVICE_EXPIRY_REASONS, type CommandEvent, type CommandState } from '../../lib/command-states.js';
 
 export type CommandSource = 'api' | 'kafka';
 
@@ -26,6 +26,7 @@ export interface CommandRow {
   send_after: Date | null;
   lease_until: Date | null;
   possibly_sent: boolean;
+  lost_message_id: string | null;
   woken_at: Date | null;
   created_at: Date;
   updated_at: Date;
@@ -39,6 +40,11 @@ export interface CommandRow {
   reply_result: unknown;
   replied_at: Date | null;
   created_us: string;
+}
+
+/** A command leased to be published, and whether it was possibly sent before this attempt. */
+export interface ClaimedRow extends CommandRow {
+  was_possibly_sent: boolean;
 }
 
 /** A row changed by a transition, with the state it left. */
@@ -108,6 +114,7 @@ const columns = (alias: string) =>
     'send_after',
     'lease_until',
     'possibly_sent',
+    'lost_message_id',
     'woken_at',
     'created_at',
     'updated_at',
@@ -134,17 +141,35 @@ const OUTBOX_INSERT = `INSERT INTO command_status_outbox (command_id, tenant_id,
 /** States as an SQL list. They are written into the SQL (not bound) so that the partial indexes on `state` apply. */
 const stateList = (states: readonly CommandState[]) => `(${states.map((state) => `'${state}'`).join(', ')})`;
 
-/** What `event` does, one move per state it leads to: the states it moves `from` to `to`, in the order of COMMAND_STATES. */
-function movesOf(event: CommandEvent): { to: CommandState; from: CommandState[] }[] {
-  const moves: { to: CommandState; from: CommandState[] }[] = [];
-  for (const from of COMMAND_STATES) {
-    const to = nextState(from, event);
+type Variant = (typeof STATE_VARIANTS)[number];
+
+/** What `event` does, one move per state it leads to: the states (with the reasons that matter) it moves `from` to `to`. */
+function movesOf(event: CommandEvent): { to: CommandState; from: Variant[] }[] {
+  const moves: { to: CommandState; from: Variant[] }[] = [];
+  for (const from of STATE_VARIANTS) {
+    const to = nextState(from.state, event, from.reason);
     if (to === null) continue;
     const move = moves.find((candidate) => candidate.to === to);
     if (move) move.from.push(from);
     else moves.push({ to, from: [from] });
   }
   return moves;
+}
+
+const SERVICE_REASONS = `(${SERVICE_EXPIRY_REASONS.map((reason) => `'${reason}'`).join(', ')})`;
+
+/** The SQL condition (over `alias`) of a command in one of `variants`. */
+function variantsSql(variants: readonly Variant[], alias: string): string {
+  const plain = variants.filter((variant) => variant.state !== 'expired').map((variant) => variant.state);
+  const conditions = plain.length > 0 ? [`${alias}state IN ${stateList(plain)}`] : [];
+  for (const variant of variants.filter((candidate) => candidate.state === 'expired')) {
+    conditions.push(
+      variant.reason === null
+        ? `(${alias}state = 'expired' AND (${alias}reason IS NULL OR ${alias}reason NOT IN ${SERVICE_REASONS}))`
+        : `(${alias}state = 'expired' AND ${alias}reason = '${variant.reason}')`,
+    );
+  }
+  return `(${conditions.join(' OR ')})`;
 }
 
 /** `finished_at` of a command entering `to`; a command waits for a reply when it has a response timeout. */
@@ -162,14 +187,16 @@ export interface Transition {
   reasonSql?: string;
   at: Date;
   sets?: TransitionSets;
+  /** Further assignments, as SQL over `c` (the command as it was); the repository's own, never a caller's input. */
+  setsSql?: readonly string[];
 }
 
 /** Commands and their status outbox, in Postgres. */
 export function createCommandRepository() {
   /**
-   * Applies `change.event` to the commands `selectSql` picks (an `id, state`
-   * select that locks them; `movable` is its condition on the states the
-   * event moves) and writes one status record per command moved, in one
+   * Applies `change.event` to the commands `selectSql` picks (an `id, state,
+   * reason` select that locks them; `movable` is its condition on the states
+   * the event moves) and writes one status record per command moved, in one
    * statement per state the event leads to. Only commands still in a state
    * the event moves change: whatever else happened to them meanwhile wins.
    */
@@ -185,7 +212,7 @@ export function createCommandRepository() {
         values.push(value);
         return `$${values.length}`;
       };
-      const select = selectSql(param, `state IN ${stateList(from)}`);
+      const select = selectSql(param, variantsSql(from, ''));
       const at = param(change.at);
       const reason = change.reasonSql ?? param(change.reason);
       const sets = [`state = ${param(to)}`, `reason = ${reason}`, `updated_at = ${at}`, 'lease_until = NULL', `finished_at = ${finishedAtSql(to, at)}`];
@@ -196,12 +223,13 @@ export function createCommandRepository() {
           sets.push(mode === 'value' ? `${column} = ${placeholder}` : `${column} = COALESCE(c.${column}, ${placeholder})`);
         }
       }
+      sets.push(...(change.setsSql ?? []));
       const { rows } = await db.query<TransitionedRow>(
         `WITH previous AS (${select}),
          changed AS (
            UPDATE commands c SET ${sets.join(', ')}
              FROM previous p
-            WHERE c.id = p.id AND p.state IN ${stateList(from)}
+            WHERE c.id = p.id AND ${variantsSql(from, 'p.')}
            RETURNING ${columns('c')}, p.state AS previous_state
          ),
          recorded AS (
@@ -224,7 +252,7 @@ export function createCommandRepository() {
   ): Promise<TransitionedRow | null> {
     const rows = await transition(
       db,
-      (param, movable) => `SELECT id, state FROM commands WHERE id = ${param(id)} AND ${movable}${change.when ? ` AND ${change.when(param)}` : ''} FOR UPDATE`,
+      (param, movable) => `SELECT id, state, reason FROM commands WHERE id = ${param(id)} AND ${movable}${change.when ? ` AND ${change.when(param)}` : ''} FOR UPDATE`,
       change,
     );
     return rows[0] ?? null;
@@ -240,7 +268,7 @@ export function createCommandRepository() {
         `WITH inserted AS (
            INSERT INTO commands (id, tenant_id, device_id, name, params, state, source, idempotency_key, request_digest,
                                  ttl_s, response_timeout_s, send_after, created_at, updated_at, expires_at)
-           VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $11, $11, $12)
+           VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, now(), $11, $11, $12)
            ON CONFLICT (tenant_id, device_id, idempotency_key) DO NOTHING
            RETURNING *
          ),
@@ -317,29 +345,79 @@ export function createCommandRepository() {
       return rows;
     },
 
-    /** Cancels a queued command no publish may have reached EMQX with; null when it is not such a command (any more). */
+    /**
+     * Cancels a queued command no publish may have reached EMQX with (a claim
+     * marks it possibly sent until a definite answer); null when it is not
+     * such a command (any more).
+     */
     cancel(db: Queryable, id: string, at: Date): Promise<TransitionedRow | null> {
-      return transitionOne(db, id, {
-        event: 'canceled',
-        reason: 'canceled',
-        at,
-        when: (param) => `NOT possibly_sent AND (lease_until IS NULL OR lease_until <= ${param(at)})`,
-      });
+      return transitionOne(db, id, { event: 'canceled', reason: 'canceled', at, when: () => 'NOT possibly_sent' });
     },
 
-    /** Commands past expires_at that were never acked → expired; the reason says how far each got. */
-    expireDue(db: Queryable, now: Date, limit: number): Promise<TransitionedRow[]> {
+    /**
+     * Whether a cancel of this queued command may still succeed: a publish of
+     * it is under way now (its lease runs, by Postgres' clock), or its
+     * possibly-sent mark was cleared since the cancel looked.
+     */
+    async mayCancelSoon(db: Queryable, id: string): Promise<boolean> {
+      const { rows } = await db.query<{ soon: boolean }>(
+        `SELECT state = 'queued' AND (lease_until > now() OR NOT possibly_sent) AS soon FROM commands WHERE id = $1`,
+        [id],
+      );
+      return rows[0]?.soon ?? false;
+    },
+
+    /**
+     * Commands past expires_at that were never acked → expired; the reason
+     * says how far each got. A command whose publish is under way is left to
+     * its answer, and one EMQX may hold (sent, delivered, or possibly sent) is
+     * given `graceMs` more: EMQX may still take the device's PUBACK.
+     */
+    expireDue(db: Queryable, now: Date, limit: number, graceMs: number): Promise<TransitionedRow[]> {
       return transition(
         db,
         (param, movable) =>
-          `SELECT id, state FROM commands
+          `SELECT id, state, reason FROM commands
             WHERE ${movable} AND expires_at <= ${param(now)}
+              AND CASE WHEN state = 'queued' AND NOT possibly_sent THEN lease_until IS NULL OR lease_until <= now()
+                       ELSE expires_at <= ${param(new Date(now.getTime() - graceMs))} AND (lease_until IS NULL OR lease_until <= now()) END
             ORDER BY expires_at LIMIT ${param(limit)} FOR UPDATE SKIP LOCKED`,
         {
           event: 'expired_by_sweeper',
           reason: null,
-          reasonSql: `CASE p.state WHEN 'queued' THEN 'not_sent' WHEN 'sent' THEN 'not_delivered' ELSE 'not_acked' END`,
+          reasonSql: `CASE WHEN p.state = 'queued' AND NOT c.possibly_sent THEN 'not_sent' WHEN p.state = 'sent' THEN 'not_delivered' ELSE 'not_acked' END`,
           at: now,
+        },
+      );
+    },
+
+    /**
+     * The device connected with a clean start at `connectedAt` (EMQX's
+     * time): EMQX discarded its session and the commands it held unacked.
+     * Those sent before that connect and not yet past their expiry are queued
+     * again, due at once; what EMQX lost is remembered (lost_message_id) and
+     * they stay possibly sent, as the device may have carried them out.
+     */
+    sessionLost(db: Queryable, deviceId: string, connectedAt: Date, at: Date): Promise<TransitionedRow[]> {
+      return transition(
+        db,
+        (param, movable) =>
+          `SELECT id, state, reason FROM commands
+            WHERE device_id = ${param(deviceId)} AND ${movable}
+              AND sent_at < ${param(connectedAt)} AND expires_at > ${param(at)}
+            ORDER BY seq FOR UPDATE`,
+        {
+          event: 'session_lost',
+          reason: 'session_lost',
+          at,
+          setsSql: [
+            'lost_message_id = c.emqx_message_id',
+            'emqx_message_id = NULL',
+            'delivered_at = NULL',
+            'possibly_sent = true',
+            'send_after = now()',
+            "last_error = 'session_lost'",
+          ],
         },
       );
     },
@@ -349,7 +427,7 @@ export function createCommandRepository() {
       return transition(
         db,
         (param, movable) =>
-          `SELECT id, state FROM commands
+          `SELECT id, state, reason FROM commands
             WHERE ${movable} AND reply_due_at <= ${param(now)}
             ORDER BY reply_due_at LIMIT ${param(limit)} FOR UPDATE SKIP LOCKED`,
         { event: 'reply_timed_out', reason: 'no_reply', at: now },
@@ -366,7 +444,7 @@ export function createCommandRepository() {
     async purgeDevices(db: Queryable, deviceIds: readonly string[], at: Date): Promise<TransitionedRow[]> {
       const ended = await transition(
         db,
-        (param, movable) => `SELECT id, state FROM commands WHERE device_id = ANY(${param(deviceIds)}::uuid[]) AND ${movable} FOR UPDATE`,
+        (param, movable) => `SELECT id, state, reason FROM commands WHERE device_id = ANY(${param(deviceIds)}::uuid[]) AND ${movable} FOR UPDATE`,
         { event: 'device_deleted', reason: 'device_deleted', at },
       );
       await db.query('DELETE FROM commands WHERE device_id = ANY($1::uuid[])', [deviceIds]);
@@ -377,28 +455,30 @@ export function createCommandRepository() {
      * Leases the next commands to publish: the oldest queued command of each
      * device (so a device's commands go out one after another, in creation
      * order), when it is due and no publish of it is in flight. `deviceId`
-     * limits the claim to one device.
+     * limits the claim to one device. Each is marked possibly sent until a
+     * definite answer clears it (a crash during the publish leaves it so);
+     * `was_possibly_sent` is what it was before this attempt.
      */
-    async claim(db: Queryable, options: { now: Date; leaseUntil: Date; limit: number; deviceId?: string }): Promise<CommandRow[]> {
-      const values: unknown[] = [options.now, options.leaseUntil, options.limit];
+    async claim(db: Queryable, options: { leaseMs: number; limit: number; deviceId?: string }): Promise<ClaimedRow[]> {
+      const values: unknown[] = [options.leaseMs, options.limit];
       let device = '';
       if (options.deviceId !== undefined) {
         values.push(options.deviceId);
         device = ` AND c.device_id = $${values.length}`;
       }
-      const { rows } = await db.query<CommandRow>(
+      const { rows } = await db.query<ClaimedRow>(
         `WITH claimable AS (
-           SELECT c.id FROM commands c
-            WHERE c.state = 'queued' AND c.send_after <= $1${device}
-              AND (c.lease_until IS NULL OR c.lease_until <= $1)
+           SELECT c.id, c.possibly_sent AS was_possibly_sent FROM commands c
+            WHERE c.state = 'queued' AND c.send_after <= now()${device}
+              AND (c.lease_until IS NULL OR c.lease_until <= now())
               AND NOT EXISTS (SELECT 1 FROM commands o WHERE o.device_id = c.device_id AND o.state = 'queued' AND o.seq < c.seq)
             ORDER BY c.send_after, c.seq
-            LIMIT $3
+            LIMIT $2
             FOR UPDATE SKIP LOCKED
          )
-         UPDATE commands SET lease_until = $2, attempts = commands.attempts + 1
+         UPDATE commands SET lease_until = now() + $1 * interval '1 millisecond', attempts = commands.attempts + 1, possibly_sent = true
            FROM claimable WHERE commands.id = claimable.id
-         RETURNING ${COLUMNS}`,
+         RETURNING ${COLUMNS}, claimable.was_possibly_sent`,
         values,
       );
       return rows;
@@ -414,34 +494,38 @@ export function createCommandRepository() {
 
     /**
      * EMQX answered 202 (nobody subscribed): the command waits for the
-     * device's next subscription, or until `recheckAt` should that event be
-     * lost. If the device subscribed while the publish was under way, it is
-     * due again at once.
+     * device's next subscription, or `recheckMs` should that event be lost.
+     * If the device subscribed while the publish was under way, it is due
+     * again at once. Nothing was queued, so the attempt's possibly-sent mark
+     * goes back to what it was before it.
      */
-    async awaitSubscriber(db: Queryable, id: string, options: { attemptStartedAt: Date; now: Date; recheckAt: Date }): Promise<void> {
+    async awaitSubscriber(db: Queryable, id: string, options: { attemptStartedAt: Date; now: Date; recheckMs: number; wasPossiblySent: boolean }): Promise<void> {
       await db.query(
         `UPDATE commands
-            SET lease_until = NULL, last_error = 'no_subscriber', updated_at = $3::timestamptz,
-                send_after = CASE WHEN woken_at >= $2::timestamptz THEN $3::timestamptz ELSE $4::timestamptz END
+            SET lease_until = NULL, last_error = 'no_subscriber', updated_at = $3::timestamptz, possibly_sent = $5,
+                send_after = CASE WHEN woken_at >= $2::timestamptz THEN now() ELSE now() + $4 * interval '1 millisecond' END
           WHERE id = $1 AND state = 'queued'`,
-        [id, options.attemptStartedAt, options.now, options.recheckAt],
+        [id, options.attemptStartedAt, options.now, options.recheckMs, options.wasPossiblySent],
       );
     },
 
-    /** The publish failed; the command is tried again at `sendAfter`. */
-    async retryLater(db: Queryable, id: string, options: { error: string; possiblySent: boolean; now: Date; sendAfter: Date }): Promise<void> {
+    /**
+     * The publish failed; the command is tried again in `delayMs`. It stays
+     * possibly sent when this attempt got no answer or an earlier one did.
+     */
+    async retryLater(db: Queryable, id: string, options: { error: string; possiblySent: boolean; now: Date; delayMs: number }): Promise<void> {
       await db.query(
         `UPDATE commands
-            SET lease_until = NULL, last_error = $2, possibly_sent = possibly_sent OR $3, updated_at = $4, send_after = $5
+            SET lease_until = NULL, last_error = $2, possibly_sent = $3, updated_at = $4, send_after = now() + $5 * interval '1 millisecond'
           WHERE id = $1 AND state = 'queued'`,
-        [id, options.error, options.possiblySent, options.now, options.sendAfter],
+        [id, options.error, options.possiblySent, options.now, options.delayMs],
       );
     },
 
     /** The device subscribed to its command topic: its queued commands are due now. Returns how many it has. */
     async wake(db: Queryable, deviceId: string, now: Date): Promise<number> {
       const { rowCount } = await db.query(
-        `UPDATE commands SET woken_at = $2::timestamptz, send_after = LEAST(send_after, $2::timestamptz) WHERE device_id = $1 AND state = 'queued'`,
+        `UPDATE commands SET woken_at = $2::timestamptz, send_after = LEAST(send_after, now()) WHERE device_id = $1 AND state = 'queued'`,
         [deviceId, now],
       );
       return rowCount ?? 0;
@@ -458,16 +542,17 @@ export function createCommandRepository() {
     },
 
     /**
-     * Inside a transaction: the oldest status records, locked, when this
-     * transaction is the only one draining the outbox (null when another is).
+     * Inside a transaction: the oldest status records (but those of
+     * `skipTenants`), locked, when this transaction is the only one draining
+     * the outbox (null when another is).
      */
-    async takeStatusRecords(db: Queryable, limit: number): Promise<StatusRecordRow[] | null> {
+    async takeStatusRecords(db: Queryable, limit: number, skipTenants: readonly string[] = []): Promise<StatusRecordRow[] | null> {
       const { rows: locked } = await db.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [STATUS_OUTBOX_LOCK_KEY]);
       if (!locked[0]?.locked) return null;
       const { rows } = await db.query<StatusRecordRow>(
         `SELECT id::text AS id, command_id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, at
-           FROM command_status_outbox ORDER BY command_status_outbox.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
-        [limit],
+           FROM command_status_outbox WHERE tenant_id <> ALL($2::text[]) ORDER BY command_status_outbox.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [limit, skipTenants],
       );
       return rows;
     },

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import { withTransaction, type Queryable } from '../../infra/transaction.js';
 import type { Actor } from '../../lib/actor.js';
@@ -85,7 +86,6 @@ export type RefusalReason =
   | 'unknown_device'
   | 'tenant_mismatch'
   | 'device_disabled'
-  | 'too_many_pending'
   | 'idempotency_conflict';
 
 export class CommandRequestRefused extends Error {
@@ -117,9 +117,17 @@ export interface CommandServiceDeps {
   maxPendingPerDevice: number;
   /** Devices may reply (COMMAND_REPLIES=enabled); new commands then wait for a reply after the ack. */
   repliesEnabled: boolean;
+  /**
+   * How long a cancel waits for a publish of the command under way to be
+   * answered: longer than the EMQX API call may take.
+   */
+  cancelWaitMs: number;
   /** Told of every committed state change (creation included), after the commit. */
   changed(rows: readonly (CommandRow | TransitionedRow)[]): void;
 }
+
+/** How often a cancel looks again whether the publish it waits for was answered. */
+const CANCEL_POLL_MS = 25;
 
 type Created = { command: CommandRow; created: boolean };
 type Resolved = {
@@ -195,6 +203,28 @@ export function createCommandService(deps: CommandServiceDeps) {
     return row;
   }
 
+  /** One try: the canceled command, or why not and whether a publish of it is under way. */
+  function cancelOnce(actor: Actor, deviceId: string, commandId: string): Promise<{ canceled: TransitionedRow; why?: never; inFlight?: never } | { canceled?: never; why: string; inFlight: boolean }> {
+    const now = new Date(clock());
+    return withTransaction(pool, async (db) => {
+      const device = await findVisibleDevice(devices, db, actor, deviceId);
+      const row = await findCommand(db, device, commandId);
+      const moved = await commands.cancel(db, row.id, now);
+      if (!moved) {
+        if (nextState(row.state, 'canceled') === null) return { why: `it is ${row.state}`, inFlight: false };
+        const inFlight = await commands.mayCancelSoon(db, row.id);
+        return { why: inFlight ? 'it is being sent to EMQX' : 'an earlier attempt to send it got no answer or reached the device, so EMQX may have it', inFlight };
+      }
+      await audit.record(
+        db,
+        actor,
+        { action: 'command.cancel', objectType: 'command', objectId: moved.id, tenantId: device.tenant_id, details: { device_id: device.id, name: moved.name } },
+        now,
+      );
+      return { canceled: moved };
+    });
+  }
+
   return {
     /** POST /v1/devices/{id}/commands: a new queued command, or the one created earlier under the same Idempotency-Key. */
     async create(actor: Actor, deviceId: string, input: CommandInput, idempotencyKey: string | null): Promise<{ command: CommandView; created: boolean }> {
@@ -226,7 +256,8 @@ export function createCommandService(deps: CommandServiceDeps) {
     /**
      * A request from commands.{tenant} (its command_id, if any, is the
      * idempotency key). Throws CommandRequestRefused for a request that can
-     * never become a command; anything else thrown may succeed later.
+     * never become a command; anything else thrown may succeed later — a
+     * device with too many unfinished commands among them.
      */
     async createFromRequest(tenantId: string, deviceId: string, input: CommandInput, commandId: string | null): Promise<{ command: CommandRow; created: boolean }> {
       let result: Created;
@@ -240,7 +271,6 @@ export function createCommandService(deps: CommandServiceDeps) {
         });
       } catch (error) {
         if (error instanceof BadRequestError) throw new CommandRequestRefused('invalid_request', error.message);
-        if (error instanceof TooManyRequestsError) throw new CommandRequestRefused('too_many_pending', error.message);
         if (error instanceof ConflictError) {
           throw new CommandRequestRefused(error.code === 'device_disabled' ? 'device_disabled' : 'idempotency_conflict', error.message);
         }
@@ -268,32 +298,24 @@ export function createCommandService(deps: CommandServiceDeps) {
       return toPage(rows, query.limit, (row) => row.id, toCommandView);
     },
 
-    /** Cancels a command that has not been handed to EMQX; 409 once it may have been. */
+    /**
+     * Cancels a command that has not been handed to EMQX; 409 once it may
+     * have been. While a publish of it is under way, waits (at most
+     * cancelWaitMs) for EMQX's answer: a command EMQX did not take is canceled.
+     */
     async cancel(actor: Actor, deviceId: string, commandId: string): Promise<CommandView> {
-      const now = new Date(clock());
-      const canceled = await withTransaction(pool, async (db) => {
-        const device = await findVisibleDevice(devices, db, actor, deviceId);
-        const row = await findCommand(db, device, commandId);
-        const moved = await commands.cancel(db, row.id, now);
-        if (!moved) {
-          const why =
-            nextState(row.state, 'canceled') === null
-              ? `it is ${row.state}`
-              : row.possibly_sent
-                ? 'an earlier attempt to send it got no answer, so EMQX may have it'
-                : 'it is being sent to EMQX';
-          throw new ConflictError(`command ${commandId} can no longer be canceled: ${why}`, 'command_not_cancelable');
+      const waitUntil = clock() + deps.cancelWaitMs;
+      for (;;) {
+        const outcome = await cancelOnce(actor, deviceId, commandId);
+        if (outcome.canceled) {
+          deps.changed([outcome.canceled]);
+          return toCommandView(outcome.canceled);
         }
-        await audit.record(
-          db,
-          actor,
-          { action: 'command.cancel', objectType: 'command', objectId: moved.id, tenantId: device.tenant_id, details: { device_id: device.id, name: moved.name } },
-          now,
-        );
-        return moved;
-      });
-      deps.changed([canceled]);
-      return toCommandView(canceled);
+        if (!outcome.inFlight || clock() >= waitUntil) {
+          throw new ConflictError(`command ${commandId} can no longer be canceled: ${outcome.why}`, 'command_not_cancelable');
+        }
+        await sleep(CANCEL_POLL_MS);
+      }
     },
 
     /**

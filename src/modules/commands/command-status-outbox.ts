@@ -84,40 +84,56 @@ export function createCommandStatusOutbox(deps: {
   /** Records this replica has produced, counted for `drain()`'s answer. */
   let produced = 0;
 
-  /** One batch; -1 when another replica is draining. */
-  function drainBatch(): Promise<number> {
+  /**
+   * One batch, without the records of `failing` tenants; null when another
+   * replica is draining. Each tenant's topic is produced on its own: a topic
+   * that fails keeps its records for the next try (and its tenant is added to
+   * `failing`), the others' are produced and deleted all the same.
+   */
+  function drainBatch(failing: Set<string>): Promise<{ taken: number; produced: number } | null> {
     return withTransaction(pool, async (db) => {
-      const records = await commands.takeStatusRecords(db, options.batch);
-      if (records === null) return -1;
-      if (records.length === 0) return 0;
-      const byTopic = new Map<string, TopicRecords>();
-      for (const row of records) {
-        const topic = deps.topics.commandStatus(row.tenant_id);
-        let entry = byTopic.get(topic);
-        if (!entry) byTopic.set(topic, (entry = { topic, messages: [] }));
-        entry.messages.push({ key: row.device_id, value: JSON.stringify(toStatusRecord(row)) });
-      }
-      try {
-        await Promise.all([...new Set(records.map((row) => row.tenant_id))].map((tenantId) => deps.ensureTenant(tenantId)));
-        await deps.produce([...byTopic.values()], options.produceTimeoutMs);
-      } catch (error) {
-        deps.metrics.statusProduceFailed(records.length);
-        throw error;
-      }
-      await commands.deleteStatusRecords(
-        db,
-        records.map((row) => row.id),
+      const records = await commands.takeStatusRecords(db, options.batch, [...failing]);
+      if (records === null) return null;
+      const byTenant = new Map<string, StatusRecordRow[]>();
+      for (const row of records) byTenant.set(row.tenant_id, [...(byTenant.get(row.tenant_id) ?? []), row]);
+      const outcomes = await Promise.all(
+        [...byTenant].map(async ([tenantId, rows]) => {
+          try {
+            await deps.ensureTenant(tenantId);
+            const topic: TopicRecords = {
+              topic: deps.topics.commandStatus(tenantId),
+              messages: rows.map((row) => ({ key: row.device_id, value: JSON.stringify(toStatusRecord(row)) })),
+            };
+            await deps.produce([topic], options.produceTimeoutMs);
+            return rows;
+          } catch (error) {
+            deps.metrics.statusProduceFailed(rows.length);
+            failing.add(tenantId);
+            log.warn({ tenant_id: tenantId, err: (error as Error).message }, 'command status records not produced; kept for the next try');
+            return [];
+          }
+        }),
       );
-      return records.length;
+      const produced = outcomes.flat();
+      if (produced.length > 0) {
+        await commands.deleteStatusRecords(
+          db,
+          produced.map((row) => row.id),
+        );
+      }
+      return { taken: records.length, produced: produced.length };
     });
   }
 
   async function drainAll() {
+    const failing = new Set<string>();
     for (;;) {
-      const count = await drainBatch();
-      if (count > 0) produced += count;
-      if (count < options.batch) return;
+      const batch = await drainBatch(failing);
+      if (batch === null) return;
+      produced += batch.produced;
+      if (batch.taken < options.batch) break;
     }
+    if (failing.size > 0) throw new Error(`status records of ${failing.size} tenant(s) not produced`);
   }
 
   // Also every interval: records of other replicas, and those a failed produce left.

@@ -13,12 +13,19 @@ export interface CommandSweeperOptions {
   maxBatches: number;
   /** How often finished commands past retention are looked for. */
   retentionIntervalMs: number;
+  /**
+   * How much longer than its expiry a command EMQX may hold (sent,
+   * delivered, or possibly sent) is waited for: EMQX may still take the
+   * device's PUBACK for a message in flight after its expiry.
+   */
+  expiryGraceMs: number;
 }
 
 export const DEFAULT_SWEEPER_OPTIONS: Omit<CommandSweeperOptions, 'intervalMs' | 'retentionDays'> = {
   batch: 500,
   maxBatches: 20,
   retentionIntervalMs: 60_000,
+  expiryGraceMs: 60_000,
 };
 
 export interface CommandSweeper extends Periodic {
@@ -54,7 +61,7 @@ export function createCommandSweeper(deps: {
   }
 
   async function sweep() {
-    const expired = await moveAll((now) => commands.expireDue(pool, now, options.batch));
+    const expired = await moveAll((now) => commands.expireDue(pool, now, options.batch, options.expiryGraceMs));
     const timedOut = await moveAll((now) => commands.timeOutDue(pool, now, options.batch));
     let deleted = 0;
     if (clock() - lastRetention >= options.retentionIntervalMs) {

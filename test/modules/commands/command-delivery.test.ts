@@ -147,7 +147,7 @@ describe('sending commands and tracking their delivery', () => {
     await waitForCommand(root, device, again.id, 'acked');
   });
 
-  it('the sweeper expires what passed expires_at unacknowledged: never sent, held by an offline session, delivered to a QoS 0 subscriber', async () => {
+  it('the sweeper expires what passed expires_at unacknowledged: never sent at once; held by an offline session, delivered to a QoS 0 subscriber after the grace', async () => {
     const offline = await newDevice();
     const neverSent = await send(offline, { name: 'late', ttl_s: 10 });
     await waitForCommand(root, offline, neverSent.id, (c) => c.last_error === 'no_subscriber');
@@ -164,6 +164,10 @@ describe('sending commands and tracking their delivery', () => {
     skipped += 11_000;
     const expired = await waitForCommand(root, offline, neverSent.id, 'expired');
     assert.equal(expired.reason, 'not_sent');
+    // EMQX may still take a PUBACK for what it holds: those wait a minute longer.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal((await waitForCommand(root, away, held.id, () => true)).state, 'sent');
+    skipped += 60_000;
     assert.equal((await waitForCommand(root, away, held.id, 'expired')).reason, 'not_delivered');
     assert.equal((await waitForCommand(root, qos0, unacked.id, 'expired')).reason, 'not_acked');
   });

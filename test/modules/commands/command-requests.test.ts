@@ -29,7 +29,7 @@ describe('command requests from Kafka', () => {
 
   before(async () => {
     emqx = await startTestEmqx();
-    ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_FROM_KAFKA: 'true', COMMANDS_POLL_INTERVAL_MS: '100' });
+    ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_FROM_KAFKA: 'true', COMMANDS_POLL_INTERVAL_MS: '100', COMMANDS_MAX_PENDING_PER_DEVICE: '3' });
     app = await ctx.app();
     emqx.sendEventsTo(eventsTo(app));
     root = adminClient(app);
@@ -108,6 +108,20 @@ describe('command requests from Kafka', () => {
     assert.deepEqual((await listed(device)).map((c) => c.name).sort(), ['after-poison', 'open']);
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
     assert.match(metrics, /^commands_requests_dead_lettered_total\{reason="tenant_mismatch"\} 1$/m);
+  });
+
+  it('a request for a device with too many unfinished commands waits for room instead of being dead-lettered', async () => {
+    // Offline: its commands stay queued.
+    const busy = (await root.post('/v1/tenants/acme/devices', { name: 'busy' })).json<{ id: string }>().id;
+    const queued: CommandBody[] = [];
+    for (let n = 0; n < 3; n++) queued.push((await root.post(`/v1/devices/${busy}/commands`, { name: `queued-${n}` })).json<CommandBody>());
+    await produceRecords(topics().commandRequests('acme'), [{ key: busy, value: JSON.stringify({ command_id: 'later-1', device_id: busy, name: 'later' }) }]);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.deepEqual((await listed(busy)).map((c) => c.name), ['queued-0', 'queued-1', 'queued-2'], 'not created while the device is full');
+    assert.equal((await root.post(`/v1/devices/${busy}/commands/${queued[0]?.id}/cancel`)).statusCode, 200);
+    await waitFor(async () => (await listed(busy)).some((c) => c.name === 'later'), 20_000);
+    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.doesNotMatch(metrics, /commands_requests_dead_lettered_total\{reason="too_many_pending"\}/);
   });
 
   it("consumes a tenant created on another replica within the topic refresh, and never the status or dead-letter topics", async () => {

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createKafka } from '../src/infra/kafka.js';
+import { createCommandRepository } from '../src/modules/commands/command-repository.js';
 import { createTopicNames } from '../src/lib/topics.js';
 import type { EmqxSim } from '../dev/emqx-sim/emqx-sim.js';
 import { httpTransport } from '../dev/emqx-sim/service.js';
@@ -82,4 +83,83 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
       }
     },
   };
+}
+
+/** Devices and commands behind each head in the claim measurement (BENCH_CLAIM_DEVICES, BENCH_CLAIM_QUEUED). */
+const CLAIM_DEVICES = Number(process.env.BENCH_CLAIM_DEVICES ?? 10_000);
+const CLAIM_QUEUED = Number(process.env.BENCH_CLAIM_QUEUED ?? 10);
+const CLAIM_FINISHED = 100_000;
+
+/**
+ * What one dispatcher claim costs while commands wait behind offline
+ * devices: CLAIM_DEVICES devices with CLAIM_QUEUED queued commands each,
+ * every head answered 202 and waiting for its device (the state the service
+ * leaves them in), in a database of their own. Measured: the claim with
+ * nothing due, and with 100 devices' heads due (each claim rolled back, so
+ * every run finds the same); then a device's pending count beside
+ * CLAIM_FINISHED finished commands of its own.
+ */
+export async function benchCommandClaim(databaseUrl: string): Promise<string[]> {
+  const commands = createCommandRepository();
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  const lines: string[] = [];
+  try {
+    const seeded = performance.now();
+    await pool.query(
+      `INSERT INTO commands (id, tenant_id, device_id, name, state, source, request_digest, ttl_s, send_after, created_at, updated_at, expires_at)
+       SELECT gen_random_uuid(), 'bench-claim', d.id, 'job-' || n, 'queued', 'api', 'x', 3600, now(), now(), now(), now() + interval '1 hour'
+         FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) d, generate_series(1, $2) n
+        ORDER BY d.id, n`,
+      [CLAIM_DEVICES, CLAIM_QUEUED],
+    );
+    // Every head got a 202 and waits for its device's subscription.
+    await pool.query(
+      `UPDATE commands SET send_after = now() + interval '5 minutes', last_error = 'no_subscriber'
+        WHERE state = 'queued' AND NOT EXISTS (SELECT 1 FROM commands o WHERE o.device_id = commands.device_id AND o.state = 'queued' AND o.seq < commands.seq)`,
+    );
+    await pool.query('VACUUM ANALYZE commands');
+    lines.push(`command claim — ${CLAIM_DEVICES.toLocaleString('en')} offline devices × ${CLAIM_QUEUED} queued commands (seeded in ${Math.round(performance.now() - seeded)} ms)`);
+
+    const timeClaims = async (runs: number) => {
+      const times: number[] = [];
+      let claimed = 0;
+      for (let run = 0; run < runs; run++) {
+        await pool.query('BEGIN');
+        const started = performance.now();
+        claimed = (await commands.claim(pool, { leaseMs: 30_000, limit: 32 })).length;
+        times.push(performance.now() - started);
+        await pool.query('ROLLBACK');
+      }
+      times.sort((a, b) => a - b);
+      return { median: times[Math.floor(times.length / 2)] ?? 0, p99: times[Math.floor(times.length * 0.99)] ?? 0, claimed };
+    };
+    const idle = await timeClaims(200);
+    lines.push(`  claim with nothing due: median ${idle.median.toFixed(2)} ms, p99 ${idle.p99.toFixed(2)} ms (target ≤ 5 ms)`);
+    // 100 devices come online: their heads are due.
+    await pool.query(
+      `UPDATE commands SET send_after = now() - interval '1 second'
+        WHERE id IN (SELECT id FROM commands WHERE state = 'queued' AND send_after IS NOT NULL ORDER BY seq LIMIT 100)`,
+    );
+    const due = await timeClaims(200);
+    lines.push(`  claim of 32 with 100 heads due: median ${due.median.toFixed(2)} ms, p99 ${due.p99.toFixed(2)} ms, ${due.claimed} claimed`);
+
+    const device = '00000000-0000-4000-8000-00000000c1a1';
+    await pool.query(
+      `INSERT INTO commands (id, tenant_id, device_id, name, state, source, request_digest, ttl_s, created_at, updated_at, expires_at, finished_at)
+       SELECT gen_random_uuid(), 'bench-claim', $1, 'done', 'acked', 'api', 'x', 3600, now(), now(), now(), now() FROM generate_series(1, $2)`,
+      [device, CLAIM_FINISHED],
+    );
+    await pool.query('VACUUM ANALYZE commands');
+    const counts: number[] = [];
+    for (let run = 0; run < 200; run++) {
+      const started = performance.now();
+      await commands.countUnfinished(pool, device);
+      counts.push(performance.now() - started);
+    }
+    counts.sort((a, b) => a - b);
+    lines.push(`  pending count of a device with ${CLAIM_FINISHED.toLocaleString('en')} finished commands: median ${(counts[100] ?? 0).toFixed(2)} ms`);
+  } finally {
+    await pool.end();
+  }
+  return lines;
 }

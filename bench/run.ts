@@ -15,7 +15,7 @@ import {
   type StormRequest,
 } from './auth-bench.js';
 import { emqxEnv, startTestEmqx } from '../test/helpers/emqx.js';
-import { createCommandScenario } from './commands.js';
+import { benchCommandClaim, createCommandScenario } from './commands.js';
 import { benchImport } from './fleet.js';
 import { createIngestScenario } from './ingest.js';
 import { benchLiveness } from './liveness.js';
@@ -148,6 +148,15 @@ try {
   await other?.stop();
   await app.stop();
   await bare.stop();
+  if (wanted('commands') || wanted('claim')) {
+    console.log('');
+    const claimDb = await createTestDatabase(`bench_claim_${tag}`);
+    try {
+      for (const line of await benchCommandClaim(claimDb.url)) console.log(line);
+    } finally {
+      await claimDb.drop();
+    }
+  }
   if (wanted('liveness')) {
     console.log('');
     for (const line of await benchLiveness(TEST_REDIS_URL, `${env.REDIS_KEY_PREFIX}liveness-bench:`)) console.log(line);

@@ -138,6 +138,14 @@ const SETTABLE = new Set(['emqx_message_id', 'sent_at', 'delivered_at', 'acked_a
 
 const OUTBOX_INSERT = `INSERT INTO command_status_outbox (command_id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, at)`;
 
+/**
+ * A queued command (`commands`) that is not the head of its device's queue:
+ * an older one is queued too. Only the head has a send_after (migration
+ * 0009's triggers keep it so); a publish of another (sent again after a lost
+ * session while a newer one was under way) leaves it waiting.
+ */
+const OLDER_QUEUED = `EXISTS (SELECT 1 FROM commands o WHERE o.device_id = commands.device_id AND o.state = 'queued' AND o.seq < commands.seq)`;
+
 /** States as an SQL list. They are written into the SQL (not bound) so that the partial indexes on `state` apply. */
 const stateList = (states: readonly CommandState[]) => `(${states.map((state) => `'${state}'`).join(', ')})`;
 
@@ -442,6 +450,8 @@ export function createCommandRepository() {
      * or pending count.
      */
     async purgeDevices(db: Queryable, deviceIds: readonly string[], at: Date): Promise<TransitionedRow[]> {
+      // The queue triggers' per-device locks first, in their order: this transaction then never waits for them while holding rows.
+      await db.query(`SELECT pg_advisory_xact_lock(731040212, hashtext(id::text)) FROM (SELECT DISTINCT unnest($1::uuid[]) AS id ORDER BY 1) sorted`, [deviceIds]);
       const ended = await transition(
         db,
         (param, movable) => `SELECT id, state, reason FROM commands WHERE device_id = ANY(${param(deviceIds)}::uuid[]) AND ${movable} FOR UPDATE`,
@@ -454,7 +464,9 @@ export function createCommandRepository() {
     /**
      * Leases the next commands to publish: the oldest queued command of each
      * device (so a device's commands go out one after another, in creation
-     * order), when it is due and no publish of it is in flight. `deviceId`
+     * order), when it is due and no publish of it is in flight. Only heads
+     * have a send_after, so only they are read, however many commands wait
+     * behind them; the NOT EXISTS holds the order should one not be. `deviceId`
      * limits the claim to one device. Each is marked possibly sent until a
      * definite answer clears it (a crash during the publish leaves it so);
      * `was_possibly_sent` is what it was before this attempt.
@@ -503,7 +515,8 @@ export function createCommandRepository() {
       await db.query(
         `UPDATE commands
             SET lease_until = NULL, last_error = 'no_subscriber', updated_at = $3::timestamptz, possibly_sent = $5,
-                send_after = CASE WHEN woken_at >= $2::timestamptz THEN now() ELSE now() + $4 * interval '1 millisecond' END
+                send_after = CASE WHEN ${OLDER_QUEUED} THEN NULL
+                                  WHEN woken_at >= $2::timestamptz THEN now() ELSE now() + $4 * interval '1 millisecond' END
           WHERE id = $1 AND state = 'queued'`,
         [id, options.attemptStartedAt, options.now, options.recheckMs, options.wasPossiblySent],
       );
@@ -516,16 +529,18 @@ export function createCommandRepository() {
     async retryLater(db: Queryable, id: string, options: { error: string; possiblySent: boolean; now: Date; delayMs: number }): Promise<void> {
       await db.query(
         `UPDATE commands
-            SET lease_until = NULL, last_error = $2, possibly_sent = $3, updated_at = $4, send_after = now() + $5 * interval '1 millisecond'
+            SET lease_until = NULL, last_error = $2, possibly_sent = $3, updated_at = $4,
+                send_after = CASE WHEN ${OLDER_QUEUED} THEN NULL ELSE now() + $5 * interval '1 millisecond' END
           WHERE id = $1 AND state = 'queued'`,
         [id, options.error, options.possiblySent, options.now, options.delayMs],
       );
     },
 
-    /** The device subscribed to its command topic: its queued commands are due now. Returns how many it has. */
+    /** The device subscribed to its command topic: the head of its queue is due now. Returns how many it has queued. */
     async wake(db: Queryable, deviceId: string, now: Date): Promise<number> {
       const { rowCount } = await db.query(
-        `UPDATE commands SET woken_at = $2::timestamptz, send_after = LEAST(send_after, now()) WHERE device_id = $1 AND state = 'queued'`,
+        `UPDATE commands SET woken_at = $2::timestamptz, send_after = CASE WHEN send_after IS NOT NULL THEN LEAST(send_after, now()) END
+          WHERE device_id = $1 AND state = 'queued'`,
         [deviceId, now],
       );
       return rowCount ?? 0;

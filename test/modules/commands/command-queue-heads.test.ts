@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import type { Actor } from '../../../src/lib/actor.js';
+import { createCommandRepository } from '../../../src/modules/commands/command-repository.js';
+import { wireCommands } from '../../../src/wiring/commands.js';
+import { wireTopics } from '../../../src/wiring/topics.js';
+import { createTestContext, type TestContext } from '../../helpers/context.js';
+import { createDeviceSeeder } from '../../helpers/devices.js';
+
+const ROOT: Actor = { tokenId: 'root', tenantId: null, requestId: 'queue-heads-test', sourceIp: '127.0.0.1' };
+const BLOCKED_DEVICES = 1000;
+const PER_DEVICE = 10;
+
+/** Inserts `perDevice` queued commands for each device, as the service's insert does (every one due now). */
+async function seedQueues(pool: pg.Pool, devices: number, perDevice: number): Promise<void> {
+  await pool.query(
+    `INSERT INTO commands (id, tenant_id, device_id, name, state, source, request_digest, ttl_s, send_after, created_at, updated_at, expires_at)
+     SELECT gen_random_uuid(), 'bulk', d.id, 'job-' || n, 'queued', 'api', 'x', 3600, now(), now(), now(), now() + interval '1 hour'
+       FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) d, generate_series(1, $2) n
+      ORDER BY d.id, n`,
+    [devices, perDevice],
+  );
+}
+
+/** Shared buffers a statement touched (hit or read), from EXPLAIN (ANALYZE, BUFFERS). */
+async function buffersOf(pool: pg.Pool, sql: string, values: unknown[]): Promise<number> {
+  const { rows } = await pool.query<{ 'QUERY PLAN': Array<{ Plan: { 'Shared Hit Blocks': number; 'Shared Read Blocks': number } }> }>(
+    `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${sql}`,
+    values,
+  );
+  const plan = rows[0]?.['QUERY PLAN'][0]?.Plan;
+  return (plan?.['Shared Hit Blocks'] ?? 0) + (plan?.['Shared Read Blocks'] ?? 0);
+}
+
+/** Only the head of a device's queue is due: what a claim or a pending count reads does not grow with what waits. */
+describe('the heads of device queues', () => {
+  let ctx: TestContext;
+  let pool: pg.Pool;
+  const commands = createCommandRepository();
+
+  before(async () => {
+    ctx = await createTestContext();
+    pool = new pg.Pool({ connectionString: ctx.db.url, max: 4 });
+  });
+  after(async () => {
+    await pool.end();
+    await ctx.close();
+  });
+
+  const dueOf = async (device: string) =>
+    (
+      await pool.query<{ name: string; due: boolean }>(
+        `SELECT name, send_after IS NOT NULL AS due FROM commands WHERE device_id = $1 AND state = 'queued' ORDER BY seq`,
+        [device],
+      )
+    ).rows.map((row) => `${row.name}${row.due ? '*' : ''}`);
+
+  it('only the oldest queued command of a device has a send_after, through creates, cancels, sends and lost sessions', async () => {
+    const seeder = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
+    let device: string;
+    try {
+      device = await seeder.device(await seeder.tenant());
+    } finally {
+      await seeder.close();
+    }
+    const wiring = ctx.wiring();
+    const replica = wireCommands({ ...wiring, topics: wireTopics(wiring) });
+    const created = [];
+    for (const name of ['a', 'b', 'c']) created.push((await replica.service.create(ROOT, device, { name }, null)).command);
+    assert.deepEqual(await dueOf(device), ['a*', 'b', 'c']);
+    // The head canceled: the next one is due.
+    await replica.service.cancel(ROOT, device, created[0]!.id);
+    assert.deepEqual(await dueOf(device), ['b*', 'c']);
+    // Sent: the next one.
+    const [claimed] = await commands.claim(pool, { leaseMs: 30_000, limit: 10, deviceId: device });
+    assert.equal(claimed?.name, 'b');
+    const at = new Date();
+    await commands.transitionOne(pool, claimed.id, { event: 'published', reason: null, at, sets: { value: { sent_at: at } } });
+    assert.deepEqual(await dueOf(device), ['c*']);
+    // The session is lost: b is queued again, ahead of c.
+    await commands.sessionLost(pool, device, new Date(at.getTime() + 1000), new Date());
+    assert.deepEqual(await dueOf(device), ['b*', 'c']);
+  });
+
+  it('concurrent creates and sends of one device leave exactly one head', async () => {
+    const seeder = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
+    let device: string;
+    try {
+      device = await seeder.device(await seeder.tenant());
+    } finally {
+      await seeder.close();
+    }
+    const wiring = ctx.wiring();
+    const replica = wireCommands({ ...wiring, topics: wireTopics(wiring) });
+    await replica.service.create(ROOT, device, { name: 'first' }, null);
+    const sendAll = async () => {
+      for (let i = 0; i < 10; i++) {
+        const [head] = await commands.claim(pool, { leaseMs: 30_000, limit: 1, deviceId: device });
+        if (head) await commands.transitionOne(pool, head.id, { event: 'published', reason: null, at: new Date() });
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    const createAll = async () => {
+      for (let i = 0; i < 20; i++) await replica.service.create(ROOT, device, { name: `n-${i}` }, null);
+    };
+    await Promise.all([sendAll(), createAll()]);
+    const queue = await dueOf(device);
+    assert.ok(queue.length >= 10, queue.join(' '));
+    assert.ok(queue[0]?.endsWith('*'), queue.join(' '));
+    assert.equal(queue.filter((entry) => entry.endsWith('*')).length, 1, queue.join(' '));
+  });
+
+  it(`a claim reads the due heads only, however many commands wait behind ${BLOCKED_DEVICES} offline devices' heads`, async () => {
+    await seedQueues(pool, BLOCKED_DEVICES, PER_DEVICE);
+    // Every head got a 202 (nobody subscribed) and waits for its device.
+    await pool.query(
+      `UPDATE commands SET send_after = now() + interval '5 minutes', last_error = 'no_subscriber'
+        WHERE tenant_id = 'bulk' AND state = 'queued' AND send_after IS NOT NULL`,
+    );
+    const waiting = await pool.query<{ due: string }>(`SELECT count(*) FILTER (WHERE send_after IS NOT NULL) AS due FROM commands WHERE tenant_id = 'bulk'`);
+    assert.equal(Number(waiting.rows[0]?.due), BLOCKED_DEVICES, 'one head per device');
+    // The heads' old index entries gone, as autovacuum leaves them.
+    await pool.query('VACUUM ANALYZE commands');
+    const claimSql = `SELECT c.id FROM commands c
+       WHERE c.state = 'queued' AND c.send_after <= now() AND (c.lease_until IS NULL OR c.lease_until <= now())
+         AND NOT EXISTS (SELECT 1 FROM commands o WHERE o.device_id = c.device_id AND o.state = 'queued' AND o.seq < c.seq)
+       ORDER BY c.send_after, c.seq LIMIT 32 FOR UPDATE SKIP LOCKED`;
+    // Once to settle what the seeding left (hint bits, dead index entries), then measured.
+    await pool.query(claimSql);
+    const buffers = await buffersOf(pool, claimSql, []);
+    assert.ok(buffers < 50, `the claim touched ${buffers} buffers`);
+    const claimed = await commands.claim(pool, { leaseMs: 30_000, limit: 32 });
+    assert.deepEqual(claimed.filter((command) => command.tenant_id === 'bulk'), [], 'nothing behind an offline head is due');
+  });
+
+  it("counts a device's unfinished commands without reading its finished ones", async () => {
+    const device = '00000000-0000-4000-8000-00000000abcd';
+    await pool.query(
+      `INSERT INTO commands (id, tenant_id, device_id, name, state, source, request_digest, ttl_s, created_at, updated_at, expires_at, finished_at)
+       SELECT gen_random_uuid(), 'bulk', $1, 'done', 'acked', 'api', 'x', 3600, now(), now(), now(), now() FROM generate_series(1, 5000)`,
+      [device],
+    );
+    await pool.query('ANALYZE commands');
+    assert.equal(await commands.countUnfinished(pool, device), 0);
+    await commands.countUnfinished(pool, device);
+    const buffers = await buffersOf(pool, 'SELECT count(*) FROM commands WHERE device_id = $1 AND finished_at IS NULL', [device]);
+    assert.ok(buffers < 20, `the count touched ${buffers} buffers`);
+  });
+});

@@ -168,7 +168,8 @@ export function pubProps(properties: Readonly<Record<string, unknown>>): Record<
 
 export interface RestAnswer {
   readonly status: number;
-  readonly body?: Readonly<Record<string, unknown>>;
+  /** An object; an array of them for `/publish/bulk`. */
+  readonly body?: Readonly<Record<string, unknown>> | readonly Readonly<Record<string, unknown>>[];
 }
 
 /** Status codes and bodies of the calls the service makes. */

@@ -154,8 +154,8 @@ function enabled(entries: unknown[], what: string, usable: (entry: HoconObject) 
  * - Listeners bind where the options say, not where emqx.conf's `listeners`
  *   say; TLS is verify_none only (no client certificates, so the cert_*
  *   placeholders are empty).
- * - The REST API has only `GET` and `DELETE /api/v5/clients/{id}` and
- *   `POST /api/v5/publish` (no bulk publish, no dashboard).
+ * - The REST API has only `GET` and `DELETE /api/v5/clients/{id}`,
+ *   `POST /api/v5/publish` and `POST /api/v5/publish/bulk` (no dashboard).
  * - Rule SQL is a subset (see templates.ts); a rule beyond it is skipped
  *   with a warning.
  * - An MQTT client's acknowledgements are matched to its deliveries in

@@ -41,6 +41,8 @@ export interface PublishedMessage {
   readonly status: number;
   /** EMQX's message id (200 only). */
   readonly id: string | null;
+  /** One message of a `POST /api/v5/publish/bulk` (its own status is the item's). */
+  readonly bulk?: boolean;
 }
 
 /** A publish that does not get its normal answer: a status, no answer at all, or a dropped connection. */
@@ -163,13 +165,15 @@ export async function startRestApi(options: {
     }
     if (!allowed) return REST_ANSWERS.badApiKey;
     const publishing = path === '/api/v5/publish' && request.method === 'POST';
-    if (failure !== null) return injected(failure, publishing);
+    const bulk = path === '/api/v5/publish/bulk' && request.method === 'POST';
+    if (failure !== null) return injected(failure, publishing || bulk);
 
     if (clientId !== null && request.method === 'GET') {
       const session = core.sessions.find(clientId);
       return session ? { status: 200, body: clientInfo(session, core.node) } : REST_ANSWERS.clientNotFound;
     }
     if (clientId !== null && request.method === 'DELETE') return core.kick(clientId) ? REST_ANSWERS.kicked : REST_ANSWERS.clientNotFound;
+    if (bulk) return publishBulk(text, request, response);
     if (!publishing) return REST_ANSWERS.pathNotFound;
 
     let body: unknown;
@@ -204,6 +208,62 @@ export async function startRestApi(options: {
     if (routed.answerAfter) await routed.answerAfter;
     if (response.destroyed) return null;
     return result;
+  }
+
+  /**
+   * `POST /api/v5/publish/bulk` (emqx_mgmt_api_publish.erl, publish_batch/2):
+   * every message is validated first, and the first invalid one answers the
+   * call 400 with nothing published; then each is published as by
+   * `/publish`, and the answer is one result per message, in order — 200
+   * when all reached someone, 503 when one failed to dispatch, else 202.
+   * The failures injected for the next publishes count one per message: a
+   * 503 fails its message alone, `hang`, `reset` or another status the call.
+   */
+  async function publishBulk(text: string, request: IncomingMessage, response: ServerResponse): Promise<RestAnswer | null> {
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return REST_ANSWERS.badRequest('the body is not JSON');
+    }
+    if (!Array.isArray(body)) return REST_ANSWERS.badRequest('the body is not a JSON array');
+    // messages([]) answers a malformed tuple in EMQX 5.8, which ends as a 500.
+    if (body.length === 0) return { status: 500, body: { code: 'INTERNAL_ERROR', message: 'empty_batch' } };
+    const forced = publishFailures.splice(0, body.length);
+    if (forced.includes('hang')) return null;
+    if (forced.includes('reset')) {
+      request.socket.destroy();
+      return null;
+    }
+    const whole = forced.find((failure) => failure !== REST_ANSWERS.dispatchFailed.status);
+    if (typeof whole === 'number') return injected(whole, true);
+    const messages: ApiMessage[] = [];
+    for (const item of body) {
+      try {
+        messages.push(readMessage(item));
+      } catch (error) {
+        if (!(error instanceof ApiError)) throw error;
+        return error.answer;
+      }
+    }
+    const waits: Promise<unknown>[] = [];
+    const items = messages.map((message, index) => {
+      const fields = body[index] as Record<string, unknown>;
+      if (forced[index] === REST_ANSWERS.dispatchFailed.status) {
+        published.push({ body: fields, topic: message.topic, status: REST_ANSWERS.dispatchFailed.status, id: null, bulk: true });
+        return REST_ANSWERS.dispatchFailed;
+      }
+      const routed = core.publish(message);
+      if (routed.answerAfter) waits.push(routed.answerAfter);
+      const result = routed.received ? REST_ANSWERS.published(routed.id) : REST_ANSWERS.noSubscribers;
+      published.push({ body: fields, topic: message.topic, status: result.status, id: routed.received ? routed.id : null, bulk: true });
+      return result;
+    });
+    await Promise.all(waits);
+    if (response.destroyed) return null;
+    const statuses = new Set(items.map((item) => item.status));
+    const status = statuses.has(REST_ANSWERS.dispatchFailed.status) ? 503 : statuses.size === 1 && statuses.has(200) ? 200 : 202;
+    return { status, body: items.map((item) => (item.body ?? {}) as Readonly<Record<string, unknown>>) };
   }
 
   const server: Server = createServer((request, response) => {

@@ -27,6 +27,16 @@ export type EmqxPublishResult =
   /** 400: EMQX refuses this message as it is (bad topic, too large); sending it again cannot help. */
   | { readonly kind: 'refused'; readonly status: number; readonly message: string };
 
+/** One message's outcome in a bulk publish: as a single publish, or 503's `failed_to_dispatch` for it alone. */
+export type EmqxBulkItemResult = EmqxPublishResult | { readonly kind: 'failed'; readonly status: number };
+
+/**
+ * `POST /api/v5/publish/bulk`: one result per message, in order; or
+ * `refused` when EMQX validated the messages and refused the whole call (one
+ * of them is invalid: 400, nothing was published).
+ */
+export type EmqxBulkResult = { readonly kind: 'items'; readonly items: readonly EmqxBulkItemResult[] } | { readonly kind: 'refused'; readonly message: string };
+
 export interface EmqxApi {
   /** The client, or null when EMQX does not know it (404). Throws when EMQX cannot be asked. */
   getClient(clientId: string): Promise<EmqxClientInfo | null>;
@@ -38,6 +48,13 @@ export interface EmqxApi {
    * `ambiguous` says whether EMQX may have taken the message all the same.
    */
   publish(message: EmqxPublishRequest): Promise<EmqxPublishResult>;
+  /**
+   * Publishes messages in one call (at least one). EMQX answers 200 when all
+   * reached a subscriber, 202 when some reached none, 503 when some failed to
+   * dispatch — always with one result per message, read item by item. Throws
+   * like `publish` for anything else (a timeout: every message may be out).
+   */
+  publishBulk(messages: readonly EmqxPublishRequest[]): Promise<EmqxBulkResult>;
 }
 
 export interface EmqxApiOptions {
@@ -117,19 +134,7 @@ export function createEmqxApi(options: EmqxApiOptions, fetchImpl: typeof fetch =
       throw new EmqxApiError('kick client', response.status);
     },
     async publish(message) {
-      const properties: Record<string, unknown> = {};
-      if (message.messageExpiryIntervalS !== undefined) properties.message_expiry_interval = message.messageExpiryIntervalS;
-      if (message.userProperties) properties.user_properties = message.userProperties;
-      // qos and retain are always sent: EMQX's defaults (QoS 0) would make the
-      // message fire-and-forget, with no acknowledgement to track.
-      const response = await call('publish', `${options.apiUrl}/api/v5/publish`, 'POST', {
-        topic: message.topic,
-        payload: message.payload,
-        payload_encoding: 'plain',
-        qos: message.qos,
-        retain: message.retain,
-        ...(Object.keys(properties).length > 0 ? { properties } : {}),
-      });
+      const response = await call('publish', `${options.apiUrl}/api/v5/publish`, 'POST', publishBody(message));
       const text = await response.text().catch(() => '');
       if (response.status === 200) {
         const id = parseJson(text)?.id;
@@ -143,7 +148,54 @@ export function createEmqxApi(options: EmqxApiOptions, fetchImpl: typeof fetch =
       }
       throw new EmqxApiError('publish', response.status);
     },
+    async publishBulk(messages) {
+      const response = await call('bulk publish', `${options.apiUrl}/api/v5/publish/bulk`, 'POST', messages.map(publishBody));
+      const text = await response.text().catch(() => '');
+      if (response.status === 400) {
+        const reason = parseJson(text)?.message;
+        return { kind: 'refused', message: typeof reason === 'string' ? reason.slice(0, 200) : 'bad request' };
+      }
+      let body: unknown = null;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // Checked below.
+      }
+      if (![200, 202, 503].includes(response.status) || !Array.isArray(body) || body.length !== messages.length) {
+        // An answer that is not one result per message tells nothing about any of them.
+        throw new EmqxApiError('bulk publish', response.status, response.status === 200 || response.status === 202);
+      }
+      return { kind: 'items', items: body.map(bulkItem) };
+    },
   };
+}
+
+/** The REST body of one message. */
+function publishBody(message: EmqxPublishRequest): Record<string, unknown> {
+  const properties: Record<string, unknown> = {};
+  if (message.messageExpiryIntervalS !== undefined) properties.message_expiry_interval = message.messageExpiryIntervalS;
+  if (message.userProperties) properties.user_properties = message.userProperties;
+  // qos and retain are always sent: EMQX's defaults (QoS 0) would make the
+  // message fire-and-forget, with no acknowledgement to track.
+  return {
+    topic: message.topic,
+    payload: message.payload,
+    payload_encoding: 'plain',
+    qos: message.qos,
+    retain: message.retain,
+    ...(Object.keys(properties).length > 0 ? { properties } : {}),
+  };
+}
+
+/** EMQX_RC_NO_MATCHING_SUBSCRIBERS: the one reason code of an item that reached nobody. */
+const NO_MATCHING_SUBSCRIBERS = 16;
+
+/** One item of a bulk answer: `{id}` handed over, `{reason_code: 16}` nobody subscribed, any other reason failed to dispatch. */
+function bulkItem(item: unknown): EmqxBulkItemResult {
+  const fields = item !== null && typeof item === 'object' ? (item as Record<string, unknown>) : {};
+  if (typeof fields.id === 'string' && fields.id !== '') return { kind: 'handed', id: fields.id };
+  if (fields.reason_code === NO_MATCHING_SUBSCRIBERS) return { kind: 'no_subscriber' };
+  return { kind: 'failed', status: 503 };
 }
 
 function parseJson(text: string): Record<string, unknown> | null {

@@ -1,5 +1,5 @@
 import type { Pool } from 'pg';
-import { EmqxApiError, type EmqxApi } from '../../infra/emqx-api.js';
+import { EmqxApiError, type EmqxApi, type EmqxBulkItemResult, type EmqxPublishRequest } from '../../infra/emqx-api.js';
 import type { Clock } from '../../lib/clock.js';
 import { commandsTopic } from '../../lib/mqtt-topics.js';
 import { createPeriodic, type PeriodicLogger } from '../../lib/periodic.js';
@@ -43,19 +43,25 @@ export function commandPayload(command: Pick<CommandRow, 'id' | 'name' | 'params
   return JSON.stringify({ command_id: command.id, name: command.name, params: command.params, expires_at: command.expires_at.toISOString() });
 }
 
+/** Messages in one `POST /api/v5/publish/bulk` at most. */
+const MAX_BULK = 64;
+
 /**
- * Hands queued commands to EMQX (`POST /api/v5/publish`, QoS 1). Every
- * replica runs one. A claim in Postgres leases the oldest queued command of a
- * device, and only while no older command of that device is queued, so a
- * device's commands go out one at a time in creation order, whichever replica
- * sends them; after a 200 the same replica goes on with the device's next
- * command. No transaction is open during the HTTP call: the lease is
- * committed before it and the outcome written after it.
+ * Hands queued commands to EMQX at QoS 1. Every replica runs one. A claim in
+ * Postgres leases the heads of devices' queues (the oldest queued command of
+ * each, and only while no older one is queued), so a device's commands go
+ * out one at a time in creation order, whichever replica sends them. What one
+ * claim took goes out in one `POST /api/v5/publish/bulk` (one message per
+ * device), each message's answer handled on its own; a single command in one
+ * `POST /api/v5/publish`. After a 200 the device's next command is its head,
+ * due at once, and the next claim takes it. No transaction is open during
+ * the HTTP call: the lease is committed before it and the outcome written
+ * after it, for all the handed-over commands in one statement.
  */
 export function createCommandDispatcher(deps: {
   pool: Pool;
   commands: CommandRepository;
-  emqx: Pick<EmqxApi, 'publish'>;
+  emqx: Pick<EmqxApi, 'publish' | 'publishBulk'>;
   clock: Clock;
   metrics: CommandMetrics;
   changed(rows: readonly TransitionedRow[]): void;
@@ -66,6 +72,8 @@ export function createCommandDispatcher(deps: {
   /** Started and not stopped: nothing is claimed or sent otherwise. */
   let active = false;
   const sending = new Set<Promise<void>>();
+  /** Commands leased by this replica and not yet answered. */
+  let inFlight = 0;
 
   function retryDelay(attempts: number): number {
     const delay = Math.min(options.retryDelayMs * 2 ** Math.max(0, attempts - 1), options.maxRetryDelayMs);
@@ -73,66 +81,48 @@ export function createCommandDispatcher(deps: {
     return Math.round(delay * (0.8 + Math.random() * 0.4));
   }
 
-  function changed(row: TransitionedRow | null) {
-    if (row) deps.changed([row]);
+  function changed(rows: readonly TransitionedRow[] | TransitionedRow | null) {
+    const list = rows === null ? [] : Array.isArray(rows) ? rows : [rows as TransitionedRow];
+    if (list.length > 0) deps.changed(list);
   }
 
-  /** Publishes one claimed command; returns the device's next command when this one was handed over and another is due. */
-  async function send(command: ClaimedRow): Promise<ClaimedRow | null> {
-    const now = clock();
-    const remainingS = Math.ceil((command.expires_at.getTime() - now) / 1000);
-    if (remainingS <= 0) {
-      changed(await commands.transitionOne(pool, command.id, { event: 'expired_before_publish', reason: 'not_sent', at: new Date(now) }));
-      return null;
-    }
-    let result;
-    try {
-      result = await emqx.publish({
-        topic: commandsTopic(command.device_id),
-        payload: commandPayload(command),
-        qos: 1,
-        retain: false,
-        messageExpiryIntervalS: remainingS,
-        userProperties: { command_id: command.id },
-      });
-    } catch (error) {
-      const ambiguous = !(error instanceof EmqxApiError) || error.ambiguous;
-      const reason = error instanceof EmqxApiError && error.status !== null ? `status_${error.status}` : ambiguous ? 'no_answer' : 'unreachable';
-      metrics.publishFailed(reason);
-      const at = clock();
-      await commands.retryLater(pool, command.id, {
-        error: reason,
-        possiblySent: ambiguous || command.was_possibly_sent,
-        now: new Date(at),
-        delayMs: retryDelay(command.attempts),
-      });
-      return null;
-    }
+  const messageOf = (command: ClaimedRow, remainingS: number): EmqxPublishRequest => ({
+    topic: commandsTopic(command.device_id),
+    payload: commandPayload(command),
+    qos: 1,
+    retain: false,
+    messageExpiryIntervalS: remainingS,
+    userProperties: { command_id: command.id },
+  });
 
+  /** The publish got no usable answer: tried again later, possibly sent unless EMQX surely did not take it. */
+  async function failed(command: ClaimedRow, error: unknown) {
+    const ambiguous = !(error instanceof EmqxApiError) || error.ambiguous;
+    const reason = error instanceof EmqxApiError && error.status !== null ? `status_${error.status}` : ambiguous ? 'no_answer' : 'unreachable';
+    metrics.publishFailed(reason);
+    await commands.retryLater(pool, command.id, {
+      error: reason,
+      possiblySent: ambiguous || command.was_possibly_sent,
+      now: new Date(clock()),
+      delayMs: retryDelay(command.attempts),
+    });
+  }
+
+  /** EMQX's answer for one command (`attemptStartedAt`: before its publish), except 200s, which `handed` takes together. */
+  async function answered(command: ClaimedRow, result: EmqxBulkItemResult, attemptStartedAt: number) {
     const at = new Date(clock());
     switch (result.kind) {
-      case 'handed': {
-        const sent = await commands.transitionOne(pool, command.id, {
-          event: 'published',
-          reason: null,
-          at,
-          sets: { value: { sent_at: at, last_error: null }, first: { emqx_message_id: result.id } },
-        });
-        // Events may have moved it on already (delivered before this answer came).
-        if (sent) changed(sent);
-        else await commands.noteHanded(pool, command.id, result.id, at);
-        const [next] = await commands.claim(pool, { leaseMs: options.leaseMs, limit: 1, deviceId: command.device_id });
-        return next ?? null;
-      }
+      case 'handed':
+        return;
       case 'no_subscriber':
         metrics.noSubscriber();
         await commands.awaitSubscriber(pool, command.id, {
-          attemptStartedAt: new Date(now),
+          attemptStartedAt: new Date(attemptStartedAt),
           now: at,
           recheckMs: options.subscriberRecheckMs,
           wasPossiblySent: command.was_possibly_sent,
         });
-        return null;
+        return;
       case 'refused':
         metrics.publishFailed('refused');
         changed(
@@ -143,34 +133,74 @@ export function createCommandDispatcher(deps: {
             sets: { value: { last_error: `${result.status}: ${result.message}` } },
           }),
         );
-        return null;
+        return;
+      case 'failed':
+        await failed(command, new EmqxApiError('publish', result.status));
+        return;
     }
   }
 
-  /** A device's commands one after another, as long as each is handed over and the next is due. */
-  async function sendInTurn(first: ClaimedRow): Promise<void> {
-    let next: ClaimedRow | null = first;
-    try {
-      while (next && active) next = await send(next);
-    } catch (error) {
-      // The lease runs out and another pass tries again.
-      log.warn({ command_id: next?.id, err: (error as Error).message }, 'command dispatch failed');
+  /** Commands EMQX answered 200 for: `sent` together (events may have moved some on already). */
+  async function handed(items: readonly { command: ClaimedRow; id: string | null }[]) {
+    if (items.length === 0) return;
+    changed(await commands.markPublished(pool, items.map(({ command, id }) => ({ id: command.id, emqxMessageId: id })), new Date(clock())));
+  }
+
+  /** Publishes what one claim took: past their expiry expired, one alone by `/publish`, more by `/publish/bulk`. */
+  async function send(claimed: readonly ClaimedRow[]) {
+    const startedAt = clock();
+    const live: { command: ClaimedRow; message: EmqxPublishRequest }[] = [];
+    for (const command of claimed) {
+      const remainingS = Math.ceil((command.expires_at.getTime() - startedAt) / 1000);
+      if (remainingS > 0) live.push({ command, message: messageOf(command, remainingS) });
+      else changed(await commands.transitionOne(pool, command.id, { event: 'expired_before_publish', reason: 'not_sent', at: new Date(startedAt) }));
+    }
+    for (let from = 0; from < live.length; from += MAX_BULK) {
+      const batch = live.slice(from, from + MAX_BULK);
+      let results: readonly (EmqxBulkItemResult | Error)[];
+      try {
+        if (batch.length === 1) results = [await emqx.publish(batch[0]!.message)];
+        else {
+          const bulk = await emqx.publishBulk(batch.map((item) => item.message));
+          // One message EMQX refuses refuses the call: each then goes alone, to find which.
+          results = bulk.kind === 'items' ? bulk.items : await Promise.all(batch.map((item) => emqx.publish(item.message).catch((error: unknown) => error as Error)));
+        }
+      } catch (error) {
+        await Promise.all(batch.map(({ command }) => failed(command, error)));
+        continue;
+      }
+      const toHand: { command: ClaimedRow; id: string | null }[] = [];
+      await Promise.all(
+        batch.map(({ command }, index) => {
+          const result = results[index] as EmqxBulkItemResult | Error;
+          if (result instanceof Error) return failed(command, result);
+          if (result.kind === 'handed') toHand.push({ command, id: result.id });
+          return answered(command, result, startedAt);
+        }),
+      );
+      await handed(toHand);
     }
   }
 
-  /** Claims what is due, up to the free slots, and sends each claimed device's commands in turn. */
+  /** Claims what is due, up to the free slots, and sends it. */
   async function claimDue() {
-    const free = options.concurrency - sending.size;
+    const free = options.concurrency - inFlight;
     if (!active || free <= 0) return;
     const claimed = await commands.claim(pool, { leaseMs: options.leaseMs, limit: free });
-    for (const command of claimed) {
-      const work: Promise<void> = sendInTurn(command).finally(() => {
+    if (claimed.length === 0) return;
+    inFlight += claimed.length;
+    const work: Promise<void> = send(claimed)
+      .catch((error: unknown) => {
+        // The leases run out and another pass tries again.
+        log.warn({ commands: claimed.length, err: (error as Error).message }, 'command dispatch failed');
+      })
+      .finally(() => {
+        inFlight -= claimed.length;
         sending.delete(work);
-        // A slot is free: more may be due.
+        // Slots are free, and the devices' next commands are due.
         nudge();
       });
-      sending.add(work);
-    }
+    sending.add(work);
   }
 
   // Also every interval: retries, and commands another replica created.

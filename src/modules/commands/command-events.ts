@@ -4,9 +4,10 @@ import type { Clock } from '../../lib/clock.js';
 import type { EmqxEvent, EventHandler, EventOutcome } from '../../lib/emqx-event.js';
 import { isCommandId, isDeviceId } from '../../lib/identifiers.js';
 import { commandRepliesTopic, commandsTopic } from '../../lib/mqtt-topics.js';
-import type { CommandRepository, CommandRow, Transition, TransitionedRow } from './command-repository.js';
+import type { CommandRepository, Transition, TransitionedRow } from './command-repository.js';
 import type { CommandMetrics } from './command-metrics.js';
 import { MAX_PARAMS_BYTES } from './command-schemas.js';
+import { createTurnBatcher } from '../../lib/turn-batcher.js';
 
 const COMMANDS_TOPIC = /^devices\/([^/]+)\/commands$/;
 
@@ -74,21 +75,43 @@ export interface CommandEventsDeps {
 export function createCommandEventHandlers(deps: CommandEventsDeps) {
   const { pool, commands, clock, metrics } = deps;
 
-  async function findCommand(deviceId: string, event: { id?: string | undefined; pub_props?: unknown }): Promise<CommandRow | null> {
-    const commandId = commandIdOf(event.pub_props);
-    if (commandId !== null) {
-      if (!isCommandId(commandId)) return null;
-      const row = await commands.findById(pool, commandId);
-      return row && row.device_id === deviceId ? row : null;
-    }
-    if (event.id === undefined || event.id === 'undefined') return null;
-    return commands.findByEmqxMessageId(pool, deviceId, event.id);
+  /** Whether the command a delivery event names exists (for the metrics of an event that moved nothing). */
+  async function known(deviceId: string, commandId: string | null, emqxMessageId: string | null): Promise<boolean> {
+    if (commandId !== null) return (await commands.findById(pool, commandId))?.device_id === deviceId;
+    return emqxMessageId !== null && (await commands.findByEmqxMessageId(pool, deviceId, emqxMessageId)) !== null;
   }
 
-  /** A delivery event: the command it names takes the transition `next` picks (null: no change). */
+  /** What one delivery event of a batch names. */
+  interface Named {
+    deviceId: string;
+    commandId: string;
+    /** EMQX's message id of the event, if it has one. */
+    emqxMessageId: string | null;
+  }
+
+  /**
+   * Events of one kind that name their command by its id and come in the
+   * same turn of the event loop move their commands in one statement.
+   */
+  function batchOf(change: (at: Date) => Transition, skipLostMessage: boolean) {
+    return createTurnBatcher<Named, TransitionedRow | null>((named) =>
+      commands.transitionNamedMany(pool, named, change(new Date(clock())), {
+        messageIds: Object.fromEntries(named.map((entry) => [entry.commandId, entry.emqxMessageId])),
+        skipLostMessage,
+      }),
+    );
+  }
+
+  /**
+   * A delivery event: the command it names takes the transition `change`
+   * describes (`emqxMessageId`: the event's message id), found and moved in
+   * one statement — with others of its kind, when it names its command id
+   * (`batched`). `null` from `change`: the event moves nothing.
+   */
   function deliveryHandler(
     name: string,
-    next: (event: z.output<typeof deliveryEventSchema>, command: CommandRow, at: Date) => (Transition & { when?: (param: (value: unknown) => string) => string }) | null,
+    change: ((event: z.output<typeof deliveryEventSchema>, at: Date) => (Transition & { when?: (param: (value: unknown) => string) => string }) | null) | null,
+    batched: ((named: Named) => Promise<TransitionedRow | null>) | null,
   ): EventHandler {
     return async (raw: EmqxEvent) => {
       const parsed = deliveryEventSchema.safeParse(raw);
@@ -103,21 +126,28 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
         metrics.event(name, 'ignored');
         return handled;
       }
+      const commandId = commandIdOf(event.pub_props);
+      if (commandId !== null && !isCommandId(commandId)) {
+        metrics.event(name, 'unmatched');
+        return handled;
+      }
+      const single = change?.(event, new Date(clock())) ?? null;
+      if (!single) {
+        metrics.event(name, 'ignored');
+        return handled;
+      }
       try {
-        const command = await findCommand(deviceId, event);
-        if (!command) {
-          metrics.event(name, 'unmatched');
-          return handled;
+        const emqxMessageId = emqxId(event);
+        const moved =
+          commandId !== null && batched
+            ? await batched({ deviceId, commandId, emqxMessageId })
+            : await commands.transitionNamed(pool, { deviceId, commandId, emqxMessageId: commandId === null ? emqxMessageId : null }, single);
+        if (moved) {
+          deps.changed([moved]);
+          metrics.event(name, 'applied');
+        } else {
+          metrics.event(name, (await known(deviceId, commandId, commandId === null ? emqxMessageId : null)) ? 'repeated' : 'unmatched');
         }
-        const at = new Date(clock());
-        const change = next(event, command, at);
-        if (!change) {
-          metrics.event(name, 'ignored');
-          return handled;
-        }
-        const moved = await commands.transitionOne(pool, command.id, change);
-        if (moved) deps.changed([moved]);
-        metrics.event(name, moved ? 'applied' : 'repeated');
         return handled;
       } catch {
         return retry;
@@ -134,37 +164,56 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
   //
   // The delivery of a message EMQX then lost with the session (the command
   // was queued again to be sent anew) is not a delivery of the command.
-  const delivered = deliveryHandler('message.delivered', (event, _command, at) => {
-    const id = emqxId(event);
-    return {
-      event: 'delivered',
-      reason: null,
-      at,
-      sets: { value: { last_error: null }, first: { sent_at: at, delivered_at: at, emqx_message_id: id } },
-      ...(id !== null ? { when: (param: (value: unknown) => string) => `lost_message_id IS DISTINCT FROM ${param(id)}` } : {}),
-    };
+  const deliveredChange = (at: Date): Transition => ({
+    event: 'delivered',
+    reason: null,
+    at,
+    sets: { value: { last_error: null }, first: { sent_at: at, delivered_at: at } },
   });
+  const delivered = deliveryHandler(
+    'message.delivered',
+    (event, at) => {
+      const id = emqxId(event);
+      return {
+        ...deliveredChange(at),
+        sets: { value: { last_error: null }, first: { sent_at: at, delivered_at: at, emqx_message_id: id } },
+        ...(id !== null ? { when: (param: (value: unknown) => string) => `lost_message_id IS DISTINCT FROM ${param(id)}` } : {}),
+      };
+    },
+    batchOf(deliveredChange, true),
+  );
 
-  const acked = deliveryHandler('message.acked', (event, command, at) => ({
+  const ackedChange = (at: Date): Transition => ({
     event: 'acked',
     reason: null,
     at,
-    sets: {
-      value: { last_error: null, acked_at: at, reply_due_at: command.response_timeout_s === null ? null : new Date(at.getTime() + command.response_timeout_s * 1000) },
-      first: { sent_at: at, delivered_at: at, emqx_message_id: emqxId(event) },
+    sets: { value: { last_error: null, acked_at: at }, first: { sent_at: at, delivered_at: at } },
+    // A command that waits for a reply has it due response_timeout_s after the ack.
+    setsSql: (param) => [`reply_due_at = ${param(at)}::timestamptz + c.response_timeout_s * interval '1 second'`],
+  });
+  const acked = deliveryHandler(
+    'message.acked',
+    (event, at) => {
+      const change = ackedChange(at);
+      return { ...change, sets: { ...change.sets, first: { sent_at: at, delivered_at: at, emqx_message_id: emqxId(event) } } };
     },
-  }));
+    batchOf(ackedChange, false),
+  );
 
   // The session dropped the message instead of sending it: it expired in the
   // queue or in flight, or the queue was full (emqx_session_events).
-  const deliveryDropped = deliveryHandler('delivery.dropped', (event, _command, at) => {
-    if (event.reason === 'expired') return { event: 'expired_in_emqx', reason: 'expired_in_emqx', at };
-    return { event: 'dropped_by_emqx', reason: (event.reason ?? 'unknown').slice(0, 64), at };
-  });
+  const deliveryDropped = deliveryHandler(
+    'delivery.dropped',
+    (event, at) => {
+      if (event.reason === 'expired') return { event: 'expired_in_emqx', reason: 'expired_in_emqx', at };
+      return { event: 'dropped_by_emqx', reason: (event.reason ?? 'unknown').slice(0, 64), at };
+    },
+    null,
+  );
 
   // No subscriber when EMQX routed it: the publish itself answered 202, which
   // is what the dispatcher acts on. The event changes nothing.
-  const messageDropped = deliveryHandler('message.dropped', () => null);
+  const messageDropped = deliveryHandler('message.dropped', null, null);
 
   const sessionSubscribed: EventHandler = async (raw) => {
     const parsed = subscribedEventSchema.safeParse(raw);

@@ -195,8 +195,11 @@ export interface Transition {
   reasonSql?: string;
   at: Date;
   sets?: TransitionSets;
-  /** Further assignments, as SQL over `c` (the command as it was); the repository's own, never a caller's input. */
-  setsSql?: readonly string[];
+  /**
+   * Further assignments, as SQL over `c` (the command as it was), values
+   * bound through `param`; the repository's own, never a caller's input.
+   */
+  setsSql?: (param: (value: unknown) => string) => readonly string[];
 }
 
 /** Commands and their status outbox, in Postgres. */
@@ -204,13 +207,13 @@ export function createCommandRepository() {
   /**
    * Applies `change.event` to the commands `selectSql` picks (an `id, state,
    * reason` select that locks them; `movable` is its condition on the states
-   * the event moves) and writes one status record per command moved, in one
+   * the event moves, `movableOfC` the same over the alias `c`) and writes one status record per command moved, in one
    * statement per state the event leads to. Only commands still in a state
    * the event moves change: whatever else happened to them meanwhile wins.
    */
   async function transition(
     db: Queryable,
-    selectSql: (param: (value: unknown) => string, movable: string) => string,
+    selectSql: (param: (value: unknown) => string, movable: string, movableOfC: string) => string,
     change: Transition,
   ): Promise<TransitionedRow[]> {
     const moved: TransitionedRow[] = [];
@@ -220,7 +223,7 @@ export function createCommandRepository() {
         values.push(value);
         return `$${values.length}`;
       };
-      const select = selectSql(param, variantsSql(from, ''));
+      const select = selectSql(param, variantsSql(from, ''), variantsSql(from, 'c.'));
       const at = param(change.at);
       const reason = change.reasonSql ?? param(change.reason);
       const sets = [`state = ${param(to)}`, `reason = ${reason}`, `updated_at = ${at}`, 'lease_until = NULL', `finished_at = ${finishedAtSql(to, at)}`];
@@ -231,7 +234,7 @@ export function createCommandRepository() {
           sets.push(mode === 'value' ? `${column} = ${placeholder}` : `${column} = COALESCE(c.${column}, ${placeholder})`);
         }
       }
-      sets.push(...(change.setsSql ?? []));
+      sets.push(...(change.setsSql?.(param) ?? []));
       const { rows } = await db.query<TransitionedRow>(
         `WITH previous AS (${select}),
          changed AS (
@@ -266,17 +269,91 @@ export function createCommandRepository() {
     return rows[0] ?? null;
   }
 
+  /**
+   * Applies `change.event` to the command a delivery event names, in one
+   * statement: by its command id (`commandId`, when the message carried it),
+   * else by EMQX's message id — and only a command of `deviceId`.
+   */
+  async function transitionNamed(
+    db: Queryable,
+    target: { deviceId: string; commandId: string | null; emqxMessageId: string | null },
+    change: Transition & { when?: (param: (value: unknown) => string) => string },
+  ): Promise<TransitionedRow | null> {
+    if (target.commandId === null && target.emqxMessageId === null) return null;
+    const rows = await transition(
+      db,
+      (param, movable) => {
+        const device = param(target.deviceId);
+        const which =
+          target.commandId !== null
+            ? `id = ${param(target.commandId)}`
+            : `id = (SELECT id FROM commands WHERE device_id = ${device} AND emqx_message_id = ${param(target.emqxMessageId)} ORDER BY seq DESC LIMIT 1)`;
+        return `SELECT id, state, reason FROM commands WHERE ${which} AND device_id = ${device} AND ${movable}${change.when ? ` AND ${change.when(param)}` : ''} FOR UPDATE`;
+      },
+      change,
+    );
+    return rows[0] ?? null;
+  }
+
+  /**
+   * Applies `change.event` to many commands, each named by its id and
+   * device (delivery events of one kind that came together), in one
+   * statement per state the event leads to. `messageIds` (command id →
+   * EMQX's message id of its event) fills emqx_message_id where it is
+   * missing and, with `skipLostMessage`, leaves a command alone whose lost
+   * message the event is about. Answers one entry per target, in order: the
+   * command moved, or null (a repeat, or no such command of that device).
+   */
+  async function transitionNamedMany(
+    db: Queryable,
+    targets: readonly { deviceId: string; commandId: string }[],
+    change: Transition,
+    options: { messageIds: Readonly<Record<string, string | null>>; skipLostMessage: boolean },
+  ): Promise<(TransitionedRow | null)[]> {
+    const messageIds = JSON.stringify(options.messageIds);
+    const rows = await transition(
+      db,
+      (param, _movable, movableOfC) => {
+        const lost = options.skipLostMessage ? ` AND COALESCE(c.lost_message_id <> (${param(messageIds)}::jsonb ->> c.id::text), true)` : '';
+        return `SELECT c.id, c.state, c.reason FROM commands c
+                  JOIN unnest(${param(targets.map((target) => target.commandId))}::uuid[], ${param(targets.map((target) => target.deviceId))}::uuid[]) AS t(id, device_id)
+                    ON c.id = t.id AND c.device_id = t.device_id
+                 WHERE ${movableOfC}${lost}
+                 ORDER BY c.id FOR UPDATE OF c`;
+      },
+      {
+        ...change,
+        setsSql: (param) => [...(change.setsSql?.(param) ?? []), `emqx_message_id = COALESCE(c.emqx_message_id, ${param(messageIds)}::jsonb ->> c.id::text)`],
+      },
+    );
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    // A command named twice moved once: the first naming gets it.
+    return targets.map((target) => {
+      const row = byId.get(target.commandId) ?? null;
+      byId.delete(target.commandId);
+      return row;
+    });
+  }
+
   return {
     transitionOne,
+    transitionNamed,
+    transitionNamedMany,
 
-    /** Inserts a queued command and its first status record; null when the device already has the idempotency key. */
-    async insert(db: Queryable, command: NewCommand): Promise<CommandRow | null> {
+    /**
+     * Inserts a queued command and its first status record; null when the
+     * device already has the idempotency key, or (given `maxUnfinished`) as
+     * many unfinished commands — counted in the same statement, so a caller
+     * holding the device's lock gets an exact count in one round trip.
+     */
+    async insert(db: Queryable, command: NewCommand, maxUnfinished?: number): Promise<CommandRow | null> {
       const expiresAt = new Date(command.at.getTime() + command.ttlS * 1000);
       const { rows } = await db.query<CommandRow>(
         `WITH inserted AS (
            INSERT INTO commands (id, tenant_id, device_id, name, params, state, source, idempotency_key, request_digest,
                                  ttl_s, response_timeout_s, send_after, created_at, updated_at, expires_at)
-           VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, now(), $11, $11, $12)
+           SELECT $1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, now(), $11, $11, $12
+            WHERE $13::int IS NULL OR (SELECT count(*) FROM commands WHERE device_id = $3 AND finished_at IS NULL) < $13::int
            ON CONFLICT (tenant_id, device_id, idempotency_key) DO NOTHING
            RETURNING *
          ),
@@ -298,6 +375,7 @@ export function createCommandRepository() {
           command.responseTimeoutS,
           command.at,
           expiresAt,
+          maxUnfinished ?? null,
         ],
       );
       return rows[0] ?? null;
@@ -418,7 +496,7 @@ export function createCommandRepository() {
           event: 'session_lost',
           reason: 'session_lost',
           at,
-          setsSql: [
+          setsSql: () => [
             'lost_message_id = c.emqx_message_id',
             'emqx_message_id = NULL',
             'delivered_at = NULL',
@@ -494,6 +572,39 @@ export function createCommandRepository() {
         values,
       );
       return rows;
+    },
+
+    /**
+     * EMQX answered 200 for these commands (each with EMQX's message id):
+     * `sent`, in one statement. Those events moved on already (delivered
+     * before this answer came) keep their state; they get the id and sent_at
+     * they lack, and their lease ends.
+     */
+    async markPublished(db: Queryable, items: readonly { id: string; emqxMessageId: string | null }[], at: Date): Promise<TransitionedRow[]> {
+      const ids = items.map((item) => item.id);
+      const messageIds = JSON.stringify(Object.fromEntries(items.map((item) => [item.id, item.emqxMessageId])));
+      const moved = await transition(
+        db,
+        (param, movable) => `SELECT id, state, reason FROM commands WHERE id = ANY(${param(ids)}::uuid[]) AND ${movable} ORDER BY id FOR UPDATE`,
+        {
+          event: 'published',
+          reason: null,
+          at,
+          sets: { value: { sent_at: at, last_error: null } },
+          setsSql: (param) => [`emqx_message_id = COALESCE(c.emqx_message_id, ${param(messageIds)}::jsonb ->> c.id::text)`],
+        },
+      );
+      if (moved.length < items.length) {
+        const movedIds = new Set(moved.map((row) => row.id));
+        const others = ids.filter((id) => !movedIds.has(id));
+        await db.query(
+          `UPDATE commands SET emqx_message_id = COALESCE(emqx_message_id, $2::jsonb ->> id::text), sent_at = COALESCE(sent_at, $3),
+                  lease_until = NULL, last_error = NULL
+            WHERE id = ANY($1::uuid[])`,
+          [others, messageIds, at],
+        );
+      }
+      return moved;
     },
 
     /** EMQX answered 200 after the command had already moved on (events came first): keep its id, end the lease. */

@@ -173,27 +173,31 @@ export function createCommandService(deps: CommandServiceDeps) {
       }
     }
     if (device.disabled) throw new ConflictError(`device ${device.id} is disabled`, 'device_disabled');
-    if ((await commands.countUnfinished(db, device.id)) >= deps.maxPendingPerDevice) {
+    // The pending count is checked by the insert itself; the device row is
+    // locked, so nothing else can have taken the key meanwhile: no row is too many.
+    const command = await commands.insert(
+      db,
+      {
+        id: randomUUID(),
+        tenantId: device.tenant_id,
+        deviceId: device.id,
+        name: request.name,
+        params: request.params,
+        source: options.source,
+        idempotencyKey: options.idempotencyKey,
+        requestDigest: digest,
+        ttlS: request.ttl_s,
+        responseTimeoutS: request.response_timeout_s,
+        at: new Date(clock()),
+      },
+      deps.maxPendingPerDevice,
+    );
+    if (!command) {
       throw new TooManyRequestsError(
         `device ${device.id} already has ${deps.maxPendingPerDevice} unfinished commands; wait for some to finish`,
         'too_many_pending_commands',
       );
     }
-    const command = await commands.insert(db, {
-      id: randomUUID(),
-      tenantId: device.tenant_id,
-      deviceId: device.id,
-      name: request.name,
-      params: request.params,
-      source: options.source,
-      idempotencyKey: options.idempotencyKey,
-      requestDigest: digest,
-      ttlS: request.ttl_s,
-      responseTimeoutS: request.response_timeout_s,
-      at: new Date(clock()),
-    });
-    // The device row is locked, so nothing else can have taken the key meanwhile.
-    if (!command) throw new Error('idempotency key taken while the device was locked');
     return { command, created: true };
   }
 

@@ -38,6 +38,9 @@ export function toStatusRecord(row: StatusRecordRow): CommandStatusRecord {
   };
 }
 
+/** How long a nudge waits, so that the changes made meanwhile are drained with it. */
+const NUDGE_DELAY_MS = 20;
+
 /** The longest a stopping replica waits for its last drain. */
 const STOP_WAIT_MS = 3000;
 
@@ -81,6 +84,8 @@ export function createCommandStatusOutbox(deps: {
   const { pool, commands, options, log } = deps;
   /** Started and not stopped: only then does a change committed here start a drain. */
   let active = false;
+  /** A drain asked for by nudge() and not yet started. */
+  let nudged: NodeJS.Timeout | undefined;
   /** Records this replica has produced, counted for `drain()`'s answer. */
   let produced = 0;
 
@@ -154,7 +159,12 @@ export function createCommandStatusOutbox(deps: {
       void drain();
     },
     nudge() {
-      if (active) void drain();
+      // The changes of the next few milliseconds go with it: one produce and one delete for many.
+      if (!active || nudged) return;
+      nudged = setTimeout(() => {
+        nudged = undefined;
+        if (active) void drain();
+      }, NUDGE_DELAY_MS);
     },
     drain,
     /**
@@ -164,6 +174,7 @@ export function createCommandStatusOutbox(deps: {
      */
     async stop() {
       active = false;
+      clearTimeout(nudged);
       const last = drain().then(() => draining.stop());
       await Promise.race([last, sleep(STOP_WAIT_MS)]);
     },

@@ -291,6 +291,34 @@ describe('the EMQX simulation toward the service', () => {
       );
     }
 
+    // Bulk: validated first (one bad message: 400, nothing published), then one result per message.
+    const before = emqx.published.length;
+    const refused = await api('POST', '/api/v5/publish/bulk', [
+      { topic: 'devices/dev-i/commands', payload: 'a', qos: 1 },
+      { topic: 'devices/+/commands', payload: 'b' },
+    ]);
+    assert.equal(refused.status, 400);
+    assert.deepEqual(await refused.json(), REST_ANSWERS.topicInvalid.body);
+    assert.equal(emqx.published.length, before, 'nothing published');
+    const partial = await api('POST', '/api/v5/publish/bulk', [
+      { topic: 'devices/dev-i/commands', payload: 'a', qos: 1 },
+      { topic: 'devices/nobody/commands', payload: 'b', qos: 1 },
+    ]);
+    assert.equal(partial.status, 202, 'one reached nobody');
+    const [handed, nobody] = (await partial.json()) as [{ id: string }, object];
+    assert.match(handed.id, /^[0-9A-F]{32}$/);
+    assert.deepEqual(nobody, REST_ANSWERS.noSubscribers.body);
+    emqx.failNextPublishes(503);
+    const failing = await api('POST', '/api/v5/publish/bulk', [
+      { topic: 'devices/dev-i/commands', payload: 'a', qos: 1 },
+      { topic: 'devices/dev-i/commands', payload: 'b', qos: 1 },
+    ]);
+    assert.equal(failing.status, 503, 'one failed to dispatch');
+    const items = (await failing.json()) as object[];
+    assert.deepEqual(items[0], REST_ANSWERS.dispatchFailed.body);
+    assert.match((items[1] as { id: string }).id, /^[0-9A-F]{32}$/);
+    assert.equal((await api('POST', '/api/v5/publish/bulk', [{ topic: 'devices/dev-i/commands', payload: 'a', qos: 1 }])).status, 200);
+
     const closed = closing(client);
     assert.equal((await api('DELETE', '/api/v5/clients/dev-i')).status, 204);
     await closed;

@@ -42,7 +42,7 @@ describe('command event handlers', () => {
       commandEvent('message.delivered'),
       commandEvent('message.acked'),
       commandEvent('delivery.dropped', { reason: 'queue_full' }),
-      commandEvent('message.dropped', { clientid: 'http_api', reason: 'no_subscribers' }),
+      { event: 'client.connected', clientid: device, clean_start: true, connected_at: Date.now() },
       { event: 'session.subscribed', clientid: device, username: device, topic: `devices/${device}/commands` },
       {
         event: 'command.reply',
@@ -66,6 +66,10 @@ describe('command event handlers', () => {
       commandEvent('message.acked', { clientid: randomUUID() }),
       commandEvent('message.acked', { topic: 42 }),
       commandEvent('message.delivered', { pub_props: { 'User-Property': { command_id: 'not-a-uuid' } }, id: 'undefined' }),
+      // Nobody subscribed: the publish answered 202, which is what counts.
+      commandEvent('message.dropped', { clientid: 'http_api', reason: 'no_subscribers' }),
+      // A resumed session keeps what it held.
+      { event: 'client.connected', clientid: device, clean_start: false, connected_at: Date.now() },
       { event: 'session.subscribed', clientid: device, username: device, topic: `devices/${randomUUID()}/commands` },
       { event: 'session.subscribed', clientid: device, username: device, topic: 'devices/+/commands' },
       { event: 'command.reply', clientid: device, username: device, topic: `devices/${device}/command-replies`, payload: '{"status":"ok"}' },

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
+import { createCommandRepository } from '../../../src/modules/commands/command-repository.js';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
 import { createCommand, eventsTo, waitForCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
@@ -105,5 +108,75 @@ describe('commands when EMQX loses or has not taken them', () => {
     await waitForCommand(root, device, command.id, (c) => c.last_error === 'no_subscriber');
     await emqx.subscribe(device, `$share/g1/${topicOf(device)}`);
     await waitForCommand(root, device, command.id, 'acked');
+  });
+});
+
+describe('commands claimed together go out in one bulk publish', () => {
+  let ctx: TestContext;
+  let emqx: EmqxSim;
+  let app: FastifyInstance;
+  let root: AdminClient;
+
+  before(async () => {
+    emqx = await startTestEmqx();
+    ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_POLL_INTERVAL_MS: '100' });
+    app = await ctx.app();
+    emqx.sendEventsTo(eventsTo(app));
+    root = adminClient(app);
+    assert.equal((await root.post('/v1/tenants', { id: 'bulk', name: 'Bulk' })).statusCode, 201);
+  });
+  after(async () => {
+    await ctx.close();
+    await emqx.close();
+  });
+
+  it('each message of a partial answer (200, 202, 503) is handled on its own', async () => {
+    const devices: string[] = [];
+    for (let i = 0; i < 3; i++) devices.push((await root.post('/v1/tenants/bulk/devices', { name: `d${i}` })).json<{ id: string }>().id);
+    const [failing, online, offline] = devices as [string, string, string];
+    await emqx.subscribe(failing, `devices/${failing}/commands`);
+    await emqx.subscribe(online, `devices/${online}/commands`);
+    // The first message fails to dispatch.
+    emqx.failNextPublishes(503);
+    // Created in one transaction, so that one claim takes all three.
+    const commands = createCommandRepository();
+    const pool = new pg.Pool({ connectionString: ctx.db.url, max: 1 });
+    const ids: string[] = [];
+    try {
+      await pool.query('BEGIN');
+      for (const device of devices) {
+        const id = randomUUID();
+        ids.push(id);
+        await commands.insert(pool, {
+          id,
+          tenantId: 'bulk',
+          deviceId: device,
+          name: 'together',
+          params: {},
+          source: 'api',
+          idempotencyKey: null,
+          requestDigest: 'x',
+          ttlS: 600,
+          responseTimeoutS: null,
+          at: new Date(),
+        });
+      }
+      await pool.query('COMMIT');
+    } finally {
+      await pool.end();
+    }
+    const [first, second, third] = ids as [string, string, string];
+    await waitForCommand(root, online, second, 'acked');
+    const waiting = await waitForCommand(root, offline, third, (c) => c.last_error === 'no_subscriber');
+    assert.equal(waiting.state, 'queued');
+    const retried = await waitForCommand(root, failing, first, (c) => c.last_error === 'status_503' || c.state === 'acked');
+    assert.equal(retried.attempts >= 1, true);
+    await waitForCommand(root, failing, first, 'acked', 10_000);
+    const together = emqx.published.filter((p) => p.bulk && devices.some((device) => p.topic === `devices/${device}/commands`)).slice(0, 3);
+    assert.deepEqual(
+      together.map((p) => p.status),
+      [503, 200, 202],
+      'one bulk call, answered item by item',
+    );
   });
 });

@@ -16,7 +16,7 @@ import {
 } from './auth-bench.js';
 import { emqxEnv, startTestEmqx } from '../test/helpers/emqx.js';
 import { createCommandScenario } from './commands.js';
-import { benchImport } from './fleet.js';
+import { benchImport, benchJob } from './fleet.js';
 import { createIngestScenario } from './ingest.js';
 import { benchLiveness } from './liveness.js';
 import { deployedEnv, measurePaired, median, printRow, startServer, type LoadSpec, type Server } from './support.js';
@@ -111,6 +111,10 @@ try {
   if (wanted('reconnect storm')) await runStorms();
   if (wanted('device import')) {
     for (const line of await benchImport(app.port, tag)) console.log(line);
+    console.log('');
+  }
+  if (wanted('command job')) {
+    for (const line of await benchJob(app.port, emqx, tag)) console.log(line);
     console.log('');
   }
   printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'bare p99 ms', 'non-2xx', 'RSS MB']);

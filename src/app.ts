@@ -16,6 +16,7 @@ import { kafkaFailureCause } from './infra/kafka.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import { adminTokenRoutes } from './modules/admin-tokens/admin-token-routes.js';
 import { auditRoutes } from './modules/audit/audit-routes.js';
+import { commandJobRoutes } from './modules/commands/command-job-routes.js';
 import { commandRoutes } from './modules/commands/command-routes.js';
 import { credentialRoutes } from './modules/credentials/credential-routes.js';
 import { deviceRoutes } from './modules/devices/device-routes.js';
@@ -121,6 +122,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await admin.register(deviceStatusRoutes, { statuses: product.statuses });
     await admin.register(credentialRoutes, { credentials: registry.credentials });
     await admin.register(commandRoutes, { commands: product.commands });
+    await admin.register(commandJobRoutes, { jobs: product.commandJobs });
     await admin.register(adminTokenRoutes, { adminTokens: registry.adminTokens });
     await admin.register(auditRoutes, { audit: registry.audit });
   });

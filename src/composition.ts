@@ -1,4 +1,5 @@
 import { wireChanges } from './wiring/changes.js';
+import { wireCommandJobs } from './wiring/command-jobs.js';
 import { wireCommands } from './wiring/commands.js';
 import type { WiringContext } from './wiring/context.js';
 import { wireDirectory } from './wiring/directory.js';
@@ -21,6 +22,7 @@ export function compose(context: WiringContext) {
 
   const topics = wireTopics(context);
   const commands = wireCommands({ ...context, topics });
+  const commandJobs = wireCommandJobs({ ...context, commands });
   const sessions = wireSessions({ ...context, directory });
   const auth = wireEmqxAuth({ ...context, directory, sessions: sessions.store, kicksQueued: () => changes.effectsQueued() });
   const liveness = wireLiveness({ ...context, directory, sessions: sessions.store });
@@ -95,6 +97,7 @@ export function compose(context: WiringContext) {
     registry,
     statuses: liveness.statuses,
     commands: commands.service,
+    commandJobs: commandJobs.service,
     authn: auth.authn,
     authz: auth.authz,
     unusableBodies: auth.unusableBodies,
@@ -109,10 +112,11 @@ export function compose(context: WiringContext) {
       // In the background: a Kafka outage at start-up must not keep authentication down.
       topics.reconciliation.start();
       commands.start();
+      commandJobs.runner.start();
     },
     /** Before the clients close: stops the background work and waits for what is under way. */
     async stop() {
-      await Promise.all([changes.stop(), liveness.sweeper.stop(), auth.keyExpiry.stop(), topics.reconciliation.stop(), commands.stop()]);
+      await Promise.all([changes.stop(), liveness.sweeper.stop(), auth.keyExpiry.stop(), topics.reconciliation.stop(), commandJobs.runner.stop(), commands.stop()]);
     },
     /** After the last request: writes what is still pending (key usage, telemetry's liveness). */
     async close() {

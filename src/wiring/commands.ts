@@ -97,6 +97,8 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
 
   return {
     service,
+    /** Told of every committed state change of commands made elsewhere (command jobs). */
+    changed,
     /** Handlers of `/emqx/events`: delivery tracking always, device replies when enabled. */
     handlers: { ...events.delivery, ...(settings.replies ? events.reply : {}) },
     /** A tenant was created here: consume its request topic now rather than at the next look. */

@@ -19,7 +19,7 @@ export const commandSchema = z
       .describe(
         'Why it is in its state: `expired` not_sent, not_delivered, not_acked or expired_in_emqx; `dropped` refused_by_emqx, device_deleted or the reason EMQX gave (queue_full); `timed_out` no_reply; `canceled` canceled or device_deleted',
       ),
-    source: z.enum(['api', 'kafka']),
+    source: z.enum(['api', 'kafka', 'job']).describe('`job`: made by the command job `job_id`'),
     idempotency_key: z.string().nullable().describe('The `Idempotency-Key`, or the `command_id` of a Kafka request'),
     ttl_s: z.number().int(),
     response_timeout_s: z.number().int().nullable().describe('Null when no reply is expected (replies were off when it was created)'),
@@ -45,6 +45,7 @@ export const commandSchema = z
       })
       .nullable()
       .describe("The device's reply, with `COMMAND_REPLIES=enabled`"),
+    job_id: z.string().meta({ format: 'uuid' }).nullable().describe('The command job that made it, or null'),
   })
   .meta({ id: 'Command' });
 

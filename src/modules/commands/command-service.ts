@@ -36,6 +36,7 @@ export interface CommandView {
   last_error: string | null;
   emqx_message_id: string | null;
   reply: { status: 'ok' | 'error'; result: unknown; replied_at: string } | null;
+  job_id: string | null;
 }
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
@@ -67,6 +68,7 @@ export function toCommandView(row: CommandRow): CommandView {
       row.reply_status !== null && row.replied_at !== null
         ? { status: row.reply_status, result: row.reply_result ?? null, replied_at: row.replied_at.toISOString() }
         : null,
+    job_id: row.job_id,
   };
 }
 

@@ -10,6 +10,7 @@ import type { AuditRepository } from '../audit/audit-repository.js';
 import type { DeviceRepository, DeviceRow } from '../devices/device-repository.js';
 import { findVisibleDevice } from '../devices/device-service.js';
 import type { CommandRepository, CommandRow, CommandSource, TransitionedRow } from './command-repository.js';
+import type { CommandWaiters } from './command-waiters.js';
 import { DEFAULT_RESPONSE_TIMEOUT_S, DEFAULT_TTL_S } from './command-schemas.js';
 import { nextState, type CommandState } from '../../lib/command-states.js';
 
@@ -121,6 +122,7 @@ export interface CommandServiceDeps {
   repliesEnabled: boolean;
   /** Told of every committed state change (creation included), after the commit. */
   changed(rows: readonly (CommandRow | TransitionedRow)[]): void;
+  waiters: Pick<CommandWaiters, 'until'>;
 }
 
 type Created = { command: CommandRow; created: boolean };
@@ -250,6 +252,17 @@ export function createCommandService(deps: CommandServiceDeps) {
       }
       if (result.created) deps.changed([result.command]);
       return result;
+    },
+
+    /**
+     * The command once it has finished (acked, or replied to with replies on;
+     * or expired, dropped, canceled), or as it is after `ms`.
+     */
+    async waitFor(command: CommandView, ms: number): Promise<{ command: CommandView; finished: boolean }> {
+      const row = await deps.waiters.until(command.id, ms);
+      // Gone while waited for: its device was deleted, and the command with it.
+      if (!row) throw new NotFoundError(`command ${command.id}`);
+      return { command: toCommandView(row), finished: row.finished_at !== null };
     },
 
     async get(actor: Actor, deviceId: string, commandId: string): Promise<CommandView> {

@@ -127,7 +127,10 @@ describe('command jobs', () => {
   });
 
   it('counts a device at its pending limit, a disabled one and a deleted one as failed, with why, and makes no command for them', async () => {
-    const [full, disabled, gone, fine] = [await seeder.device('acme'), await seeder.device('acme'), await seeder.device('acme'), await seeder.device('acme')];
+    // The runner makes a job's commands in device id order, one a second here: the
+    // devices disabled and deleted after the create come last, seconds after it.
+    const ids = [await seeder.device('acme'), await seeder.device('acme'), await seeder.device('acme'), await seeder.device('acme')].sort();
+    const [full, fine, disabled, gone] = ids;
     for (let i = 0; i < 3; i++) assert.equal((await createCommand(first, full as string, { name: 'fill' })).statusCode, 202);
     // Disabled and deleted after the job lists them, before their commands are made.
     const created = await admin.post('/v1/tenants/acme/command-jobs', { name: 'ping', target: { device_ids: [full, disabled, gone, fine] }, max_per_second: 1 });

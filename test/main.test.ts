@@ -117,7 +117,7 @@ describe('main process', () => {
       const scraped = await get(metricsPort, '/metrics');
       assert.equal(scraped.status, 200);
       assert.match(scraped.body, /^# HELP /m);
-      assert.match(scraped.body, /http_requests_total\{route="\/healthz",method="GET",status="200"\} 1/, 'the service port\'s requests are counted');
+      assert.match(scraped.body, /devicelink_http_requests_total\{route="\/healthz",method="GET",status="200"\} 1/, 'the service port\'s requests are counted');
       assert.equal((await get(metricsPort, '/healthz')).status, 404, 'the metrics port serves metrics only');
     } finally {
       child.kill('SIGTERM');

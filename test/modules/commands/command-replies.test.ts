@@ -61,7 +61,7 @@ describe('command replies (COMMAND_REPLIES=enabled)', () => {
     assert.equal(response.statusCode, 204);
   };
   const metric = async (outcome: string) =>
-    Number(new RegExp(`^commands_replies_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec((await app.inject({ method: 'GET', url: '/metrics' })).body)?.[1] ?? 0);
+    Number(new RegExp(`^devicelink_commands_replies_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec((await app.inject({ method: 'GET', url: '/metrics' })).body)?.[1] ?? 0);
 
   it('lets a device publish its replies: in the ACL of its authentication answer and at /emqx/authz; not with replies off', async () => {
     const key = (await root.post(`/v1/devices/${device}/keys`, { label: 'replies' })).json<{ key: string }>().key;

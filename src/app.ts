@@ -8,7 +8,8 @@ import { registerErrorHandler } from './http/error-handler.js';
 import { answerRequestId, generateRequestId, registerClientRequestId } from './http/request-id.js';
 import { requireHookToken } from './http/hook-token.js';
 import { shareLoggerPerLevel } from './http/shared-logger.js';
-import { createMetricsRegistry, registerRequestMetrics } from './http/metrics.js';
+import { registerConnectionDrain, type ConnectionDrain } from './http/connection-drain.js';
+import { createMetricsRegistry, registerDependencyMetrics, registerRequestMetrics } from './http/metrics.js';
 import { registerOpenApi } from './http/openapi.js';
 import { zodSerializerCompiler, zodValidatorCompiler } from './http/zod-type-provider.js';
 import { closeInfra, createInfra, type Infra } from './infra/index.js';
@@ -41,6 +42,8 @@ declare module 'fastify' {
     routeList: string[];
     /** The listener of /metrics with METRICS_PORT, opened by listen() and closed with the app; null without it. */
     metricsServer: FastifyInstance | null;
+    /** Closes keep-alive connections at their bounds, and all of them once draining (src/http/connection-drain.ts). */
+    drain: ConnectionDrain;
   }
 }
 
@@ -80,6 +83,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     forceCloseConnections: 'idle',
   });
   app.decorate('routeList', [] as string[]);
+  const drain = registerConnectionDrain(app.server, config.connections);
+  app.decorate('drain', drain);
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) {
       if (method !== 'HEAD') app.routeList.push(`${method} ${route.url}`);
@@ -96,6 +101,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const infra = deps.infra ?? createInfra(config, app.log as FastifyBaseLogger);
   const metrics = createMetricsRegistry();
   registerRequestMetrics(app, metrics);
+  registerDependencyMetrics(metrics, [infra.postgres.state, infra.redis.state, infra.kafka.state]);
   const product = compose({ config, infra, clock: deps.clock ?? systemClock, metrics, log: app.log });
 
   const metricsServer = config.metrics ? await buildMetricsServer(metrics, app.log) : null;
@@ -106,8 +112,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     probes: [
       { name: 'postgres', check: (ms) => infra.postgres.ping(ms) },
       { name: 'redis', check: (ms) => infra.redis.ping(ms) },
-      { name: 'kafka', check: (ms) => infra.kafka.ping(ms), cause: kafkaFailureCause },
+      // Authentication, authorization and the admin API do without Kafka, and
+      // telemetry answers 503 for EMQX to retry: a Kafka outage must not take
+      // every replica out of the Service at once.
+      { name: 'kafka', check: (ms) => infra.kafka.ping(ms), cause: kafkaFailureCause, required: false },
     ],
+    draining: () => drain.draining,
   });
   await app.register(docsRoutes);
 

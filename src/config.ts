@@ -70,6 +70,9 @@ const envSchema = z.object({
   METRICS_HOST: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: int(1000, 120_000).default(20_000),
+  SHUTDOWN_DRAIN_DELAY_MS: int(0, 60_000).default(0),
+  HTTP_CONNECTION_MAX_REQUESTS: int(0, 100_000_000).default(0),
+  HTTP_CONNECTION_MAX_AGE_MS: int(0, 86_400_000).default(300_000),
 
   DATABASE_URL: url(['postgres:', 'postgresql:']),
   DATABASE_POOL_MAX: int(1, 200).default(10),
@@ -205,6 +208,10 @@ function shape(e: Parsed, files: Readonly<Partial<Record<FileVariable, string>>>
     metrics: e.METRICS_PORT === undefined ? null : { host: e.METRICS_HOST ?? e.HOST, port: e.METRICS_PORT },
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    /** On SIGTERM, how long the replica keeps answering, unready and closing each connection after its next answer, before it stops accepting (the pre-stop pause). */
+    shutdownDrainDelayMs: e.SHUTDOWN_DRAIN_DELAY_MS,
+    /** Keep-alive connections are closed after this many answers or this age (0 = no bound), so that a client's pool spreads over new replicas. */
+    connections: { maxRequests: e.HTTP_CONNECTION_MAX_REQUESTS, maxAgeMs: e.HTTP_CONNECTION_MAX_AGE_MS },
     postgres: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, migrateOnStart: e.MIGRATE_ON_START },
     redis: {
       keyPrefix: e.REDIS_KEY_PREFIX,

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify';
-import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import type { DependencyState } from '../lib/dependency-state.js';
 
 /**
  * A registry per app instance (not prom-client's global one), so that several
@@ -112,5 +113,23 @@ export function registerRequestMetrics(app: FastifyInstance, registry: Registry)
   app.addHook('onResponse', (request, reply, done) => {
     if (request.is404) unmatched(request, reply);
     done();
+  });
+}
+
+/**
+ * `devicelink_dependency_up{dependency}`: 1 while the replica's last call to
+ * the dependency (a request's, or the readiness probe's ping) succeeded, 0
+ * after one failed. Kafka's state is here and in /readyz, but does not make
+ * the replica unready.
+ */
+export function registerDependencyMetrics(registry: Registry, states: readonly DependencyState[]) {
+  new Gauge({
+    name: 'devicelink_dependency_up',
+    help: "1 when the replica's last call to the dependency succeeded, 0 when it failed",
+    labelNames: ['dependency'] as const,
+    registers: [registry],
+    collect() {
+      for (const state of states) this.set({ dependency: state.name }, state.isUp() ? 1 : 0);
+    },
   });
 }

@@ -50,6 +50,17 @@ const STORM_RUNS = Number(process.env.BENCH_STORM_RUNS ?? 3);
 const COMPARE = process.env.BENCH_COMPARE;
 /** The node binary the other build runs on (BENCH_COMPARE_NODE; default this one's): Node versions compared with the same build. */
 const COMPARE_NODE = process.env.BENCH_COMPARE_NODE;
+/**
+ * Settings the other server runs with on top of this one's
+ * (BENCH_COMPARE_ENV=NAME=value,NAME=value; this build unless BENCH_COMPARE
+ * names another): what a setting costs, measured in the same rounds.
+ */
+const COMPARE_ENV: Record<string, string> = Object.fromEntries(
+  (process.env.BENCH_COMPARE_ENV ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+);
 const hook = { authorization: `Bearer ${TEST_HOOK_TOKEN}` };
 
 const tag = uniqueTag();
@@ -97,12 +108,19 @@ scenarios.push(createIngestScenario({ databaseUrl: db.url, env }));
 scenarios.push(createCommandScenario({ databaseUrl: db.url, env, emqx }));
 const bare = await startServer('bench/bare-server.mjs');
 const app = await startServer('bench/app-server.mjs', env);
-const other = COMPARE || COMPARE_NODE ? await startServer(`${COMPARE ?? '.'}/bench/app-server.mjs`, env, COMPARE_NODE) : undefined;
+const comparing = Boolean(COMPARE || COMPARE_NODE) || Object.keys(COMPARE_ENV).length > 0;
+const other = comparing ? await startServer(`${COMPARE ?? '.'}/bench/app-server.mjs`, { ...env, ...COMPARE_ENV }, COMPARE_NODE) : undefined;
 
 try {
   console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 4)} s per scenario and side\n`);
   if (other) {
-    const what = [COMPARE ? `the build in ${COMPARE}` : 'this build', COMPARE_NODE ? `on ${COMPARE_NODE}` : ''].join(' ').trim();
+    const what = [
+      COMPARE ? `the build in ${COMPARE}` : 'this build',
+      COMPARE_NODE ? `on ${COMPARE_NODE}` : '',
+      Object.keys(COMPARE_ENV).length > 0 ? `with ${process.env.BENCH_COMPARE_ENV}` : '',
+    ]
+      .filter(Boolean)
+      .join(' ');
     console.log(`each round also measures ${what} (rows "… (other)"); "gain" is this build's req/s over the other's in the same round\n`);
   }
   // The storms come first: their client is this process, and after the

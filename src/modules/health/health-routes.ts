@@ -66,7 +66,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
         tags: ['operations'],
         operationId: 'getReadiness',
         summary: 'The replica can answer EMQX: Postgres and Redis answer, and it is not shutting down',
-        description: `Each dependency is checked with a ${probeTimeoutMs / 1000} s timeout; the answer names what is down. Kafka is checked and reported too, but a Kafka outage leaves the replica ready: authentication, authorization and the admin API do without it, and telemetry answers 503 for EMQX to retry. Once the process has been told to stop, the answer is 503 \`draining\`. The cause is logged once by the service, never answered here.`,
+        description: `Each dependency is checked with a ${probeTimeoutMs / 1000} s timeout; the answer names what is down. Kafka is checked and reported too, but a Kafka outage leaves the replica ready: authentication, authorization and the admin API (but for creating a tenant) do without it, and telemetry answers 503 for EMQX to retry. Once the process has been told to stop, the answer is 503 \`draining\`. The cause is logged once by the service, never answered here.`,
         response: { 200: readySchema, 503: readySchema },
         answers: {
           200: {

@@ -16,10 +16,12 @@ export interface ConnectionDrain {
 
 const SERVED = Symbol('answers on this connection');
 const OPENED = Symbol('first request on this connection');
+const CLOSING = Symbol('the answer that closes this connection');
 
 interface TrackedSocket {
   [SERVED]?: number;
   [OPENED]?: number;
+  [CLOSING]?: ServerResponse;
 }
 
 /**
@@ -30,29 +32,45 @@ interface TrackedSocket {
  * replicas added by a scale-up would get none of them; while draining, every
  * connection leaves with its next answer, before the listener closes.
  *
- * Node's own `maxRequestsPerSocket` is not used: it answers 503 to requests
- * pipelined past the limit, which EMQX reads as `ignore`.
+ * A request pipelined behind the closing answer would not be answered (the
+ * connection closes after that answer), so when one arrives before that
+ * answer is written, the close moves to the newcomer's answer. Node's own
+ * `maxRequestsPerSocket` is not used: it answers 503 to requests pipelined
+ * past the limit, which EMQX reads as `ignore`.
  */
 export function registerConnectionDrain(server: Server, limits: ConnectionLimits, now: () => number = Date.now): ConnectionDrain {
   let draining = false;
   const { maxRequests, maxAgeMs } = limits;
+  const closeWith = (socket: TrackedSocket, response: ServerResponse) => {
+    socket[CLOSING] = response;
+    response.setHeader('connection', 'close');
+  };
   // Before the app's own listener, so that the header is set before any answer is written.
   server.prependListener('request', (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket as typeof request.socket & TrackedSocket;
+    const closing = socket[CLOSING];
+    if (closing) {
+      // Pipelined behind the answer meant to be the last: that one stays open if it can still change.
+      if (!closing.headersSent) {
+        closing.removeHeader('connection');
+        closeWith(socket, response);
+      }
+      return;
+    }
     if (draining) {
-      response.setHeader('connection', 'close');
+      closeWith(socket, response);
       return;
     }
     if (maxRequests === 0 && maxAgeMs === 0) return;
-    const socket = request.socket as typeof request.socket & TrackedSocket;
     const served = (socket[SERVED] ?? 0) + 1;
     socket[SERVED] = served;
-    let closing = maxRequests > 0 && served >= maxRequests;
-    if (!closing && maxAgeMs > 0) {
+    let bounded = maxRequests > 0 && served >= maxRequests;
+    if (!bounded && maxAgeMs > 0) {
       const at = now();
       const opened = (socket[OPENED] ??= at);
-      closing = at - opened >= maxAgeMs;
+      bounded = at - opened >= maxAgeMs;
     }
-    if (closing) response.setHeader('connection', 'close');
+    if (bounded) closeWith(socket, response);
   });
   return {
     get draining() {

@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { registerConnectionDrain, type ConnectionLimits } from '../../src/http/connection-drain.js';
 
 /** A server answering each request with the client's port: which connection it came on. */
-async function serve(limits: ConnectionLimits, now?: () => number) {
-  const server = http.createServer((request, response) => response.end(String(request.socket.remotePort)));
+async function serve(limits: ConnectionLimits, now?: () => number, answerAfterMs = 0) {
+  const server = http.createServer((request, response) => {
+    const answer = () => response.end(String(request.socket.remotePort));
+    if (answerAfterMs > 0) setTimeout(answer, answerAfterMs);
+    else answer();
+  });
   const drain = registerConnectionDrain(server, limits, now);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, drain, port: (server.address() as AddressInfo).port };
@@ -85,5 +89,24 @@ describe('keep-alive connection bounds', () => {
     assert.equal(a.connection, 'close');
     assert.equal(b.connection, 'close');
     assert.notEqual(a.via, b.via);
+  });
+
+  it('moves the close to the last of the requests pipelined behind the answer at the bound, so that every one is answered', async () => {
+    // Answers take a while, as the service's do (Redis, Postgres): the pipelined requests arrive before the first answer is written.
+    const { server, port } = await serve({ maxRequests: 1, maxAgeMs: 0 }, undefined, 30);
+    cleanup.push(() => server.close());
+    const socket = net.connect(port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (chunk) => (received += chunk.toString('latin1')));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write('GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await closed;
+    const heads = received.split('HTTP/1.1 ').slice(1);
+    assert.equal(heads.length, 3, `three answers:\n${received}`);
+    assert.deepEqual(
+      heads.map((head) => /^connection: (\S+)/im.exec(head)?.[1]?.toLowerCase() ?? 'none'),
+      ['none', 'none', 'close'],
+      'only the last answer closes the connection, which the server then ends',
+    );
   });
 });

@@ -112,9 +112,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     probes: [
       { name: 'postgres', check: (ms) => infra.postgres.ping(ms) },
       { name: 'redis', check: (ms) => infra.redis.ping(ms) },
-      // Authentication, authorization and the admin API do without Kafka, and
-      // telemetry answers 503 for EMQX to retry: a Kafka outage must not take
-      // every replica out of the Service at once.
+      // Authentication, authorization and the admin API (but for creating a
+      // tenant) do without Kafka, and telemetry answers 503 for EMQX to retry:
+      // a Kafka outage must not take every replica out of the Service at once.
       { name: 'kafka', check: (ms) => infra.kafka.ping(ms), cause: kafkaFailureCause, required: false },
     ],
     draining: () => drain.draining,

@@ -3,6 +3,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { registerConnectionDrain, type ConnectionLimits } from '../../src/http/connection-drain.js';
+import { createTestContext } from '../helpers/context.js';
 
 /** A server answering each request with the client's port: which connection it came on. */
 async function serve(limits: ConnectionLimits, now?: () => number, answerAfterMs = 0) {
@@ -108,5 +109,34 @@ describe('keep-alive connection bounds', () => {
       ['none', 'none', 'close'],
       'only the last answer closes the connection, which the server then ends',
     );
+  });
+
+  it('the app takes its bounds from HTTP_CONNECTION_MAX_REQUESTS, also for requests EMQX pipelines', async () => {
+    const ctx = await createTestContext({ HTTP_CONNECTION_MAX_REQUESTS: '2', HTTP_CONNECTION_MAX_AGE_MS: '0' });
+    try {
+      const app = await ctx.app();
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const { port } = app.server.address() as AddressInfo;
+      const { get, close } = client(port);
+      cleanup.push(close);
+      const answers = [];
+      for (let i = 0; i < 4; i++) answers.push(await get());
+      assert.deepEqual(answers.map(({ connection }) => connection), ['keep-alive', 'close', 'keep-alive', 'close']);
+
+      // /readyz pings Postgres, Redis and Kafka: the requests behind the first arrive before its answer is written.
+      const socket = net.connect(port, '127.0.0.1');
+      let received = '';
+      socket.on('data', (chunk) => (received += chunk.toString('latin1')));
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.write('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(4));
+      await closed;
+      const heads = received.split('HTTP/1.1 ').slice(1);
+      assert.equal(heads.length, 4, `every pipelined request answered:\n${received}`);
+      assert.ok(heads.every((head) => head.startsWith('200')));
+      assert.equal(heads.at(-1)?.match(/^connection: (\S+)/im)?.[1], 'close');
+      assert.ok(heads.slice(0, -1).every((head) => !/^connection: close/im.test(head)), 'only the last answer closes');
+    } finally {
+      await ctx.close();
+    }
   });
 });

@@ -118,6 +118,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       { name: 'kafka', check: (ms) => infra.kafka.ping(ms), cause: kafkaFailureCause, required: false },
     ],
     draining: () => drain.draining,
+    warm: product.authWarm,
   });
   await app.register(docsRoutes);
 

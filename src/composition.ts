@@ -99,6 +99,8 @@ export function compose(context: WiringContext) {
     commands: commands.service,
     commandJobs: commandJobs.service,
     authn: auth.authn,
+    /** Readiness: a replica holding verified credentials answers them with Postgres or Redis down. */
+    authWarm: auth.warm,
     authz: auth.authz,
     unusableBodies: auth.unusableBodies,
     /** `/emqx/events`: handlers by event name, and where an event none can take is kept. */

@@ -65,6 +65,8 @@ export function wireEmqxAuth(
     unusableBodies: countUnusableBodies(metrics),
     /** Drops the device's verifications from this replica's memory. */
     forgetInMemory: (deviceId: string) => cache.forgetDevice(deviceId),
+    /** Whether this replica holds verified credentials in memory, which it answers from without Postgres or Redis. */
+    warm: () => cache.heldInMemory() > 0,
     /** Drops every verification held in this replica's memory. */
     forgetAllInMemory: () => cache.clearMemory(),
     /** Deletes the verifications of a key (or of the whole device) from Redis. */

@@ -22,13 +22,23 @@ export interface HealthRoutesOptions {
   probeTimeoutMs?: number;
   /** True once the process is shutting down: the replica is unready so that its endpoints go, whatever its dependencies. */
   draining?: () => boolean;
+  /**
+   * True while the replica holds verified credentials in memory: it answers
+   * those devices' CONNECTs with Postgres or Redis down (the failure table),
+   * so a required dependency being down leaves it ready. Were it unready,
+   * every replica would leave the Service's endpoints at once, and the
+   * devices they could still let in would be refused too.
+   */
+  warm?: () => boolean;
 }
 
 const readySchema = z
   .object({
     status: z
       .enum(['ready', 'not_ready', 'draining'])
-      .describe('`not_ready` when Postgres or Redis does not answer; `draining` once the process is shutting down. Kafka being down leaves it `ready`.'),
+      .describe(
+        '`not_ready` when Postgres or Redis does not answer and the replica holds no verified credentials in memory (with some, it answers those devices and stays `ready`); `draining` once the process is shutting down. Kafka being down leaves it `ready`.',
+      ),
     down: z.array(z.string()).describe('The dependencies that did not answer: `postgres`, `redis`, `kafka` (Kafka listed too, although it does not make the replica unready)'),
     checks: z.record(z.string(), z.enum(['up', 'down'])).describe('Each dependency and whether it answered'),
     causes: z
@@ -65,19 +75,19 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
       schema: {
         tags: ['operations'],
         operationId: 'getReadiness',
-        summary: 'The replica can answer EMQX: Postgres and Redis answer, and it is not shutting down',
+        summary: 'The replica can answer EMQX: Postgres and Redis answer (or it holds verified credentials), and it is not shutting down',
         description: `Each dependency is checked with a ${probeTimeoutMs / 1000} s timeout; the answer names what is down. Kafka is checked and reported too, but a Kafka outage leaves the replica ready: authentication, authorization and the admin API (but for creating a tenant) do without it, and telemetry answers 503 for EMQX to retry. Once the process has been told to stop, the answer is 503 \`draining\`. The cause is logged once by the service, never answered here.`,
         response: { 200: readySchema, 503: readySchema },
         answers: {
           200: {
-            description: 'Postgres and Redis answer (Kafka may be down: see `checks`)',
+            description: 'Postgres and Redis answer, or one is down and the replica answers from the verified credentials it holds (Kafka may be down: see `checks`)',
             examples: {
               ready: { value: { status: 'ready', down: [], checks: { postgres: 'up', redis: 'up', kafka: 'up' }, causes: {} } },
               kafkaDown: { value: { status: 'ready', down: ['kafka'], checks: { postgres: 'up', redis: 'up', kafka: 'down' }, causes: { kafka: 'authentication_failed' } } },
             },
           },
           503: {
-            description: 'Postgres or Redis does not answer, or the process is shutting down',
+            description: 'Postgres or Redis does not answer and the replica holds no verified credentials, or the process is shutting down',
             examples: {
               postgresDown: { value: { status: 'not_ready', down: ['postgres'], checks: { postgres: 'down', redis: 'up', kafka: 'up' }, causes: {} } },
               draining: { value: { status: 'draining', down: [], checks: { postgres: 'up', redis: 'up', kafka: 'up' }, causes: {} } },
@@ -101,7 +111,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
         }),
       );
       const down = results.filter(({ status }) => status === 'down').map(({ name }) => name);
-      const ready = results.every(({ status, required }) => status === 'up' || !required);
+      const ready = results.every(({ status, required }) => status === 'up' || !required) || options.warm?.() === true;
       const status = options.draining?.() ? 'draining' : ready ? 'ready' : 'not_ready';
       return reply.status(status === 'ready' ? 200 : 503).send({
         status,

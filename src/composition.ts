@@ -115,10 +115,19 @@ export function compose(context: WiringContext) {
       topics.reconciliation.start();
       commands.start();
       commandJobs.runner.start();
+      ingest.subscription?.start();
     },
     /** Before the clients close: stops the background work and waits for what is under way. */
     async stop() {
-      await Promise.all([changes.stop(), liveness.sweeper.stop(), auth.keyExpiry.stop(), topics.reconciliation.stop(), commandJobs.runner.stop(), commands.stop()]);
+      await Promise.all([
+        changes.stop(),
+        liveness.sweeper.stop(),
+        auth.keyExpiry.stop(),
+        topics.reconciliation.stop(),
+        commandJobs.runner.stop(),
+        commands.stop(),
+        ingest.subscription?.stop(),
+      ]);
     },
     /** After the last request: writes what is still pending (key usage, telemetry's liveness). */
     async close() {

@@ -42,7 +42,7 @@ export function createTelemetryMetrics(registry: Registry) {
     }),
     retried: new Counter({
       name: 'devicelink_telemetry_unavailable_total',
-      help: 'Telemetry messages answered 503 (EMQX retries them), by reason',
+      help: 'Telemetry messages answered 503 (EMQX retries them), or retried in place when read by the subscription, by reason',
       labelNames: ['reason'] as const,
       registers,
     }),

@@ -56,8 +56,15 @@ export interface MqttSubscription {
   start(timeoutMs: number): Promise<void>;
   /** Connected clients. */
   readonly connected: number;
-  /** Disconnects (keeping the sessions on the broker: what is not acknowledged is delivered again). */
-  stop(): Promise<void>;
+  /** Leaves the shared subscription: the broker sends the group's messages to the other members from now on. */
+  unsubscribe(): Promise<void>;
+  /**
+   * Disconnects. With `endSessions` the broker forgets the sessions (after a
+   * clean drain: an idle session would otherwise keep getting its share of
+   * the group's messages until it expires); without, it keeps them, and what
+   * is not acknowledged is delivered again when the clients come back.
+   */
+  stop(endSessions: boolean): Promise<void>;
 }
 
 const DEFAULT_RECONNECT_MIN_MS = 250;
@@ -168,9 +175,19 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
     get connected() {
       return clients.filter((client) => client.connected).length;
     },
-    async stop() {
+    async unsubscribe() {
+      await Promise.all(
+        clients.map(async (client) => {
+          if (!client.connected) return;
+          await client.unsubscribeAsync(options.filter).catch((error: unknown) => options.log.warn({ err: error }, 'could not leave the telemetry subscription'));
+        }),
+      );
+    },
+    async stop(endSessions) {
       stopped = true;
-      await Promise.all(clients.map((client) => client.endAsync(true)));
+      await Promise.all(
+        clients.map((client) => client.endAsync(false, endSessions ? { reasonCode: 0, properties: { sessionExpiryInterval: 0 } } : {})),
+      );
     },
   };
 }

@@ -99,9 +99,15 @@ function wireSubscription(
     start() {
       subscription.start(SUBSCRIPTION_START_WAIT_MS).catch((error: unknown) => log.warn({ err: error }, 'telemetry subscription not started yet; retrying'));
     },
+    /**
+     * Leaves the group, lets what arrived reach Kafka and be acknowledged, and
+     * ends the sessions when nothing was left; otherwise keeps them, so that
+     * the broker delivers the rest again when this replica comes back.
+     */
     async stop() {
-      await ingest.drain(SUBSCRIPTION_DRAIN_MS);
-      await subscription.stop();
+      await subscription.unsubscribe();
+      const clean = await ingest.drain(SUBSCRIPTION_DRAIN_MS);
+      await subscription.stop(clean);
     },
   };
 }

@@ -22,11 +22,12 @@ export interface SubscriptionIngest {
   /** Messages received and not yet in Kafka. */
   readonly pending: number;
   /**
-   * Stops taking messages (they stay unacknowledged with the broker), waits
-   * up to `waitMs` for those under way to reach Kafka and be acknowledged,
-   * then gives up retrying the rest.
+   * Waits up to `waitMs` for the messages under way (and those still
+   * arriving) to reach Kafka and be acknowledged, then stops taking messages
+   * and gives up retrying the rest (they stay unacknowledged with the
+   * broker). True when nothing was left.
    */
-  drain(waitMs: number): Promise<void>;
+  drain(waitMs: number): Promise<boolean>;
 }
 
 interface Delivery {
@@ -165,12 +166,14 @@ export function createSubscriptionIngest(options: SubscriptionIngestOptions): Su
       return pending;
     },
     async drain(waitMs) {
-      closing = true;
       const deadline = clock() + waitMs;
       while (pending > 0 && clock() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      closing = true;
+      const clean = pending === 0;
       draining = true;
       for (const wake of [...wakeups]) wake();
       await Promise.allSettled([...tails.values()]);
+      return clean;
     },
   };
 }

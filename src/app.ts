@@ -143,7 +143,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // Tens of thousands of requests a second that log only when something fails.
     shareLoggerPerLevel(emqx, { context: 'emqx' });
     requireHookToken(emqx, config.emqx.hookTokens);
-    await emqx.register(authRoutes, { authn: product.authn, authz: product.authz, unusableBodies: product.unusableBodies, commandReplies: config.commands.replies });
+    await emqx.register(authRoutes, {
+      authn: product.authn,
+      authz: product.authz,
+      unusableBodies: product.unusableBodies,
+      commandReplies: config.commands.replies,
+      serviceIdentity: product.serviceIdentity,
+    });
     await emqx.register(eventsRoutes, { ...product.events, maxEventBytes: config.ingest.maxEventBytes, metrics });
   });
 

@@ -102,6 +102,7 @@ export function compose(context: WiringContext) {
     /** Readiness: a replica holding verified credentials answers them with Postgres or Redis down. */
     authWarm: auth.warm,
     authz: auth.authz,
+    serviceIdentity: auth.serviceIdentity,
     unusableBodies: auth.unusableBodies,
     /** `/emqx/events`: handlers by event name, and where an event none can take is kept. */
     events: { handlers: { ...ingest.handlers, ...sessions.handlers, ...commands.handlers }, unusable: ingest.unusable },

@@ -473,13 +473,15 @@ describe('EMQX by the EMQX Operator (deploy/kubernetes/emqx)', () => {
       const urls = ['authentication.0.url', 'authorization.sources.0.url', 'connectors.http.device_link.url'];
       for (const url of urls) assert.equal(new URL(hoconString(root, url)).host, address, url);
       const text = JSON.stringify(
-        Object.fromEntries(['authentication', 'authorization', 'connectors', 'actions', 'rule_engine'].map((key) => [key, hoconAt(root, key)])),
+        Object.fromEntries(['authentication', 'authorization', 'connectors', 'actions', 'rule_engine', 'mqtt'].map((key) => [key, hoconAt(root, key)])),
       );
       return JSON.parse(text.split(`//${address}`).join('//<service>').split(TOKEN).join('<hook token>')) as unknown;
     };
     assert.deepEqual(withoutInputs(config, `${service.metadata.name}:${servicePort}`), withoutInputs(compose, 'device-link:8080'));
     assert.deepEqual(hoconAt(config, 'listeners.ssl.default'), hoconAt(compose, 'listeners.ssl.default'), 'the same TLS listener');
     assert.equal(hoconString(config, 'authentication.0.headers.authorization'), `Bearer ${TOKEN}`);
+    // A device's messages reach one member of the ingest subscription's group, in order (docs/telemetry.md).
+    assert.ok(['hash_topic', 'hash_clientid'].includes(hoconString(config, 'mqtt.shared_subscription_strategy')), 'a hash strategy for shared subscriptions');
     // What the compose file sets for its one node is the operator's here.
     for (const owned of ['node', 'cluster', 'dashboard', 'api_key']) assert.equal(hoconAt(config, owned), undefined, `${owned} is the operator's`);
   });

@@ -18,6 +18,7 @@ import { emqxEnv, startTestEmqx } from '../test/helpers/emqx.js';
 import { createCommandScenario } from './commands.js';
 import { benchImport, benchJob } from './fleet.js';
 import { createIngestScenario } from './ingest.js';
+import { startSubscriptionBench, type SubscriptionBench } from './ingest-subscription.js';
 import { benchLiveness } from './liveness.js';
 import { deployedEnv, measurePaired, median, printRow, startServer, type LoadSpec, type Server } from './support.js';
 
@@ -28,6 +29,8 @@ export interface Scenario {
   spec: (app: Server, bare: Server) => Promise<LoadSpec> | LoadSpec;
   /** Checks after the run (e.g. that nothing was lost), given the 2xx answers of every service run; returns a line to print. */
   verify?: (answeredOk: number) => Promise<string>;
+  /** The same work done another way, measured in the same rounds (telemetry: by subscription). */
+  alongside?: () => Promise<SubscriptionBench>;
 }
 
 /** Rounds of (bare, service) measured back to back per scenario; the median ratio is reported. */
@@ -104,7 +107,10 @@ const env = testEnv(`bench-${tag}`, db.url, {
   COMMANDS_MAX_PENDING_PER_DEVICE: '1000',
 });
 const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', ...deployedEnv() });
-scenarios.push(createIngestScenario({ databaseUrl: db.url, env }));
+scenarios.push({
+  ...createIngestScenario({ databaseUrl: db.url, env }),
+  alongside: () => startSubscriptionBench({ databaseUrl: db.url, env }),
+});
 scenarios.push(createCommandScenario({ databaseUrl: db.url, env, emqx }));
 const bare = await startServer('bench/bare-server.mjs');
 const app = await startServer('bench/app-server.mjs', env);
@@ -138,7 +144,10 @@ try {
   printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'bare p99 ms', 'non-2xx', 'RSS MB']);
   for (const scenario of scenarios.filter((candidate) => wanted(candidate.name))) {
     const spec = await scenario.spec(app, bare);
-    const measured = await measurePaired(bare, app, spec, ROUNDS, other);
+    const alongside = await scenario.alongside?.();
+    if (alongside) await alongside.warmUp(Number(process.env.BENCH_SUBSCRIPTION_WARMUP_S ?? 10));
+    const durationS = Number(process.env.BENCH_DURATION_S ?? 4);
+    const measured = await measurePaired(bare, app, spec, ROUNDS, other, alongside ? () => alongside.round(durationS) : undefined);
     const { ceilingRps, ceilingP99, result, ratio, ratios, cpuPerRequestUs, serviceBusy } = measured;
     printRow([
       scenario.name,
@@ -166,6 +175,12 @@ try {
       );
     }
     if (scenario.verify) console.log(`  ${await scenario.verify(result.okIncludingWarmup + (measured.other?.result.okIncludingWarmup ?? 0))}`);
+    if (alongside) {
+      const subscription = alongside.cpuPerMessageUs();
+      console.log(`  telemetry CPU per message: webhook ${cpuPerRequestUs.service.toFixed(0)} µs, subscription ${subscription.toFixed(0)} µs`);
+      console.log(`  ${await alongside.verify()}`);
+      await alongside.stop();
+    }
   }
   await other?.stop();
   await app.stop();

@@ -92,6 +92,23 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
   function connect(index: number): MqttClient {
     /** Counts this client's connections: an ack of an earlier one is not sent on a later one. */
     let connection = 0;
+    /**
+     * PUBACKs sent in one turn of the event loop (those of one Kafka batch)
+     * leave in one write: the socket is corked until the turn ends.
+     */
+    let corked = false;
+    const acknowledge = (done: (code: number) => void) => {
+      if (!corked) {
+        corked = true;
+        const stream = client.stream;
+        stream.cork();
+        process.nextTick(() => {
+          corked = false;
+          stream.uncork();
+        });
+      }
+      done(0);
+    };
     const settings: IClientOptions = {
       protocolVersion: 5,
       clientId: `${options.clientId}-${index}`,
@@ -118,7 +135,7 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
             messageIdProperty: messageIdProperty(packet),
           },
           () => {
-            if (at === connection && client.connected && !stopped) done(0);
+            if (at === connection && client.connected && !stopped) acknowledge(done);
           },
         );
       },

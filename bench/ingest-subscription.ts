@@ -78,6 +78,7 @@ export async function startSubscriptionBench(options: { databaseUrl: string; env
     INGEST_MQTT_CLIENT_ID: `bench-${SALT.slice(0, 8)}`,
     // Mosquitto spreads a shared subscription round-robin: one member keeps each device's order.
     INGEST_MQTT_CLIENTS: '1',
+    LOG_LEVEL: process.env.BENCH_SUBSCRIPTION_LOG_LEVEL ?? options.env.LOG_LEVEL ?? 'warn',
   });
   const clients: MqttClient[] = [];
   for (const id of devices) {
@@ -96,8 +97,18 @@ export async function startSubscriptionBench(options: { databaseUrl: string; env
   let sequence = 0;
   let brokerAcked = new Uint8Array(1 << 20);
   let brokerAckedCount = 0;
-  let produced = await accepted();
   const rounds: number[] = [];
+
+  // The service subscribes in the background once started: a message published
+  // before the group exists reaches nobody. Probes (not counted) until one is produced.
+  const first = devices[0] ?? '';
+  for (let attempt = 0; (await accepted()) === 0; attempt++) {
+    if (attempt === 120) throw new Error('the service did not take telemetry from its subscription within 60 s');
+    await clients[0]?.publishAsync(`devices/${first}/telemetry`, '{"probe":1}', { qos: 1, properties: { userProperties: { message_id: idOf(sequence++) } } });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  let produced = await accepted();
+  const base = sequence - produced;
 
   /** Each device publishes in turn while fewer than WINDOW messages wait for the service. */
   async function publishFor(durationS: number) {
@@ -114,7 +125,7 @@ export async function startSubscriptionBench(options: { databaseUrl: string; env
       clients.map(async (client, index) => {
         const device = devices[index] ?? '';
         while (performance.now() < until) {
-          if (sequence - produced > WINDOW) {
+          if (sequence - base - produced > WINDOW) {
             await new Promise((resolve) => setTimeout(resolve, 5));
             continue;
           }

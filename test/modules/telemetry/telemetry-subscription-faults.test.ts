@@ -114,7 +114,7 @@ describe('telemetry ingest by subscription through faults', () => {
     const byDevice = sequencesByDevice(records);
     publishing.forEach(({ id }, index) => assertComplete(byDevice.get(id), published[index] ?? 0, id));
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /^telemetry_unavailable_total\{reason="kafka_unavailable"\} [1-9]/m, 'it waited for Kafka, retrying');
+    assert.match(metrics, /^devicelink_telemetry_unavailable_total\{reason="kafka_unavailable"\} [1-9]/m, 'it waited for Kafka, retrying');
   });
 
   it('loses nothing when the service is killed mid-stream and restarted', async () => {

@@ -3,7 +3,7 @@
 // (scripts/mosquitto.sh), measured in the same rounds as the webhook. Devices
 // publish at QoS 1 with a `message_id` user property (so the dedup window is
 // used as with EMQX's ids); the service's CPU per message is its CPU time over
-// the messages it produced meanwhile (`telemetry_accepted_total`). Afterwards
+// the messages it produced meanwhile (`devicelink_telemetry_accepted_total`). Afterwards
 // every message the broker took is looked for in telemetry.raw.
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -90,7 +90,7 @@ export async function startSubscriptionBench(options: { databaseUrl: string; env
 
   const accepted = async () => {
     const response = await fetch(`http://127.0.0.1:${service.port}/metrics`);
-    const match = /^telemetry_accepted_total (\d+)/m.exec(await response.text());
+    const match = /^devicelink_telemetry_accepted_total (\d+)/m.exec(await response.text());
     return Number(match?.[1] ?? 0);
   };
 

@@ -1,6 +1,10 @@
-// Fleet onboarding: 10,000 devices, each with labels and an API key, created
-// in one POST /v1/tenants/{tenantId}/device-imports, over HTTP as an
-// operator's tool sends it. Each run imports into a tenant of its own.
+// Fleet operations: onboarding 10,000 devices, each with labels and an API
+// key, in one POST /v1/tenants/{tenantId}/device-imports, over HTTP as an
+// operator's tool sends it (each run into a tenant of its own); and a command
+// job to 10,000 subscribed devices, timed to all acked.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { EmqxSim } from '../dev/emqx-sim/emqx-sim.js';
+import { httpTransport } from '../dev/emqx-sim/service.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/env.js';
 import { median } from './support.js';
 
@@ -38,4 +42,52 @@ export async function benchImport(port: number, tag: string): Promise<string[]> 
   }
   lines.unshift(`device import — ${DEVICES.toLocaleString('en')} devices with labels and keys in one request: median ${median(times)} ms of ${RUNS} runs (target ≤ ${TARGET_MS.toLocaleString('en')} ms)`);
   return lines;
+}
+
+const JOB_DEVICES = Number(process.env.BENCH_JOB_DEVICES ?? 10_000);
+const JOB_TARGET_S = 15;
+
+/**
+ * A command job to 10,000 devices, every one online and subscribed in the
+ * EMQX simulation (which acks at once and posts the delivery events back):
+ * the time from the create request to every command acked.
+ */
+export async function benchJob(port: number, emqx: EmqxSim, tag: string): Promise<string[]> {
+  const call = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${(await response.text()).slice(0, 200)}`);
+    return response.json() as Promise<Record<string, unknown>>;
+  };
+  const tenant = `bench-job-${tag}`.toLowerCase();
+  await call('POST', '/v1/tenants', { id: tenant, name: tenant });
+  const imported = (await call('POST', `/v1/tenants/${tenant}/device-imports`, {
+    devices: Array.from({ length: JOB_DEVICES }, (_, index) => ({ name: `meter ${index}`, labels: { ring: 'all' } })),
+  })) as { devices: { id: string }[] };
+  emqx.sendEventsTo(httpTransport(`http://127.0.0.1:${port}`));
+  const ids = imported.devices.map((device) => device.id);
+  for (let start = 0; start < ids.length; start += 200) {
+    await Promise.all(ids.slice(start, start + 200).map((id) => emqx.subscribe(id, `devices/${id}/commands`)));
+  }
+
+  const started = performance.now();
+  const job = (await call('POST', `/v1/tenants/${tenant}/command-jobs`, { name: 'bench-job', target: { labels: { ring: 'all' } }, max_per_second: 10_000 })) as { id: string };
+  const createdMs = Math.round(performance.now() - started);
+  let current: { state: string; total: number; counts: Record<string, number> };
+  for (;;) {
+    current = (await call('GET', `/v1/tenants/${tenant}/command-jobs/${job.id}`)) as typeof current;
+    if (current.state !== 'running' || performance.now() - started > 120_000) break;
+    await sleep(100);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const acked = current.counts.acked ?? 0;
+  const verdict = current.state === 'completed' && acked === current.total && seconds <= JOB_TARGET_S ? 'OK' : 'MISSED';
+  const others = Object.entries(current.counts).filter(([state, count]) => state !== 'acked' && count > 0);
+  return [
+    `command job — ${JOB_DEVICES.toLocaleString('en')} subscribed devices by one label: ${current.state}, ${acked.toLocaleString('en')} of ${current.total.toLocaleString('en')} acked ${seconds.toFixed(1)} s after the create (answered in ${createdMs} ms; target ≤ ${JOB_TARGET_S} s) — ${verdict}`,
+    ...(others.length > 0 ? [`  not acked: ${others.map(([state, count]) => `${state} ${count}`).join(', ')}`] : []),
+  ];
 }

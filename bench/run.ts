@@ -16,8 +16,9 @@ import {
 } from './auth-bench.js';
 import { emqxEnv, startTestEmqx } from '../test/helpers/emqx.js';
 import { benchCommandClaim, createCommandScenario } from './commands.js';
-import { benchImport } from './fleet.js';
+import { benchImport, benchJob } from './fleet.js';
 import { createIngestScenario } from './ingest.js';
+import { startSubscriptionBench, type SubscriptionBench } from './ingest-subscription.js';
 import { benchLiveness } from './liveness.js';
 import { deployedEnv, measurePaired, median, printRow, startServer, type LoadSpec, type Server } from './support.js';
 
@@ -28,6 +29,8 @@ export interface Scenario {
   spec: (app: Server, bare: Server) => Promise<LoadSpec> | LoadSpec;
   /** Checks after the run (e.g. that nothing was lost), given the 2xx answers of every service run; returns a line to print. */
   verify?: (answeredOk: number) => Promise<string>;
+  /** The same work done another way, measured in the same rounds (telemetry: by subscription). */
+  alongside?: () => Promise<SubscriptionBench>;
 }
 
 /** Rounds of (bare, service) measured back to back per scenario; the median ratio is reported. */
@@ -50,6 +53,17 @@ const STORM_RUNS = Number(process.env.BENCH_STORM_RUNS ?? 3);
 const COMPARE = process.env.BENCH_COMPARE;
 /** The node binary the other build runs on (BENCH_COMPARE_NODE; default this one's): Node versions compared with the same build. */
 const COMPARE_NODE = process.env.BENCH_COMPARE_NODE;
+/**
+ * Settings the other server runs with on top of this one's
+ * (BENCH_COMPARE_ENV=NAME=value,NAME=value; this build unless BENCH_COMPARE
+ * names another): what a setting costs, measured in the same rounds.
+ */
+const COMPARE_ENV: Record<string, string> = Object.fromEntries(
+  (process.env.BENCH_COMPARE_ENV ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+);
 const hook = { authorization: `Bearer ${TEST_HOOK_TOKEN}` };
 
 const tag = uniqueTag();
@@ -93,16 +107,26 @@ const env = testEnv(`bench-${tag}`, db.url, {
   COMMANDS_MAX_PENDING_PER_DEVICE: '1000',
 });
 const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', ...deployedEnv() });
-scenarios.push(createIngestScenario({ databaseUrl: db.url, env }));
+scenarios.push({
+  ...createIngestScenario({ databaseUrl: db.url, env }),
+  alongside: () => startSubscriptionBench({ databaseUrl: db.url, env }),
+});
 scenarios.push(createCommandScenario({ databaseUrl: db.url, env, emqx }));
 const bare = await startServer('bench/bare-server.mjs');
 const app = await startServer('bench/app-server.mjs', env);
-const other = COMPARE || COMPARE_NODE ? await startServer(`${COMPARE ?? '.'}/bench/app-server.mjs`, env, COMPARE_NODE) : undefined;
+const comparing = Boolean(COMPARE || COMPARE_NODE) || Object.keys(COMPARE_ENV).length > 0;
+const other = comparing ? await startServer(`${COMPARE ?? '.'}/bench/app-server.mjs`, { ...env, ...COMPARE_ENV }, COMPARE_NODE) : undefined;
 
 try {
   console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 4)} s per scenario and side\n`);
   if (other) {
-    const what = [COMPARE ? `the build in ${COMPARE}` : 'this build', COMPARE_NODE ? `on ${COMPARE_NODE}` : ''].join(' ').trim();
+    const what = [
+      COMPARE ? `the build in ${COMPARE}` : 'this build',
+      COMPARE_NODE ? `on ${COMPARE_NODE}` : '',
+      Object.keys(COMPARE_ENV).length > 0 ? `with ${process.env.BENCH_COMPARE_ENV}` : '',
+    ]
+      .filter(Boolean)
+      .join(' ');
     console.log(`each round also measures ${what} (rows "… (other)"); "gain" is this build's req/s over the other's in the same round\n`);
   }
   // The storms come first: their client is this process, and after the
@@ -113,10 +137,17 @@ try {
     for (const line of await benchImport(app.port, tag)) console.log(line);
     console.log('');
   }
+  if (wanted('command job')) {
+    for (const line of await benchJob(app.port, emqx, tag)) console.log(line);
+    console.log('');
+  }
   printRow(['scenario', 'bare req/s', 'req/s', 'ratio', 'target', 'p50 ms', 'p99 ms', 'bare p99 ms', 'non-2xx', 'RSS MB']);
   for (const scenario of scenarios.filter((candidate) => wanted(candidate.name))) {
     const spec = await scenario.spec(app, bare);
-    const measured = await measurePaired(bare, app, spec, ROUNDS, other);
+    const alongside = await scenario.alongside?.();
+    if (alongside) await alongside.warmUp(Number(process.env.BENCH_SUBSCRIPTION_WARMUP_S ?? 10));
+    const durationS = Number(process.env.BENCH_DURATION_S ?? 4);
+    const measured = await measurePaired(bare, app, spec, ROUNDS, other, alongside ? () => alongside.round(durationS) : undefined);
     const { ceilingRps, ceilingP99, result, ratio, ratios, cpuPerRequestUs, serviceBusy } = measured;
     printRow([
       scenario.name,
@@ -144,6 +175,12 @@ try {
       );
     }
     if (scenario.verify) console.log(`  ${await scenario.verify(result.okIncludingWarmup + (measured.other?.result.okIncludingWarmup ?? 0))}`);
+    if (alongside) {
+      const subscription = alongside.cpuPerMessageUs();
+      console.log(`  telemetry CPU per message: webhook ${cpuPerRequestUs.service.toFixed(0)} µs, subscription ${subscription.toFixed(0)} µs`);
+      console.log(`  ${await alongside.verify()}`);
+      await alongside.stop();
+    }
   }
   await other?.stop();
   await app.stop();

@@ -224,7 +224,15 @@ async function warmUp(server: Server, spec: LoadSpec): Promise<number> {
  * by waiting. With `other` (another build of the service), every round also
  * measures it, the two builds taking turns at going first.
  */
-export async function measurePaired(bare: Server, app: Server, spec: LoadSpec, rounds: number, other?: Server): Promise<PairedResult> {
+export async function measurePaired(
+  bare: Server,
+  app: Server,
+  spec: LoadSpec,
+  rounds: number,
+  other?: Server,
+  /** Measured after the service in every round (another way of doing the same work). */
+  eachRound?: () => Promise<unknown>,
+): Promise<PairedResult> {
   await load(bare.port, { ...spec, durationS: 2 });
   const warmedUp = await warmUp(app, spec);
   const otherWarmedUp = other ? await warmUp(other, spec) : 0;
@@ -236,6 +244,7 @@ export async function measurePaired(bare: Server, app: Server, spec: LoadSpec, r
     if (other && round % 2 === 1) otherRuns.push(await measure(other, spec));
     runs.push(await measure(app, spec));
     if (other && round % 2 === 0) otherRuns.push(await measure(other, spec));
+    await eachRound?.();
   }
   const ratioTo = (list: Measured[]) => list.map((run, index) => run.result.rps / (ceilings[index]?.result.rps || 1));
   const ratios = ratioTo(runs);

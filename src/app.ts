@@ -8,7 +8,8 @@ import { registerErrorHandler } from './http/error-handler.js';
 import { answerRequestId, generateRequestId, registerClientRequestId } from './http/request-id.js';
 import { requireHookToken } from './http/hook-token.js';
 import { shareLoggerPerLevel } from './http/shared-logger.js';
-import { createMetricsRegistry, registerRequestMetrics } from './http/metrics.js';
+import { registerConnectionDrain, type ConnectionDrain } from './http/connection-drain.js';
+import { createMetricsRegistry, registerDependencyMetrics, registerRequestMetrics } from './http/metrics.js';
 import { registerOpenApi } from './http/openapi.js';
 import { zodSerializerCompiler, zodValidatorCompiler } from './http/zod-type-provider.js';
 import { closeInfra, createInfra, type Infra } from './infra/index.js';
@@ -16,6 +17,7 @@ import { kafkaFailureCause } from './infra/kafka.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import { adminTokenRoutes } from './modules/admin-tokens/admin-token-routes.js';
 import { auditRoutes } from './modules/audit/audit-routes.js';
+import { commandJobRoutes } from './modules/commands/command-job-routes.js';
 import { commandRoutes } from './modules/commands/command-routes.js';
 import { credentialRoutes } from './modules/credentials/credential-routes.js';
 import { deviceRoutes } from './modules/devices/device-routes.js';
@@ -40,6 +42,8 @@ declare module 'fastify' {
     routeList: string[];
     /** The listener of /metrics with METRICS_PORT, opened by listen() and closed with the app; null without it. */
     metricsServer: FastifyInstance | null;
+    /** Closes keep-alive connections at their bounds, and all of them once draining (src/http/connection-drain.ts). */
+    drain: ConnectionDrain;
   }
 }
 
@@ -79,6 +83,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     forceCloseConnections: 'idle',
   });
   app.decorate('routeList', [] as string[]);
+  const drain = registerConnectionDrain(app.server, config.connections);
+  app.decorate('drain', drain);
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) {
       if (method !== 'HEAD') app.routeList.push(`${method} ${route.url}`);
@@ -95,6 +101,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const infra = deps.infra ?? createInfra(config, app.log as FastifyBaseLogger);
   const metrics = createMetricsRegistry();
   registerRequestMetrics(app, metrics);
+  registerDependencyMetrics(metrics, [infra.postgres.state, infra.redis.state, infra.kafka.state]);
   const product = compose({ config, infra, clock: deps.clock ?? systemClock, metrics, log: app.log });
 
   const metricsServer = config.metrics ? await buildMetricsServer(metrics, app.log) : null;
@@ -105,8 +112,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     probes: [
       { name: 'postgres', check: (ms) => infra.postgres.ping(ms) },
       { name: 'redis', check: (ms) => infra.redis.ping(ms) },
-      { name: 'kafka', check: (ms) => infra.kafka.ping(ms), cause: kafkaFailureCause },
+      // Authentication, authorization and the admin API (but for creating a
+      // tenant) do without Kafka, and telemetry answers 503 for EMQX to retry:
+      // a Kafka outage must not take every replica out of the Service at once.
+      { name: 'kafka', check: (ms) => infra.kafka.ping(ms), cause: kafkaFailureCause, required: false },
     ],
+    draining: () => drain.draining,
+    warm: product.authWarm,
   });
   await app.register(docsRoutes);
 
@@ -121,6 +133,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await admin.register(deviceStatusRoutes, { statuses: product.statuses });
     await admin.register(credentialRoutes, { credentials: registry.credentials });
     await admin.register(commandRoutes, { commands: product.commands });
+    await admin.register(commandJobRoutes, { jobs: product.commandJobs });
     await admin.register(adminTokenRoutes, { adminTokens: registry.adminTokens });
     await admin.register(auditRoutes, { audit: registry.audit });
   });
@@ -130,7 +143,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // Tens of thousands of requests a second that log only when something fails.
     shareLoggerPerLevel(emqx, { context: 'emqx' });
     requireHookToken(emqx, config.emqx.hookTokens);
-    await emqx.register(authRoutes, { authn: product.authn, authz: product.authz, unusableBodies: product.unusableBodies, commandReplies: config.commands.replies });
+    await emqx.register(authRoutes, {
+      authn: product.authn,
+      authz: product.authz,
+      unusableBodies: product.unusableBodies,
+      commandReplies: config.commands.replies,
+      serviceIdentity: product.serviceIdentity,
+    });
     await emqx.register(eventsRoutes, { ...product.events, maxEventBytes: config.ingest.maxEventBytes, metrics });
   });
 

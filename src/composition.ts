@@ -1,5 +1,6 @@
 import { combineEventHandlers } from './lib/emqx-event.js';
 import { wireChanges } from './wiring/changes.js';
+import { wireCommandJobs } from './wiring/command-jobs.js';
 import { wireCommands } from './wiring/commands.js';
 import type { WiringContext } from './wiring/context.js';
 import { wireDirectory } from './wiring/directory.js';
@@ -22,6 +23,7 @@ export function compose(context: WiringContext) {
 
   const topics = wireTopics(context);
   const commands = wireCommands({ ...context, topics });
+  const commandJobs = wireCommandJobs({ ...context, commands });
   const sessions = wireSessions({ ...context, directory });
   const auth = wireEmqxAuth({ ...context, directory, sessions: sessions.store, kicksQueued: () => changes.effectsQueued() });
   const liveness = wireLiveness({ ...context, directory, sessions: sessions.store });
@@ -96,8 +98,12 @@ export function compose(context: WiringContext) {
     registry,
     statuses: liveness.statuses,
     commands: commands.service,
+    commandJobs: commandJobs.service,
     authn: auth.authn,
+    /** Readiness: a replica holding verified credentials answers them with Postgres or Redis down. */
+    authWarm: auth.warm,
     authz: auth.authz,
+    serviceIdentity: auth.serviceIdentity,
     unusableBodies: auth.unusableBodies,
     /** `/emqx/events`: handlers by event name, and where an event none can take is kept. */
     events: { handlers: combineEventHandlers(ingest.handlers, sessions.handlers, commands.handlers), unusable: ingest.unusable },
@@ -110,10 +116,20 @@ export function compose(context: WiringContext) {
       // In the background: a Kafka outage at start-up must not keep authentication down.
       topics.reconciliation.start();
       commands.start();
+      commandJobs.runner.start();
+      ingest.subscription?.start();
     },
     /** Before the clients close: stops the background work and waits for what is under way. */
     async stop() {
-      await Promise.all([changes.stop(), liveness.sweeper.stop(), auth.keyExpiry.stop(), topics.reconciliation.stop(), commands.stop()]);
+      await Promise.all([
+        changes.stop(),
+        liveness.sweeper.stop(),
+        auth.keyExpiry.stop(),
+        topics.reconciliation.stop(),
+        commandJobs.runner.stop(),
+        commands.stop(),
+        ingest.subscription?.stop(),
+      ]);
     },
     /** After the last request: writes what is still pending (key usage, telemetry's liveness). */
     async close() {

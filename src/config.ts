@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { z } from 'zod';
 import type { RedisAddress, RedisTopology } from './infra/redis.js';
+import { isDeviceId } from './lib/identifiers.js';
 
 /**
  * Variables that hold secrets. Each may instead be given as `NAME_FILE`, the
@@ -21,11 +22,12 @@ export const SECRET_VARIABLES = [
   'KEY_DIGEST_SECRET',
   'KEY_DIGEST_SECRET_PREVIOUS',
   'KAFKA_SASL_PASSWORD',
+  'INGEST_MQTT_PASSWORD',
 ] as const;
 
 /** Variables that name files the service reads at start-up (TLS material); a file that cannot be read is named with its variable. */
 const KAFKA_FILE_VARIABLES = ['KAFKA_TLS_CA_FILE', 'KAFKA_TLS_CERT_FILE', 'KAFKA_TLS_KEY_FILE'] as const;
-const FILE_VARIABLES = [...KAFKA_FILE_VARIABLES, 'REDIS_TLS_CA_FILE'] as const;
+const FILE_VARIABLES = [...KAFKA_FILE_VARIABLES, 'REDIS_TLS_CA_FILE', 'INGEST_MQTT_CA_FILE'] as const;
 type FileVariable = (typeof FILE_VARIABLES)[number];
 
 /**
@@ -70,6 +72,9 @@ const envSchema = z.object({
   METRICS_HOST: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: int(1000, 120_000).default(20_000),
+  SHUTDOWN_DRAIN_DELAY_MS: int(0, 60_000).default(0),
+  HTTP_CONNECTION_MAX_REQUESTS: int(0, 100_000_000).default(0),
+  HTTP_CONNECTION_MAX_AGE_MS: int(0, 86_400_000).default(300_000),
 
   DATABASE_URL: url(['postgres:', 'postgresql:']),
   DATABASE_POOL_MAX: int(1, 200).default(10),
@@ -147,6 +152,22 @@ const envSchema = z.object({
   INGEST_MAX_PENDING: int(1, 1_000_000).default(20_000),
   INGEST_MAX_PENDING_BYTES: int(1024 * 1024, 4 * 1024 * 1024 * 1024).default(64 * 1024 * 1024),
   INGEST_PRODUCE_TIMEOUT_MS: int(100, 30_000).default(5000),
+  // Ingest by MQTT 5 shared subscription, as well as (or instead of) the webhook's telemetry rule.
+  INGEST_MQTT_URL: url(['mqtt:', 'mqtts:']).optional(),
+  INGEST_MQTT_USERNAME: z.string().min(1).max(256).optional(),
+  INGEST_MQTT_PASSWORD: z.string().min(16, 'must be at least 16 characters').optional(),
+  INGEST_MQTT_CA_FILE: z.string().min(1).optional(),
+  INGEST_MQTT_SHARE_GROUP: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'may hold only letters, digits, ".", "_" and "-" (at most 64)')
+    .default('device-link'),
+  INGEST_MQTT_CLIENT_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,48}$/, 'may hold only letters, digits, ".", "_" and "-" (at most 48)')
+    .optional(),
+  INGEST_MQTT_CLIENTS: int(1, 64).default(2),
+  INGEST_MQTT_RECEIVE_MAXIMUM: int(1, 65_535).default(1000),
+  INGEST_MQTT_SESSION_EXPIRY_S: int(0, 7 * 86_400).default(300),
 
   COMMANDS_MAX_PENDING_PER_DEVICE: int(1, 1000).default(50),
   COMMANDS_RETENTION_DAYS: int(1, 3650).default(30),
@@ -205,6 +226,10 @@ function shape(e: Parsed, files: Readonly<Partial<Record<FileVariable, string>>>
     metrics: e.METRICS_PORT === undefined ? null : { host: e.METRICS_HOST ?? e.HOST, port: e.METRICS_PORT },
     logLevel: e.LOG_LEVEL,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    /** On SIGTERM, how long the replica keeps answering, unready and closing each connection after its next answer, before it stops accepting (the pre-stop pause). */
+    shutdownDrainDelayMs: e.SHUTDOWN_DRAIN_DELAY_MS,
+    /** Keep-alive connections are closed after this many answers or this age (0 = no bound), so that a client's pool spreads over new replicas. */
+    connections: { maxRequests: e.HTTP_CONNECTION_MAX_REQUESTS, maxAgeMs: e.HTTP_CONNECTION_MAX_AGE_MS },
     postgres: { url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, migrateOnStart: e.MIGRATE_ON_START },
     redis: {
       keyPrefix: e.REDIS_KEY_PREFIX,
@@ -284,6 +309,21 @@ function shape(e: Parsed, files: Readonly<Partial<Record<FileVariable, string>>>
       maxPending: e.INGEST_MAX_PENDING,
       maxPendingBytes: e.INGEST_MAX_PENDING_BYTES,
       produceTimeoutMs: e.INGEST_PRODUCE_TIMEOUT_MS,
+      /** Telemetry read from the broker by shared subscription (INGEST_MQTT_URL); null = by the webhook only. */
+      subscription: e.INGEST_MQTT_URL
+        ? {
+            url: e.INGEST_MQTT_URL,
+            username: e.INGEST_MQTT_USERNAME ?? '',
+            password: e.INGEST_MQTT_PASSWORD ?? '',
+            ...(files.INGEST_MQTT_CA_FILE !== undefined ? { ca: files.INGEST_MQTT_CA_FILE } : {}),
+            shareGroup: e.INGEST_MQTT_SHARE_GROUP,
+            /** Each client's id is this, a dash and its number: stable across restarts, so a restarted replica resumes its sessions. */
+            clientId: e.INGEST_MQTT_CLIENT_ID ?? defaultClientId(),
+            clients: e.INGEST_MQTT_CLIENTS,
+            receiveMaximum: e.INGEST_MQTT_RECEIVE_MAXIMUM,
+            sessionExpiryS: e.INGEST_MQTT_SESSION_EXPIRY_S,
+          }
+        : null,
     },
     commands: {
       maxPendingPerDevice: e.COMMANDS_MAX_PENDING_PER_DEVICE,
@@ -295,6 +335,11 @@ function shape(e: Parsed, files: Readonly<Partial<Record<FileVariable, string>>>
       replies: e.COMMAND_REPLIES === 'enabled',
     },
   };
+}
+
+/** The subscriber's client-id stem when none is set: the host's name (a pod's, stable in a StatefulSet), cut to fit. */
+function defaultClientId(): string {
+  return `dlm-${hostname().replace(/[^A-Za-z0-9._-]/g, '-')}`.slice(0, 48);
 }
 
 /** The parsed configuration, frozen; passed down, never read from a global. */
@@ -396,6 +441,30 @@ function crossChecks(e: Parsed): string[] {
     if (e[name] !== undefined && !e.KAFKA_TLS) problems.push(`${name}: is set but KAFKA_TLS is not true`);
   }
   problems.push(...redisChecks(e));
+  problems.push(...subscriptionChecks(e));
+  return problems;
+}
+
+/** The subscriber's identity is needed when it is on, and its settings mean nothing when it is off. */
+function subscriptionChecks(e: Parsed): string[] {
+  const problems: string[] = [];
+  if (e.INGEST_MQTT_URL === undefined) {
+    for (const [name, value] of [
+      ['INGEST_MQTT_USERNAME', e.INGEST_MQTT_USERNAME],
+      ['INGEST_MQTT_PASSWORD', e.INGEST_MQTT_PASSWORD],
+      ['INGEST_MQTT_CA_FILE', e.INGEST_MQTT_CA_FILE],
+    ] as const) {
+      if (value !== undefined) problems.push(`${name}: is set without INGEST_MQTT_URL`);
+    }
+    return problems;
+  }
+  if (e.INGEST_MQTT_USERNAME === undefined) problems.push('INGEST_MQTT_USERNAME: is required with INGEST_MQTT_URL (the service identity the broker knows)');
+  if (e.INGEST_MQTT_PASSWORD === undefined) problems.push('INGEST_MQTT_PASSWORD: is required with INGEST_MQTT_URL');
+  // A device's id is a UUID: the service identity must never be one, or it could be taken for a device.
+  if (e.INGEST_MQTT_USERNAME !== undefined && isDeviceId(e.INGEST_MQTT_USERNAME)) {
+    problems.push('INGEST_MQTT_USERNAME: must not look like a device id (a UUID)');
+  }
+  if (e.INGEST_MQTT_CA_FILE !== undefined && !e.INGEST_MQTT_URL.startsWith('mqtts:')) problems.push('INGEST_MQTT_CA_FILE: is set but INGEST_MQTT_URL is not mqtts://');
   return problems;
 }
 

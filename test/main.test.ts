@@ -67,6 +67,18 @@ function get(port: number, path: string, agent: http.Agent | false = false): Pro
   });
 }
 
+function getWithHeaders(port: number, path: string, agent: http.Agent): Promise<{ status: number; body: string; connection: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent }, (response) => {
+        let body = '';
+        response.on('data', (chunk) => (body += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body, connection: response.headers.connection }));
+      })
+      .on('error', reject);
+  });
+}
+
 describe('main process', () => {
   let db: TestDatabase;
   let tag: string;
@@ -93,7 +105,9 @@ describe('main process', () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
       child.kill('SIGTERM');
       const response = await inFlight;
+      // Answered, though the process is stopping by then: unready as draining, Kafka reported down.
       assert.equal(response.status, 503);
+      assert.deepEqual(JSON.parse(response.body).status, 'draining');
       assert.deepEqual(JSON.parse(response.body).down, ['kafka']);
       assert.equal(await exited, 0, output());
       assert.ok(Date.now() - startedAt < 10_000, `shutdown took ${Date.now() - startedAt} ms`);
@@ -102,6 +116,36 @@ describe('main process', () => {
       await assert.rejects(get(port, '/healthz'), /ECONNREFUSED/);
     } finally {
       kafka.close();
+    }
+  });
+
+  it('with SHUTDOWN_DRAIN_DELAY_MS, SIGTERM first answers unready and moves keep-alive connections away, then closes', async () => {
+    const { child, port, output } = await startMain(testEnv(tag, db.url, { LOG_LEVEL: 'info', SHUTDOWN_DRAIN_DELAY_MS: '1500' }));
+    const exited = exitOf(child);
+    const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const before = await getWithHeaders(port, '/readyz', keepAlive);
+      assert.equal(before.status, 200);
+      assert.equal(before.connection, 'keep-alive');
+      const signalledAt = Date.now();
+      child.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Still answering during the pause: unready, and the connection closes after the answer.
+      const draining = await getWithHeaders(port, '/readyz', keepAlive);
+      assert.equal(draining.status, 503);
+      assert.equal(JSON.parse(draining.body).status, 'draining');
+      assert.equal(draining.connection, 'close');
+      const healthy = await getWithHeaders(port, '/healthz', keepAlive);
+      assert.equal(healthy.status, 200, 'requests that still arrive are served');
+      assert.equal(healthy.connection, 'close');
+      assert.equal(await exited, 0, output());
+      const took = Date.now() - signalledAt;
+      assert.ok(took >= 1400 && took < 10_000, `stopped ${took} ms after SIGTERM, after the 1.5 s pause`);
+      assert.match(output(), /shutting down: unready, moving connections away/);
+      await assert.rejects(get(port, '/healthz'), /ECONNREFUSED/);
+    } finally {
+      keepAlive.destroy();
+      child.kill('SIGKILL');
     }
   });
 
@@ -117,7 +161,7 @@ describe('main process', () => {
       const scraped = await get(metricsPort, '/metrics');
       assert.equal(scraped.status, 200);
       assert.match(scraped.body, /^# HELP /m);
-      assert.match(scraped.body, /http_requests_total\{route="\/healthz",method="GET",status="200"\} 1/, 'the service port\'s requests are counted');
+      assert.match(scraped.body, /devicelink_http_requests_total\{route="\/healthz",method="GET",status="200"\} 1/, 'the service port\'s requests are counted');
       assert.equal((await get(metricsPort, '/healthz')).status, 404, 'the metrics port serves metrics only');
     } finally {
       child.kill('SIGTERM');

@@ -98,8 +98,17 @@ export interface EmqxSim {
   connect(clientid: string, options?: ProgrammaticClientOptions): Promise<void>;
   /** The client (connecting first when it is not) subscribes; resolves once the events it caused were delivered. */
   subscribe(clientid: string, filter: string, options?: ProgrammaticClientOptions & { qos?: 0 | 1 | 2 }): Promise<void>;
-  /** A connected programmatic client publishes; `delivered` settles with how its message.publish event's delivery ended. */
-  publish(clientid: string, topic: string, payload: string | Buffer, options?: { qos?: 0 | 1 | 2; retain?: boolean }): { id: string; delivered: Promise<EventResult[]> };
+  /**
+   * A connected programmatic client publishes (with MQTT 5 properties under
+   * their MQTT names, as an MQTT 5 client would send them: `Correlation-Data`);
+   * `delivered` settles with how its message.publish event's delivery ended.
+   */
+  publish(
+    clientid: string,
+    topic: string,
+    payload: string | Buffer,
+    options?: { qos?: 0 | 1 | 2; retain?: boolean; properties?: Readonly<Record<string, unknown>> },
+  ): { id: string; delivered: Promise<EventResult[]> };
   /** The programmatic client goes away; a persistent session stays and queues. */
   disconnect(clientid: string): void;
   /** The session drops its next delivery with this reason (`expired`, `queue_full`). */
@@ -622,7 +631,7 @@ export async function startEmqxSim(options: EmqxSimOptions): Promise<EmqxSim> {
         qos: publishOptions.qos ?? 0,
         retain: publishOptions.retain ?? false,
         from: session,
-        properties: {},
+        properties: { ...publishOptions.properties },
       });
       const [delivered = Promise.resolve([])] = route(message, false).events;
       return { id: message.id, delivered };

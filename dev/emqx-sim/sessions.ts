@@ -77,6 +77,9 @@ export const messageId = () => randomBytes(MESSAGE_ID.bytes).toString('hex').toU
 /** The filter a subscription is matched by: a shared one without `$share/{group}/`. */
 export const realFilter = (filter: string) => filter.replace(SHARED_SUBSCRIPTION_PREFIX, '');
 
+/** A filter without wildcards that is not a shared subscription (`$share/`) or a `$queue/` one: it matches its own topic alone. */
+const PLAIN_FILTER = /^(?!\$)[^+#]*$/;
+
 /**
  * The sessions of one node: the connected one of each client id, and the
  * persistent ones whose client is away until they expire.
@@ -94,7 +97,11 @@ export function createSessionRegistry() {
   /** The QoS a session gets `topic` at, from the best of its matching subscriptions; null when none matches. */
   function grantedQos(session: Session, topic: string): number | null {
     let best: number | null = null;
-    for (const [filter, qos] of session.subscriptions) if (topicMatches(realFilter(filter), topic)) best = Math.max(best ?? 0, qos);
+    for (const [filter, qos] of session.subscriptions) {
+      // A plain filter matches only its own topic: compared as it is, since every message asks every session.
+      const matches = PLAIN_FILTER.test(filter) ? filter === topic : topicMatches(realFilter(filter), topic);
+      if (matches) best = Math.max(best ?? 0, qos);
+    }
     return best;
   }
 
@@ -106,9 +113,11 @@ export function createSessionRegistry() {
     /** Every session a message on `topic` reaches, with the QoS of its subscription. */
     subscribers(topic: string): Array<{ session: Session; qos: number }> {
       const found: Array<{ session: Session; qos: number }> = [];
-      for (const session of [...live.values(), ...offline.values()]) {
-        const qos = grantedQos(session, topic);
-        if (qos !== null) found.push({ session, qos });
+      for (const sessions of [live, offline]) {
+        for (const session of sessions.values()) {
+          const qos = grantedQos(session, topic);
+          if (qos !== null) found.push({ session, qos });
+        }
       }
       return found;
     },

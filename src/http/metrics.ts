@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify';
-import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import type { DependencyState } from '../lib/dependency-state.js';
 
 /**
  * A registry per app instance (not prom-client's global one), so that several
@@ -32,8 +33,8 @@ function exported(name: string, help: string, type: 'counter' | 'histogram', val
 /**
  * Request count and latency by route pattern, method and status. Each route
  * gets an onResponse hook that knows its pattern and holds its series; the
- * registry turns the series into `http_requests_total` and
- * `http_request_duration_seconds` when scraped. Measured against prom-client's
+ * registry turns the series into `devicelink_http_requests_total` and
+ * `devicelink_http_request_duration_seconds` when scraped. Measured against prom-client's
  * own Counter and Histogram updated per request (which hash the label set on
  * every update; request.routeOptions builds an object on every read): paired
  * median +17.6 % req/s on /emqx/authz, +8.4 % on cached /emqx/authn, +9.7 % on
@@ -49,13 +50,13 @@ export function registerRequestMetrics(app: FastifyInstance, registry: Registry)
     }
   };
   registry.registerMetric(
-    exported('http_requests_total', 'HTTP requests answered, by route pattern, method and status code', 'counter', () =>
+    exported('devicelink_http_requests_total', 'HTTP requests answered, by route pattern, method and status code', 'counter', () =>
       all.map((series) => ({ labels: { ...series.labels }, value: series.count })),
     reset),
   );
   registry.registerMetric(
     exported(
-      'http_request_duration_seconds',
+      'devicelink_http_request_duration_seconds',
       'Time from request received to response sent, by route pattern, method and status code',
       'histogram',
       () =>
@@ -64,12 +65,12 @@ export function registerRequestMetrics(app: FastifyInstance, registry: Registry)
           const buckets = series.counts.map((count, index) => {
             cumulative += count;
             const le = index < LATENCY_BUCKETS.length ? (LATENCY_BUCKETS[index] as number) : '+Inf';
-            return { labels: { le, ...series.labels }, value: cumulative, metricName: 'http_request_duration_seconds_bucket' };
+            return { labels: { le, ...series.labels }, value: cumulative, metricName: 'devicelink_http_request_duration_seconds_bucket' };
           });
           return [
             ...buckets,
-            { labels: { ...series.labels }, value: series.sum, metricName: 'http_request_duration_seconds_sum' },
-            { labels: { ...series.labels }, value: series.count, metricName: 'http_request_duration_seconds_count' },
+            { labels: { ...series.labels }, value: series.sum, metricName: 'devicelink_http_request_duration_seconds_sum' },
+            { labels: { ...series.labels }, value: series.count, metricName: 'devicelink_http_request_duration_seconds_count' },
           ];
         }),
       reset,
@@ -112,5 +113,23 @@ export function registerRequestMetrics(app: FastifyInstance, registry: Registry)
   app.addHook('onResponse', (request, reply, done) => {
     if (request.is404) unmatched(request, reply);
     done();
+  });
+}
+
+/**
+ * `devicelink_dependency_up{dependency}`: 1 while the replica's last call to
+ * the dependency (a request's, or the readiness probe's ping) succeeded, 0
+ * after one failed. Kafka's state is here and in /readyz, but does not make
+ * the replica unready.
+ */
+export function registerDependencyMetrics(registry: Registry, states: readonly DependencyState[]) {
+  new Gauge({
+    name: 'devicelink_dependency_up',
+    help: "1 when the replica's last call to the dependency succeeded, 0 when it failed",
+    labelNames: ['dependency'] as const,
+    registers: [registry],
+    collect() {
+      for (const state of states) this.set({ dependency: state.name }, state.isUp() ? 1 : 0);
+    },
   });
 }

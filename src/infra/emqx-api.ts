@@ -17,6 +17,9 @@ export interface EmqxPublishRequest {
   /** MQTT 5 Message-Expiry-Interval in seconds; EMQX drops the message once it has waited this long. */
   readonly messageExpiryIntervalS?: number;
   readonly userProperties?: Readonly<Record<string, string>>;
+  /** MQTT 5 request/response: where the receiver answers, and what its answer carries back. */
+  readonly responseTopic?: string;
+  readonly correlationData?: string;
 }
 
 export type EmqxPublishResult =
@@ -175,6 +178,8 @@ function publishBody(message: EmqxPublishRequest): Record<string, unknown> {
   const properties: Record<string, unknown> = {};
   if (message.messageExpiryIntervalS !== undefined) properties.message_expiry_interval = message.messageExpiryIntervalS;
   if (message.userProperties) properties.user_properties = message.userProperties;
+  if (message.responseTopic !== undefined) properties.response_topic = message.responseTopic;
+  if (message.correlationData !== undefined) properties.correlation_data = message.correlationData;
   // qos and retain are always sent: EMQX's defaults (QoS 0) would make the
   // message fire-and-forget, with no acknowledgement to track.
   return {

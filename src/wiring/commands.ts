@@ -7,6 +7,7 @@ import { createCommandRepository, type CommandRow, type TransitionedRow } from '
 import { createCommandRequestHandler } from '../modules/commands/command-requests.js';
 import { createCommandService } from '../modules/commands/command-service.js';
 import { createCommandStatusOutbox } from '../modules/commands/command-status-outbox.js';
+import { createCommandWaiters } from '../modules/commands/command-waiters.js';
 import { createCommandSweeper, DEFAULT_SWEEPER_OPTIONS } from '../modules/commands/command-sweeper.js';
 import { createDeviceRepository } from '../modules/devices/device-repository.js';
 import type { WiringContext } from './context.js';
@@ -15,6 +16,8 @@ import type { Topics } from './topics.js';
 /** How often each replica lists Kafka's topics for request topics of tenants created elsewhere. */
 const REQUEST_TOPICS_REFRESH_MS = 10_000;
 const KAFKA_PRODUCE_TIMEOUT_MS = 5000;
+/** How often a request waiting for its command (`?wait=`) reads it, for changes made on other replicas. */
+const WAIT_POLL_MS = 250;
 
 /**
  * Platform → device commands: the REST API and the Kafka requests that create
@@ -39,9 +42,11 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
     log,
     options: { intervalMs: settings.pollIntervalMs, batch: 500, produceTimeoutMs: KAFKA_PRODUCE_TIMEOUT_MS },
   });
+  const waiters = createCommandWaiters({ db: pool, commands, pollMs: WAIT_POLL_MS });
   // Declared before the parts that report changes, and told of each after its commit.
   function changed(rows: readonly (CommandRow | TransitionedRow)[]) {
     for (const row of rows) metrics.entered(row.state);
+    waiters.changed(rows);
     outbox.nudge();
     if (rows.some((row) => row.state === 'queued')) dispatcher.nudge();
   }
@@ -55,7 +60,12 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
     changed,
     log,
     // The lease outlives any publish: the REST call is bounded by EMQX_API_TIMEOUT_MS.
-    options: { ...DEFAULT_DISPATCHER_OPTIONS, pollIntervalMs: settings.pollIntervalMs, leaseMs: Math.max(30_000, config.emqx.apiTimeoutMs * 3) },
+    options: {
+      ...DEFAULT_DISPATCHER_OPTIONS,
+      pollIntervalMs: settings.pollIntervalMs,
+      leaseMs: Math.max(30_000, config.emqx.apiTimeoutMs * 3),
+      replies: settings.replies,
+    },
   });
   const sweeper = createCommandSweeper({
     pool,
@@ -76,6 +86,7 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
     cancelWaitMs: config.emqx.apiTimeoutMs + 1000,
     repliesEnabled: settings.replies,
     changed,
+    waiters,
   });
   const events = createCommandEventHandlers({ pool, commands, clock, metrics, changed, subscribed: () => dispatcher.nudge() });
   const requests = settings.fromKafka
@@ -99,6 +110,8 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
 
   return {
     service,
+    /** Told of every committed state change of commands made elsewhere (command jobs). */
+    changed,
     /** Handlers of `/emqx/events`: delivery tracking and lost sessions always, device replies when enabled. */
     handlers: { ...events.delivery, ...(settings.replies ? events.reply : {}) },
     /** A tenant was created here: consume its request topic now rather than at the next look. */
@@ -113,6 +126,7 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
       requests?.start();
     },
     async stop() {
+      waiters.stop();
       await Promise.all([requests?.stop(), dispatcher.stop(), sweeper.stop()]);
       // Last: what the others changed while stopping is produced too.
       await outbox.stop();

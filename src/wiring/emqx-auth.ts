@@ -7,6 +7,7 @@ import { countUnusableBodies, createAuthMetrics } from '../modules/emqx-auth/aut
 import { createAuthThrottle } from '../modules/emqx-auth/auth-throttle.js';
 import { createAuthnService } from '../modules/emqx-auth/authn-service.js';
 import { createAuthzService } from '../modules/emqx-auth/authz-service.js';
+import { createServiceIdentity } from '../modules/emqx-auth/service-identity.js';
 import { createCredentialCache } from '../modules/emqx-auth/credential-cache.js';
 import { createDuplicateClientGuard } from '../modules/emqx-auth/duplicate-client-guard.js';
 import { createKeyExpirySweeper } from '../modules/emqx-auth/key-expiry.js';
@@ -58,13 +59,21 @@ export function wireEmqxAuth(
     clock,
     hashBudgetMs: settings.hashMaxWaitMs,
   });
+  const subscriber = config.ingest.subscription;
+  const serviceIdentity = subscriber
+    ? createServiceIdentity({ username: subscriber.username, password: subscriber.password, shareGroup: subscriber.shareGroup })
+    : null;
   return {
     authn,
-    authz: createAuthzService({ devices: directory, metrics, commandReplies: config.commands.replies }),
+    authz: createAuthzService({ devices: directory, metrics, commandReplies: config.commands.replies, serviceIdentity }),
+    /** The telemetry subscriber's own identity (INGEST_MQTT_URL), or null. */
+    serviceIdentity,
     /** Counts the bodies /emqx/authn and /emqx/authz refuse before asking the services. */
     unusableBodies: countUnusableBodies(metrics),
     /** Drops the device's verifications from this replica's memory. */
     forgetInMemory: (deviceId: string) => cache.forgetDevice(deviceId),
+    /** Whether this replica holds verified credentials in memory, which it answers from without Postgres or Redis. */
+    warm: () => cache.heldInMemory() > 0,
     /** Drops every verification held in this replica's memory. */
     forgetAllInMemory: () => cache.clearMemory(),
     /** Deletes the verifications of a key (or of the whole device) from Redis. */

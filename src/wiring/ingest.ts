@@ -1,5 +1,8 @@
 import type { DeviceDirectory } from '../modules/devices/device-directory.js';
+import { createMqttSubscription } from '../infra/mqtt-subscription.js';
+import { sharedTelemetryFilter } from '../lib/mqtt-topics.js';
 import type { DeviceRecord } from '../modules/devices/device-repository.js';
+import { createSubscriptionIngest } from '../modules/telemetry/subscription-ingest.js';
 import { createMessageDedup } from '../modules/telemetry/message-dedup.js';
 import { createProduceBatcher } from '../modules/telemetry/produce-batcher.js';
 import { createTelemetryIngest } from '../modules/telemetry/telemetry-ingest.js';
@@ -7,10 +10,17 @@ import { createTelemetryMetrics } from '../modules/telemetry/telemetry-metrics.j
 import type { WiringContext } from './context.js';
 import type { Topics } from './topics.js';
 
+/** How long start-up waits, in the background, for the broker to accept the subscription before it logs that it did not (the clients keep trying). */
+const SUBSCRIPTION_START_WAIT_MS = 30_000;
+/** At shutdown, how long messages under way get to reach Kafka and be acknowledged (the rest the broker delivers again). */
+const SUBSCRIPTION_DRAIN_MS = 5000;
+
 /**
- * Telemetry from EMQX's rule engine into Kafka: normalized TelemetryPoints on
- * telemetry.raw.{tenant}, everything else on a dead-letter topic, repeats
- * kept out by the message-id window.
+ * Telemetry into Kafka: normalized TelemetryPoints on telemetry.raw.{tenant},
+ * everything else on a dead-letter topic, repeats kept out by the message-id
+ * window. From EMQX's rule engine (`/emqx/events`) always, and with
+ * INGEST_MQTT_URL also read from the broker by an MQTT 5 shared subscription:
+ * both go through the same ingest.
  */
 export function wireIngest(
   deps: WiringContext & {
@@ -56,5 +66,48 @@ export function wireIngest(
     batcher,
     onAccepted: deps.onAccepted,
   });
-  return { handlers: { 'message.publish': telemetry.handle }, unusable: telemetry.unusable };
+  return { handlers: { 'message.publish': telemetry.handle }, unusable: telemetry.unusable, subscription: wireSubscription(deps, telemetry, metrics) };
+}
+
+/** The shared-subscription reader (INGEST_MQTT_URL), or null without it. */
+function wireSubscription(
+  deps: WiringContext,
+  telemetry: ReturnType<typeof createTelemetryIngest>,
+  metrics: ReturnType<typeof createTelemetryMetrics>,
+) {
+  const settings = deps.config.ingest.subscription;
+  if (!settings) return null;
+  const log = deps.log.child({ component: 'telemetry-subscription' });
+  const ingest = createSubscriptionIngest({ telemetry, clock: deps.clock, metrics });
+  const subscription = createMqttSubscription(
+    {
+      url: settings.url,
+      username: settings.username,
+      password: settings.password,
+      ...(settings.ca !== undefined ? { ca: settings.ca } : {}),
+      clientId: settings.clientId,
+      clients: settings.clients,
+      filter: sharedTelemetryFilter(settings.shareGroup),
+      receiveMaximum: settings.receiveMaximum,
+      sessionExpiryS: settings.sessionExpiryS,
+      log,
+    },
+    { connected: (client, sessionPresent) => ingest.connected(client, sessionPresent), message: (publish, ack) => ingest.receive(publish, ack) },
+  );
+  return {
+    /** Connects in the background: a broker that is down at start-up must not keep the rest of the service down. */
+    start() {
+      subscription.start(SUBSCRIPTION_START_WAIT_MS).catch((error: unknown) => log.warn({ err: error }, 'telemetry subscription not started yet; retrying'));
+    },
+    /**
+     * Leaves the group, lets what arrived reach Kafka and be acknowledged, and
+     * ends the sessions when nothing was left; otherwise keeps them, so that
+     * the broker delivers the rest again when this replica comes back.
+     */
+    async stop() {
+      await subscription.unsubscribe();
+      const clean = await ingest.drain(SUBSCRIPTION_DRAIN_MS);
+      await subscription.stop(clean);
+    },
+  };
 }

@@ -286,6 +286,7 @@ describe('the service on Kubernetes (deploy/kubernetes/base)', () => {
       KAFKA_TOPIC_REPLICATION_FACTOR: '3',
       ARGON2_CONCURRENCY: '1',
       EMQX_API_URL: 'http://emqx-dashboard:18083',
+      SHUTDOWN_DRAIN_DELAY_MS: '5000',
     };
     assert.deepEqual(loadConfig({ ...base, ...required }), loadConfig({ ...required, ...deliberate }));
     const configEnv = readFileSync(path.join(KUSTOMIZE_ROOT, 'base/config.env'), 'utf8');
@@ -316,10 +317,10 @@ describe('the service on Kubernetes (deploy/kubernetes/base)', () => {
   });
 
   it('leaves the endpoints before SIGTERM and has the time to drain after it', () => {
-    const command = main.lifecycle?.preStop?.exec?.command ?? [];
-    assert.equal(command[0], 'sleep');
-    const pause = Number(command[1]);
-    assert.ok(pause >= 5 && pause <= 10, `a preStop pause of ${pause} s, about the time the endpoint removal takes to reach every node`);
+    // The pause is the process's own (SHUTDOWN_DRAIN_DELAY_MS): a preStop hook would pause before SIGTERM as well.
+    assert.equal(main.lifecycle?.preStop, undefined, 'one pause, not two');
+    const pause = Number(settings.SHUTDOWN_DRAIN_DELAY_MS) / 1000;
+    assert.ok(pause >= 5 && pause <= 10, `a pre-stop pause of ${pause} s, about the time the endpoint removal takes to reach every node`);
     const drain = Number(settings.SHUTDOWN_TIMEOUT_MS) / 1000;
     assert.ok((pod.terminationGracePeriodSeconds ?? 30) > pause + drain, `terminationGracePeriodSeconds > ${pause} + ${drain}`);
     assert.equal(deployment.spec?.strategy?.rollingUpdate?.maxUnavailable, 0);
@@ -472,13 +473,15 @@ describe('EMQX by the EMQX Operator (deploy/kubernetes/emqx)', () => {
       const urls = ['authentication.0.url', 'authorization.sources.0.url', 'connectors.http.device_link.url'];
       for (const url of urls) assert.equal(new URL(hoconString(root, url)).host, address, url);
       const text = JSON.stringify(
-        Object.fromEntries(['authentication', 'authorization', 'connectors', 'actions', 'rule_engine'].map((key) => [key, hoconAt(root, key)])),
+        Object.fromEntries(['authentication', 'authorization', 'connectors', 'actions', 'rule_engine', 'mqtt'].map((key) => [key, hoconAt(root, key)])),
       );
       return JSON.parse(text.split(`//${address}`).join('//<service>').split(TOKEN).join('<hook token>')) as unknown;
     };
     assert.deepEqual(withoutInputs(config, `${service.metadata.name}:${servicePort}`), withoutInputs(compose, 'device-link:8080'));
     assert.deepEqual(hoconAt(config, 'listeners.ssl.default'), hoconAt(compose, 'listeners.ssl.default'), 'the same TLS listener');
     assert.equal(hoconString(config, 'authentication.0.headers.authorization'), `Bearer ${TOKEN}`);
+    // A device's messages reach one member of the ingest subscription's group, in order (docs/telemetry.md).
+    assert.ok(['hash_topic', 'hash_clientid'].includes(hoconString(config, 'mqtt.shared_subscription_strategy')), 'a hash strategy for shared subscriptions');
     // What the compose file sets for its one node is the operator's here.
     for (const owned of ['node', 'cluster', 'dashboard', 'api_key']) assert.equal(hoconAt(config, owned), undefined, `${owned} is the operator's`);
   });

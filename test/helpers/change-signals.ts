@@ -60,10 +60,10 @@ export async function publishChange(target: ChangeTarget, change: Omit<Credentia
 
 type MetricsSource = { inject(options: { method: 'GET'; url: string }): Promise<{ body: string }> };
 
-/** How many logged changes of a kind the app has applied (credential_changes_applied_total). */
+/** How many logged changes of a kind the app has applied (devicelink_credential_changes_applied_total). */
 export async function changesApplied(app: MetricsSource, kind: string): Promise<number> {
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-  const match = new RegExp(`^credential_changes_applied_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(metrics);
+  const match = new RegExp(`^devicelink_credential_changes_applied_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(metrics);
   return Number(match?.[1] ?? 0);
 }
 

@@ -60,7 +60,7 @@ export async function waitForCommand(admin: AdminClient, deviceId: string, comma
 /** Waits until every status record this app's database holds is on Kafka. */
 export async function outboxDrained(app: FastifyInstance, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!/^commands_status_outbox_depth 0$/m.test((await app.inject({ method: 'GET', url: '/metrics' })).body)) {
+  while (!/^devicelink_commands_status_outbox_depth 0$/m.test((await app.inject({ method: 'GET', url: '/metrics' })).body)) {
     if (Date.now() > deadline) assert.fail(`status records still waiting after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

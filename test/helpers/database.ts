@@ -49,6 +49,24 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+/**
+ * Drops a test's database once the connections its pools are still closing
+ * have gone (up to 3 s), and only then by force: terminating a connection a
+ * client has not finished with makes that client emit an error after its test
+ * ended, which fails the file.
+ */
+async function dropDatabase(name: string): Promise<void> {
+  await withAdmin(async (admin) => {
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+      if (rows[0]?.n === 0 || Date.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  });
+}
+
 /** A fresh, migrated database of the caller's own, cloned from the template. */
 export async function createTestDatabase(tag: string): Promise<TestDatabase> {
   const name = `dlm_t_${tag}`;
@@ -66,7 +84,7 @@ export async function createTestDatabase(tag: string): Promise<TestDatabase> {
   return {
     name,
     url: databaseUrl(name),
-    drop: () => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
+    drop: () => dropDatabase(name),
   };
 }
 
@@ -77,6 +95,6 @@ export async function createEmptyDatabase(tag: string): Promise<TestDatabase> {
   return {
     name,
     url: databaseUrl(name),
-    drop: () => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
+    drop: () => dropDatabase(name),
   };
 }

@@ -3,7 +3,7 @@ import type { Actor } from '../../lib/actor.js';
 
 export interface AuditEntry {
   readonly action: string;
-  readonly objectType: 'tenant' | 'device' | 'device_key' | 'device_psk' | 'admin_token' | 'command';
+  readonly objectType: 'tenant' | 'device' | 'device_key' | 'device_psk' | 'admin_token' | 'command' | 'command_job';
   readonly objectId: string;
   readonly tenantId: string | null;
   /**

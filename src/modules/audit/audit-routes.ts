@@ -23,7 +23,7 @@ const auditEntrySchema = z
 
 const auditQuerySchema = z.strictObject({
   tenant_id: tenantIdSchema.optional().describe('Only the entries of this tenant'),
-  object_type: z.enum(['tenant', 'device', 'device_key', 'device_psk', 'admin_token', 'command']).optional().describe('Only the entries about this kind of object'),
+  object_type: z.enum(['tenant', 'device', 'device_key', 'device_psk', 'admin_token', 'command', 'command_job']).optional().describe('Only the entries about this kind of object'),
   object_id: z.string().min(1).max(200).optional().describe('Only the entries about this object'),
   since: z.iso.datetime({ offset: true }).optional().describe('Only the entries at or after this time'),
   until: z.iso.datetime({ offset: true }).optional().describe('Only the entries before this time'),

@@ -22,14 +22,14 @@ export function createChangeMetrics(registry: Registry, pending: () => Promise<P
   };
 
   const pendingGauge: Gauge<'effect'> = new Gauge({
-    name: 'change_effects_pending',
+    name: 'devicelink_change_effects_pending',
     help: 'Effects of credential changes not done yet, by effect (kick: a session to end through EMQX; clean_up: Redis state to remove)',
     labelNames: ['effect'] as const,
     registers: [registry],
     collect: () => collectInto(pendingGauge, (row) => row.count)(),
   });
   const oldestGauge: Gauge<'effect'> = new Gauge({
-    name: 'change_effects_oldest_pending_seconds',
+    name: 'devicelink_change_effects_oldest_pending_seconds',
     help: 'Age of the oldest effect not done yet, by effect (0 when none is pending)',
     labelNames: ['effect'] as const,
     registers: [registry],
@@ -38,13 +38,13 @@ export function createChangeMetrics(registry: Registry, pending: () => Promise<P
 
   return {
     applied: new Counter({
-      name: 'credential_changes_applied_total',
+      name: 'devicelink_credential_changes_applied_total',
       help: 'Changes from the change log this replica has applied to what it holds in memory, by kind',
       labelNames: ['kind'] as const,
       registers: [registry],
     }),
     attempts: new Counter({
-      name: 'change_effect_attempts_total',
+      name: 'devicelink_change_effect_attempts_total',
       help: 'Attempts at the effects of credential changes, by effect and outcome (done, failed: tried again later)',
       labelNames: ['effect', 'outcome'] as const,
       registers: [registry],

@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import { EmqxApiError, type EmqxApi, type EmqxBulkItemResult, type EmqxPublishRequest } from '../../infra/emqx-api.js';
 import type { Clock } from '../../lib/clock.js';
-import { commandsTopic } from '../../lib/mqtt-topics.js';
+import { commandRepliesTopic, commandsTopic } from '../../lib/mqtt-topics.js';
 import { createPeriodic, type PeriodicLogger } from '../../lib/periodic.js';
 import type { ClaimedRow, CommandRepository, CommandRow, TransitionedRow } from './command-repository.js';
 import type { CommandMetrics } from './command-metrics.js';
@@ -21,9 +21,11 @@ export interface DispatcherOptions {
    * event; should that event be lost, it is tried again after this long.
    */
   subscriberRecheckMs: number;
+  /** Devices may reply (COMMAND_REPLIES=enabled): commands carry MQTT 5's Response Topic and Correlation Data (the command id). */
+  replies: boolean;
 }
 
-export const DEFAULT_DISPATCHER_OPTIONS: Omit<DispatcherOptions, 'pollIntervalMs' | 'leaseMs'> = {
+export const DEFAULT_DISPATCHER_OPTIONS: Omit<DispatcherOptions, 'pollIntervalMs' | 'leaseMs' | 'replies'> = {
   concurrency: 32,
   retryDelayMs: 1000,
   maxRetryDelayMs: 60_000,
@@ -93,6 +95,7 @@ export function createCommandDispatcher(deps: {
     retain: false,
     messageExpiryIntervalS: remainingS,
     userProperties: { command_id: command.id },
+    ...(options.replies ? { responseTopic: commandRepliesTopic(command.device_id), correlationData: command.id } : {}),
   });
 
   /** The publish got no usable answer: tried again later, possibly sent unless EMQX surely did not take it. */

@@ -29,13 +29,27 @@ const connectedEventSchema = z.looseObject({ clientid: z.string(), clean_start: 
 /** A shared subscription's `$share/{group}/` prefix: the filter behind it is what the device receives. */
 const SHARED_PREFIX = /^\$share\/[^/+#]+\//;
 
-const replyEventSchema = z.looseObject({ clientid: z.string(), username: z.string().optional(), topic: z.string(), payload: z.string() });
+const replyEventSchema = z.looseObject({
+  clientid: z.string(),
+  username: z.string().optional(),
+  topic: z.string(),
+  payload: z.string(),
+  pub_props: z.unknown().optional(),
+});
 
+/** A reply names its command by MQTT 5 Correlation Data, or else by `command_id` in its JSON. */
 const replySchema = z.object({
-  command_id: z.uuid(),
+  command_id: z.uuid().optional(),
   status: z.enum(['ok', 'error']),
   result: z.unknown().optional(),
 });
+
+/** The command id a reply carries back as MQTT 5 Correlation Data (EMQX shows it in `pub_props`), if it is one. */
+function correlatedCommandId(pubProps: unknown): string | null {
+  if (pubProps === null || typeof pubProps !== 'object') return null;
+  const data = (pubProps as Record<string, unknown>)['Correlation-Data'];
+  return typeof data === 'string' && z.uuid().safeParse(data).success ? data.toLowerCase() : null;
+}
 
 /** The command id the service put into the message's MQTT 5 user properties. */
 function commandIdOf(pubProps: unknown): string | null {
@@ -258,15 +272,22 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
       return handled;
     }
     let reply: z.output<typeof replySchema>;
+    let commandId: string | undefined;
     try {
       if (Buffer.byteLength(event.payload, 'utf8') > MAX_PARAMS_BYTES + 1024) throw new Error('reply too large');
       reply = replySchema.parse(JSON.parse(event.payload));
+      // The correlation data is the device's MQTT library answering the request it got: it wins over the payload.
+      commandId = correlatedCommandId(event.pub_props) ?? reply.command_id?.toLowerCase();
     } catch {
       metrics.reply('invalid');
       return handled;
     }
+    if (commandId === undefined) {
+      metrics.reply('invalid');
+      return handled;
+    }
     try {
-      const command = await commands.findById(pool, reply.command_id);
+      const command = await commands.findById(pool, commandId);
       if (!command) {
         metrics.reply('unknown_command');
         return handled;

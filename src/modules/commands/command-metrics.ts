@@ -27,42 +27,42 @@ const UNFINISHED_STATES = COMMAND_STATES.filter((state) => !isFinished(state, tr
  */
 export function createCommandMetrics(registry: Registry, depths: () => Promise<CommandDepths>): CommandMetrics {
   const transitions = new Counter({
-    name: 'commands_transitions_total',
+    name: 'devicelink_commands_transitions_total',
     help: 'Commands that entered each state on this replica (creation counts as queued)',
     labelNames: ['state'] as const,
     registers: [registry],
   });
   const publishFailures = new Counter({
-    name: 'commands_publish_failures_total',
+    name: 'devicelink_commands_publish_failures_total',
     help: 'Publishes through the EMQX REST API that did not hand a command over, by reason (no_answer, unreachable, status_503, refused, ...)',
     labelNames: ['reason'] as const,
     registers: [registry],
   });
   const noSubscriber = new Counter({
-    name: 'commands_publish_no_subscriber_total',
+    name: 'devicelink_commands_publish_no_subscriber_total',
     help: 'Publishes EMQX answered 202 (device not subscribed); the command waits for its subscription',
     registers: [registry],
   });
   const events = new Counter({
-    name: 'commands_events_total',
+    name: 'devicelink_commands_events_total',
     help: 'Delivery events for command topics, by event and outcome (applied, repeated, unmatched, ignored)',
     labelNames: ['event', 'outcome'] as const,
     registers: [registry],
   });
   const replies = new Counter({
-    name: 'commands_replies_total',
+    name: 'devicelink_commands_replies_total',
     help: "Device replies by outcome (applied, late, foreign = naming another device's command, unknown_command, unexpected, invalid)",
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
   const deadLettered = new Counter({
-    name: 'commands_requests_dead_lettered_total',
+    name: 'devicelink_commands_requests_dead_lettered_total',
     help: 'Command requests from Kafka sent to commands.dlq.{tenant}, by reason',
     labelNames: ['reason'] as const,
     registers: [registry],
   });
   const statusFailures = new Counter({
-    name: 'commands_status_produce_failures_total',
+    name: 'devicelink_commands_status_produce_failures_total',
     help: 'Status records whose produce to commands.status.{tenant} failed and will be retried',
     registers: [registry],
   });
@@ -76,7 +76,7 @@ export function createCommandMetrics(registry: Registry, depths: () => Promise<C
         reading = undefined;
       }));
   new Gauge({
-    name: 'commands_unfinished',
+    name: 'devicelink_commands_unfinished',
     help: 'Commands not finished, by state (acked: waiting for a reply), across all replicas',
     labelNames: ['state'] as const,
     registers: [registry],
@@ -87,7 +87,7 @@ export function createCommandMetrics(registry: Registry, depths: () => Promise<C
     },
   });
   new Gauge({
-    name: 'commands_queue_depth',
+    name: 'devicelink_commands_queue_depth',
     help: 'Commands queued (not yet handed to EMQX), across all replicas',
     registers: [registry],
     async collect() {
@@ -96,7 +96,7 @@ export function createCommandMetrics(registry: Registry, depths: () => Promise<C
     },
   });
   new Gauge({
-    name: 'commands_status_outbox_depth',
+    name: 'devicelink_commands_status_outbox_depth',
     help: 'State changes not yet produced to commands.status.{tenant}',
     registers: [registry],
     async collect() {

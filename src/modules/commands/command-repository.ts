@@ -3,7 +3,7 @@ import type { Queryable } from '../../infra/transaction.js';
 import type { PageKey } from '../../lib/pagination.js';
 import { isFinished, nextState, STATE_VARIANTS, SERVICE_EXPIRY_REASONS, type CommandEvent, type CommandState } from '../../lib/command-states.js';
 
-export type CommandSource = 'api' | 'kafka';
+export type CommandSource = 'api' | 'kafka' | 'job';
 
 export interface CommandRow {
   id: string;
@@ -39,6 +39,8 @@ export interface CommandRow {
   reply_status: 'ok' | 'error' | null;
   reply_result: unknown;
   replied_at: Date | null;
+  /** The command job that made it, if one did. */
+  job_id: string | null;
   created_us: string;
 }
 
@@ -63,6 +65,7 @@ export interface StatusRecordRow {
   previous_state: CommandState | null;
   reason: string | null;
   idempotency_key: string | null;
+  job_id: string | null;
   at: Date;
 }
 
@@ -127,6 +130,7 @@ const columns = (alias: string) =>
     'reply_status',
     'reply_result',
     'replied_at',
+    'job_id',
     `(extract(epoch FROM ${alias}.created_at) * 1000000)::bigint::text AS created_us`,
   ]
     .map((column) => (column.startsWith('(') ? column : `${alias}.${column}`))
@@ -136,7 +140,7 @@ const COLUMNS = columns('commands');
 /** Column names a transition may set (they are written into the SQL, so only these). */
 const SETTABLE = new Set(['emqx_message_id', 'sent_at', 'delivered_at', 'acked_at', 'reply_due_at', 'reply_status', 'reply_result', 'replied_at', 'last_error']);
 
-const OUTBOX_INSERT = `INSERT INTO command_status_outbox (command_id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, at)`;
+const OUTBOX_INSERT = `INSERT INTO command_status_outbox (command_id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, job_id, at)`;
 
 /**
  * A queued command (`commands`) that is not the head of its device's queue:
@@ -245,7 +249,7 @@ export function createCommandRepository() {
          ),
          recorded AS (
            ${OUTBOX_INSERT}
-           SELECT id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, updated_at FROM changed
+           SELECT id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, job_id, updated_at FROM changed
          )
          SELECT * FROM changed ORDER BY seq::bigint`,
         values,
@@ -359,7 +363,7 @@ export function createCommandRepository() {
          ),
          recorded AS (
            ${OUTBOX_INSERT}
-           SELECT id, tenant_id, device_id, name, state, NULL, NULL, idempotency_key, created_at FROM inserted
+           SELECT id, tenant_id, device_id, name, state, NULL, NULL, idempotency_key, job_id, created_at FROM inserted
          )
          SELECT ${columns('inserted')} FROM inserted`,
         [
@@ -379,6 +383,59 @@ export function createCommandRepository() {
         ],
       );
       return rows[0] ?? null;
+    },
+
+    /**
+     * Inserts a job's queued commands, one per device (the job's own device
+     * set makes the idempotency), with their first status records, in one
+     * statement. Times are Postgres' own.
+     */
+    async insertForJob(
+      db: Queryable,
+      job: { id: string; tenantId: string; name: string; params: Record<string, unknown>; requestDigest: string; ttlS: number; responseTimeoutS: number | null },
+      targets: readonly { commandId: string; deviceId: string }[],
+    ): Promise<CommandRow[]> {
+      if (targets.length === 0) return [];
+      const { rows } = await db.query<CommandRow>(
+        `WITH inserted AS (
+           INSERT INTO commands (id, tenant_id, device_id, name, params, state, source, request_digest,
+                                 ttl_s, response_timeout_s, send_after, created_at, updated_at, expires_at, job_id)
+           SELECT t.id, $3, t.device_id, $4, $5, 'queued', 'job', $6, $7::int, $8::int, now(), now(), now(), now() + $7::int * interval '1 second', $9::uuid
+             FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS t(id, device_id, position)
+            ORDER BY t.position
+           RETURNING *
+         ),
+         recorded AS (
+           ${OUTBOX_INSERT}
+           SELECT id, tenant_id, device_id, name, state, NULL, NULL, idempotency_key, job_id, created_at FROM inserted
+         )
+         SELECT ${columns('inserted')} FROM inserted ORDER BY inserted.seq`,
+        [
+          targets.map((target) => target.commandId),
+          targets.map((target) => target.deviceId),
+          job.tenantId,
+          job.name,
+          JSON.stringify(job.params),
+          job.requestDigest,
+          job.ttlS,
+          job.responseTimeoutS,
+          job.id,
+        ],
+      );
+      return rows;
+    },
+
+    /** Cancels the job's commands that EMQX has not been handed and that no publish is sending (Postgres' clock). */
+    cancelForJob(db: Queryable, jobId: string, at: Date): Promise<TransitionedRow[]> {
+      return transition(
+        db,
+        (param, movable) =>
+          `SELECT id, state FROM commands
+            WHERE job_id = ${param(jobId)} AND finished_at IS NULL AND ${movable}
+              AND NOT possibly_sent AND (lease_until IS NULL OR lease_until <= now())
+            FOR UPDATE SKIP LOCKED`,
+        { event: 'canceled', reason: 'canceled', at },
+      );
     },
 
     async findById(db: Queryable, id: string): Promise<CommandRow | null> {
@@ -676,7 +733,7 @@ export function createCommandRepository() {
       const { rows: locked } = await db.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [STATUS_OUTBOX_LOCK_KEY]);
       if (!locked[0]?.locked) return null;
       const { rows } = await db.query<StatusRecordRow>(
-        `SELECT id::text AS id, command_id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, at
+        `SELECT id::text AS id, command_id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, job_id, at
            FROM command_status_outbox WHERE tenant_id <> ALL($2::text[]) ORDER BY command_status_outbox.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
         [limit, skipTenants],
       );

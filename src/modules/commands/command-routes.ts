@@ -19,7 +19,7 @@ export const commandSchema = z
       .describe(
         'Why it is in its state: `expired` not_sent, not_delivered, not_acked or expired_in_emqx; `dropped` refused_by_emqx, device_deleted or the reason EMQX gave (queue_full); `timed_out` no_reply; `canceled` canceled or device_deleted',
       ),
-    source: z.enum(['api', 'kafka']),
+    source: z.enum(['api', 'kafka', 'job']).describe('`job`: made by the command job `job_id`'),
     idempotency_key: z.string().nullable().describe('The `Idempotency-Key`, or the `command_id` of a Kafka request'),
     ttl_s: z.number().int(),
     response_timeout_s: z.number().int().nullable().describe('Null when no reply is expected (replies were off when it was created)'),
@@ -45,6 +45,7 @@ export const commandSchema = z
       })
       .nullable()
       .describe("The device's reply, with `COMMAND_REPLIES=enabled`"),
+    job_id: z.string().meta({ format: 'uuid' }).nullable().describe('The command job that made it, or null'),
   })
   .meta({ id: 'Command' });
 
@@ -59,6 +60,8 @@ const commandParams = deviceParams.extend({
 });
 
 const NOT_FOUND = "No such device, or not in the token's tenant";
+/** The longest a create may wait for its command (`?wait=`). */
+const MAX_WAIT_S = 300;
 
 export const commandRoutes: FastifyPluginAsync<{ commands: CommandService }> = async (app, { commands }) => {
   const routes = app.withTypeProvider<ZodTypeProvider>();
@@ -78,10 +81,22 @@ export const commandRoutes: FastifyPluginAsync<{ commands: CommandService }> = a
             .optional()
             .describe('Makes a retried create return the command the first one made (kept per device for as long as the command is)'),
         }),
+        querystring: z.object({
+          wait: z.coerce
+            .number()
+            .int()
+            .min(1)
+            .max(MAX_WAIT_S)
+            .optional()
+            .describe(
+              'Seconds to wait for the command to finish before answering: for its reply (with `COMMAND_REPLIES=enabled`) or its ack, or its end otherwise (expired, dropped, canceled). No transaction or connection is held meanwhile.',
+            ),
+        }),
         body: z.strictObject(commandRequestFields).meta({ examples: [{ name: 'reboot', params: { delay_s: 5 }, ttl_s: 600 }] }),
-        response: { 202: commandSchema },
+        response: { 200: commandSchema, 202: commandSchema },
         answers: {
-          202: 'The command: queued, or the one an earlier create with the same `Idempotency-Key` made',
+          200: 'With `wait`: the command, finished within the wait (`reply` holds what the device answered)',
+          202: 'The command: queued, or the one an earlier create with the same `Idempotency-Key` made; with `wait`, as it is when the wait ran out',
           404: NOT_FOUND,
           409: 'The `Idempotency-Key` was used for a different command (`idempotency_key_reused`), or the device is disabled (`device_disabled`)',
           429: 'The device already has `COMMANDS_MAX_PENDING_PER_DEVICE` unfinished commands (`too_many_pending_commands`)',
@@ -90,7 +105,9 @@ export const commandRoutes: FastifyPluginAsync<{ commands: CommandService }> = a
     },
     async (request, reply) => {
       const { command } = await commands.create(request.actor, request.params.deviceId, request.body, request.headers['idempotency-key'] ?? null);
-      return reply.code(202).send(command);
+      if (request.query.wait === undefined) return reply.code(202).send(command);
+      const waited = await commands.waitFor(command, request.query.wait * 1000);
+      return reply.code(waited.finished ? 200 : 202).send(waited.command);
     },
   );
 

@@ -11,6 +11,7 @@ import type { AuditRepository } from '../audit/audit-repository.js';
 import type { DeviceRepository, DeviceRow } from '../devices/device-repository.js';
 import { findVisibleDevice } from '../devices/device-service.js';
 import type { CommandRepository, CommandRow, CommandSource, TransitionedRow } from './command-repository.js';
+import type { CommandWaiters } from './command-waiters.js';
 import { DEFAULT_RESPONSE_TIMEOUT_S, DEFAULT_TTL_S } from './command-schemas.js';
 import { nextState, type CommandState } from '../../lib/command-states.js';
 
@@ -37,6 +38,7 @@ export interface CommandView {
   last_error: string | null;
   emqx_message_id: string | null;
   reply: { status: 'ok' | 'error'; result: unknown; replied_at: string } | null;
+  job_id: string | null;
 }
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
@@ -68,6 +70,7 @@ export function toCommandView(row: CommandRow): CommandView {
       row.reply_status !== null && row.replied_at !== null
         ? { status: row.reply_status, result: row.reply_result ?? null, replied_at: row.replied_at.toISOString() }
         : null,
+    job_id: row.job_id,
   };
 }
 
@@ -124,6 +127,7 @@ export interface CommandServiceDeps {
   cancelWaitMs: number;
   /** Told of every committed state change (creation included), after the commit. */
   changed(rows: readonly (CommandRow | TransitionedRow)[]): void;
+  waiters: Pick<CommandWaiters, 'until'>;
 }
 
 /** How often a cancel looks again whether the publish it waits for was answered. */
@@ -282,6 +286,17 @@ export function createCommandService(deps: CommandServiceDeps) {
       }
       if (result.created) deps.changed([result.command]);
       return result;
+    },
+
+    /**
+     * The command once it has finished (acked, or replied to with replies on;
+     * or expired, dropped, canceled), or as it is after `ms`.
+     */
+    async waitFor(command: CommandView, ms: number): Promise<{ command: CommandView; finished: boolean }> {
+      const row = await deps.waiters.until(command.id, ms);
+      // Gone while waited for: its device was deleted, and the command with it.
+      if (!row) throw new NotFoundError(`command ${command.id}`);
+      return { command: toCommandView(row), finished: row.finished_at !== null };
     },
 
     async get(actor: Actor, deviceId: string, commandId: string): Promise<CommandView> {

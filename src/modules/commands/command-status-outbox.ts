@@ -20,6 +20,8 @@ export interface CommandStatusRecord {
   readonly reason: string | null;
   /** The requester's Idempotency-Key or Kafka command_id, so it can find its command. */
   readonly idempotency_key: string | null;
+  /** The command job that made the command, or null. */
+  readonly job_id: string | null;
   /** ISO-8601 time of the change. */
   readonly at: string;
 }
@@ -34,6 +36,7 @@ export function toStatusRecord(row: StatusRecordRow): CommandStatusRecord {
     previous_state: row.previous_state,
     reason: row.reason,
     idempotency_key: row.idempotency_key,
+    job_id: row.job_id,
     at: row.at.toISOString(),
   };
 }

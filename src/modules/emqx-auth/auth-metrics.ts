@@ -8,53 +8,53 @@ export function createAuthMetrics(registry: Registry) {
   return {
     // Counted on every CONNECT and every authorization check.
     authn: new Counter({
-      name: 'emqx_authn_total',
+      name: 'devicelink_authn_total',
       help: 'Authentication answers, by result (allow, deny, ignore) and reason',
       labelNames: ['result', 'reason'] as const,
       registers: [registry],
     }),
     authz: new Counter({
-      name: 'emqx_authz_total',
+      name: 'devicelink_authz_total',
       help: 'Authorization answers, by action and result; a body that could not be used is action "unknown", result deny, with its reason',
       labelNames: ['action', 'result', 'reason'] as const,
       registers: [registry],
     }),
     cache: new Counter({
-      name: 'credential_cache_lookups_total',
+      name: 'devicelink_credential_cache_lookups_total',
       help: 'Verified-credential cache lookups, by layer (memory, redis) and outcome (hit, miss)',
       labelNames: ['layer', 'outcome'] as const,
       registers: [registry],
     }),
     hashQueueDepth: new Gauge({
-      name: 'argon2_queue_depth',
+      name: 'devicelink_argon2_queue_depth',
       help: 'argon2 verifications waiting for a slot',
       registers: [registry],
     }),
     hashVerify: new Histogram({
-      name: 'argon2_verify_seconds',
+      name: 'devicelink_argon2_verify_duration_seconds',
       help: 'Duration of one argon2 verification',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6],
       registers: [registry],
     }),
     hashRejected: new Counter({
-      name: 'argon2_queue_rejected_total',
+      name: 'devicelink_argon2_queue_rejected_total',
       help: 'Verifications refused because they would have waited too long (answered ignore)',
       registers: [registry],
     }),
     keysRestored: new Counter({
-      name: 'api_keys_restored_total',
+      name: 'devicelink_api_keys_restored_total',
       help: 'Verified API keys stored again as a digest under the current secret, by what they were (argon2id, previous_secret) and result',
       labelNames: ['from', 'result'] as const,
       registers: [registry],
     }),
     throttled: new Counter({
-      name: 'authn_throttled_total',
+      name: 'devicelink_authn_throttled_total',
       help: 'Attempts denied before any check because of earlier failures, by the limit that blocked them (device_peer, peer, device)',
       labelNames: ['scope'] as const,
       registers: [registry],
     }),
     kicks: new Counter({
-      name: 'emqx_kicks_total',
+      name: 'devicelink_emqx_kicks_total',
       help: 'Session endings through EMQX after a change, by reason (the change kind, or key_expired) and result (kicked, not_found, failed: tried again, not_connected and other_credential: left alone)',
       labelNames: ['reason', 'result'] as const,
       registers: [registry],

@@ -5,6 +5,7 @@ import { authnBodySchema, authnResponseSchema, authzBodySchema, authzResponseSch
 import type { AuthnDecision, AuthnService } from './authn-service.js';
 import { commandRepliesTopic, commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
 import type { AuthzService } from './authz-service.js';
+import type { ServiceIdentity } from './service-identity.js';
 
 export interface AuthRoutesOptions {
   authn: Pick<AuthnService, 'authenticate'>;
@@ -13,6 +14,8 @@ export interface AuthRoutesOptions {
   unusableBodies: UnusableBodyCounter;
   /** COMMAND_REPLIES=enabled: devices may also publish their command replies. */
   commandReplies?: boolean;
+  /** The telemetry subscriber's identity (INGEST_MQTT_URL); absent without it. */
+  serviceIdentity?: ServiceIdentity | null;
 }
 
 /**
@@ -44,11 +47,13 @@ const EXAMPLE_DEVICE = '0b7f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70';
 
 const AUTHN_DESCRIPTION = `Called by EMQX's HTTP authenticator with the body template the service ships. Allowed only when the client id equals the username, it is the lowercase UUID of an existing, enabled device, and the password is one of its usable API keys (not revoked, not past \`not_after\`) or its PSK. With \`DUPLICATE_CLIENT_POLICY=reject\`, a CONNECT while the device has a live session is denied too.
 
-The allow carries \`client_attrs\`, the device's ACL ending in deny-all, and, with a key that has \`not_after\`, \`expire_at\`. Every refusal is \`200 {"result":"deny"}\`. \`ignore\` means the service cannot decide now (Postgres or Redis cannot be reached, the hashing queue is full, EMQX cannot be asked about a duplicate session), and EMQX then refuses the client.
+The allow carries \`client_attrs\`, the device's ACL ending in deny-all, and, with a key that has \`not_after\`, \`expire_at\`. Every refusal is \`200 {"result":"deny"}\`.
+
+With \`INGEST_MQTT_URL\` set, the username \`INGEST_MQTT_USERNAME\` is the service's own telemetry subscriber: allowed with \`INGEST_MQTT_PASSWORD\` only, never as a superuser and without \`client_attrs\`, with an ACL that allows subscribing to \`$share/{INGEST_MQTT_SHARE_GROUP}/devices/+/telemetry\` and denies everything else. \`ignore\` means the service cannot decide now (Postgres or Redis cannot be reached, the hashing queue is full, EMQX cannot be asked about a duplicate session), and EMQX then refuses the client.
 
 A body this route cannot use (over 64 KiB, not JSON, another content type, not this shape) is also \`200 {"result":"deny"}\`, never a 4xx, which EMQX would log as a failed query.`;
 
-const AUTHZ_DESCRIPTION = `Called by EMQX's HTTP authorization source. Allows exactly a device publishing to \`devices/{own id}/telemetry\` (and, with \`COMMAND_REPLIES=enabled\`, \`devices/{own id}/command-replies\`) and subscribing to \`devices/{own id}/commands\`; everything else (wildcard filters, other devices' topics, \`$SYS/...\`, unknown or disabled devices) is denied. Answered from the devices held in memory; \`ignore\` only when the device is not held and Postgres cannot be reached.
+const AUTHZ_DESCRIPTION = `Called by EMQX's HTTP authorization source. Allows exactly a device publishing to \`devices/{own id}/telemetry\` (and, with \`COMMAND_REPLIES=enabled\`, \`devices/{own id}/command-replies\`) and subscribing to \`devices/{own id}/commands\`; everything else (wildcard filters, other devices' topics, \`$SYS/...\`, unknown or disabled devices) is denied. The service's telemetry subscriber (\`INGEST_MQTT_USERNAME\`) may only subscribe to \`$share/{INGEST_MQTT_SHARE_GROUP}/devices/+/telemetry\`. Answered from the devices held in memory; \`ignore\` only when the device is not held and Postgres cannot be reached.
 
 A body this route cannot use (over 64 KiB, not JSON, another content type, not this shape) is \`200 {"result":"deny"}\`, never a 4xx.`;
 
@@ -98,6 +103,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
   const routes = app.withTypeProvider<ZodTypeProvider>();
   const { authn, authz } = options;
   const { unusableBodies } = options;
+  const serviceIdentity = options.serviceIdentity ?? null;
   const aclOptions = { commandReplies: options.commandReplies ?? false };
 
   // logLevel warn: one info line per CONNECT would swamp the log in a reconnect storm.
@@ -125,7 +131,10 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
       errorHandler: denyUnusableBody(unusableBodies.authn),
       logLevel: 'warn',
     },
-    async (request) => authnResponse(await authn.authenticate(request.body), aclOptions),
+    async (request) =>
+      serviceIdentity?.claims(request.body.username)
+        ? serviceIdentity.authenticate(request.body.password)
+        : authnResponse(await authn.authenticate(request.body), aclOptions),
   );
 
   routes.post(

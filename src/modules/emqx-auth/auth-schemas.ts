@@ -40,7 +40,10 @@ export const authnAllowSchema = z
   .object({
     result: z.literal('allow'),
     is_superuser: z.literal(false),
-    client_attrs: z.object({ tenant_id: z.string(), device_id: z.string() }).describe("Kept by EMQX with the session, and sent back in the device's events"),
+    client_attrs: z
+      .object({ tenant_id: z.string(), device_id: z.string() })
+      .optional()
+      .describe("Kept by EMQX with the session, and sent back in the device's events; absent for the service's own identity (the telemetry subscriber)"),
     acl: z.array(aclRuleSchema).describe('The rules EMQX checks before any authorization source, first match wins; they end in deny-all'),
     expire_at: z.number().int().optional().describe('Unix seconds at which EMQX ends the session: present when the key used has `not_after`'),
   })

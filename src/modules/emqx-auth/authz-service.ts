@@ -3,6 +3,7 @@ import { commandRepliesTopic, commandsTopic, telemetryTopic } from '../../lib/mq
 import type { DeviceDirectory } from '../devices/device-directory.js';
 import type { DeviceRecord } from '../devices/device-repository.js';
 import type { AuthMetrics } from './auth-metrics.js';
+import type { ServiceIdentity } from './service-identity.js';
 
 export interface AuthzRequest {
   readonly clientid: string;
@@ -30,6 +31,8 @@ export function createAuthzService(deps: {
   metrics: Pick<AuthMetrics, 'authz'>;
   /** COMMAND_REPLIES=enabled: a device may also publish on devices/{own id}/command-replies. */
   commandReplies?: boolean;
+  /** The telemetry subscriber's identity, answered by its own ACL. */
+  serviceIdentity?: ServiceIdentity | null;
 }): AuthzService {
   const { devices, metrics } = deps;
   const commandReplies = deps.commandReplies ?? false;
@@ -37,6 +40,7 @@ export function createAuthzService(deps: {
   const usable = (device: DeviceRecord | null): AuthzResult => (device && !device.disabled ? 'allow' : 'deny');
 
   function decide({ clientid, username, topic, action }: AuthzRequest): AuthzResult | Promise<AuthzResult> {
+    if (deps.serviceIdentity?.claims(username)) return deps.serviceIdentity.authorize(topic, action);
     if (clientid !== username || !isDeviceId(clientid)) return 'deny';
     const own =
       action === 'publish'

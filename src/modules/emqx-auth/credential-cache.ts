@@ -36,6 +36,8 @@ export interface CredentialCache {
   deleteStored(deviceId: string, keyId?: string): Promise<void>;
   /** Drops every entry held in memory (change signals may have been missed); verifications under way are not cached. */
   clearMemory(): void;
+  /** Verifications held in this replica's memory (some may have outlived their memory TTL and await their next look-up). */
+  heldInMemory(): number;
 }
 
 export interface CredentialCacheOptions {
@@ -237,6 +239,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
       await write({ cacheKey, credential, startedAt });
     },
     drop: forget,
+    heldInMemory: () => memory.size,
     clearMemory() {
       memory.clear();
       byDevice.clear();

@@ -128,7 +128,7 @@ const EVENTS_SCHEMA: FastifySchema = {
 
 export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app, options) => {
   const events = new Counter({
-    name: 'emqx_events_total',
+    name: 'devicelink_emqx_events_total',
     help: 'Rule-engine events received, by event name and outcome',
     labelNames: ['event', 'outcome'] as const,
     registers: [options.metrics],

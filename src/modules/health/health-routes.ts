@@ -8,17 +8,38 @@ export interface ReadinessProbe {
   check(timeoutMs: number): Promise<void>;
   /** Why a failed check failed, as a word an operator acts on (a wrong password, an untrusted certificate); never a secret. */
   cause?(error: unknown): string;
+  /**
+   * Whether the replica is unready while it is down (the default). A dependency
+   * that authentication and authorization do without (Kafka) is reported in
+   * the answer but leaves the replica ready: an unready replica leaves the
+   * Service's endpoints, and every replica would leave at once.
+   */
+  required?: boolean;
 }
 
 export interface HealthRoutesOptions {
   probes: readonly ReadinessProbe[];
   probeTimeoutMs?: number;
+  /** True once the process is shutting down: the replica is unready so that its endpoints go, whatever its dependencies. */
+  draining?: () => boolean;
+  /**
+   * True while the replica holds verified credentials in memory: it answers
+   * those devices' CONNECTs with Postgres or Redis down (the failure table),
+   * so a required dependency being down leaves it ready. Were it unready,
+   * every replica would leave the Service's endpoints at once, and the
+   * devices they could still let in would be refused too.
+   */
+  warm?: () => boolean;
 }
 
 const readySchema = z
   .object({
-    status: z.enum(['ready', 'not_ready']),
-    down: z.array(z.string()).describe('The dependencies that did not answer: `postgres`, `redis`, `kafka`'),
+    status: z
+      .enum(['ready', 'not_ready', 'draining'])
+      .describe(
+        '`not_ready` when Postgres or Redis does not answer and the replica holds no verified credentials in memory (with some, it answers those devices and stays `ready`); `draining` once the process is shutting down. Kafka being down leaves it `ready`.',
+      ),
+    down: z.array(z.string()).describe('The dependencies that did not answer: `postgres`, `redis`, `kafka` (Kafka listed too, although it does not make the replica unready)'),
     checks: z.record(z.string(), z.enum(['up', 'down'])).describe('Each dependency and whether it answered'),
     causes: z
       .record(z.string(), z.string())
@@ -54,17 +75,23 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
       schema: {
         tags: ['operations'],
         operationId: 'getReadiness',
-        summary: 'Postgres, Redis and Kafka answer',
-        description: `Each dependency is checked with a ${probeTimeoutMs / 1000} s timeout; the answer names what is down. The cause is logged once by the service, never answered here.`,
+        summary: 'The replica can answer EMQX: Postgres and Redis answer (or it holds verified credentials), and it is not shutting down',
+        description: `Each dependency is checked with a ${probeTimeoutMs / 1000} s timeout; the answer names what is down. Kafka is checked and reported too, but a Kafka outage leaves the replica ready: authentication, authorization and the admin API (but for creating a tenant) do without it, and telemetry answers 503 for EMQX to retry. Once the process has been told to stop, the answer is 503 \`draining\`. The cause is logged once by the service, never answered here.`,
         response: { 200: readySchema, 503: readySchema },
         answers: {
           200: {
-            description: 'Every dependency answers',
-            examples: { ready: { value: { status: 'ready', down: [], checks: { postgres: 'up', redis: 'up', kafka: 'up' }, causes: {} } } },
+            description: 'Postgres and Redis answer, or one is down and the replica answers from the verified credentials it holds (Kafka may be down: see `checks`)',
+            examples: {
+              ready: { value: { status: 'ready', down: [], checks: { postgres: 'up', redis: 'up', kafka: 'up' }, causes: {} } },
+              kafkaDown: { value: { status: 'ready', down: ['kafka'], checks: { postgres: 'up', redis: 'up', kafka: 'down' }, causes: { kafka: 'authentication_failed' } } },
+            },
           },
           503: {
-            description: 'At least one dependency does not answer',
-            examples: { kafkaDown: { value: { status: 'not_ready', down: ['kafka'], checks: { postgres: 'up', redis: 'up', kafka: 'down' }, causes: { kafka: 'authentication_failed' } } } },
+            description: 'Postgres or Redis does not answer and the replica holds no verified credentials, or the process is shutting down',
+            examples: {
+              postgresDown: { value: { status: 'not_ready', down: ['postgres'], checks: { postgres: 'down', redis: 'up', kafka: 'up' }, causes: {} } },
+              draining: { value: { status: 'draining', down: [], checks: { postgres: 'up', redis: 'up', kafka: 'up' }, causes: {} } },
+            },
           },
         },
       },
@@ -75,17 +102,19 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
         options.probes.map(async (probe) => {
           try {
             await probe.check(probeTimeoutMs);
-            return { name: probe.name, status: 'up' as const, cause: undefined };
+            return { name: probe.name, required: probe.required ?? true, status: 'up' as const, cause: undefined };
           } catch (error) {
             // The details are logged once by the dependency's state tracker;
             // the public answer names what is down and, where known, why.
-            return { name: probe.name, status: 'down' as const, cause: probe.cause?.(error) };
+            return { name: probe.name, required: probe.required ?? true, status: 'down' as const, cause: probe.cause?.(error) };
           }
         }),
       );
       const down = results.filter(({ status }) => status === 'down').map(({ name }) => name);
-      return reply.status(down.length === 0 ? 200 : 503).send({
-        status: down.length === 0 ? 'ready' : 'not_ready',
+      const ready = results.every(({ status, required }) => status === 'up' || !required) || options.warm?.() === true;
+      const status = options.draining?.() ? 'draining' : ready ? 'ready' : 'not_ready';
+      return reply.status(status === 'ready' ? 200 : 503).send({
+        status,
         down,
         checks: Object.fromEntries(results.map(({ name, status }) => [name, status])),
         causes: Object.fromEntries(results.flatMap(({ name, cause }) => (cause === undefined ? [] : [[name, cause]]))),

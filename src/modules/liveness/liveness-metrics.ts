@@ -12,30 +12,30 @@ export interface LivenessMetrics {
 
 export function createLivenessMetrics(registry: Registry): LivenessMetrics {
   const transitions = new Counter({
-    name: 'device_liveness_transitions_total',
+    name: 'devicelink_device_liveness_transitions_total',
     help: 'online/offline events produced to Kafka, by type',
     labelNames: ['type'] as const,
     registers: [registry],
   });
   const produceFailures = new Counter({
-    name: 'device_liveness_event_produce_failures_total',
+    name: 'devicelink_device_liveness_event_produce_failures_total',
     help: 'online/offline events whose produce failed and were queued for a retry',
     registers: [registry],
   });
   const sweepDuration = new Histogram({
-    name: 'device_liveness_sweep_duration_seconds',
+    name: 'devicelink_device_liveness_sweep_duration_seconds',
     help: 'Time of one deadline sweep on this replica, Kafka produce included',
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
   const sweepClaimed = new Histogram({
-    name: 'device_liveness_sweep_claimed_devices',
+    name: 'devicelink_device_liveness_sweep_claimed_devices',
     help: 'Devices this replica took offline (or whose event it retried) in one sweep',
     buckets: [0, 1, 10, 100, 1000, 10_000],
     registers: [registry],
   });
   const updateFailures = new Counter({
-    name: 'device_liveness_update_failures_total',
+    name: 'devicelink_device_liveness_update_failures_total',
     help: 'Liveness updates from telemetry that failed (Redis unavailable), counted per device and flush',
     registers: [registry],
   });

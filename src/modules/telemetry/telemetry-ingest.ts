@@ -1,7 +1,7 @@
 import type { RecordHeaders } from '../../infra/kafka.js';
 import type { Clock } from '../../lib/clock.js';
 import { isDeviceId } from '../../lib/identifiers.js';
-import { telemetryTopic } from '../../lib/mqtt-topics.js';
+import { telemetryTopic, telemetryTopicDevice } from '../../lib/mqtt-topics.js';
 import { normalizeTelemetry, TELEMETRY_POINT_SCHEMA, type TelemetryLimits } from '../../lib/telemetry-normalizer.js';
 import type { TopicNames } from '../../lib/topics.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
@@ -67,9 +67,31 @@ export interface TelemetryIngestOptions {
   onAccepted?: (device: DeviceRecord, receivedAtMs: number) => void;
 }
 
+/** A telemetry message read from the broker by the shared subscription. */
+export interface SubscribedMessage {
+  topic: string;
+  payload: Buffer;
+  /**
+   * The message's id: the device's own (its `message_id` user property) when
+   * it sets one, which repeats of the message carry too; else one the
+   * subscriber assigned on arrival.
+   */
+  messageId: string;
+  /** The id is the device's: a repeat of it within the dedup window is not produced again. */
+  deviceMessageId: boolean;
+  /** When it reached the service. */
+  receivedAtMs: number;
+}
+
 export interface TelemetryIngest {
   /** The `message.publish` handler for `devices/{id}/telemetry`. */
   handle: EventHandler;
+  /**
+   * The same for a message from the shared subscription: the device is the
+   * one its topic names (the broker's ACL lets a device publish only on its
+   * own), the tenant the device's. `handled` is the moment to acknowledge it.
+   */
+  handleSubscribed(message: SubscribedMessage): Promise<EventOutcome>;
   /**
    * Keeps a request no event handler could take on a dead-letter topic: its
    * device's tenant's when the event names a known device, else the
@@ -111,6 +133,12 @@ interface Incoming {
   encoding: 'plain' | 'base64';
   /** The payload as received in the event (before undoing base64). */
   raw: string | null;
+  /** The payload bytes, when they came as bytes (the subscription) rather than in an event. */
+  bytes: Buffer | null;
+  /** The device is the one the topic names (the subscription), not the session's client id (the webhook). */
+  byTopic: boolean;
+  /** A repeat of the message id is to be kept out (false for an id the subscriber assigned). */
+  dedup: boolean;
   receivedAtMs: number;
   claimedTenant: string | null;
 }
@@ -128,6 +156,9 @@ function readEvent(event: EmqxEvent, clock: Clock): Incoming {
     topic: typeof event.topic === 'string' ? event.topic : null,
     encoding: event.payload_encoding === 'base64' ? 'base64' : 'plain',
     raw: typeof event.payload === 'string' ? event.payload : null,
+    bytes: null,
+    byTopic: false,
+    dedup: true,
     receivedAtMs: millis(event.publish_received_at) ?? millis(event.timestamp) ?? clock(),
     claimedTenant,
   };
@@ -188,6 +219,7 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
   }
 
   function originalBytes(incoming: Incoming): Buffer | null {
+    if (incoming.bytes !== null) return incoming.bytes;
     if (incoming.raw === null) return null;
     return Buffer.from(incoming.raw, incoming.encoding === 'base64' ? 'base64' : 'utf8');
   }
@@ -229,7 +261,7 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       {
         topic: tenantId ? topics.telemetryDlq(tenantId) : topics.unattributedDlq,
         message: { key: device?.id ?? incoming.clientid, value: JSON.stringify(record), headers },
-        dedupKey: !body && incoming.messageId && incoming.clientid ? dedup.keyOf(incoming.clientid, incoming.messageId) : undefined,
+        dedupKey: !body && incoming.dedup && incoming.messageId && incoming.clientid ? dedup.keyOf(incoming.clientid, incoming.messageId) : undefined,
       },
       () => metrics.deadLettered.inc({ reason }),
     );
@@ -247,10 +279,11 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
 
     if (!device) return deadLetter(incoming, null, 'unknown_device', 'the client id is not a registered device', originalBytes(incoming));
     const payloadOf = () => originalBytes(incoming);
-    if (incoming.username !== clientid) {
+    // From the subscription, the identity is the topic's (there is no session to cross-check).
+    if (!incoming.byTopic && incoming.username !== clientid) {
       return deadLetter(incoming, device, 'username_mismatch', 'the username differs from the client id', payloadOf());
     }
-    if (incoming.topic !== telemetryTopic(clientid)) {
+    if (!incoming.byTopic && incoming.topic !== telemetryTopic(clientid)) {
       return deadLetter(incoming, device, 'topic_mismatch', 'the topic is not devices/{client id}/telemetry', payloadOf());
     }
     if (incoming.claimedTenant !== null && incoming.claimedTenant !== device.tenantId) {
@@ -262,10 +295,10 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       // not thrown away.
       return deadLetter(incoming, device, 'device_disabled', 'the device is disabled', payloadOf());
     }
-    if (incoming.raw === null) {
+    if (incoming.raw === null && incoming.bytes === null) {
       return deadLetter(incoming, device, 'invalid_event', 'the event has no string payload', null);
     }
-    if (incoming.encoding === 'base64' && !isBase64(incoming.raw)) {
+    if (incoming.raw !== null && incoming.encoding === 'base64' && !isBase64(incoming.raw)) {
       return deadLetter(incoming, device, 'invalid_base64', 'payload_encoding is base64 but the payload is not base64', Buffer.from(incoming.raw, 'utf8'));
     }
     const payload = payloadOf() ?? Buffer.alloc(0);
@@ -295,7 +328,7 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
           value: JSON.stringify(result.point),
           headers: { tenant_id: tenantId, device_id: device.id, 'content-type': 'application/json', schema: TELEMETRY_POINT_SCHEMA },
         },
-        dedupKey: dedup.keyOf(clientid, messageId),
+        dedupKey: incoming.dedup ? dedup.keyOf(clientid, messageId) : undefined,
       },
       () => {
         metrics.accepted.inc();
@@ -329,6 +362,28 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       const outcome = ingest({ ...incoming, messageId, clientid }).finally(() => inFlight.delete(key));
       inFlight.set(key, outcome);
       return outcome;
+    },
+    async handleSubscribed(message) {
+      const named = telemetryTopicDevice(message.topic);
+      const incoming: Incoming = {
+        messageId: message.messageId,
+        // The device the topic names stands where the webhook has the session's client id.
+        clientid: named !== null && isDeviceId(named) ? named : null,
+        username: null,
+        topic: message.topic,
+        encoding: 'plain',
+        raw: null,
+        bytes: message.payload,
+        byTopic: true,
+        dedup: message.deviceMessageId,
+        receivedAtMs: message.receivedAtMs,
+        claimedTenant: null,
+      };
+      if (incoming.clientid === null) {
+        // Not a device's topic (a broker ACL that lets a client publish where no device may): kept, attributed to nobody.
+        return deadLetter(incoming, null, 'unknown_device', 'the topic does not name a device: devices/{device id}/telemetry', message.payload);
+      }
+      return ingest({ ...incoming, messageId: message.messageId, clientid: incoming.clientid });
     },
     async unusable({ reason, detail, body, size, event }) {
       const incoming = readEvent(event ?? { event: '' }, clock);

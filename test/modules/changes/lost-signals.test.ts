@@ -18,9 +18,9 @@ async function metric(app: FastifyInstance, pattern: RegExp): Promise<number> {
   const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
   return Number(pattern.exec(text)?.[1] ?? 0);
 }
-const pendingKicks = (app: FastifyInstance) => metric(app, /^change_effects_pending\{effect="kick"\} (\d+)$/m);
-const pendingCleanUps = (app: FastifyInstance) => metric(app, /^change_effects_pending\{effect="clean_up"\} (\d+)$/m);
-const oldestKickS = (app: FastifyInstance) => metric(app, /^change_effects_oldest_pending_seconds\{effect="kick"\} ([\d.]+)$/m);
+const pendingKicks = (app: FastifyInstance) => metric(app, /^devicelink_change_effects_pending\{effect="kick"\} (\d+)$/m);
+const pendingCleanUps = (app: FastifyInstance) => metric(app, /^devicelink_change_effects_pending\{effect="clean_up"\} (\d+)$/m);
+const oldestKickS = (app: FastifyInstance) => metric(app, /^devicelink_change_effects_oldest_pending_seconds\{effect="kick"\} ([\d.]+)$/m);
 
 describe('a change holds when its signals are lost', () => {
   let redis: PrivateRedis;
@@ -92,7 +92,7 @@ describe('a change holds when its signals are lost', () => {
     const back = Date.now();
     await waitFor(async () => (await pendingKicks(first)) === 0, 12_000);
     assert.ok(Date.now() - back <= 11_000);
-    assert.equal(await metric(first, /^emqx_kicks_total\{reason="key_revoked",result="kicked"\} (\d+)$/m) + (await metric(second, /^emqx_kicks_total\{reason="key_revoked",result="kicked"\} (\d+)$/m)), 1);
+    assert.equal(await metric(first, /^devicelink_emqx_kicks_total\{reason="key_revoked",result="kicked"\} (\d+)$/m) + (await metric(second, /^devicelink_emqx_kicks_total\{reason="key_revoked",result="kicked"\} (\d+)$/m)), 1);
   });
 
   it('a kick outlives the replicas: one started after both stopped ends the session', async () => {

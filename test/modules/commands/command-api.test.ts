@@ -71,10 +71,10 @@ describe('the command API', () => {
     assert.equal(defaults.ttl_s, 3600);
     assert.deepEqual(defaults.params, {});
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /^commands_queue_depth 2$/m);
-    assert.match(metrics, /^commands_unfinished\{state="queued"\} 2$/m);
-    assert.match(metrics, /^commands_transitions_total\{state="queued"\} 2$/m);
-    assert.match(metrics, /^commands_publish_no_subscriber_total [1-9]/m);
+    assert.match(metrics, /^devicelink_commands_queue_depth 2$/m);
+    assert.match(metrics, /^devicelink_commands_unfinished\{state="queued"\} 2$/m);
+    assert.match(metrics, /^devicelink_commands_transitions_total\{state="queued"\} 2$/m);
+    assert.match(metrics, /^devicelink_commands_publish_no_subscriber_total [1-9]/m);
   });
 
   it('refuses bad input with a 400 naming the field', async () => {

@@ -105,8 +105,8 @@ describe('sending commands and tracking their delivery', () => {
     const acked = await waitForCommand(root, device, command.id, 'acked', 15_000);
     assert.equal(acked.attempts, 4);
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /^commands_publish_failures_total\{reason="status_503"\} 1$/m);
-    assert.match(metrics, /^commands_publish_failures_total\{reason="no_answer"\} 2$/m, metrics.split("\n").filter((line) => line.startsWith("commands_publish")).join("\n"));
+    assert.match(metrics, /^devicelink_commands_publish_failures_total\{reason="status_503"\} 1$/m);
+    assert.match(metrics, /^devicelink_commands_publish_failures_total\{reason="no_answer"\} 2$/m);
   });
 
   it('events before the publish answer, repeated and out of order, move each command once and forward only', async () => {

@@ -47,17 +47,17 @@ describe('commands through a Kafka outage', () => {
     };
     const before = await send('before');
     await waitForCommand(root, device, before.id, 'acked');
-    await waitFor(async () => (await metric(app, /^commands_status_outbox_depth (\d+)$/m)) === 0, 10_000);
+    await waitFor(async () => (await metric(app, /^devicelink_commands_status_outbox_depth (\d+)$/m)) === 0, 10_000);
 
     await kafka.stop();
     const during: CommandBody[] = [];
     for (let i = 0; i < 5; i++) during.push(await send(`during-${i}`));
     for (const command of during) await waitForCommand(root, device, command.id, 'acked');
-    assert.ok((await metric(app, /^commands_status_outbox_depth (\d+)$/m)) >= during.length * 2, 'the changes wait in the outbox');
+    assert.ok((await metric(app, /^devicelink_commands_status_outbox_depth (\d+)$/m)) >= during.length * 2, 'the changes wait in the outbox');
 
     await kafka.start();
-    await waitFor(async () => (await metric(app, /^commands_status_outbox_depth (\d+)$/m)) === 0, 60_000);
-    const transitions = [...(await app.inject({ method: 'GET', url: '/metrics' })).body.matchAll(/^commands_transitions_total\{state="[a-z_]+"\} (\d+)$/gm)].reduce(
+    await waitFor(async () => (await metric(app, /^devicelink_commands_status_outbox_depth (\d+)$/m)) === 0, 60_000);
+    const transitions = [...(await app.inject({ method: 'GET', url: '/metrics' })).body.matchAll(/^devicelink_commands_transitions_total\{state="[a-z_]+"\} (\d+)$/gm)].reduce(
       (sum, match) => sum + Number(match[1]),
       0,
     );
@@ -69,6 +69,6 @@ describe('commands through a Kafka outage', () => {
     const paths = statesByCommand(records);
     assert.equal(paths.size, 1 + during.length);
     for (const [id, states] of paths) assert.ok(isForwardPath(states, 'acked'), `${id}: ${states.join(' → ')}`);
-    assert.ok((await metric(app, /^commands_status_produce_failures_total (\d+)$/m)) > 0, 'the failed produces were counted');
+    assert.ok((await metric(app, /^devicelink_commands_status_produce_failures_total (\d+)$/m)) > 0, 'the failed produces were counted');
   });
 });

@@ -11,7 +11,7 @@ import { TEST_HOOK_TOKEN } from '../../helpers/env.js';
 import { postEvent } from '../../helpers/telemetry.js';
 
 /** What the shipped replies rule posts for a device's publish on devices/{id}/command-replies. */
-function replyEvent(deviceId: string, payload: unknown, topicDevice = deviceId) {
+function replyEvent(deviceId: string, payload: unknown, topicDevice = deviceId, pubProps: Record<string, unknown> = { 'User-Property': {} }) {
   return {
     event: 'command.reply',
     id: randomUUID().replaceAll('-', '').toUpperCase(),
@@ -19,6 +19,7 @@ function replyEvent(deviceId: string, payload: unknown, topicDevice = deviceId) 
     username: deviceId,
     topic: `devices/${topicDevice}/command-replies`,
     payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+    pub_props: pubProps,
     publish_received_at: Date.now(),
     timestamp: Date.now(),
   };
@@ -60,7 +61,7 @@ describe('command replies (COMMAND_REPLIES=enabled)', () => {
     assert.equal(response.statusCode, 204);
   };
   const metric = async (outcome: string) =>
-    Number(new RegExp(`^commands_replies_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec((await app.inject({ method: 'GET', url: '/metrics' })).body)?.[1] ?? 0);
+    Number(new RegExp(`^devicelink_commands_replies_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec((await app.inject({ method: 'GET', url: '/metrics' })).body)?.[1] ?? 0);
 
   it('lets a device publish its replies: in the ACL of its authentication answer and at /emqx/authz; not with replies off', async () => {
     const key = (await root.post(`/v1/devices/${device}/keys`, { label: 'replies' })).json<{ key: string }>().key;
@@ -161,5 +162,72 @@ describe('command replies (COMMAND_REPLIES=enabled)', () => {
     assert.equal(await metric('invalid'), before + 3);
     await reply({ command_id: randomUUID(), status: 'ok' });
     assert.equal(await metric('unknown_command'), 1);
+  });
+
+  it('carries the MQTT 5 Response Topic and Correlation Data, and matches a reply by its correlation data alone', async () => {
+    const command = await send({ name: 'read-meter' });
+    await waitForCommand(root, device, command.id, 'acked');
+    const published = emqx.published.find((p) => p.status === 200 && String(p.body.payload).includes(command.id));
+    assert.deepEqual(
+      { response_topic: (published?.body.properties as Record<string, unknown>).response_topic, correlation_data: (published?.body.properties as Record<string, unknown>).correlation_data },
+      { response_topic: `devices/${device}/command-replies`, correlation_data: command.id },
+    );
+    // The device's MQTT library answers the request: no command_id in the payload, the correlation data carried back.
+    const response = await postEvent(app, replyEvent(device, { status: 'ok', result: { kwh: 12.5 } }, device, { 'User-Property': {}, 'Correlation-Data': command.id }));
+    assert.equal(response.statusCode, 204);
+    assert.deepEqual((await waitForCommand(root, device, command.id, 'succeeded')).reply?.result, { kwh: 12.5 });
+
+    // The correlation data wins over a command_id in the payload; without either, a reply is no reply.
+    const second = await send({ name: 'read-meter' });
+    await waitForCommand(root, device, second.id, 'acked');
+    await postEvent(app, replyEvent(device, { command_id: command.id, status: 'error' }, device, { 'User-Property': {}, 'Correlation-Data': second.id }));
+    assert.equal((await waitForCommand(root, device, second.id, 'failed')).reply?.status, 'error');
+    assert.equal((await waitForCommand(root, device, command.id, 'succeeded')).reply?.status, 'ok');
+    const invalid = await metric('invalid');
+    await postEvent(app, replyEvent(device, { status: 'ok' }));
+    assert.equal(await metric('invalid'), invalid + 1);
+
+    // With replies off, commands carry no response topic.
+    const plain = await createCommand(repliesOff, device, { name: 'plain' });
+    const sent = await waitForCommand(root, device, plain.json<CommandBody>().id, (c) => c.state !== 'queued');
+    const plainPublish = emqx.published.find((p) => p.status === 200 && String(p.body.payload).includes(sent.id));
+    assert.equal((plainPublish?.body.properties as Record<string, unknown>).response_topic, undefined);
+  });
+
+  it('?wait answers with the finished command: its reply when replies are on, its ack when off, even when another replica saw the events', async () => {
+    // The device answers each command it receives, as soon as it is acked.
+    const answered = new Set<string>();
+    const answering = setInterval(() => {
+      for (const published of emqx.published) {
+        const id = (published.body.properties as Record<string, unknown> | undefined)?.correlation_data;
+        if (published.status !== 200 || typeof id !== 'string' || answered.has(id) || !published.topic.includes(device)) continue;
+        answered.add(id);
+        void postEvent(app, replyEvent(device, { status: 'ok', result: 'done' }, device, { 'User-Property': {}, 'Correlation-Data': id }));
+      }
+    }, 50);
+    try {
+      const started = Date.now();
+      const waited = await root.post(`/v1/devices/${device}/commands?wait=30`, { name: 'open-valve' });
+      assert.equal(waited.statusCode, 200, waited.body);
+      assert.equal(waited.json<CommandBody>().state, 'succeeded');
+      assert.equal(waited.json<CommandBody>().reply?.result, 'done');
+      assert.ok(Date.now() - started < 10_000);
+    } finally {
+      clearInterval(answering);
+    }
+
+    // Replies off, on a replica that gets none of EMQX's events: it reads the command until it is acked.
+    const offClient = adminClient(repliesOff);
+    const acked = await offClient.post(`/v1/devices/${device}/commands?wait=30`, { name: 'blink' });
+    assert.equal(acked.statusCode, 200, acked.body);
+    assert.equal(acked.json<CommandBody>().state, 'acked');
+
+    // No answer within the wait: 202 with the command as it is.
+    emqx.disconnect(other);
+    const pending = await root.post(`/v1/devices/${other}/commands?wait=1`, { name: 'arm' });
+    assert.equal(pending.statusCode, 202, pending.body);
+    assert.notEqual(pending.json<CommandBody>().finished_at, undefined);
+    assert.equal(pending.json<CommandBody>().finished_at, null);
+    assert.equal((await root.post(`/v1/devices/${other}/commands?wait=0`, { name: 'arm' })).statusCode, 400);
   });
 });

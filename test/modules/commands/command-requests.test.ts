@@ -107,7 +107,7 @@ describe('command requests from Kafka', () => {
     assert.deepEqual(await listed(foreignDevice), []);
     assert.deepEqual((await listed(device)).map((c) => c.name).sort(), ['after-poison', 'open']);
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /^commands_requests_dead_lettered_total\{reason="tenant_mismatch"\} 1$/m);
+    assert.match(metrics, /^devicelink_commands_requests_dead_lettered_total\{reason="tenant_mismatch"\} 1$/m);
   });
 
   it('a request for a device with too many unfinished commands waits for room instead of being dead-lettered', async () => {

@@ -119,7 +119,7 @@ describe('commands on two replicas', () => {
     await waitFor(async () => Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM command_status_outbox')).rows[0]?.n) === 0, 30_000);
     const made = new Map<string, number>();
     for (const app of [first, second]) {
-      for (const [state, value] of await counterByLabel(app, 'commands_transitions_total')) made.set(state, (made.get(state) ?? 0) + value);
+      for (const [state, value] of await counterByLabel(app, 'devicelink_commands_transitions_total')) made.set(state, (made.get(state) ?? 0) + value);
     }
     const expectedRecords = [...made.values()].reduce((sum, value) => sum + value, 0);
     assert.equal(made.get('queued'), TOTAL);

@@ -46,8 +46,8 @@ describe('API keys checked against a keyed digest', () => {
   it('allows the right key, verified without argon2', async () => {
     const deviceId = await seed.device(tenantId);
     const { key } = await seed.key(deviceId);
-    const digestAllows = /^emqx_authn_total\{result="allow",reason="digest"\} (\d+)$/m;
-    const argon2Verifies = /^argon2_verify_seconds_count (\d+)$/m;
+    const digestAllows = /^devicelink_authn_total\{result="allow",reason="digest"\} (\d+)$/m;
+    const argon2Verifies = /^devicelink_argon2_verify_duration_seconds_count (\d+)$/m;
     const before = [await counter(app, digestAllows), await counter(app, argon2Verifies)];
     assert.equal(await connect(app, deviceId, key), 'allow');
     assert.deepEqual([await counter(app, digestAllows), await counter(app, argon2Verifies)], [(before[0] ?? 0) + 1, before[1]]);
@@ -107,12 +107,12 @@ describe('API keys checked against a keyed digest', () => {
 
     assert.equal(await connect(app, deviceId, key), 'allow');
     assert.deepEqual(await stored(keyId), { scheme: 'hmac-sha256', hash: digestOf(TEST_KEY_DIGEST_SECRET, key) });
-    assert.ok((await counter(app, /^api_keys_restored_total\{from="argon2id",result="ok"\} (\d+)$/m)) >= 1);
+    assert.ok((await counter(app, /^devicelink_api_keys_restored_total\{from="argon2id",result="ok"\} (\d+)$/m)) >= 1);
     // Another replica, with the cached verification dropped, checks the digest now.
     const fresh = await ctx.app();
     await dropCached([app, fresh], deviceId);
     assert.equal(await connect(fresh, deviceId, key), 'allow');
-    assert.equal(await counter(fresh, /^emqx_authn_total\{result="allow",reason="digest"\} (\d+)$/m), 1);
+    assert.equal(await counter(fresh, /^devicelink_authn_total\{result="allow",reason="digest"\} (\d+)$/m), 1);
   });
 
   it('while the digest secret rotates, allows a key digested under the previous one and stores it under the current one', async () => {
@@ -124,7 +124,7 @@ describe('API keys checked against a keyed digest', () => {
 
     assert.equal(await connect(rotating, deviceId, key), 'allow');
     assert.deepEqual(await stored(keyId), { scheme: 'hmac-sha256', hash: digestOf(TEST_KEY_DIGEST_SECRET, key) });
-    assert.ok((await counter(rotating, /^api_keys_restored_total\{from="previous_secret",result="ok"\} (\d+)$/m)) >= 1);
+    assert.ok((await counter(rotating, /^devicelink_api_keys_restored_total\{from="previous_secret",result="ok"\} (\d+)$/m)) >= 1);
     // Re-stored: a replica that knows only the current secret allows it too.
     await dropCached([app, rotating], deviceId);
     assert.equal(await connect(app, deviceId, key), 'allow');

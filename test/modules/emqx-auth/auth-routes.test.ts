@@ -239,7 +239,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       assert.equal((await connect(deviceId, psk, peer)).json().result, 'allow');
       assert.equal((await connect(deviceId, key, peer)).json().result, 'allow');
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-      assert.match(metrics, /emqx_authn_total\{result="allow",reason="memory"\} [1-9]/);
+      assert.match(metrics, /devicelink_authn_total\{result="allow",reason="memory"\} [1-9]/);
 
       const { redis, close } = connectRedis(ctx.config.redis);
       try {
@@ -311,7 +311,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       assertDeny(await connect(deviceId, spare.key, guesser), 'the guessing address stays throttled');
       assert.equal((await connect(deviceId, spare.key, nextPeer())).json().result, 'allow');
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-      assert.match(metrics, /authn_throttled_total\{scope="device_peer"\} [1-9]/);
+      assert.match(metrics, /devicelink_authn_throttled_total\{scope="device_peer"\} [1-9]/);
     });
 
     it('lets an owner who mistyped from its own address start afresh once it gets in', async () => {
@@ -341,7 +341,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       for (let attempt = 0; attempt < 20; attempt++) await connect(deviceId, `later-${attempt}`, strangers[attempt] as string);
       assert.equal((await connect(deviceId, key, nextPeer())).json().result, 'allow');
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-      assert.doesNotMatch(metrics, /authn_throttled_total\{scope="device"\}/);
+      assert.doesNotMatch(metrics, /devicelink_authn_throttled_total\{scope="device"\}/);
     });
 
     it('blocks PSK guessing spread over many addresses, except from addresses the device authenticated from', async () => {
@@ -355,7 +355,7 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       assertDeny(await connect(deviceId, psk, nextPeer()), 'an address the device never authenticated from meets the device-wide block');
       assert.equal((await connect(deviceId, psk, home)).json().result, 'allow', 'the owner, from an address it authenticated from');
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-      assert.match(metrics, /authn_throttled_total\{scope="device"\} [1-9]/);
+      assert.match(metrics, /devicelink_authn_throttled_total\{scope="device"\} [1-9]/);
     });
 
     it('throttles a peer address that fails across many devices', async () => {
@@ -476,12 +476,12 @@ describe('POST /emqx/authn and /emqx/authz', () => {
       // Every answer is counted, whether it came from memory or after a lookup.
       const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
       const count = (action: string, result: string) =>
-        Number(new RegExp(`emqx_authz_total\\{action="${action}",result="${result}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+        Number(new RegExp(`devicelink_authz_total\\{action="${action}",result="${result}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
       assert.ok(count('publish', 'allow') >= 1);
       assert.ok(count('subscribe', 'allow') >= 1);
       assert.ok(count('publish', 'deny') >= 6);
       assert.ok(count('other', 'deny') >= 1);
-      assert.match(metrics, /http_requests_total\{route="\/emqx\/authz",method="POST",status="200"\} \d+/);
+      assert.match(metrics, /devicelink_http_requests_total\{route="\/emqx\/authz",method="POST",status="200"\} \d+/);
     });
 
     it('denies a device once it is disabled', async () => {
@@ -496,6 +496,6 @@ describe('POST /emqx/authn and /emqx/authz', () => {
 
   async function verifyCount(): Promise<number> {
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    return Number(/argon2_verify_seconds_count (\d+)/.exec(metrics)?.[1] ?? 0);
+    return Number(/devicelink_argon2_verify_duration_seconds_count (\d+)/.exec(metrics)?.[1] ?? 0);
   }
 });

@@ -59,8 +59,8 @@ describe('authn with Postgres or Redis unreachable', () => {
     assert.ok(results.includes('ignore'), results.join());
     assert.ok(!results.includes('deny'), results.join());
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /argon2_queue_rejected_total [1-9]/);
-    assert.match(metrics, /emqx_authn_total\{result="ignore",reason="hash_queue_full"\} [1-9]/);
+    assert.match(metrics, /devicelink_argon2_queue_rejected_total [1-9]/);
+    assert.match(metrics, /devicelink_authn_total\{result="ignore",reason="hash_queue_full"\} [1-9]/);
     // API keys are checked against a keyed digest: a full hashing queue does not concern them.
     const keyResults = await Promise.all(devices.map(({ deviceId, key }) => connect(app, deviceId, key)));
     assert.deepEqual(new Set(keyResults), new Set(['allow']));

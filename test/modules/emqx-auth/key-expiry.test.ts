@@ -102,6 +102,6 @@ describe('sessions of a key that gets a not_after end when it comes', () => {
     await new Promise((resolve) => setTimeout(resolve, 4000));
     assert.equal(kicksOf(device), 0);
     const metrics = (await apps[0]!.inject({ method: 'GET', url: '/metrics' })).body + (await apps[1]!.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /emqx_kicks_total\{reason="key_expired",result="other_credential"\} 1/);
+    assert.match(metrics, /devicelink_emqx_kicks_total\{reason="key_expired",result="other_credential"\} 1/);
   });
 });

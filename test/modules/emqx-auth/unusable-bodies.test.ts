@@ -56,13 +56,13 @@ function oversized(route: Route, usable: Record<string, string>, escaped = false
   return body;
 }
 
-/** The counter of one refusal: emqx_authn_total{result,reason} or emqx_authz_total{action,result,reason}. */
+/** The counter of one refusal: devicelink_authn_total{result,reason} or devicelink_authz_total{action,result,reason}. */
 async function refusals(app: FastifyInstance, route: Route, reason: string): Promise<number> {
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
   const series =
     route === '/emqx/authn'
-      ? `emqx_authn_total{result="deny",reason="${reason}"}`
-      : `emqx_authz_total{action="unknown",result="deny",reason="${reason}"}`;
+      ? `devicelink_authn_total{result="deny",reason="${reason}"}`
+      : `devicelink_authz_total{action="unknown",result="deny",reason="${reason}"}`;
   const line = metrics.split('\n').find((candidate) => candidate.startsWith(`${series} `));
   return line === undefined ? 0 : Number(line.slice(series.length + 1));
 }

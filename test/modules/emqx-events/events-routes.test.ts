@@ -61,8 +61,8 @@ describe('POST /emqx/events dispatch', () => {
     const unknownLetter = kept.find((letter) => letter.reason === 'unknown_event');
     assert.equal(Buffer.from(unknownLetter?.payload_base64 ?? '', 'base64').toString(), unknown, 'the body as received');
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /^emqx_events_total\{event="unusable",outcome="handled"\} [1-9]/m);
-    assert.match(metrics, /^telemetry_dead_lettered_total\{reason="unknown_event"\} 1$/m);
+    assert.match(metrics, /^devicelink_emqx_events_total\{event="unusable",outcome="handled"\} [1-9]/m);
+    assert.match(metrics, /^devicelink_telemetry_dead_lettered_total\{reason="unknown_event"\} 1$/m);
   });
 
   it('dead-letters an event larger than any allowed payload makes (2xx, not 413), keeping its first bytes and its size', async () => {

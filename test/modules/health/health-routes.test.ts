@@ -37,11 +37,11 @@ describe('health routes', () => {
     assert.equal(response.statusCode, 200);
     assert.match(String(response.headers['content-type']), /^text\/plain/);
     assert.match(response.body, /process_resident_memory_bytes/);
-    assert.match(response.body, /http_requests_total\{route="\/healthz",method="GET",status="200"\} \d+/);
-    assert.match(response.body, /http_requests_total\{route="unmatched",method="GET",status="404"\} 1/);
-    assert.match(response.body, /http_request_duration_seconds_bucket\{le="0.005",route="\/healthz"/);
-    assert.match(response.body, /# TYPE http_request_duration_seconds histogram/);
-    assert.match(response.body, /# TYPE http_requests_total counter/);
+    assert.match(response.body, /devicelink_http_requests_total\{route="\/healthz",method="GET",status="200"\} \d+/);
+    assert.match(response.body, /devicelink_http_requests_total\{route="unmatched",method="GET",status="404"\} 1/);
+    assert.match(response.body, /devicelink_http_request_duration_seconds_bucket\{le="0.005",route="\/healthz"/);
+    assert.match(response.body, /# TYPE devicelink_http_request_duration_seconds histogram/);
+    assert.match(response.body, /# TYPE devicelink_http_requests_total counter/);
   });
 
   it('counts every answered request once, in a histogram whose buckets are cumulative', async () => {
@@ -54,13 +54,13 @@ describe('health routes', () => {
       };
       const buckets = body
         .split('\n')
-        .filter((line) => line.startsWith('http_request_duration_seconds_bucket{') && line.includes(series))
+        .filter((line) => line.startsWith('devicelink_http_request_duration_seconds_bucket{') && line.includes(series))
         .map((line) => Number(line.slice(line.lastIndexOf(' ') + 1)));
       return {
-        total: value('http_requests_total'),
-        count: value('http_request_duration_seconds_count'),
-        sum: value('http_request_duration_seconds_sum'),
-        inf: value('http_request_duration_seconds_bucket', `le="+Inf",${series}`),
+        total: value('devicelink_http_requests_total'),
+        count: value('devicelink_http_request_duration_seconds_count'),
+        sum: value('devicelink_http_request_duration_seconds_sum'),
+        inf: value('devicelink_http_request_duration_seconds_bucket', `le="+Inf",${series}`),
         buckets,
       };
     };

@@ -39,7 +39,7 @@ describe('METRICS_PORT', () => {
       assert.match(String(scraped.headers.get('content-type')), /^text\/plain; version=0\.0\.4/);
       const text = await scraped.text();
       assert.match(text, /process_resident_memory_bytes/);
-      assert.match(text, /http_requests_total\{route="unmatched",method="GET",status="404"\} 1/, 'the service port\'s requests are counted');
+      assert.match(text, /devicelink_http_requests_total\{route="unmatched",method="GET",status="404"\} 1/, 'the service port\'s requests are counted');
       assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status, 404, 'the metrics port serves metrics only');
     } finally {
       await app.close();

@@ -204,7 +204,7 @@ describe('liveness outbox', () => {
       options: { flushIntervalMs: 0 },
     });
     await liveness.recordTelemetry(device, T0);
-    assert.match(await registry.metrics(), /device_liveness_update_failures_total 1/);
+    assert.match(await registry.metrics(), /devicelink_device_liveness_update_failures_total 1/);
   });
 
   it('touches many messages in one call exactly as one call each would', async () => {

@@ -190,11 +190,11 @@ describe('liveness from telemetry', () => {
 
   it('counts transitions and sweeps, and the app shows its own in /metrics', async () => {
     const text = await metrics.metrics();
-    assert.match(text, /device_liveness_transitions_total\{type="online"\} [1-9]/);
-    assert.match(text, /device_liveness_transitions_total\{type="offline"\} [1-9]/);
-    assert.match(text, /device_liveness_sweep_duration_seconds_count [1-9]/);
+    assert.match(text, /devicelink_device_liveness_transitions_total\{type="online"\} [1-9]/);
+    assert.match(text, /devicelink_device_liveness_transitions_total\{type="offline"\} [1-9]/);
+    assert.match(text, /devicelink_device_liveness_sweep_duration_seconds_count [1-9]/);
     // The app's background sweeper has run on its own meanwhile.
     const exposed = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(exposed, /^device_liveness_sweep_duration_seconds_count [1-9]/m);
+    assert.match(exposed, /^devicelink_device_liveness_sweep_duration_seconds_count [1-9]/m);
   });
 });

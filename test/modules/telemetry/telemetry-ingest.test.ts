@@ -252,7 +252,7 @@ describe('telemetry ingestion into Kafka', () => {
     const deadIds = dead.map((r) => (JSON.parse(r.value ?? '{}') as { message_id: string }).message_id);
     assert.equal(deadIds.filter((id) => id === poison.id).length, 1);
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /^telemetry_deduplicated_total [1-9]/m);
+    assert.match(metrics, /^devicelink_telemetry_deduplicated_total [1-9]/m);
   });
 
   it('counts accepted, dead-lettered by reason, batch sizes and produce latency', async () => {
@@ -262,12 +262,12 @@ describe('telemetry ingestion into Kafka', () => {
     assert.equal((await postEvent(counted, publishEvent(device, '{"counted":'))).statusCode, 204);
     for (let i = 0; i < 2; i++) assert.equal((await postEvent(counted, publishEvent(stranger, '{"v":1}'))).statusCode, 204);
     const metrics = (await counted.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /^telemetry_accepted_total 1$/m);
-    assert.match(metrics, /^telemetry_dead_lettered_total\{reason="invalid_json"\} 1$/m);
-    assert.match(metrics, /^telemetry_dead_lettered_total\{reason="unknown_device"\} 2$/m);
-    assert.match(metrics, /^telemetry_produce_batch_size_count [1-9]/m);
-    assert.match(metrics, /^telemetry_produce_duration_seconds_count\{outcome="acked"\} [1-9]/m);
-    assert.match(metrics, /^emqx_events_total\{event="message.publish",outcome="handled"\} 4$/m);
+    assert.match(metrics, /^devicelink_telemetry_accepted_total 1$/m);
+    assert.match(metrics, /^devicelink_telemetry_dead_lettered_total\{reason="invalid_json"\} 1$/m);
+    assert.match(metrics, /^devicelink_telemetry_dead_lettered_total\{reason="unknown_device"\} 2$/m);
+    assert.match(metrics, /^devicelink_telemetry_produce_batch_records_count [1-9]/m);
+    assert.match(metrics, /^devicelink_telemetry_produce_duration_seconds_count\{outcome="acked"\} [1-9]/m);
+    assert.match(metrics, /^devicelink_emqx_events_total\{event="message.publish",outcome="handled"\} 4$/m);
   });
 
   it('produces large records in batches the broker accepts: 40 events of 200 KiB for one device, each once', async () => {

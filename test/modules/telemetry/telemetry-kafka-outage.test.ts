@@ -95,6 +95,6 @@ describe('telemetry ingestion through a Kafka outage', () => {
     assert.ok(twice <= 3, `${twice} replayed messages twice: only those in flight when the broker stopped can be`);
 
     const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /^telemetry_unavailable_total\{reason="kafka_unavailable"\} [1-9]/m);
+    assert.match(metrics, /^devicelink_telemetry_unavailable_total\{reason="kafka_unavailable"\} [1-9]/m);
   });
 });

@@ -1,4 +1,4 @@
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
 
 export interface MqttSubscriptionOptions {
   /** mqtt:// or mqtts:// */
@@ -89,7 +89,7 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
   const clients: MqttClient[] = [];
   let stopped = false;
 
-  function connect(index: number): MqttClient {
+  function connect(mqtt: typeof import('mqtt'), index: number): MqttClient {
     /** Counts this client's connections: an ack of an earlier one is not sent on a later one. */
     let connection = 0;
     /**
@@ -175,7 +175,9 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
 
   return {
     async start(timeoutMs) {
-      for (let index = 0; index < options.clients; index++) clients.push(connect(index));
+      // Loaded only when the mode is on: the MQTT client costs memory a webhook-only replica has no use for.
+      const mqtt = await import('mqtt');
+      for (let index = 0; index < options.clients; index++) clients.push(connect(mqtt, index));
       let timer: NodeJS.Timeout | undefined;
       try {
         await Promise.race([

@@ -3,23 +3,18 @@
 // are subscribed and ack at once, and whose rules post the delivered and
 // acked events back to the service's /emqx/events. Measured: the creates;
 // verified afterwards: every command created reached acked.
-import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { createKafka } from '../src/infra/kafka.js';
 import { createCommandRepository } from '../src/modules/commands/command-repository.js';
-import { createTopicNames } from '../src/lib/topics.js';
 import type { EmqxSim } from '../dev/emqx-sim/emqx-sim.js';
 import { httpTransport } from '../dev/emqx-sim/service.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/env.js';
-import type { LoadSpec } from './support.js';
+import { seedBenchTenant, type LoadSpec } from './support.js';
 
 const TENANT = 'bench-commands';
 const DEVICES = 1000;
-const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
 
 export function createCommandScenario(options: { databaseUrl: string; env: Record<string, string>; emqx: EmqxSim }) {
-  const topics = createTopicNames(options.env.KAFKA_TOPIC_PREFIX ?? '');
   const { emqx } = options;
   let createdOk = 0;
   let barePort = 0;
@@ -28,23 +23,7 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
     name: 'POST …/commands → acked',
     async spec(app: { port: number }, bare: { port: number }): Promise<LoadSpec> {
       barePort = bare.port;
-      const devices = Array.from({ length: DEVICES }, () => randomUUID());
-      const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1 });
-      try {
-        await pool.query('INSERT INTO tenants (id, name) VALUES ($1, $1)', [TENANT]);
-        await pool.query("INSERT INTO devices (id, tenant_id, name) SELECT id, $1, 'bench' FROM unnest($2::uuid[]) AS id", [TENANT, devices]);
-      } finally {
-        await pool.end();
-      }
-      const kafka = createKafka({ brokers: (options.env.KAFKA_BROKERS ?? '').split(','), clientId: 'dlm-bench' }, quiet);
-      try {
-        await kafka.ensureTopics(topics.forTenant(TENANT), {
-          partitions: Number(options.env.KAFKA_TOPIC_PARTITIONS ?? 6),
-          replicationFactor: Number(options.env.KAFKA_TOPIC_REPLICATION_FACTOR ?? 1),
-        });
-      } finally {
-        await kafka.close();
-      }
+      const devices = await seedBenchTenant(options, TENANT, DEVICES);
       // Every device online and subscribed at QoS 1 before the simulation reports to the service.
       for (const device of devices) await emqx.subscribe(device, `devices/${device}/commands`);
       emqx.sendEventsTo(httpTransport(`http://127.0.0.1:${app.port}`));

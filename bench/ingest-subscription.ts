@@ -6,18 +6,16 @@
 // the messages it produced meanwhile (`devicelink_telemetry_accepted_total`). Afterwards
 // every message the broker took is looked for in telemetry.raw.
 import { execFile } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
-import pg from 'pg';
-import { createKafka } from '../src/infra/kafka.js';
 import { createTopicNames } from '../src/lib/topics.js';
 import { consumeRecords } from '../test/helpers/kafka.js';
 import { freePort } from '../test/helpers/ports.js';
-import { median, startServer, type Server } from './support.js';
+import { median, seedBenchTenant, startServer, type Server } from './support.js';
 
 const run = promisify(execFile);
 const TENANT = 'bench-subscribe';
@@ -27,7 +25,6 @@ const WINDOW = Number(process.env.BENCH_SUBSCRIPTION_WINDOW ?? 20_000);
 const SALT = randomBytes(8).toString('hex').toUpperCase();
 const idOf = (sequence: number) => `${sequence.toString(16).toUpperCase().padStart(16, '0')}${SALT}`;
 const sequenceOf = (id: string) => (id.length === 32 && id.endsWith(SALT) ? Number.parseInt(id.slice(0, 16), 16) : -1);
-const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
 
 export interface SubscriptionBench {
   /** One measured round of `durationS`: the service's CPU µs per message produced. */
@@ -52,23 +49,7 @@ export async function startSubscriptionBench(options: { databaseUrl: string; env
   await mosquitto('start');
   const url = `mqtt://127.0.0.1:${port}`;
 
-  const devices = Array.from({ length: DEVICES }, () => randomUUID());
-  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1 });
-  try {
-    await pool.query('INSERT INTO tenants (id, name) VALUES ($1, $1)', [TENANT]);
-    await pool.query("INSERT INTO devices (id, tenant_id, name) SELECT id, $1, 'bench' FROM unnest($2::uuid[]) AS id", [TENANT, devices]);
-  } finally {
-    await pool.end();
-  }
-  const kafka = createKafka({ brokers, clientId: 'dlm-bench' }, quiet);
-  try {
-    await kafka.ensureTopics(topics.forTenant(TENANT), {
-      partitions: Number(options.env.KAFKA_TOPIC_PARTITIONS ?? 6),
-      replicationFactor: Number(options.env.KAFKA_TOPIC_REPLICATION_FACTOR ?? 1),
-    });
-  } finally {
-    await kafka.close();
-  }
+  const devices = await seedBenchTenant(options, TENANT, DEVICES);
 
   const service: Server = await startServer('bench/app-server.mjs', {
     ...options.env,

@@ -1,13 +1,11 @@
 // The telemetry-ingest scenario: message.publish events, each with its own
 // message id, into Kafka with acks from all in-sync replicas; afterwards every
 // record is consumed back and counted (zero loss, no duplicates).
-import { randomBytes, randomUUID } from 'node:crypto';
-import pg from 'pg';
-import { createKafka } from '../src/infra/kafka.js';
+import { randomBytes } from 'node:crypto';
 import { createTopicNames } from '../src/lib/topics.js';
 import { consumeRecords } from '../test/helpers/kafka.js';
 import { TEST_HOOK_TOKEN } from '../test/helpers/env.js';
-import type { LoadSpec } from './support.js';
+import { seedBenchTenant, type LoadSpec } from './support.js';
 
 const TENANT = 'bench-ingest';
 const DEVICES = 100;
@@ -17,7 +15,6 @@ const ID_SALT = randomBytes(8).toString('hex').toUpperCase();
 const idOf = (sequence: number) => `${sequence.toString(16).toUpperCase().padStart(16, '0')}${ID_SALT}`;
 /** The sequence number of an id of this run, or -1. */
 const sequenceOf = (id: string) => (id.length === 32 && id.endsWith(ID_SALT) ? Number.parseInt(id.slice(0, 16), 16) : -1);
-const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
 
 export function createIngestScenario(options: { databaseUrl: string; env: Record<string, string> }) {
   const topics = createTopicNames(options.env.KAFKA_TOPIC_PREFIX ?? '');
@@ -35,23 +32,7 @@ export function createIngestScenario(options: { databaseUrl: string; env: Record
     target: 0.4,
     async spec(_app: { port: number }, bare: { port: number }): Promise<LoadSpec> {
       barePort = bare.port;
-      const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1 });
-      const devices = Array.from({ length: DEVICES }, () => randomUUID());
-      try {
-        await pool.query('INSERT INTO tenants (id, name) VALUES ($1, $1)', [TENANT]);
-        await pool.query("INSERT INTO devices (id, tenant_id, name) SELECT id, $1, 'bench' FROM unnest($2::uuid[]) AS id", [TENANT, devices]);
-      } finally {
-        await pool.end();
-      }
-      const kafka = createKafka({ brokers, clientId: 'dlm-bench' }, quiet);
-      try {
-        await kafka.ensureTopics(topics.forTenant(TENANT), {
-          partitions: Number(options.env.KAFKA_TOPIC_PARTITIONS ?? 6),
-          replicationFactor: Number(options.env.KAFKA_TOPIC_REPLICATION_FACTOR ?? 1),
-        });
-      } finally {
-        await kafka.close();
-      }
+      const devices = await seedBenchTenant(options, TENANT, DEVICES);
       return {
         method: 'POST',
         path: '/emqx/events',

@@ -1,6 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
+import pg from 'pg';
+import { createKafka } from '../src/infra/kafka.js';
+import { createTopicNames } from '../src/lib/topics.js';
 
 export interface Server {
   readonly port: number;
@@ -274,4 +278,32 @@ export async function measurePaired(
 export function printRow(cells: (string | number)[]) {
   // At least one space between cells, however long a cell is.
   console.log(cells.map((cell, index) => String(cell).padEnd(index === 0 ? 34 : 12)).join(' '));
+}
+
+const quietKafka = { debug: () => undefined, info: () => undefined, warn: () => undefined };
+
+/**
+ * A scenario's tenant with `count` devices, written straight into Postgres,
+ * and its Kafka topics, made as the service would make them. Returns the
+ * device ids.
+ */
+export async function seedBenchTenant(options: { databaseUrl: string; env: Record<string, string> }, tenant: string, count: number): Promise<string[]> {
+  const devices = Array.from({ length: count }, () => randomUUID());
+  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1 });
+  try {
+    await pool.query('INSERT INTO tenants (id, name) VALUES ($1, $1)', [tenant]);
+    await pool.query("INSERT INTO devices (id, tenant_id, name) SELECT id, $1, 'bench' FROM unnest($2::uuid[]) AS id", [tenant, devices]);
+  } finally {
+    await pool.end();
+  }
+  const kafka = createKafka({ brokers: (options.env.KAFKA_BROKERS ?? '').split(','), clientId: 'dlm-bench' }, quietKafka);
+  try {
+    await kafka.ensureTopics(createTopicNames(options.env.KAFKA_TOPIC_PREFIX ?? '').forTenant(tenant), {
+      partitions: Number(options.env.KAFKA_TOPIC_PARTITIONS ?? 6),
+      replicationFactor: Number(options.env.KAFKA_TOPIC_REPLICATION_FACTOR ?? 1),
+    });
+  } finally {
+    await kafka.close();
+  }
+  return devices;
 }

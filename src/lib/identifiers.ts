@@ -16,3 +16,20 @@ export function isDeviceId(value: string): boolean {
 export function isCommandId(value: string): boolean {
   return DEVICE_ID_PATTERN.test(value);
 }
+
+/** Ids named in an error message, at most; the message says how many more there are. */
+const NAMED_IDS = 50;
+
+/** Up to 50 ids for an error message: `a, b and 12 more`. */
+export function nameIds(ids: readonly string[]): string {
+  const named = ids.slice(0, NAMED_IDS).join(', ');
+  return ids.length > NAMED_IDS ? `${named} and ${ids.length - NAMED_IDS} more` : named;
+}
+
+/** The ids that occur more than once in `ids`, each once. */
+export function repeatedIds(ids: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const repeated = new Set<string>();
+  for (const id of ids) (seen.has(id) ? repeated : seen).add(id);
+  return [...repeated];
+}

@@ -6,7 +6,7 @@ import type { Clock } from '../../lib/clock.js';
 import { COMMAND_STATES, type CommandState } from '../../lib/command-states.js';
 import type { DeviceLabels } from '../../lib/device-labels.js';
 import { BadRequestError, ConflictError, NotFoundError } from '../../lib/errors.js';
-import { isCommandId } from '../../lib/identifiers.js';
+import { isCommandId, nameIds, repeatedIds } from '../../lib/identifiers.js';
 import { parseCursor, toPage, type Page, type PageKey } from '../../lib/pagination.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
 import type { CommandRepository, TransitionedRow } from './command-repository.js';
@@ -23,8 +23,6 @@ const TARGET_CHUNK = 5000;
 const PREPARATION_TIMEOUT_S = 600;
 /** How long a cancel waits for publishes that were in flight, before leaving them to the runner. */
 const CANCEL_WAIT_MS = 3000;
-/** Ids named in a 400, at most. */
-const NAMED_IDS = 50;
 
 export interface CommandJobInput {
   name: string;
@@ -78,11 +76,6 @@ export function toJobView(row: CommandJobRow): CommandJobView {
     updated_at: row.updated_at.toISOString(),
     finished_at: row.finished_at?.toISOString() ?? null,
   };
-}
-
-function nameIds(ids: readonly string[]): string {
-  const named = ids.slice(0, NAMED_IDS).join(', ');
-  return ids.length > NAMED_IDS ? `${named} and ${ids.length - NAMED_IDS} more` : named;
 }
 
 export interface CommandJobServiceDeps {
@@ -159,9 +152,8 @@ export function createCommandJobService(deps: CommandJobServiceDeps) {
       const { target } = input;
       if ('device_ids' in target) {
         const ids = target.device_ids;
-        const seen = new Set<string>();
-        const repeated = new Set(ids.filter((id) => seen.size === seen.add(id).size));
-        if (repeated.size > 0) throw new BadRequestError(`body.target.device_ids: given more than once: ${nameIds([...repeated])}`, 'validation_failed');
+        const repeated = repeatedIds(ids);
+        if (repeated.length > 0) throw new BadRequestError(`body.target.device_ids: given more than once: ${nameIds(repeated)}`, 'validation_failed');
         const known = new Set<string>();
         for (let start = 0; start < ids.length; start += TARGET_CHUNK) {
           for (const id of await jobs.devicesOfTenant(pool, tenantId, ids.slice(start, start + TARGET_CHUNK))) known.add(id);

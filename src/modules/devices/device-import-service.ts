@@ -6,6 +6,7 @@ import { generateApiKey } from '../../lib/api-key.js';
 import type { Clock } from '../../lib/clock.js';
 import type { DeviceLabels } from '../../lib/device-labels.js';
 import { ConflictError, NotFoundError } from '../../lib/errors.js';
+import { nameIds, repeatedIds } from '../../lib/identifiers.js';
 import type { KeyDigest } from '../../lib/key-digest.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
 import type { CredentialRepository } from '../credentials/credential-repository.js';
@@ -15,8 +16,6 @@ import type { DeviceRepository } from './device-repository.js';
 import { DEFAULT_OFFLINE_THRESHOLD_S } from './device-service.js';
 
 export const MAX_IMPORTED_DEVICES = 10_000;
-/** Ids named in a 409, at most; the message says how many more there are. */
-const NAMED_IDS = 50;
 
 export interface DeviceImportEntry {
   id?: string;
@@ -42,11 +41,6 @@ export interface DeviceImportServiceDeps {
   clock: Clock;
 }
 
-function nameIds(ids: readonly string[]): string {
-  const named = ids.slice(0, NAMED_IDS).join(', ');
-  return ids.length > NAMED_IDS ? `${named} and ${ids.length - NAMED_IDS} more` : named;
-}
-
 /**
  * Onboarding a batch of devices in one request: all of them with their keys,
  * or none. Keys are keyed digests (no argon2), so ten thousand devices are
@@ -59,12 +53,8 @@ export function createDeviceImportService(deps: DeviceImportServiceDeps) {
     async import(actor: Actor, tenantId: string, entries: readonly DeviceImportEntry[]): Promise<{ devices: ImportedDevice[] }> {
       assertTenantVisible(actor, tenantId);
       const ids = entries.map((entry) => entry.id ?? randomUUID());
-      const seen = new Set<string>();
-      const repeated = new Set<string>();
-      for (const id of ids) (seen.has(id) ? repeated : seen).add(id);
-      if (repeated.size > 0) {
-        throw new ConflictError(`device ids given more than once: ${nameIds([...repeated])}`, 'duplicate_device_ids');
-      }
+      const repeated = repeatedIds(ids);
+      if (repeated.length > 0) throw new ConflictError(`device ids given more than once: ${nameIds(repeated)}`, 'duplicate_device_ids');
 
       const keys = entries.map((entry) => (entry.key ? generateApiKey() : null));
       const keyRows = keys.flatMap((key, index) => (key ? [{ id: key.keyId, deviceId: ids[index] as string, digest: keyDigest.digest(key.key) }] : []));

@@ -27,6 +27,7 @@ import { eventsRoutes } from './modules/emqx-events/events-routes.js';
 import { healthRoutes, metricsRoutes } from './modules/health/health-routes.js';
 import { deviceStatusRoutes } from './modules/liveness/device-status-routes.js';
 import { tenantRoutes } from './modules/tenants/tenant-routes.js';
+import { createLifecycle } from './wiring/lifecycle.js';
 
 export interface AppDeps {
   /** Clients to use instead of creating them from config; the caller then closes them. */
@@ -102,7 +103,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const metrics = createMetricsRegistry();
   registerRequestMetrics(app, metrics);
   registerDependencyMetrics(metrics, [infra.postgres.state, infra.redis.state, infra.kafka.state]);
-  const product = compose({ config, infra, clock: deps.clock ?? systemClock, metrics, log: app.log });
+  const lifecycle = createLifecycle(app.log);
+  const product = compose({ config, infra, clock: deps.clock ?? systemClock, metrics, log: app.log, lifecycle });
 
   const metricsServer = config.metrics ? await buildMetricsServer(metrics, app.log) : null;
   app.decorate('metricsServer', metricsServer);
@@ -153,13 +155,18 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await emqx.register(eventsRoutes, { ...product.events, maxEventBytes: config.ingest.maxEventBytes, metrics });
   });
 
-  app.addHook('onReady', () => product.start());
-  // preClose: before the clients close, whatever order the onClose hooks run in.
-  app.addHook('preClose', () => product.stop());
-  if (!deps.infra) app.addHook('onClose', () => closeInfra(infra));
-  // onClose hooks run last-added first: this one runs before the clients
-  // close, as pending key-usage writes still need Postgres.
-  app.addHook('onClose', () => product.close());
+  // The features' background work (src/wiring/lifecycle.ts): started once
+  // the app is ready, stopped as it starts closing, and what is still pending
+  // written after the last request, before the clients close.
+  app.addHook('onReady', () => lifecycle.run('onReady'));
+  app.addHook('preClose', () => lifecycle.run('preClose'));
+  app.addHook('onClose', async () => {
+    try {
+      await lifecycle.run('onClose');
+    } finally {
+      if (!deps.infra) await closeInfra(infra);
+    }
+  });
   return app;
 }
 

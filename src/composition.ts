@@ -11,12 +11,11 @@ import { wireRegistry } from './wiring/registry.js';
 import { wireSessions } from './wiring/sessions.js';
 import { wireTopics } from './wiring/topics.js';
 
-/** Start-up waits at most this long for the change log's first read; Postgres or Redis being down must not keep the service down. */
-const CHANGE_LOG_START_WAIT_MS = 2000;
-
 /**
- * The product's map. Each feature is wired by its own function in `wiring/`;
- * what one feature does when another changes something is written here.
+ * The product's map. Each feature is wired by its own function in `wiring/`,
+ * which also registers its background work's start and stop with
+ * `context.lifecycle`; what one feature does when another changes something
+ * is written here.
  */
 export function compose(context: WiringContext) {
   const directory = wireDirectory(context);
@@ -107,34 +106,6 @@ export function compose(context: WiringContext) {
     unusableBodies: auth.unusableBodies,
     /** `/emqx/events`: handlers by event name, and where an event none can take is kept. */
     events: { handlers: combineEventHandlers(ingest.handlers, sessions.handlers, commands.handlers), unusable: ingest.unusable },
-
-    /** Once the app is ready: background work that every replica runs. */
-    async start() {
-      await changes.start(CHANGE_LOG_START_WAIT_MS);
-      liveness.sweeper.start();
-      auth.keyExpiry.start();
-      // In the background: a Kafka outage at start-up must not keep authentication down.
-      topics.reconciliation.start();
-      commands.start();
-      commandJobs.runner.start();
-      ingest.subscription?.start();
-    },
-    /** Before the clients close: stops the background work and waits for what is under way. */
-    async stop() {
-      await Promise.all([
-        changes.stop(),
-        liveness.sweeper.stop(),
-        auth.keyExpiry.stop(),
-        topics.reconciliation.stop(),
-        commandJobs.runner.stop(),
-        commands.stop(),
-        ingest.subscription?.stop(),
-      ]);
-    },
-    /** After the last request: writes what is still pending (key usage, telemetry's liveness). */
-    async close() {
-      await Promise.all([auth.close(), liveness.service.flush()]);
-    },
   };
 }
 

@@ -21,6 +21,8 @@ const PRUNE_INTERVAL_MS = 60_000;
 export const KICK_DELAY_MS = CHANGE_FEED_INTERVAL_MS + 500;
 /** The admin request that made a change waits at most this long for this replica to apply it and do its clean-up. */
 const AFTER_COMMIT_WAIT_MS = 2000;
+/** Start-up waits at most this long for the change log's first read; Postgres or Redis being down must not keep the service down. */
+const CHANGE_LOG_START_WAIT_MS = 2000;
 
 /**
  * The change log and what follows it: the registry records each change in its
@@ -40,7 +42,7 @@ export function wireChanges(
     inTransaction(db: Queryable, changes: readonly CredentialChange[]): Promise<AfterCommit>;
   },
 ) {
-  const { infra, clock, log } = deps;
+  const { infra, clock, log, lifecycle } = deps;
   const pool = infra.postgres.pool;
   const repository = createChangeRepository();
   const signal = createChangeSignal(infra.redis, log);
@@ -92,26 +94,24 @@ export function wireChanges(
     },
   });
 
+  // The app is ready once this replica has read the log and listens for the
+  // signal, or once the wait is over: every change after that reaches it.
+  lifecycle.onReady(async () => {
+    await withTimeout(Promise.allSettled([signal.ready(), feed.catchUp()]), CHANGE_LOG_START_WAIT_MS, 'change log start').catch(() => undefined);
+    feed.start();
+    effects.start();
+    pruning.start();
+  });
+  lifecycle.preClose(async () => {
+    unsubscribe();
+    await Promise.all([feed.stop(), effects.stop(), pruning.stop()]);
+  });
+
   return {
     recorder,
     /** Runs what is due now (tests: an effect made due without waiting for the next look). */
     runDueEffects: () => effects.runDue(),
     /** Queued effects were added outside a recorded change (key expiry): run them now. */
     effectsQueued: () => void effects.runDue().catch(() => undefined),
-    /** Starts reading the log and working the queue; waits (briefly) for the first read. */
-    async start(readyWaitMs: number) {
-      await withTimeout(
-        Promise.allSettled([signal.ready(), feed.catchUp()]),
-        readyWaitMs,
-        'change log start',
-      ).catch(() => undefined);
-      feed.start();
-      effects.start();
-      pruning.start();
-    },
-    async stop() {
-      unsubscribe();
-      await Promise.all([feed.stop(), effects.stop(), pruning.stop()]);
-    },
   };
 }

@@ -12,7 +12,7 @@ const RUNNER_INTERVAL_MS = 100;
 
 /** Command jobs: one command per targeted device, made at the job's rate by whichever replica takes its next batch. */
 export function wireCommandJobs(deps: WiringContext & { commands: Pick<Commands, 'changed'> }) {
-  const { config, infra, clock, log } = deps;
+  const { config, infra, clock, log, lifecycle } = deps;
   const pool = infra.postgres.pool;
   const jobs = createCommandJobRepository();
   const commands = createCommandRepository();
@@ -38,5 +38,7 @@ export function wireCommandJobs(deps: WiringContext & { commands: Pick<Commands,
     changed: deps.commands.changed,
     nudge: runner.nudge,
   });
-  return { service, runner };
+  lifecycle.onReady(() => runner.start());
+  lifecycle.preClose(() => runner.stop());
+  return { service };
 }

@@ -26,7 +26,7 @@ const WAIT_POLL_MS = 250;
  * them, and the outbox that puts every state change on commands.status.{tenant}.
  */
 export function wireCommands(deps: WiringContext & { topics: Topics }) {
-  const { config, infra, clock, log, topics } = deps;
+  const { config, infra, clock, log, topics, lifecycle } = deps;
   const settings = config.commands;
   const pool = infra.postgres.pool;
   const commands = createCommandRepository();
@@ -108,6 +108,19 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
       })
     : null;
 
+  lifecycle.onReady(() => {
+    outbox.start();
+    dispatcher.start();
+    sweeper.start();
+    requests?.start();
+  });
+  lifecycle.preClose(async () => {
+    waiters.stop();
+    await Promise.all([requests?.stop(), dispatcher.stop(), sweeper.stop()]);
+    // Last: what the others changed while stopping is produced too.
+    await outbox.stop();
+  });
+
   return {
     service,
     /** Told of every committed state change of commands made elsewhere (command jobs). */
@@ -119,18 +132,6 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
     /** Produces the status records waiting now (tests, and shutdown of a replica that wants none left behind). */
     drainStatus: () => outbox.drain(),
     sweep: () => sweeper.sweep(),
-    start() {
-      outbox.start();
-      dispatcher.start();
-      sweeper.start();
-      requests?.start();
-    },
-    async stop() {
-      waiters.stop();
-      await Promise.all([requests?.stop(), dispatcher.stop(), sweeper.stop()]);
-      // Last: what the others changed while stopping is produced too.
-      await outbox.stop();
-    },
   };
 }
 

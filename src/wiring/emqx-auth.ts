@@ -32,7 +32,7 @@ export function wireEmqxAuth(
     kicksQueued: () => void;
   },
 ) {
-  const { config, infra, clock, log, directory } = deps;
+  const { config, infra, clock, log, directory, lifecycle } = deps;
   const settings = config.credentials;
   const pool = infra.postgres.pool;
   const redis = { redis: infra.redis.redis, keyPrefix: infra.redis.keyPrefix };
@@ -59,6 +59,18 @@ export function wireEmqxAuth(
     clock,
     hashBudgetMs: settings.hashMaxWaitMs,
   });
+  // Queues, on time, the endings of the sessions opened with keys that then got a not_after.
+  const keyExpiry = createKeyExpirySweeper({
+    queueKicks: (now, limit) => changes.queueKeyExpiryKicks(pool, now, limit),
+    queued: deps.kicksQueued,
+    clock,
+    log,
+  });
+  lifecycle.onReady(() => keyExpiry.start());
+  lifecycle.preClose(() => keyExpiry.stop());
+  // The key usage the last requests recorded, written while Postgres is still open.
+  lifecycle.onClose(() => usage.close());
+
   const subscriber = config.ingest.subscription;
   const serviceIdentity = subscriber
     ? createServiceIdentity({ username: subscriber.username, password: subscriber.password, shareGroup: subscriber.shareGroup })
@@ -82,14 +94,5 @@ export function wireEmqxAuth(
     forgetFailures: (deviceId: string) => throttle.forgetDevice(deviceId),
     /** Ends the device's live session through EMQX's REST API; throws when EMQX did not confirm it. */
     kick: kicker.kick,
-    /** Queues, on time, the endings of the sessions opened with keys that then got a not_after. */
-    keyExpiry: createKeyExpirySweeper({
-      queueKicks: (now, limit) => changes.queueKeyExpiryKicks(pool, now, limit),
-      queued: deps.kicksQueued,
-      clock,
-      log,
-    }),
-    /** Writes the key usage still pending. */
-    close: () => usage.close(),
   };
 }

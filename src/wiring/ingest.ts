@@ -66,17 +66,18 @@ export function wireIngest(
     batcher,
     onAccepted: deps.onAccepted,
   });
-  return { handlers: { 'message.publish': telemetry.handle }, unusable: telemetry.unusable, subscription: wireSubscription(deps, telemetry, metrics) };
+  wireSubscription(deps, telemetry, metrics);
+  return { handlers: { 'message.publish': telemetry.handle }, unusable: telemetry.unusable };
 }
 
-/** The shared-subscription reader (INGEST_MQTT_URL), or null without it. */
+/** With INGEST_MQTT_URL, the shared-subscription reader: started once the app is ready, drained as it closes. */
 function wireSubscription(
   deps: WiringContext,
   telemetry: ReturnType<typeof createTelemetryIngest>,
   metrics: ReturnType<typeof createTelemetryMetrics>,
-) {
+): void {
   const settings = deps.config.ingest.subscription;
-  if (!settings) return null;
+  if (!settings) return;
   const log = deps.log.child({ component: 'telemetry-subscription' });
   const ingest = createSubscriptionIngest({ telemetry, clock: deps.clock, metrics });
   const subscription = createMqttSubscription(
@@ -94,20 +95,16 @@ function wireSubscription(
     },
     { connected: (client, sessionPresent) => ingest.connected(client, sessionPresent), message: (publish, ack) => ingest.receive(publish, ack) },
   );
-  return {
-    /** Connects in the background: a broker that is down at start-up must not keep the rest of the service down. */
-    start() {
-      subscription.start(SUBSCRIPTION_START_WAIT_MS).catch((error: unknown) => log.warn({ err: error }, 'telemetry subscription not started yet; retrying'));
-    },
-    /**
-     * Leaves the group, lets what arrived reach Kafka and be acknowledged, and
-     * ends the sessions when nothing was left; otherwise keeps them, so that
-     * the broker delivers the rest again when this replica comes back.
-     */
-    async stop() {
-      await subscription.unsubscribe();
-      const clean = await ingest.drain(SUBSCRIPTION_DRAIN_MS);
-      await subscription.stop(clean);
-    },
-  };
+  // Connects in the background: a broker that is down at start-up must not keep the rest of the service down.
+  deps.lifecycle.onReady(() => {
+    subscription.start(SUBSCRIPTION_START_WAIT_MS).catch((error: unknown) => log.warn({ err: error }, 'telemetry subscription not started yet; retrying'));
+  });
+  // Leaves the group, lets what arrived reach Kafka and be acknowledged, and
+  // ends the sessions when nothing was left; otherwise keeps them, so that
+  // the broker delivers the rest again when this replica comes back.
+  deps.lifecycle.preClose(async () => {
+    await subscription.unsubscribe();
+    const clean = await ingest.drain(SUBSCRIPTION_DRAIN_MS);
+    await subscription.stop(clean);
+  });
 }

@@ -18,7 +18,7 @@ import type { WiringContext } from './context.js';
  * which shows them beside the MQTT session.
  */
 export function wireLiveness(deps: WiringContext & { directory: DeviceDirectory; sessions: SessionStore }) {
-  const { config, infra, clock, log } = deps;
+  const { config, infra, clock, log, lifecycle } = deps;
   const pool = infra.postgres.pool;
   const service = createLivenessService({
     store: createLivenessStore(infra.redis.redis, infra.redis.keyPrefix),
@@ -31,9 +31,13 @@ export function wireLiveness(deps: WiringContext & { directory: DeviceDirectory;
     log,
     options: { flushIntervalMs: config.liveness.flushIntervalMs },
   });
+  const sweeper = createLivenessSweeper({ liveness: service, intervalMs: config.liveness.sweepIntervalMs, log });
+  lifecycle.onReady(() => sweeper.start());
+  lifecycle.preClose(() => sweeper.stop());
+  // The liveness of the telemetry the last requests brought.
+  lifecycle.onClose(() => service.flush());
   return {
     service,
-    sweeper: createLivenessSweeper({ liveness: service, intervalMs: config.liveness.sweepIntervalMs, log }),
     statuses: createDeviceStatusService({ pool, devices: createDeviceRepository(), liveness: service, sessions: sessionLookup(deps.sessions), log }),
   };
 }

@@ -4,7 +4,7 @@ import { createTopicProvisioner, createTopicReconciliation } from '../modules/to
 import type { WiringContext } from './context.js';
 
 /** Kafka topic names, per-tenant topic creation, and the reconciliation of every tenant's topics at start-up. */
-export function wireTopics({ config, infra, log }: WiringContext) {
+export function wireTopics({ config, infra, log, lifecycle }: WiringContext) {
   const names = createTopicNames(config.kafka.topicPrefix);
   const provisioner = createTopicProvisioner({
     kafka: infra.kafka,
@@ -18,7 +18,10 @@ export function wireTopics({ config, infra, log }: WiringContext) {
     listTenantIds: () => tenants.listIds(infra.postgres.pool),
     log,
   });
-  return { names, provisioner, reconciliation };
+  // In the background: a Kafka outage at start-up must not keep authentication down.
+  lifecycle.onReady(() => reconciliation.start());
+  lifecycle.preClose(() => reconciliation.stop());
+  return { names, provisioner };
 }
 
 export type Topics = ReturnType<typeof wireTopics>;

@@ -7,6 +7,7 @@ import { systemClock, type Clock } from '../../src/lib/clock.js';
 import type { DeviceDirectory } from '../../src/modules/devices/device-directory.js';
 import type { WiringContext } from '../../src/wiring/context.js';
 import { wireDirectory } from '../../src/wiring/directory.js';
+import { createLifecycle, type Lifecycle } from '../../src/wiring/lifecycle.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { testConfig, uniqueTag } from './env.js';
 import { connectRedis, deleteKeysUnder } from './redis.js';
@@ -35,9 +36,10 @@ export interface TestContext {
   /**
    * What a feature's wiring function takes (see src/wiring/), on this
    * context's stores, plus the shared device directory: a test drives a
-   * feature wired exactly as the app wires it.
+   * feature wired exactly as the app wires it. The background work the
+   * feature registers runs only when the test runs a phase of `lifecycle`.
    */
-  wiring(options?: { clock?: Clock }): WiringContext & { directory: DeviceDirectory };
+  wiring(options?: { clock?: Clock }): WiringContext & { directory: DeviceDirectory; lifecycle: Lifecycle };
   close(): Promise<void>;
 }
 
@@ -69,8 +71,9 @@ export async function createTestContext(overrides: Record<string, string> = {}):
     },
     infra,
     wiring({ clock = systemClock } = {}) {
-      const context: WiringContext = { config, infra: infra(), clock, metrics: new Registry(), log: silentLog };
-      return { ...context, directory: wireDirectory(context) };
+      const lifecycle = createLifecycle(silentLog);
+      const context: WiringContext = { config, infra: infra(), clock, metrics: new Registry(), log: silentLog, lifecycle };
+      return { ...context, lifecycle, directory: wireDirectory(context) };
     },
     async close() {
       await Promise.allSettled(apps.map((app) => app.close()));

@@ -8,7 +8,7 @@ import type { DeviceDirectory } from '../devices/device-directory.js';
 import type { DeviceRecord } from '../devices/device-repository.js';
 import type { AuthMetrics } from './auth-metrics.js';
 import type { AuthThrottle, SecretKind } from './auth-throttle.js';
-import type { CredentialCache, VerifiedCredential } from './credential-cache.js';
+import type { CacheKey, CredentialCache, VerifiedCredential } from './credential-cache.js';
 import type { StoredKey, VerificationRepository } from './verification-repository.js';
 import type { DuplicateClientGuard } from './duplicate-client-guard.js';
 import type { KeyUsageRecorder } from './key-usage.js';
@@ -198,7 +198,7 @@ export function createAuthnService(deps: {
     return { kind: 'match', keyId: null, notAfter: null, layer: 'argon2' };
   }
 
-  async function verify(deviceId: string, password: string, peer: string, cacheKey: string, useCache: boolean): Promise<Verification> {
+  async function verify(deviceId: string, password: string, peer: string, cacheKey: CacheKey, useCache: boolean): Promise<Verification> {
     const receivedAt = performance.now();
     const budgetLeft = () => hashBudgetMs - (performance.now() - receivedAt);
     const generation = cache.generation(deviceId);
@@ -270,7 +270,7 @@ export function createAuthnService(deps: {
   }
 
   /** Everything after the secret is known to be right: expiry, the device as it stands, the duplicate policy. */
-  async function admit(request: AuthnRequest, cacheKey: string, credential: VerifiedCredential, via: VerifiedVia, fresh: boolean): Promise<AuthnDecision> {
+  async function admit(request: AuthnRequest, cacheKey: CacheKey, credential: VerifiedCredential, via: VerifiedVia, fresh: boolean): Promise<AuthnDecision> {
     const deviceId = credential.deviceId;
     // A key past not_after stops working even while its verification is cached.
     // expire_at is whole seconds and EMQX requires it in the future.
@@ -308,7 +308,7 @@ export function createAuthnService(deps: {
   }
 
   /** The verification was void by the time of the answer: once more, from the stored credential, or ignore if that is overtaken too. */
-  function again(request: AuthnRequest, cacheKey: string, fresh: boolean): Promise<AuthnDecision> | AuthnDecision {
+  function again(request: AuthnRequest, cacheKey: CacheKey, fresh: boolean): Promise<AuthnDecision> | AuthnDecision {
     cache.drop(cacheKey);
     if (fresh) return { result: 'ignore', reason: 'credential_changing' };
     return decide(request, true);
@@ -333,7 +333,7 @@ export function createAuthnService(deps: {
     // Concurrent CONNECTs with the same secret share one verification; a
     // fresh one (the cached verification was void) is not shared with one
     // that may still return that cached answer.
-    const flightKey = fresh ? `fresh:${cacheKey}` : cacheKey;
+    const flightKey = fresh ? `fresh:${cacheKey.memory}` : cacheKey.memory;
     let pending = inFlight.get(flightKey);
     if (!pending) {
       const peer = request.peerhost.slice(0, MAX_PEER_LENGTH);

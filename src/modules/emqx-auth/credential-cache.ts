@@ -3,6 +3,7 @@ import type { RedisConnection } from '../../infra/redis.js';
 import { createBatchedGet } from '../../infra/redis-batched-get.js';
 import { defineRedisScript } from '../../infra/redis-script.js';
 import { bySlot, slotTag } from '../../infra/redis-slots.js';
+import { hash } from 'node:crypto';
 import { createHmacSha256 } from '../../lib/digest.js';
 import { createTurnBatcher } from '../../lib/turn-batcher.js';
 
@@ -18,18 +19,30 @@ export interface VerifiedCredential {
   readonly version: string;
 }
 
+/**
+ * A device id and presented secret as the cache names them; the secret itself
+ * is never a key. In this replica's memory: their SHA-256, cheap enough for
+ * every CONNECT (a keyed digest would add nothing there, as its key sits in
+ * the same memory). In Redis, which other processes read: their HMAC under
+ * the cache secret, made only when Redis is asked, so that a PSK chosen by
+ * people cannot be guessed offline from a copy of Redis.
+ */
+export interface CacheKey {
+  readonly memory: string;
+  readonly stored: string;
+}
+
 export interface CredentialCache {
-  /** HMAC of device id and presented secret: the only form in which the secret is a cache key. */
-  keyFor(deviceId: string, presented: string): string;
+  keyFor(deviceId: string, presented: string): CacheKey;
   /** The in-memory entry, without I/O. */
-  peek(cacheKey: string): VerifiedCredential | undefined;
+  peek(key: CacheKey): VerifiedCredential | undefined;
   /** Reads Redis (and fills memory on a hit). Rejects when Redis is unreachable. */
-  fetch(cacheKey: string, deviceId: string): Promise<VerifiedCredential | undefined>;
+  fetch(key: CacheKey, deviceId: string): Promise<VerifiedCredential | undefined>;
   /** A counter bumped by every invalidation of the device; a verify that began before it must not be cached. */
   generation(deviceId: string): number;
   /** Stores a fresh verification unless the device was invalidated since `generation`. */
-  store(cacheKey: string, credential: VerifiedCredential, generation: number): Promise<void>;
-  drop(cacheKey: string): void;
+  store(key: CacheKey, credential: VerifiedCredential, generation: number): Promise<void>;
+  drop(key: CacheKey): void;
   /** Drops the device's entries from this replica's memory; verifications under way are not cached. */
   forgetDevice(deviceId: string): void;
   /** Deletes the entries of a key (keyId given) or of the whole device from Redis. Rejects when Redis fails. */
@@ -95,6 +108,7 @@ export function credentialCacheKeys(redis: RedisConnection, keyPrefix: string) {
 }
 
 interface StoreRequest {
+  /** The entry's name in Redis (CacheKey.stored). */
   cacheKey: string;
   credential: VerifiedCredential;
   /** The device's generation when the verification began. */
@@ -199,9 +213,16 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   return {
     keyFor(deviceId, presented) {
       // The NUL separator keeps (id, secret) pairs from colliding by concatenation.
-      return hmac(`${deviceId}\0${presented}`);
+      const message = `${deviceId}\0${presented}`;
+      let stored: string | undefined;
+      return {
+        memory: hash('sha256', message, 'base64url'),
+        get stored() {
+          return (stored ??= hmac(message));
+        },
+      };
     },
-    peek(cacheKey) {
+    peek({ memory: cacheKey }) {
       const entry = memory.get(cacheKey);
       if (!entry) return undefined;
       if (entry.expiresAt <= clock()) {
@@ -212,9 +233,9 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
       memory.set(cacheKey, entry);
       return entry.credential;
     },
-    async fetch(cacheKey, deviceId) {
+    async fetch(key, deviceId) {
       const startedAt = generation(deviceId);
-      const value = await read(keys.entry(cacheKey, deviceId));
+      const value = await read(keys.entry(key.stored, deviceId));
       if (value === null) return undefined;
       let stored: StoredCredential;
       try {
@@ -229,16 +250,16 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
       // Invalidated while the read was in flight: the entry may be the one just deleted.
       if (generation(deviceId) !== startedAt || invalidating.has(deviceId)) return undefined;
       const remainingMs = typeof stored.x === 'number' ? stored.x - clock() : 0;
-      if (remainingMs > 0) remember(cacheKey, credential, Math.min(memoryTtlMs, remainingMs));
+      if (remainingMs > 0) remember(key.memory, credential, Math.min(memoryTtlMs, remainingMs));
       return credential;
     },
     generation,
-    async store(cacheKey, credential, startedAt) {
+    async store(key, credential, startedAt) {
       if (generation(credential.deviceId) !== startedAt) return;
-      remember(cacheKey, credential, jitter(memoryTtlMs));
-      await write({ cacheKey, credential, startedAt });
+      remember(key.memory, credential, jitter(memoryTtlMs));
+      await write({ cacheKey: key.stored, credential, startedAt });
     },
-    drop: forget,
+    drop: (key) => forget(key.memory),
     heldInMemory: () => memory.size,
     clearMemory() {
       memory.clear();

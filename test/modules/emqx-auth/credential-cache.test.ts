@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { createCredentialCache, credentialCacheKeys, type VerifiedCredential } from '../../../src/modules/emqx-auth/credential-cache.js';
 import { useTestRedis } from '../../helpers/redis.js';
@@ -53,12 +53,28 @@ describe('the verified-credential cache in Redis', () => {
     assert.equal(await test.redis.exists(credentialCacheKeys(test.redis, test.prefix).index(deviceId)), 0, 'its index too');
   });
 
+  it('names an entry in Redis by the HMAC of device id and secret under the cache secret, and in memory by their SHA-256 only', async () => {
+    const cache = replica();
+    const deviceId = randomUUID();
+    const key = cache.keyFor(deviceId, 'a-chosen-psk');
+    assert.equal(key.stored, createHmac('sha256', 'cache-secret-0123456789abcdef').update(`${deviceId}\0a-chosen-psk`).digest('base64url'));
+    assert.equal(key.memory, createHash('sha256').update(`${deviceId}\0a-chosen-psk`).digest('base64url'));
+    await cache.store(key, credential(deviceId), cache.generation(deviceId));
+    const names = await test.redis.keys(`${test.prefix}*`);
+    assert.ok(names.some((name) => name.endsWith(key.stored)), 'the entry is named by the HMAC');
+    const index = await test.redis.hgetall(credentialCacheKeys(test.redis, test.prefix).index(deviceId));
+    const everything = [...names, ...Object.keys(index), ...Object.values(index)].join(' ');
+    assert.ok(!everything.includes(key.memory), 'the unkeyed digest never reaches Redis');
+    assert.deepEqual(cache.peek(cache.keyFor(deviceId, 'a-chosen-psk')), credential(deviceId));
+    assert.equal(cache.peek(cache.keyFor(deviceId, 'another-psk')), undefined);
+  });
+
   it('reads an entry written without a credential version as a miss: it cannot be checked against the device', async () => {
     const cache = replica();
     const deviceId = randomUUID();
     const cacheKey = cache.keyFor(deviceId, 'secret');
     const unversioned = { d: deviceId, t: 'tenant', k: 'key-1', n: null, x: Date.now() + 60_000 };
-    await test.redis.set(credentialCacheKeys(test.redis, test.prefix).entry(cacheKey, deviceId), JSON.stringify(unversioned), 'PX', 60_000);
+    await test.redis.set(credentialCacheKeys(test.redis, test.prefix).entry(cacheKey.stored, deviceId), JSON.stringify(unversioned), 'PX', 60_000);
     assert.equal(await cache.fetch(cacheKey, deviceId), undefined);
   });
 });

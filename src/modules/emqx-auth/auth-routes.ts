@@ -45,6 +45,14 @@ export function authnResponse(decision: AuthnDecision, options: { commandReplies
 
 const EXAMPLE_DEVICE = '0b7f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70';
 
+/**
+ * These answers are built field by field from a decision (authnResponse,
+ * `{ result }`), never from a stored row that could carry a hash, so they are
+ * written as built: their schemas document them without a parse on every
+ * CONNECT and topic check.
+ */
+const writtenAsBuilt = () => (answer: unknown) => JSON.stringify(answer);
+
 const AUTHN_DESCRIPTION = `Called by EMQX's HTTP authenticator with the body template the service ships. Allowed only when the client id equals the username, it is the lowercase UUID of an existing, enabled device, and the password is one of its usable API keys (not revoked, not past \`not_after\`) or its PSK. With \`DUPLICATE_CLIENT_POLICY=reject\`, a CONNECT while the device has a live session is denied too.
 
 The allow carries \`client_attrs\`, the device's ACL ending in deny-all, and, with a key that has \`not_after\`, \`expire_at\`. Every refusal is \`200 {"result":"deny"}\`.
@@ -128,6 +136,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
         },
       },
       bodyLimit: AUTH_BODY_LIMIT_BYTES,
+      serializerCompiler: writtenAsBuilt,
       errorHandler: denyUnusableBody(unusableBodies.authn),
       logLevel: 'warn',
     },
@@ -150,6 +159,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
         answers: { 200: { description: 'The decision, always with status 200', examples: { allow: { value: { result: 'allow' } } } } },
       },
       bodyLimit: AUTH_BODY_LIMIT_BYTES,
+      serializerCompiler: writtenAsBuilt,
       errorHandler: denyUnusableBody(unusableBodies.authz),
       logLevel: 'warn',
     },

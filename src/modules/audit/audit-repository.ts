@@ -38,12 +38,35 @@ export interface AuditQuery {
   limit: number;
 }
 
+/** The details recorded: the entry's, then the client's request id (last, so that no entry's own details can stand in for what the client sent). */
+function recordedDetails(actor: Actor, entry: Pick<AuditEntry, 'details'>): Record<string, unknown> {
+  return actor.clientRequestId ? { ...entry.details, client_request_id: actor.clientRequestId } : (entry.details ?? {});
+}
+
+/**
+ * The audit row of a change that the same statement makes, as the body of a
+ * data-modifying CTE: `INSERT … SELECT … FROM source`, one entry per row of
+ * `source`, whose time, object id and tenant are SQL expressions over that
+ * row. `param` binds a value and returns its placeholder.
+ */
+export function auditInsertFrom(
+  source: string,
+  row: { at: string; objectId: string; tenantId: string },
+  actor: Actor,
+  entry: Pick<AuditEntry, 'action' | 'objectType' | 'details'>,
+  param: (value: unknown) => string,
+): string {
+  return `INSERT INTO audit_log (at, actor, action, object_type, object_id, tenant_id, request_id, source_ip, details)
+          SELECT ${row.at}, ${param(actor.tokenId)}, ${param(entry.action)}, ${param(entry.objectType)}, ${row.objectId}, ${row.tenantId},
+                 ${param(actor.requestId)}, ${param(actor.sourceIp)}, ${param(JSON.stringify(recordedDetails(actor, entry)))}::jsonb
+            FROM ${source}`;
+}
+
 export function createAuditRepository() {
   return {
     /** Written in the transaction of the change it describes. */
     async record(db: Queryable, actor: Actor, entry: AuditEntry, at: Date): Promise<void> {
-      // Last, so that no entry's own details can stand in for what the client sent.
-      const details = actor.clientRequestId ? { ...entry.details, client_request_id: actor.clientRequestId } : (entry.details ?? {});
+      const details = recordedDetails(actor, entry);
       await db.query(
         `INSERT INTO audit_log (at, actor, action, object_type, object_id, tenant_id, request_id, source_ip, details)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,

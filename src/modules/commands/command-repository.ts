@@ -1,5 +1,7 @@
 import { afterKey } from '../../infra/sql.js';
 import type { Queryable } from '../../infra/transaction.js';
+import type { Actor } from '../../lib/actor.js';
+import { auditInsertFrom, type AuditEntry } from '../audit/audit-repository.js';
 import type { PageKey } from '../../lib/pagination.js';
 import { isFinished, nextState, STATE_VARIANTS, SERVICE_EXPIRY_REASONS, type CommandEvent, type CommandState } from '../../lib/command-states.js';
 
@@ -71,7 +73,8 @@ export interface StatusRecordRow {
 
 export interface NewCommand {
   id: string;
-  tenantId: string;
+  /** Only on a device of this tenant (a tenant-scoped token, a tenant's request topic); null: any. */
+  tenantId: string | null;
   deviceId: string;
   name: string;
   params: Record<string, unknown>;
@@ -81,7 +84,20 @@ export interface NewCommand {
   ttlS: number;
   responseTimeoutS: number | null;
   at: Date;
+  /** Nothing is created while the device has this many unfinished commands. */
+  maxUnfinished: number;
+  /** Who creates it, recorded in the audit log by the same statement; null: not audited (a command request from Kafka). */
+  audit: { actor: Actor; entry: Pick<AuditEntry, 'action' | 'objectType' | 'details'> } | null;
 }
+
+/** What a create found: the new command, the one made earlier under the key, or why none was made. */
+export type CreateOutcome =
+  | { kind: 'created'; command: CommandRow }
+  | { kind: 'existing'; command: CommandRow }
+  | { kind: 'no_device' }
+  | { kind: 'other_tenant'; deviceTenant: string }
+  | { kind: 'disabled' }
+  | { kind: 'too_many' };
 
 export interface CommandDepths {
   /** Commands not finished, by state (acked ones that wait for a reply among them). */
@@ -345,44 +361,65 @@ export function createCommandRepository() {
     transitionNamedMany,
 
     /**
-     * Inserts a queued command and its first status record; null when the
-     * device already has the idempotency key, or (given `maxUnfinished`) as
-     * many unfinished commands — counted in the same statement, so a caller
-     * holding the device's lock gets an exact count in one round trip.
+     * Creates a queued command, with its first status record and (given
+     * `audit`) its audit entry, in one statement — what a create needs and
+     * nothing more, so one round trip. The statement locks the device's row
+     * first, so creates for one device take turns; the idempotency key and
+     * the unfinished commands are then read by migration 0011's functions,
+     * which see every create that held the lock before. Nothing is created
+     * when the device is not in `tenantId` (if given) or is disabled, when
+     * the key was used, or when the device has `maxUnfinished` commands
+     * unfinished: the outcome says which.
      */
-    async insert(db: Queryable, command: NewCommand, maxUnfinished?: number): Promise<CommandRow | null> {
+    async create(db: Queryable, command: NewCommand): Promise<CreateOutcome> {
+      const values: unknown[] = [];
+      const param = (value: unknown) => {
+        values.push(value);
+        return `$${values.length}`;
+      };
       const expiresAt = new Date(command.at.getTime() + command.ttlS * 1000);
-      const { rows } = await db.query<CommandRow>(
-        `WITH inserted AS (
+      const key = param(command.idempotencyKey);
+      const at = param(command.at);
+      const tenant = param(command.tenantId);
+      const audited = command.audit
+        ? `, audited AS (${auditInsertFrom('inserted', { at: 'inserted.created_at', objectId: 'inserted.id::text', tenantId: 'inserted.tenant_id' }, command.audit.actor, command.audit.entry, param)})`
+        : '';
+      const { rows } = await db.query<CommandRow & { device_tenant_id: string; device_disabled: boolean; created: boolean | null }>(
+        `WITH device AS (
+           SELECT id, tenant_id, disabled FROM devices WHERE id = ${param(command.deviceId)} FOR UPDATE
+         ),
+         existing AS (
+           SELECT k.* FROM device d, commands_with_idempotency_key(d.tenant_id, d.id, ${key}::text) k WHERE ${key}::text IS NOT NULL
+         ),
+         inserted AS (
            INSERT INTO commands (id, tenant_id, device_id, name, params, state, source, idempotency_key, request_digest,
                                  ttl_s, response_timeout_s, send_after, created_at, updated_at, expires_at)
-           SELECT $1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, now(), $11, $11, $12
-            WHERE $13::int IS NULL OR (SELECT count(*) FROM commands WHERE device_id = $3 AND finished_at IS NULL) < $13::int
+           SELECT ${param(command.id)}, d.tenant_id, d.id, ${param(command.name)}, ${param(JSON.stringify(command.params))}::jsonb, 'queued',
+                  ${param(command.source)}, ${key}, ${param(command.requestDigest)}, ${param(command.ttlS)}, ${param(command.responseTimeoutS)},
+                  now(), ${at}, ${at}, ${param(expiresAt)}
+             FROM device d
+            WHERE (${tenant}::text IS NULL OR d.tenant_id = ${tenant}) AND NOT d.disabled
+              AND NOT EXISTS (SELECT 1 FROM existing)
+              AND commands_unfinished(d.id) < ${param(command.maxUnfinished)}::int
            ON CONFLICT (tenant_id, device_id, idempotency_key) DO NOTHING
            RETURNING *
          ),
          recorded AS (
            ${OUTBOX_INSERT}
            SELECT id, tenant_id, device_id, name, state, NULL, NULL, idempotency_key, job_id, created_at FROM inserted
-         )
-         SELECT ${columns('inserted')} FROM inserted`,
-        [
-          command.id,
-          command.tenantId,
-          command.deviceId,
-          command.name,
-          JSON.stringify(command.params),
-          command.source,
-          command.idempotencyKey,
-          command.requestDigest,
-          command.ttlS,
-          command.responseTimeoutS,
-          command.at,
-          expiresAt,
-          maxUnfinished ?? null,
-        ],
+         )${audited}
+         SELECT d.tenant_id AS device_tenant_id, d.disabled AS device_disabled, c.created, ${columns('c')}
+           FROM device d
+           LEFT JOIN (SELECT true AS created, * FROM inserted UNION ALL SELECT false, * FROM existing) c ON true`,
+        values,
       );
-      return rows[0] ?? null;
+      const row = rows[0];
+      if (!row) return { kind: 'no_device' };
+      const { device_tenant_id: deviceTenant, device_disabled: disabled, created, ...found } = row;
+      if (command.tenantId !== null && deviceTenant !== command.tenantId) return { kind: 'other_tenant', deviceTenant };
+      if (created === true) return { kind: 'created', command: found };
+      if (created === false) return { kind: 'existing', command: found };
+      return disabled ? { kind: 'disabled' } : { kind: 'too_many' };
     },
 
     /**

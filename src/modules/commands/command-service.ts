@@ -10,7 +10,7 @@ import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
 import type { DeviceRepository, DeviceRow } from '../devices/device-repository.js';
 import { findVisibleDevice } from '../devices/device-service.js';
-import type { CommandRepository, CommandRow, CommandSource, TransitionedRow } from './command-repository.js';
+import type { CommandRepository, CommandRow, CommandSource, NewCommand, TransitionedRow } from './command-repository.js';
 import type { CommandWaiters } from './command-waiters.js';
 import { DEFAULT_RESPONSE_TIMEOUT_S, DEFAULT_TTL_S } from './command-schemas.js';
 import { nextState, type CommandState } from '../../lib/command-states.js';
@@ -157,52 +157,49 @@ export function createCommandService(deps: CommandServiceDeps) {
   }
 
   /**
-   * Creates the command on a device locked for the transaction (so the
-   * pending count and the idempotency key are checked against every other
-   * create for the device), or finds the one created earlier under the same key.
+   * Creates the command (one statement, see the repository's `create`), or
+   * finds the one created earlier under the same key. Throws the caller's
+   * answer for each reason none was made.
    */
-  async function createLocked(
-    db: Queryable,
-    device: DeviceRow,
+  async function createOne(
+    deviceId: string,
     { request, digest }: Resolved,
-    options: { source: CommandSource; idempotencyKey: string | null },
+    options: { source: CommandSource; idempotencyKey: string | null; tenantId: string | null; audit: NewCommand['audit'] },
   ): Promise<Created> {
-    if (options.idempotencyKey !== null) {
-      const existing = await commands.findByIdempotencyKey(db, device.tenant_id, device.id, options.idempotencyKey);
-      if (existing) {
-        if (existing.request_digest !== digest) {
+    const outcome = await commands.create(pool, {
+      id: randomUUID(),
+      tenantId: options.tenantId,
+      deviceId,
+      name: request.name,
+      params: request.params,
+      source: options.source,
+      idempotencyKey: options.idempotencyKey,
+      requestDigest: digest,
+      ttlS: request.ttl_s,
+      responseTimeoutS: request.response_timeout_s,
+      at: new Date(clock()),
+      maxUnfinished: deps.maxPendingPerDevice,
+      audit: options.audit,
+    });
+    switch (outcome.kind) {
+      case 'created':
+        return { command: outcome.command, created: true };
+      case 'existing':
+        if (outcome.command.request_digest !== digest) {
           throw new ConflictError('the idempotency key was already used for a different command on this device', 'idempotency_key_reused');
         }
-        return { command: existing, created: false };
-      }
+        return { command: outcome.command, created: false };
+      case 'no_device':
+      case 'other_tenant':
+        throw new NotFoundError(`device ${deviceId}`);
+      case 'disabled':
+        throw new ConflictError(`device ${deviceId} is disabled`, 'device_disabled');
+      case 'too_many':
+        throw new TooManyRequestsError(
+          `device ${deviceId} already has ${deps.maxPendingPerDevice} unfinished commands; wait for some to finish`,
+          'too_many_pending_commands',
+        );
     }
-    if (device.disabled) throw new ConflictError(`device ${device.id} is disabled`, 'device_disabled');
-    // The pending count is checked by the insert itself; the device row is
-    // locked, so nothing else can have taken the key meanwhile: no row is too many.
-    const command = await commands.insert(
-      db,
-      {
-        id: randomUUID(),
-        tenantId: device.tenant_id,
-        deviceId: device.id,
-        name: request.name,
-        params: request.params,
-        source: options.source,
-        idempotencyKey: options.idempotencyKey,
-        requestDigest: digest,
-        ttlS: request.ttl_s,
-        responseTimeoutS: request.response_timeout_s,
-        at: new Date(clock()),
-      },
-      deps.maxPendingPerDevice,
-    );
-    if (!command) {
-      throw new TooManyRequestsError(
-        `device ${device.id} already has ${deps.maxPendingPerDevice} unfinished commands; wait for some to finish`,
-        'too_many_pending_commands',
-      );
-    }
-    return { command, created: true };
   }
 
   async function findCommand(db: Queryable, device: DeviceRow, commandId: string): Promise<CommandRow> {
@@ -237,25 +234,15 @@ export function createCommandService(deps: CommandServiceDeps) {
     /** POST /v1/devices/{id}/commands: a new queued command, or the one created earlier under the same Idempotency-Key. */
     async create(actor: Actor, deviceId: string, input: CommandInput, idempotencyKey: string | null): Promise<{ command: CommandView; created: boolean }> {
       const resolved = resolve(input, (name) => `body.${name}`);
-      const result = await withTransaction(pool, async (db) => {
-        const device = await findVisibleDevice(devices, db, actor, deviceId, true);
-        const created = await createLocked(db, device, resolved, { source: 'api', idempotencyKey });
-        if (created.created) {
-          await audit.record(
-            db,
-            actor,
-            {
-              action: 'command.create',
-              objectType: 'command',
-              objectId: created.command.id,
-              tenantId: device.tenant_id,
-              // Never the params: they are the caller's data, not a fact about the change.
-              details: { device_id: device.id, name: created.command.name },
-            },
-            created.command.created_at,
-          );
-        }
-        return created;
+      const result = await createOne(deviceId, resolved, {
+        source: 'api',
+        idempotencyKey,
+        tenantId: actor.tenantId,
+        audit: {
+          actor,
+          // Never the params: they are the caller's data, not a fact about the change.
+          entry: { action: 'command.create', objectType: 'command', details: { device_id: deviceId, name: resolved.request.name } },
+        },
       });
       if (result.created) deps.changed([result.command]);
       return { command: toCommandView(result.command), created: result.created };
@@ -271,13 +258,15 @@ export function createCommandService(deps: CommandServiceDeps) {
       let result: Created;
       try {
         const resolved = resolve(input, (name) => name);
-        result = await withTransaction(pool, async (db) => {
-          const device = await devices.findById(db, deviceId, true);
-          if (!device) throw new CommandRequestRefused('unknown_device', `device ${deviceId} does not exist`);
-          if (device.tenant_id !== tenantId) throw new CommandRequestRefused('tenant_mismatch', `device ${deviceId} is not a device of tenant ${tenantId}`);
-          return createLocked(db, device, resolved, { source: 'kafka', idempotencyKey: commandId });
-        });
+        result = await createOne(deviceId, resolved, { source: 'kafka', idempotencyKey: commandId, tenantId, audit: null });
       } catch (error) {
+        if (error instanceof NotFoundError) {
+          // Whether the device is another tenant's is told apart for the dead letter's reason.
+          const device = await devices.findById(pool, deviceId);
+          throw device
+            ? new CommandRequestRefused('tenant_mismatch', `device ${deviceId} is not a device of tenant ${tenantId}`)
+            : new CommandRequestRefused('unknown_device', `device ${deviceId} does not exist`);
+        }
         if (error instanceof BadRequestError) throw new CommandRequestRefused('invalid_request', error.message);
         if (error instanceof ConflictError) {
           throw new CommandRequestRefused(error.code === 'device_disabled' ? 'device_disabled' : 'idempotency_conflict', error.message);

@@ -132,6 +132,18 @@ describe('the command API', () => {
     assert.equal(new Set(answers.map((a) => a.json<CommandBody>().id)).size, 1);
   });
 
+  it(`concurrent creates never pass the limit of ${MAX_PENDING} unfinished commands; each one made is audited once`, async () => {
+    const target = await newDevice();
+    const answers = await Promise.all(Array.from({ length: 4 * MAX_PENDING }, (_, i) => createCommand(app, target, { name: `burst${i}` })));
+    const made = answers.filter((answer) => answer.statusCode === 202).map((answer) => answer.json<CommandBody>().id);
+    assert.equal(made.length, MAX_PENDING, answers.map((answer) => answer.statusCode).join(' '));
+    assert.ok(answers.every((answer) => answer.statusCode === 202 || answer.json<{ code: string }>().code === 'too_many_pending_commands'));
+    const audit = await root.get('/v1/audit?tenant_id=acme&object_type=command&limit=100');
+    const entries = audit.json<{ items: { action: string; object_id: string; details: { device_id?: string } }[] }>().items;
+    const audited = entries.filter((entry) => entry.action === 'command.create' && entry.details.device_id === target).map((entry) => entry.object_id);
+    assert.deepEqual(audited.sort(), [...made].sort());
+  });
+
   it(`answers 429 beyond ${MAX_PENDING} unfinished commands of a device, and a retried create still gets its command`, async () => {
     const target = await newDevice();
     const created: CommandBody[] = [];

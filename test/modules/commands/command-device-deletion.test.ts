@@ -25,7 +25,7 @@ describe("a deleted device's commands, in Postgres", () => {
   /** A command of the device, put straight into `state` (as its events would have). */
   async function command(deviceId: string, state: string, options: { responseTimeoutS?: number; finished?: boolean } = {}) {
     const at = new Date();
-    const row = await commands.insert(pool, {
+    const outcome = await commands.create(pool, {
       id: randomUUID(),
       tenantId: 'acme',
       deviceId,
@@ -37,9 +37,13 @@ describe("a deleted device's commands, in Postgres", () => {
       ttlS: 3600,
       responseTimeoutS: options.responseTimeoutS ?? null,
       at,
+      maxUnfinished: 100,
+      audit: null,
     });
-    await pool.query(`UPDATE commands SET state = $2, finished_at = CASE WHEN $3 THEN $4::timestamptz END WHERE id = $1`, [row!.id, state, options.finished ?? false, at]);
-    return row!.id;
+    assert.equal(outcome.kind, 'created');
+    const id = outcome.kind === 'created' ? outcome.command.id : '';
+    await pool.query(`UPDATE commands SET state = $2, finished_at = CASE WHEN $3 THEN $4::timestamptz END WHERE id = $1`, [id, state, options.finished ?? false, at]);
+    return id;
   }
 
   it('cancels what was queued and drops what EMQX held, one status record each, then deletes every command of the device', async () => {

@@ -147,7 +147,7 @@ describe('commands claimed together go out in one bulk publish', () => {
       for (const device of devices) {
         const id = randomUUID();
         ids.push(id);
-        await commands.insert(pool, {
+        await commands.create(pool, {
           id,
           tenantId: 'bulk',
           deviceId: device,
@@ -159,6 +159,8 @@ describe('commands claimed together go out in one bulk publish', () => {
           ttlS: 600,
           responseTimeoutS: null,
           at: new Date(),
+          maxUnfinished: 10,
+          audit: null,
         });
       }
       await pool.query('COMMIT');

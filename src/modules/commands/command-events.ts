@@ -89,9 +89,15 @@ export interface CommandEventsDeps {
 export function createCommandEventHandlers(deps: CommandEventsDeps) {
   const { pool, commands, clock, metrics } = deps;
 
+  /** The device of each command named, looked up for all the events of one turn in one statement. */
+  const deviceOfCommand = createTurnBatcher<string, string | null>(async (ids) => {
+    const devices = await commands.devicesOf(pool, ids);
+    return ids.map((id) => devices.get(id) ?? null);
+  });
+
   /** Whether the command a delivery event names exists (for the metrics of an event that moved nothing). */
   async function known(deviceId: string, commandId: string | null, emqxMessageId: string | null): Promise<boolean> {
-    if (commandId !== null) return (await commands.findById(pool, commandId))?.device_id === deviceId;
+    if (commandId !== null) return (await deviceOfCommand(commandId)) === deviceId;
     return emqxMessageId !== null && (await commands.findByEmqxMessageId(pool, deviceId, emqxMessageId)) !== null;
   }
 

@@ -480,6 +480,12 @@ export function createCommandRepository() {
       return rows[0] ?? null;
     },
 
+    /** The device of each of these commands that exists. */
+    async devicesOf(db: Queryable, ids: readonly string[]): Promise<Map<string, string>> {
+      const { rows } = await db.query<{ id: string; device_id: string }>('SELECT id, device_id FROM commands WHERE id = ANY($1::uuid[])', [ids]);
+      return new Map(rows.map((row) => [row.id, row.device_id]));
+    },
+
     async findByIdempotencyKey(db: Queryable, tenantId: string, deviceId: string, key: string): Promise<CommandRow | null> {
       const { rows } = await db.query<CommandRow>(`SELECT ${COLUMNS} FROM commands WHERE tenant_id = $1 AND device_id = $2 AND idempotency_key = $3`, [
         tenantId,

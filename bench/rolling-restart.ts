@@ -23,7 +23,7 @@ import { TEST_HOOK_TOKEN, testEnv, uniqueTag } from '../test/helpers/env.js';
 import { freePort } from '../test/helpers/ports.js';
 import { publishEvent } from '../test/helpers/telemetry.js';
 import { authnBody, seedDevices } from './auth-bench.js';
-import { deployedEnv } from './support.js';
+import { deployedEnv, deployedNodeFlags } from './support.js';
 
 const DURATION_S = Number(process.env.ROLLING_DURATION_S ?? 40);
 const DEVICES = Number(process.env.ROLLING_DEVICES ?? 200);
@@ -58,7 +58,7 @@ function pick(from: NodeJS.ProcessEnv, names: string[]): Record<string, string> 
 }
 
 function start(replica: Replica): Promise<void> {
-  const child = spawn(process.execPath, ['dist/main.js'], { env: { ...process.env, ...env, PORT: String(replica.port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...deployedNodeFlags(), 'dist/main.js'], { env: { ...process.env, ...env, PORT: String(replica.port) }, stdio: ['ignore', 'ignore', 'inherit'] });
   replica.child = child;
   return (async () => {
     for (let attempt = 0; attempt < 100; attempt++) {

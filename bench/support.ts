@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { createKafka } from '../src/infra/kafka.js';
@@ -32,6 +33,19 @@ export function deployedEnv(dockerfile = 'Dockerfile'): Record<string, string> {
   return env;
 }
 
+/**
+ * The node flags of the Dockerfile's CMD (what comes between `node` and the
+ * script), which NODE_OPTIONS cannot carry: V8's own flags.
+ */
+export function deployedNodeFlags(dockerfile = 'Dockerfile'): string[] {
+  const cmd = readFileSync(dockerfile, 'utf8')
+    .split('\n')
+    .findLast((line) => /^CMD\s+\[/.test(line));
+  if (cmd === undefined) return [];
+  const args = JSON.parse(cmd.replace(/^CMD\s+/, '')) as string[];
+  return args[0] === 'node' ? args.slice(1, -1) : [];
+}
+
 /** USER_HZ: the unit of the CPU times in /proc (100 on Linux on every common architecture). */
 const CLOCK_TICKS_PER_S = 100;
 
@@ -39,7 +53,9 @@ const CLOCK_TICKS_PER_S = 100;
 export function startServer(script: string, env: Record<string, string> = {}, node = process.execPath): Promise<Server> {
   // BENCH_PROF=<directory>: a V8 CPU profile of each server, written there when it exits.
   const profile = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
-  const child = spawn(node, [...profile, script], {
+  // The service with the node flags its image runs it with (its checkout's Dockerfile); the bare handler without.
+  const flags = script.endsWith('app-server.mjs') ? deployedNodeFlags(path.join(path.dirname(script), '..', 'Dockerfile')) : [];
+  const child = spawn(node, [...flags, ...profile, script], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

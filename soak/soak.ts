@@ -419,14 +419,23 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     report.commands.deliveredTwice = [...publishedOk.values()].filter((n) => n > 1).length;
 
     log('consuming telemetry.raw back');
+    const messageIdOf = (record: { value: string | null }) => (JSON.parse(record.value ?? '{}') as { message_id?: string }).message_id ?? '';
+    // Read until every acknowledged message was seen, not until as many
+    // records came: retries during the outages add duplicates, which would
+    // end the reading early on a slow machine.
+    const unseen = new Set(acknowledged);
     const records = await consumeRecords([createTopicNames(prefix).telemetryRaw(TENANT)], acknowledged.size, {
       brokers: kafka.brokers,
       timeoutMs: 120_000,
       settleMs: 5000,
+      until: (record) => {
+        unseen.delete(messageIdOf(record));
+        return unseen.size === 0;
+      },
     });
     const copies = new Map<string, number>();
     for (const record of records) {
-      const id = (JSON.parse(record.value ?? '{}') as { message_id?: string }).message_id ?? '';
+      const id = messageIdOf(record);
       copies.set(id, (copies.get(id) ?? 0) + 1);
     }
     report.telemetry.acknowledged = acknowledged.size;

@@ -25,11 +25,18 @@ function headersToStrings(headers: IHeaders | undefined): Record<string, string>
 /**
  * Reads topics from the beginning until `count` records arrived (or the time is
  * up) and returns them; the caller asserts on what a downstream consumer sees.
+ * With `until`, told of each record, reading ends once it answers true
+ * instead: when every record expected was seen, duplicates counted or not.
  */
 export async function consumeRecords(
   topics: string[],
   count: number,
-  { brokers = TEST_KAFKA_BROKERS, timeoutMs = 20_000, settleMs = 0 } = {},
+  {
+    brokers = TEST_KAFKA_BROKERS,
+    timeoutMs = 20_000,
+    settleMs = 0,
+    until,
+  }: { brokers?: string; timeoutMs?: number; settleMs?: number; until?: (record: ConsumedRecord) => boolean } = {},
 ): Promise<ConsumedRecord[]> {
   const kafka = testKafka('dlm-test-consumer', brokers);
   const consumer = kafka.consumer({ groupId: `dlm-test-${Date.now()}-${Math.random().toString(36).slice(2)}` });
@@ -40,8 +47,10 @@ export async function consumeRecords(
     await new Promise<void>((resolve) => {
       let settleTimer: NodeJS.Timeout | undefined;
       const timer = setTimeout(resolve, timeoutMs);
-      const finishWhenDone = () => {
-        if (records.length < count) return;
+      let done = false;
+      const finishWhenDone = (record: ConsumedRecord) => {
+        done ||= until ? until(record) : records.length >= count;
+        if (!done) return;
         clearTimeout(timer);
         // settleMs > 0 keeps reading a little longer so extra (duplicate) records show up.
         if (settleMs === 0) resolve();
@@ -49,14 +58,15 @@ export async function consumeRecords(
       };
       void consumer.run({
         eachMessage: async ({ topic, partition, message }) => {
-          records.push({
+          const record: ConsumedRecord = {
             topic,
             partition,
             key: message.key?.toString() ?? null,
             value: message.value?.toString() ?? null,
             headers: headersToStrings(message.headers),
-          });
-          finishWhenDone();
+          };
+          records.push(record);
+          finishWhenDone(record);
         },
       });
     });

@@ -60,11 +60,12 @@ describe('the verified-credential cache in Redis', () => {
     assert.equal(key.stored, createHmac('sha256', 'cache-secret-0123456789abcdef').update(`${deviceId}\0a-chosen-psk`).digest('base64url'));
     assert.equal(key.memory, createHash('sha256').update(`${deviceId}\0a-chosen-psk`).digest('base64url'));
     await cache.store(key, credential(deviceId), cache.generation(deviceId));
-    const names = await test.redis.keys(`${test.prefix}*`);
-    assert.ok(names.some((name) => name.endsWith(key.stored)), 'the entry is named by the HMAC');
-    const index = await test.redis.hgetall(credentialCacheKeys(test.redis, test.prefix).index(deviceId));
-    const everything = [...names, ...Object.keys(index), ...Object.values(index)].join(' ');
-    assert.ok(!everything.includes(key.memory), 'the unkeyed digest never reaches Redis');
+    const keys = credentialCacheKeys(test.redis, test.prefix);
+    assert.equal(await test.redis.exists(keys.entry(key.stored, deviceId)), 1, 'the entry is named by the HMAC');
+    assert.equal(await test.redis.exists(keys.entry(key.memory, deviceId)), 0, 'not by the unkeyed digest');
+    const index = await test.redis.hgetall(keys.index(deviceId));
+    const stored = [await test.redis.get(keys.entry(key.stored, deviceId)), ...Object.keys(index), ...Object.values(index)].join(' ');
+    assert.ok(!stored.includes(key.memory), 'the unkeyed digest never reaches Redis');
     assert.deepEqual(cache.peek(cache.keyFor(deviceId, 'a-chosen-psk')), credential(deviceId));
     assert.equal(cache.peek(cache.keyFor(deviceId, 'another-psk')), undefined);
   });

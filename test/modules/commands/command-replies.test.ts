@@ -38,7 +38,11 @@ describe('command replies (COMMAND_REPLIES=enabled)', () => {
     emqx = await startTestEmqx();
     ctx = await createTestContext({ ...emqxEnv(emqx), COMMANDS_POLL_INTERVAL_MS: '100' });
     app = await ctx.app({}, { COMMAND_REPLIES: 'enabled' });
-    repliesOff = await ctx.app();
+    // A second replica with replies off shares the database: its dispatcher
+    // looks for due commands only every 10 s, so the commands created on
+    // `app` go out from `app` (nudged at once), carrying the response topic
+    // these tests look for. Its own creates go out at once too.
+    repliesOff = await ctx.app({}, { COMMANDS_POLL_INTERVAL_MS: '10000' });
     emqx.sendEventsTo(eventsTo(app));
     root = adminClient(app);
     assert.equal((await root.post('/v1/tenants', { id: 'lab', name: 'Lab' })).statusCode, 201);

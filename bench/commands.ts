@@ -8,6 +8,7 @@ import pg from 'pg';
 import { createCommandRepository } from '../src/modules/commands/command-repository.js';
 import type { EmqxSim } from '../dev/emqx-sim/emqx-sim.js';
 import { httpTransport } from '../dev/emqx-sim/service.js';
+import { seedQueuedCommands } from '../test/helpers/commands.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/env.js';
 import { seedBenchTenant, type LoadSpec } from './support.js';
 
@@ -84,13 +85,7 @@ export async function benchCommandClaim(databaseUrl: string): Promise<string[]> 
   const lines: string[] = [];
   try {
     const seeded = performance.now();
-    await pool.query(
-      `INSERT INTO commands (id, tenant_id, device_id, name, state, source, request_digest, ttl_s, send_after, created_at, updated_at, expires_at)
-       SELECT gen_random_uuid(), 'bench-claim', d.id, 'job-' || n, 'queued', 'api', 'x', 3600, now(), now(), now(), now() + interval '1 hour'
-         FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) d, generate_series(1, $2) n
-        ORDER BY d.id, n`,
-      [CLAIM_DEVICES, CLAIM_QUEUED],
-    );
+    await seedQueuedCommands(pool, 'bench-claim', CLAIM_DEVICES, CLAIM_QUEUED);
     // Every head got a 202 and waits for its device's subscription.
     await pool.query(
       `UPDATE commands SET send_after = now() + interval '5 minutes', last_error = 'no_subscriber'

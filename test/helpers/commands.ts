@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
+import type { Queryable } from '../../src/infra/transaction.js';
 import { createTopicNames } from '../../src/lib/topics.js';
 import type { CommandStatusRecord } from '../../src/modules/commands/command-status-outbox.js';
 import type { AdminClient } from './admin.js';
@@ -101,4 +102,19 @@ export function isForwardPath(states: readonly string[], last: string): boolean 
     if (!FINAL.has(current) && STATE_ORDER.indexOf(current) <= STATE_ORDER.indexOf(previous)) return false;
   }
   return true;
+}
+
+/**
+ * Inserts `perDevice` queued commands for each of `devices` new device ids of
+ * `tenantId`, straight into the table (each one due now, as before migration
+ * 0009 made only heads due); the queue-head triggers put the heads right.
+ */
+export async function seedQueuedCommands(db: Queryable, tenantId: string, devices: number, perDevice: number): Promise<void> {
+  await db.query(
+    `INSERT INTO commands (id, tenant_id, device_id, name, state, source, request_digest, ttl_s, send_after, created_at, updated_at, expires_at)
+     SELECT gen_random_uuid(), $1, d.id, 'job-' || n, 'queued', 'api', 'x', 3600, now(), now(), now(), now() + interval '1 hour'
+       FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $2)) d, generate_series(1, $3) n
+      ORDER BY d.id, n`,
+    [tenantId, devices, perDevice],
+  );
 }

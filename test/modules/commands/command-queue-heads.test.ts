@@ -6,22 +6,12 @@ import { createCommandRepository } from '../../../src/modules/commands/command-r
 import { wireCommands } from '../../../src/wiring/commands.js';
 import { wireTopics } from '../../../src/wiring/topics.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
+import { seedQueuedCommands } from '../../helpers/commands.js';
 import { createDeviceSeeder } from '../../helpers/devices.js';
 
 const ROOT: Actor = { tokenId: 'root', tenantId: null, requestId: 'queue-heads-test', sourceIp: '127.0.0.1' };
 const BLOCKED_DEVICES = 1000;
 const PER_DEVICE = 10;
-
-/** Inserts `perDevice` queued commands for each device, as the service's insert does (every one due now). */
-async function seedQueues(pool: pg.Pool, devices: number, perDevice: number): Promise<void> {
-  await pool.query(
-    `INSERT INTO commands (id, tenant_id, device_id, name, state, source, request_digest, ttl_s, send_after, created_at, updated_at, expires_at)
-     SELECT gen_random_uuid(), 'bulk', d.id, 'job-' || n, 'queued', 'api', 'x', 3600, now(), now(), now(), now() + interval '1 hour'
-       FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) d, generate_series(1, $2) n
-      ORDER BY d.id, n`,
-    [devices, perDevice],
-  );
-}
 
 /** Shared buffers a statement touched (hit or read), from EXPLAIN (ANALYZE, BUFFERS). */
 async function buffersOf(pool: pg.Pool, sql: string, values: unknown[]): Promise<number> {
@@ -56,7 +46,8 @@ describe('the heads of device queues', () => {
       )
     ).rows.map((row) => `${row.name}${row.due ? '*' : ''}`);
 
-  it('only the oldest queued command of a device has a send_after, through creates, cancels, sends and lost sessions', async () => {
+  /** A new device, and the commands feature wired as a replica wires it. */
+  async function deviceAndReplica() {
     const seeder = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
     let device: string;
     try {
@@ -65,7 +56,11 @@ describe('the heads of device queues', () => {
       await seeder.close();
     }
     const wiring = ctx.wiring();
-    const replica = wireCommands({ ...wiring, topics: wireTopics(wiring) });
+    return { device, replica: wireCommands({ ...wiring, topics: wireTopics(wiring) }) };
+  }
+
+  it('only the oldest queued command of a device has a send_after, through creates, cancels, sends and lost sessions', async () => {
+    const { device, replica } = await deviceAndReplica();
     const created = [];
     for (const name of ['a', 'b', 'c']) created.push((await replica.service.create(ROOT, device, { name }, null)).command);
     assert.deepEqual(await dueOf(device), ['a*', 'b', 'c']);
@@ -84,15 +79,7 @@ describe('the heads of device queues', () => {
   });
 
   it('concurrent creates and sends of one device leave exactly one head', async () => {
-    const seeder = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
-    let device: string;
-    try {
-      device = await seeder.device(await seeder.tenant());
-    } finally {
-      await seeder.close();
-    }
-    const wiring = ctx.wiring();
-    const replica = wireCommands({ ...wiring, topics: wireTopics(wiring) });
+    const { device, replica } = await deviceAndReplica();
     await replica.service.create(ROOT, device, { name: 'first' }, null);
     const sendAll = async () => {
       for (let i = 0; i < 10; i++) {
@@ -112,7 +99,7 @@ describe('the heads of device queues', () => {
   });
 
   it(`a claim reads the due heads only, however many commands wait behind ${BLOCKED_DEVICES} offline devices' heads`, async () => {
-    await seedQueues(pool, BLOCKED_DEVICES, PER_DEVICE);
+    await seedQueuedCommands(pool, 'bulk', BLOCKED_DEVICES, PER_DEVICE);
     // Every head got a 202 (nobody subscribed) and waits for its device.
     await pool.query(
       `UPDATE commands SET send_after = now() + interval '5 minutes', last_error = 'no_subscriber'

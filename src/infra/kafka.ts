@@ -12,7 +12,7 @@ import {
 } from 'kafkajs';
 import { JavaCompatiblePartitioner, murmur2 } from './kafka-partitioner.js';
 import { createDependencyState, type DependencyLogger, type DependencyState } from '../lib/dependency-state.js';
-import { withTimeout } from '../lib/with-timeout.js';
+import { TimeoutError, withTimeout } from '../lib/with-timeout.js';
 
 export type RecordHeaders = Record<string, string | Buffer>;
 
@@ -74,6 +74,8 @@ export interface KafkaConnection {
   readonly sasl?: { readonly mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; readonly username: string; readonly password: string } | null;
   /** TLS to the brokers: the CA to trust (PEM; the system's when absent), and a client certificate and key for mutual TLS. */
   readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string } | null;
+  /** Opens the connections to the brokers in place of kafkajs's own (a relay in between, in tests). */
+  readonly socketFactory?: KafkaConfig['socketFactory'];
 }
 
 export interface KafkaOptions extends KafkaConnection {
@@ -173,6 +175,7 @@ export function createKafkaJs(options: KafkaConnection, logger: Pick<KafkaLogger
     clientId: options.clientId,
     brokers: [...options.brokers],
     ...kafkaJsSecurity(options),
+    ...(options.socketFactory ? { socketFactory: options.socketFactory } : {}),
     connectionTimeout: 1000,
     // Longer than the broker-side topic-creation timeout; produce and ping are
     // bounded by their own deadlines.
@@ -184,14 +187,70 @@ export function createKafkaJs(options: KafkaConnection, logger: Pick<KafkaLogger
   });
 }
 
+interface PooledProducer {
+  producer: Producer;
+  connection: ReturnType<typeof createConnector>;
+}
+
+/**
+ * Idempotent producers, each lent to one send at a time. The broker drops a
+ * repeated request by producer id and sequence number alone, without looking
+ * at the records, and kafkajs takes a failed request's sequence numbers back
+ * for the next request. So a request the broker wrote but whose answer was
+ * lost (a broker dying mid-answer, a timeout) has its sequence numbers reused:
+ * by kafkajs's own retry of the same records, which is what idempotence is
+ * for, or by other records sent meanwhile on the same producer, which the
+ * broker would acknowledge and never write. Hence one send per producer at a
+ * time, and a producer whose send failed is replaced by a new one (a new
+ * producer id) once that send has settled: records it may have written and
+ * that are sent again appear twice downstream, never none.
+ */
+function createProducerPool(size: number, create: () => PooledProducer) {
+  const idle = Array.from({ length: size }, create);
+  const waiting: Array<(pooled: PooledProducer) => void> = [];
+  const live = new Set(idle);
+  const release = (pooled: PooledProducer) => {
+    const next = waiting.shift();
+    if (next) next(pooled);
+    else idle.push(pooled);
+  };
+  return {
+    /** A producer no other send is using; rejects when none is free within `timeoutMs`. */
+    acquire(timeoutMs: number): Promise<PooledProducer> {
+      const free = idle.pop();
+      if (free) return Promise.resolve(free);
+      return new Promise((resolve, reject) => {
+        const take = (pooled: PooledProducer) => {
+          clearTimeout(timer);
+          resolve(pooled);
+        };
+        const timer = setTimeout(() => {
+          waiting.splice(waiting.indexOf(take), 1);
+          reject(new TimeoutError(`kafka produce waited ${timeoutMs} ms for a free producer`));
+        }, timeoutMs);
+        waiting.push(take);
+      });
+    },
+    release,
+    /** Lends a new producer in place of one whose send failed; the old one is disconnected once that send has settled. */
+    replace(pooled: PooledProducer, send: Promise<unknown>) {
+      void send
+        .catch(() => undefined)
+        .then(() => pooled.producer.disconnect())
+        .catch(() => undefined)
+        .finally(() => live.delete(pooled));
+      const fresh = create();
+      live.add(fresh);
+      release(fresh);
+    },
+    close: () => Promise.allSettled([...live].map(({ producer }) => producer.disconnect())),
+  };
+}
+
 export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaClient {
   const state = createDependencyState('kafka', logger);
   const kafka = createKafkaJs(options, logger);
-  // Idempotent producers: a send retried after a slow acknowledgement would
-  // otherwise write its records twice; the broker drops the repeat by producer
-  // id and sequence. kafkajs keeps one request in flight per idempotent
-  // producer, so a small pool of them carries concurrent batches side by side.
-  const producers = Array.from({ length: options.producerPoolSize ?? 4 }, () => {
+  const producers = createProducerPool(options.producerPoolSize ?? 4, () => {
     const producer: Producer = kafka.producer({
       allowAutoTopicCreation: false,
       idempotent: true,
@@ -203,9 +262,8 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
     });
     const connection = createConnector(() => producer.connect());
     producer.on(producer.events.DISCONNECT, () => connection.reset());
-    return { producer, connection, inFlight: 0 };
+    return { producer, connection };
   });
-  const leastBusy = () => producers.reduce((best, candidate) => (candidate.inFlight < best.inFlight ? candidate : best));
   const admin: Admin = kafka.admin();
   const adminConnection = createConnector(() => admin.connect());
   admin.on(admin.events.DISCONNECT, () => adminConnection.reset());
@@ -314,14 +372,20 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
     state,
     produce(topicMessages, timeoutMs) {
       if (closing) return Promise.reject(new Error('kafka producer is closing'));
-      const slot = leastBusy();
-      slot.inFlight++;
-      const send = slot.connection
-        .ensure()
-        .then(() => sendSplittingOnFailure(slot.producer, topicMessages, timeoutMs))
-        .then((metadata) => metadata.map(({ topicName, partition, baseOffset }) => ({ topic: topicName, partition, baseOffset: baseOffset ?? '' })))
-        .finally(() => slot.inFlight--);
-      return tracked(() => withTimeout(send, timeoutMs, 'kafka produce'), { operation: 'produce' });
+      return tracked(async () => {
+        const deadline = performance.now() + timeoutMs;
+        const pooled = await producers.acquire(timeoutMs);
+        const send = pooled.connection.ensure().then(() => sendSplittingOnFailure(pooled.producer, topicMessages, timeoutMs));
+        let metadata: RecordMetadata[];
+        try {
+          metadata = await withTimeout(send, Math.max(0, deadline - performance.now()), 'kafka produce');
+        } catch (error) {
+          producers.replace(pooled, send);
+          throw error;
+        }
+        producers.release(pooled);
+        return metadata.map(({ topicName, partition, baseOffset }) => ({ topic: topicName, partition, baseOffset: baseOffset ?? '' }));
+      }, { operation: 'produce' });
     },
     async ensureTopics(topics, { partitions, replicationFactor }) {
       if (topics.length === 0) return;
@@ -355,7 +419,7 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
       // at most a request to an unresponsive broker, not worth the whole
       // shutdown deadline.
       await withTimeout(
-        Promise.allSettled([...producers.map((slot) => slot.producer.disconnect()), admin.disconnect()]),
+        Promise.allSettled([producers.close(), admin.disconnect()]),
         5000,
         'kafka disconnect',
       ).catch(() => undefined);

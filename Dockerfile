@@ -14,6 +14,14 @@ ENV NODE_ENV=production
 # argon2 allocates its memory on libuv worker threads; fewer malloc arenas keep
 # that memory from staying resident per thread after a reconnect storm.
 ENV MALLOC_ARENA_MAX=2
+# Each argon2 verification takes its memory cost (19 MiB) in one allocation.
+# glibc serves the first from mmap and gives it back, then raises its mmap
+# threshold past that size, so later ones come from an arena, which keeps the
+# freed memory: a PSK storm ended at 199-201 MB. A fixed threshold of 4 MiB
+# maps every such allocation on its own and returns it when freed (154-163 MB
+# after the same storm), with the same CPU per request in paired rounds
+# (authz, cached authn, telemetry: BENCH_COMPARE_ENV).
+ENV MALLOC_MMAP_THRESHOLD_=4194304
 # Node 24's V8 grows the young generation with the allocation rate: under
 # telemetry load its new space reached 128 MB (Node 20: 32 MB) while the live
 # heap stayed under 80 MB, and RSS rose from 187 to 246 MB. Semi-spaces of

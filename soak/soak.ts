@@ -12,6 +12,7 @@ import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createTopicNames } from '../src/lib/topics.js';
+import { deployedEnv } from '../bench/support.js';
 import { actionOutcome } from '../dev/emqx-sim/emqx-facts.js';
 import { startEmqxSim } from '../dev/emqx-sim/emqx-sim.js';
 import { httpTransport, type ServiceTransport } from '../dev/emqx-sim/service.js';
@@ -181,7 +182,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         KEY_DIGEST_SECRET: randomBytes(32).toString('hex'),
         // Devices reconnect many times a second here; the reject policy would (rightly) refuse most.
         DUPLICATE_CLIENT_POLICY: 'takeover',
-        MALLOC_ARENA_MAX: '2',
+        // The image's malloc and V8 settings, as the service is deployed.
+        ...deployedEnv(),
       },
       port,
     );

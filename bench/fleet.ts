@@ -77,8 +77,15 @@ export async function benchJob(port: number, emqx: EmqxSim, tag: string): Promis
   const job = (await call('POST', `/v1/tenants/${tenant}/command-jobs`, { name: 'bench-job', target: { labels: { ring: 'all' } }, max_per_second: 10_000 })) as { id: string };
   const createdMs = Math.round(performance.now() - started);
   let current: { state: string; total: number; counts: Record<string, number> };
+  /** The job's counts every 5 s: which stage (making, sending, acknowledging) holds the commands. */
+  const timeline: string[] = [];
   for (;;) {
     current = (await call('GET', `/v1/tenants/${tenant}/command-jobs/${job.id}`)) as typeof current;
+    const at = (performance.now() - started) / 1000;
+    if (at >= (timeline.length + 1) * 5) {
+      const counts = Object.entries(current.counts).filter(([, count]) => count > 0);
+      timeline.push(`${Math.round(at)} s: ${counts.map(([state, count]) => `${state} ${count}`).join(', ')}`);
+    }
     if (current.state !== 'running' || performance.now() - started > 120_000) break;
     await sleep(100);
   }
@@ -89,5 +96,6 @@ export async function benchJob(port: number, emqx: EmqxSim, tag: string): Promis
   return [
     `command job — ${JOB_DEVICES.toLocaleString('en')} subscribed devices by one label: ${current.state}, ${acked.toLocaleString('en')} of ${current.total.toLocaleString('en')} acked ${seconds.toFixed(1)} s after the create (answered in ${createdMs} ms; target ≤ ${JOB_TARGET_S} s) — ${verdict}`,
     ...(others.length > 0 ? [`  not acked: ${others.map(([state, count]) => `${state} ${count}`).join(', ')}`] : []),
+    ...(timeline.length > 0 ? [`  under way: ${timeline.join('; ')}`] : []),
   ];
 }

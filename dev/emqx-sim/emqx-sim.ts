@@ -465,7 +465,7 @@ export async function startEmqxSim(options: EmqxSimOptions): Promise<EmqxSim> {
     open: (session) => void open(session),
     end: (session, reason) => void end(session, reason),
     subscribed(session, filter, qos) {
-      session.subscriptions.set(filter, qos);
+      sessions.subscribe(session, filter, qos);
       void raise('session.subscribed', {
         clientid: session.clientid,
         username: session.username,
@@ -608,7 +608,7 @@ export async function startEmqxSim(options: EmqxSimOptions): Promise<EmqxSim> {
       const events = sessions.live.get(clientid)?.link.kind === 'programmatic' ? [] : connectProgrammatic(clientid, clientOptions);
       const session = liveProgrammatic(clientid);
       const qos = clientOptions.qos ?? 1;
-      session.subscriptions.set(filter, qos);
+      sessions.subscribe(session, filter, qos);
       events.push(
         raise('session.subscribed', {
           clientid,

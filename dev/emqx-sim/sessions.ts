@@ -87,6 +87,16 @@ const PLAIN_FILTER = /^(?!\$)[^+#]*$/;
 export function createSessionRegistry() {
   const live = new Map<string, Session>();
   const offline = new Map<string, Session>();
+  /**
+   * The routes: filter → the client ids that ever subscribed to it, so that a
+   * message asks the sessions that may take it rather than every session (a
+   * fleet of 10,000 subscribed devices made each message a scan of 10,000).
+   * Entries are never removed: the sessions found are checked against their
+   * current subscriptions, and the pairs are bounded by the clients' filters.
+   */
+  const routes = new Map<string, Set<string>>();
+  /** The filters a topic must be matched against (wildcards, `$share/`, `$queue/`). */
+  const patterns = new Set<string>();
 
   const sweep = setInterval(() => {
     const now = Date.now();
@@ -110,13 +120,26 @@ export function createSessionRegistry() {
     offline,
     /** The session known for a client id: connected, or kept for its client. */
     find: (clientid: string) => live.get(clientid) ?? offline.get(clientid),
-    /** Every session a message on `topic` reaches, with the QoS of its subscription. */
+    /** Records a subscription of the session: every change of `subscriptions` but removals goes through here. */
+    subscribe(session: Session, filter: string, qos: number) {
+      session.subscriptions.set(filter, qos);
+      let clients = routes.get(filter);
+      if (!clients) routes.set(filter, (clients = new Set()));
+      clients.add(session.clientid);
+      if (!PLAIN_FILTER.test(filter)) patterns.add(filter);
+    },
+    /** Every session a message on `topic` reaches, with the QoS of its subscription: the connected ones first. */
     subscribers(topic: string): Array<{ session: Session; qos: number }> {
+      const clients = new Set(routes.get(topic));
+      for (const filter of patterns) {
+        if (topicMatches(realFilter(filter), topic)) for (const clientid of routes.get(filter) ?? []) clients.add(clientid);
+      }
       const found: Array<{ session: Session; qos: number }> = [];
       for (const sessions of [live, offline]) {
-        for (const session of sessions.values()) {
-          const qos = grantedQos(session, topic);
-          if (qos !== null) found.push({ session, qos });
+        for (const clientid of clients) {
+          const session = sessions.get(clientid);
+          const qos = session ? grantedQos(session, topic) : null;
+          if (session && qos !== null) found.push({ session, qos });
         }
       }
       return found;

@@ -26,7 +26,9 @@ export interface DispatcherOptions {
 }
 
 export const DEFAULT_DISPATCHER_OPTIONS: Omit<DispatcherOptions, 'pollIntervalMs' | 'leaseMs' | 'replies'> = {
-  concurrency: 32,
+  // Two bulk calls' worth: a job to 10,000 subscribed devices was all acked
+  // in 13-14 s with 32, and in 10.0-10.4 s with 128 (npm run bench -- 'command job').
+  concurrency: 128,
   retryDelayMs: 1000,
   maxRetryDelayMs: 60_000,
   subscriberRecheckMs: 5 * 60_000,
@@ -149,7 +151,37 @@ export function createCommandDispatcher(deps: {
     changed(await commands.markPublished(pool, items.map(({ command, id }) => ({ id: command.id, emqxMessageId: id })), new Date(clock())));
   }
 
-  /** Publishes what one claim took: past their expiry expired, one alone by `/publish`, more by `/publish/bulk`. */
+  /** Publishes one call's worth: one command alone by `/publish`, more by `/publish/bulk`, each answer handled on its own. */
+  async function publish(batch: readonly { command: ClaimedRow; message: EmqxPublishRequest }[], startedAt: number) {
+    let results: readonly (EmqxBulkItemResult | Error)[];
+    try {
+      if (batch.length === 1) results = [await emqx.publish(batch[0]!.message)];
+      else {
+        const bulk = await emqx.publishBulk(batch.map((item) => item.message));
+        // One message EMQX refuses refuses the call: each then goes alone, to find which.
+        results = bulk.kind === 'items' ? bulk.items : await Promise.all(batch.map((item) => emqx.publish(item.message).catch((error: unknown) => error as Error)));
+      }
+    } catch (error) {
+      await Promise.all(batch.map(({ command }) => failed(command, error)));
+      return;
+    }
+    const toHand: { command: ClaimedRow; id: string | null }[] = [];
+    await Promise.all(
+      batch.map(({ command }, index) => {
+        const result = results[index] as EmqxBulkItemResult | Error;
+        if (result instanceof Error) return failed(command, result);
+        if (result.kind === 'handed') toHand.push({ command, id: result.id });
+        return answered(command, result, startedAt);
+      }),
+    );
+    await handed(toHand);
+  }
+
+  /**
+   * Publishes what one claim took, past their expiry expired. The calls of
+   * one claim go side by side, so a claim takes no longer than one call to
+   * answer, within the lease whatever its size.
+   */
   async function send(claimed: readonly ClaimedRow[]) {
     const startedAt = clock();
     const live: { command: ClaimedRow; message: EmqxPublishRequest }[] = [];
@@ -158,31 +190,9 @@ export function createCommandDispatcher(deps: {
       if (remainingS > 0) live.push({ command, message: messageOf(command, remainingS) });
       else changed(await commands.transitionOne(pool, command.id, { event: 'expired_before_publish', reason: 'not_sent', at: new Date(startedAt) }));
     }
-    for (let from = 0; from < live.length; from += MAX_BULK) {
-      const batch = live.slice(from, from + MAX_BULK);
-      let results: readonly (EmqxBulkItemResult | Error)[];
-      try {
-        if (batch.length === 1) results = [await emqx.publish(batch[0]!.message)];
-        else {
-          const bulk = await emqx.publishBulk(batch.map((item) => item.message));
-          // One message EMQX refuses refuses the call: each then goes alone, to find which.
-          results = bulk.kind === 'items' ? bulk.items : await Promise.all(batch.map((item) => emqx.publish(item.message).catch((error: unknown) => error as Error)));
-        }
-      } catch (error) {
-        await Promise.all(batch.map(({ command }) => failed(command, error)));
-        continue;
-      }
-      const toHand: { command: ClaimedRow; id: string | null }[] = [];
-      await Promise.all(
-        batch.map(({ command }, index) => {
-          const result = results[index] as EmqxBulkItemResult | Error;
-          if (result instanceof Error) return failed(command, result);
-          if (result.kind === 'handed') toHand.push({ command, id: result.id });
-          return answered(command, result, startedAt);
-        }),
-      );
-      await handed(toHand);
-    }
+    const calls: Promise<void>[] = [];
+    for (let from = 0; from < live.length; from += MAX_BULK) calls.push(publish(live.slice(from, from + MAX_BULK), startedAt));
+    await Promise.all(calls);
   }
 
   /** Claims what is due, up to the free slots, and sends it. */

@@ -56,9 +56,12 @@ describe('sending commands and tracking their delivery', () => {
     assert.equal(published.status, 200);
     assert.equal(published.body.qos, 1, 'QoS 1: EMQX defaults to 0, which is never acked');
     assert.equal(published.body.retain, false);
-    const properties = published.body.properties as { message_expiry_interval: number; user_properties: Record<string, string> };
+    const properties = published.body.properties as { message_expiry_interval: number; user_properties: Record<string, string> } & Record<string, unknown>;
     assert.ok(properties.message_expiry_interval > 595 && properties.message_expiry_interval <= 600, String(properties.message_expiry_interval));
     assert.deepEqual(properties.user_properties, { command_id: command.id });
+    // Replies are off (the default): no MQTT 5 request/response properties.
+    assert.equal(properties.response_topic, undefined);
+    assert.equal(properties.correlation_data, undefined);
     assert.deepEqual(JSON.parse(String(published.body.payload)), { command_id: command.id, name: 'set_mode', params: { mode: 'eco' }, expires_at: command.expires_at });
     assert.equal(acked.emqx_message_id, published.id, "EMQX's message id is kept");
     assert.ok(acked.sent_at && acked.delivered_at && acked.acked_at && acked.finished_at);

@@ -41,7 +41,9 @@ describe('command replies (COMMAND_REPLIES=enabled)', () => {
     // A second replica with replies off shares the database: its dispatcher
     // looks for due commands only every 10 s, so the commands created on
     // `app` go out from `app` (nudged at once), carrying the response topic
-    // these tests look for. Its own creates go out at once too.
+    // these tests look for. Which replica sends a command created on this
+    // one is a race (`app` looks every 100 ms), so what a replies-off
+    // replica publishes is checked in command-delivery.test.ts, alone.
     repliesOff = await ctx.app({}, { COMMANDS_POLL_INTERVAL_MS: '10000' });
     emqx.sendEventsTo(eventsTo(app));
     root = adminClient(app);
@@ -190,12 +192,6 @@ describe('command replies (COMMAND_REPLIES=enabled)', () => {
     const invalid = await metric('invalid');
     await postEvent(app, replyEvent(device, { status: 'ok' }));
     assert.equal(await metric('invalid'), invalid + 1);
-
-    // With replies off, commands carry no response topic.
-    const plain = await createCommand(repliesOff, device, { name: 'plain' });
-    const sent = await waitForCommand(root, device, plain.json<CommandBody>().id, (c) => c.state !== 'queued');
-    const plainPublish = emqx.published.find((p) => p.status === 200 && String(p.body.payload).includes(sent.id));
-    assert.equal((plainPublish?.body.properties as Record<string, unknown>).response_topic, undefined);
   });
 
   it('?wait answers with the finished command: its reply when replies are on, its ack when off, even when another replica saw the events', async () => {

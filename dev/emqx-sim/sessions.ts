@@ -120,7 +120,11 @@ export function createSessionRegistry() {
     offline,
     /** The session known for a client id: connected, or kept for its client. */
     find: (clientid: string) => live.get(clientid) ?? offline.get(clientid),
-    /** Records a subscription of the session: every change of `subscriptions` but removals goes through here. */
+    /**
+     * Records a subscription of the session: every filter a session gains
+     * comes through here, but for those a client's next session takes over
+     * from its kept one, whose routes (by client id) are already there.
+     */
     subscribe(session: Session, filter: string, qos: number) {
       session.subscriptions.set(filter, qos);
       let clients = routes.get(filter);

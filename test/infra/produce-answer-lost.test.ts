@@ -3,10 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createKafka, type KafkaClient } from '../../src/infra/kafka.js';
 import { createKafkaAnswerDropper, type KafkaAnswerDropper } from '../helpers/kafka-answer-dropper.js';
+import { silentLog } from '../helpers/context.js';
 import { consumeRecords, createTopics } from '../helpers/kafka.js';
 import { TEST_KAFKA_BROKERS } from '../helpers/env.js';
-
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 /**
  * A broker that wrote a request and died before answering leaves the producer
@@ -23,7 +22,7 @@ describe('kafka produce when an answer is lost', () => {
     dropper = await createKafkaAnswerDropper(TEST_KAFKA_BROKERS.split(',')[0] ?? '');
     kafka = createKafka(
       { brokers: [TEST_KAFKA_BROKERS.split(',')[0] ?? ''], clientId: 'dlm-test-lost-answers', producerPoolSize: 1, socketFactory: dropper.socketFactory },
-      quiet,
+      silentLog,
     );
   });
   after(async () => {

@@ -57,8 +57,8 @@ const MAX_BULK = 64;
  * out one at a time in creation order, whichever replica sends them. What one
  * claim took goes out in `POST /api/v5/publish/bulk` calls of up to 64 (one
  * message per device), side by side, each message's answer handled on its
- * own; a single command in one `POST /api/v5/publish`. After a 200 the device's next command is its head,
- * due at once, and the next claim takes it. No transaction is open during
+ * own; a single command in one `POST /api/v5/publish`. After a 200 the
+ * device's next command is its head, due at once, and the next claim takes it. No transaction is open during
  * the HTTP call: the lease is committed before it and the outcome written
  * after it, for all the handed-over commands in one statement.
  */

@@ -1,3 +1,5 @@
+import { Fifo } from './fifo.js';
+
 /** The work would have waited longer than allowed; the caller answers at once instead. */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
@@ -47,7 +49,7 @@ export function createBoundedQueue(options: BoundedQueueOptions): BoundedQueue {
   const now = options.now ?? (() => performance.now());
   let averageJobMs = options.initialJobMs ?? 50;
   let running = 0;
-  const queue: Waiting[] = [];
+  const queue = new Fifo<Waiting>();
 
   const expectedWaitMs = () => (Math.floor(queue.length / concurrency) + (running >= concurrency ? 1 : 0)) * averageJobMs;
   // Job durations vary under load; planning with a margin keeps admitted jobs inside the budget.

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ReceivedPublish } from '../../infra/mqtt-subscription.js';
 import type { Clock } from '../../lib/clock.js';
+import { Fifo } from '../../lib/fifo.js';
 import { telemetryTopicDevice } from '../../lib/mqtt-topics.js';
 import type { TelemetryIngest } from './telemetry-ingest.js';
 import type { TelemetryMetrics } from './telemetry-metrics.js';
@@ -28,6 +29,14 @@ export interface SubscriptionIngest {
    * broker). True when nothing was left.
    */
   drain(waitMs: number): Promise<boolean>;
+}
+
+interface PendingAck {
+  delivery: Delivery;
+  settled: boolean;
+  ok: boolean;
+  ack: () => void;
+  packetId: number;
 }
 
 interface Delivery {
@@ -68,7 +77,7 @@ export function createSubscriptionIngest(options: SubscriptionIngestOptions): Su
   /** Per client: deliveries not yet acknowledged, by packet id, for a redelivery to join. */
   const unacknowledged = new Map<number, Map<number, Delivery>>();
   /** Per client: the acknowledgements waiting, in arrival order. */
-  const ackQueues = new Map<number, { delivery: Delivery; settled: boolean; ok: boolean; ack: () => void; packetId: number }[]>();
+  const ackQueues = new Map<number, Fifo<PendingAck>>();
   let pending = 0;
   /** Taking no new messages (shutting down). */
   let closing = false;
@@ -126,7 +135,7 @@ export function createSubscriptionIngest(options: SubscriptionIngestOptions): Su
   function flush(client: number) {
     const queue = ackQueues.get(client);
     if (!queue) return;
-    while (queue.length > 0 && queue[0]?.settled) {
+    while (queue.peek()?.settled) {
       const head = queue.shift();
       if (!head) break;
       if (head.ok) {
@@ -140,7 +149,7 @@ export function createSubscriptionIngest(options: SubscriptionIngestOptions): Su
   return {
     connected(client, sessionPresent) {
       // Acknowledgements of the previous connection can no longer be sent.
-      ackQueues.set(client, []);
+      ackQueues.set(client, new Fifo());
       // Without its session the broker will not send those packets again: nothing to join.
       if (!sessionPresent) unacknowledged.delete(client);
     },
@@ -153,8 +162,8 @@ export function createSubscriptionIngest(options: SubscriptionIngestOptions): Su
         publish.dup && earlier && earlier.topic === publish.topic && earlier.payload.equals(publish.payload) ? earlier : start(publish);
       held.set(publish.packetId, delivery);
       let queue = ackQueues.get(publish.client);
-      if (!queue) ackQueues.set(publish.client, (queue = []));
-      const entry = { delivery, settled: false, ok: false, ack, packetId: publish.packetId };
+      if (!queue) ackQueues.set(publish.client, (queue = new Fifo()));
+      const entry: PendingAck = { delivery, settled: false, ok: false, ack, packetId: publish.packetId };
       queue.push(entry);
       void delivery.done.then((ok) => {
         entry.settled = true;

@@ -155,9 +155,12 @@ function enabled(entries: unknown[], what: string, usable: (entry: HoconObject) 
  * - No shared subscriptions: a `$share/{group}/` filter is authorized as
  *   EMQX authorizes it, but not dispatched to one member of a group.
  * - One node, no cluster; everything in memory, lost when it stops.
- * - The HTTP action has no inflight window, pool size or max_buffer_bytes
- *   (its buffer never fills), and a run may shorten its pauses (`timing`):
- *   EMQX waits health_check_interval between rounds of retries.
+ * - The HTTP action has no inflight window or max_buffer_bytes (its buffer
+ *   never fills), and a run may shorten its pauses (`timing`): EMQX waits
+ *   health_check_interval between rounds of retries. Over HTTP, the requests
+ *   of the rules and of authentication and authorization share the pool of
+ *   the transport they are given (8 connections, 100 pipelined on each, as
+ *   EMQX keeps one per resource: httpTransport).
  * - No authorization cache: every check that reaches the HTTP source asks
  *   the service anew.
  * - Listeners bind where the options say, not where emqx.conf's `listeners`

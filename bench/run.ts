@@ -106,15 +106,20 @@ const env = testEnv(`bench-${tag}`, db.url, {
   ...emqxEnv(emqx),
   COMMANDS_MAX_PENDING_PER_DEVICE: '1000',
 });
+const comparing = Boolean(COMPARE || COMPARE_NODE) || Object.keys(COMPARE_ENV).length > 0;
 const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', ...deployedEnv() });
 scenarios.push({
   ...createIngestScenario({ databaseUrl: db.url, env }),
-  alongside: () => startSubscriptionBench({ databaseUrl: db.url, env }),
+  alongside: () =>
+    startSubscriptionBench({
+      databaseUrl: db.url,
+      env,
+      ...(comparing ? { other: { script: `${COMPARE ?? '.'}/bench/app-server.mjs`, env: COMPARE_ENV, ...(COMPARE_NODE ? { node: COMPARE_NODE } : {}) } } : {}),
+    }),
 });
 scenarios.push(createCommandScenario({ databaseUrl: db.url, env, emqx }));
 const bare = await startServer('bench/bare-server.mjs');
 const app = await startServer('bench/app-server.mjs', env);
-const comparing = Boolean(COMPARE || COMPARE_NODE) || Object.keys(COMPARE_ENV).length > 0;
 const other = comparing ? await startServer(`${COMPARE ?? '.'}/bench/app-server.mjs`, { ...env, ...COMPARE_ENV }, COMPARE_NODE) : undefined;
 
 try {
@@ -178,6 +183,12 @@ try {
     if (alongside) {
       const subscription = alongside.cpuPerMessageUs();
       console.log(`  telemetry CPU per message: webhook ${cpuPerRequestUs.service.toFixed(0)} µs, subscription ${subscription.toFixed(0)} µs`);
+      const versus = alongside.other();
+      if (versus) {
+        console.log(
+          `  subscription CPU per message (other): ${versus.cpuPerMessageUs.toFixed(0)} µs; this build saves ${(versus.cpuSaving * 100).toFixed(1)} % per message, median of the rounds`,
+        );
+      }
       console.log(`  ${await alongside.verify()}`);
       await alongside.stop();
     }

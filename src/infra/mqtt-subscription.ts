@@ -92,6 +92,31 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
   function connect(mqtt: typeof import('mqtt'), index: number): MqttClient {
     /** Counts this client's connections: an ack of an earlier one is not sent on a later one. */
     let connection = 0;
+    /** Messages of this connection received and not yet acknowledged. */
+    let unacknowledged = 0;
+    /** Reading the next packet, when it waits for an acknowledgement to make room. */
+    let readNext: (() => void) | null = null;
+    /**
+     * The Receive Maximum kept on this side too: a broker that sends more
+     * unacknowledged messages than it allows (Mosquitto 2.0 does, under load)
+     * is not read from until acknowledgements make room, so that what the
+     * service holds stays bounded whatever the broker does. The socket's own
+     * backpressure then holds the broker back.
+     */
+    const acknowledged = () => {
+      unacknowledged--;
+      if (readNext !== null && unacknowledged < options.receiveMaximum) {
+        const next = readNext;
+        readNext = null;
+        next();
+      }
+    };
+    /** A new connection starts with nothing unacknowledged, and its own reading. */
+    const newConnection = () => {
+      connection++;
+      unacknowledged = 0;
+      readNext = null;
+    };
     /**
      * PUBACKs sent in one turn of the event loop (those of one Kafka batch)
      * leave in one write: the socket is corked until the turn ends.
@@ -122,9 +147,14 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
       resubscribe: false,
       properties: { sessionExpiryInterval: options.sessionExpiryS, receiveMaximum: options.receiveMaximum },
       customHandleAcksConcurrent: true,
+      customHandleAcksReadNext(next) {
+        if (unacknowledged < options.receiveMaximum) next();
+        else readNext = next;
+      },
       customHandleAcks(topic, payload, packet, done) {
         if (packet.qos === 0) return done(0);
         const at = connection;
+        unacknowledged++;
         events.message(
           {
             client: index,
@@ -135,14 +165,16 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
             messageIdProperty: messageIdProperty(packet),
           },
           () => {
-            if (at === connection && client.connected && !stopped) acknowledge(done);
+            if (at !== connection) return;
+            if (client.connected && !stopped) acknowledge(done);
+            acknowledged();
           },
         );
       },
     };
     const client = mqtt.connect(options.url, settings);
     client.on('connect', (connack) => {
-      connection++;
+      newConnection();
       client.options.reconnectPeriod = minMs;
       const sessionPresent = connack.sessionPresent;
       events.connected(index, sessionPresent);
@@ -163,7 +195,7 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
       }
     });
     client.on('close', () => {
-      connection++;
+      newConnection();
       // Exponential backoff: the next attempt waits twice as long, up to the largest delay.
       client.options.reconnectPeriod = Math.min(maxMs, Math.max(minMs, (client.options.reconnectPeriod ?? minMs) * 2));
     });

@@ -43,6 +43,8 @@ export interface SubscriptionBench {
   warmUp(durationS: number): Promise<void>;
   /** The median of the rounds. */
   cpuPerMessageUs(): number;
+  /** The subscribing service's resident memory now, in MB. */
+  rssMb(): number;
   /** The other service's median, and the median over rounds of the CPU per message this build saves against it. */
   other(): { cpuPerMessageUs: number; cpuSaving: number } | null;
   /** Every message the broker acknowledged to its device is in telemetry.raw once. */
@@ -184,6 +186,7 @@ export async function startSubscriptionBench(options: { databaseUrl: string; env
       return us;
     },
     cpuPerMessageUs: () => median(rounds),
+    rssMb: () => service.rssMb(),
     other: () =>
       other
         ? { cpuPerMessageUs: median(otherRounds), cpuSaving: median(rounds.map((us, index) => (otherRounds[index] ?? us) / us - 1)) }

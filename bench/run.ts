@@ -182,7 +182,7 @@ try {
     if (scenario.verify) console.log(`  ${await scenario.verify(result.okIncludingWarmup + (measured.other?.result.okIncludingWarmup ?? 0))}`);
     if (alongside) {
       const subscription = alongside.cpuPerMessageUs();
-      console.log(`  telemetry CPU per message: webhook ${cpuPerRequestUs.service.toFixed(0)} µs, subscription ${subscription.toFixed(0)} µs`);
+      console.log(`  telemetry CPU per message: webhook ${cpuPerRequestUs.service.toFixed(0)} µs, subscription ${subscription.toFixed(0)} µs (its RSS ${alongside.rssMb()} MB)`);
       const versus = alongside.other();
       if (versus) {
         console.log(

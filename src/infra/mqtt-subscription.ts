@@ -97,15 +97,18 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
     /** Reading the next packet, when it waits for an acknowledgement to make room. */
     let readNext: (() => void) | null = null;
     /**
-     * The Receive Maximum kept on this side too: a broker that sends more
-     * unacknowledged messages than it allows (Mosquitto 2.0 does, under load)
-     * is not read from until acknowledgements make room, so that what the
-     * service holds stays bounded whatever the broker does. The socket's own
-     * backpressure then holds the broker back.
+     * The Receive Maximum kept on this side too: once a broker has sent more
+     * unacknowledged messages than it allows (Mosquitto 2.0 does, under load),
+     * nothing more is read from it until acknowledgements make room, so what
+     * the service holds stays bounded whatever the broker does; the socket's
+     * own backpressure holds the broker back. A broker that keeps to the
+     * maximum (EMQX) never sends the one over it, so reading never stops
+     * there, and its pings are answered however long Kafka is down.
      */
+    const withinMaximum = () => unacknowledged <= options.receiveMaximum;
     const acknowledged = () => {
       unacknowledged--;
-      if (readNext !== null && unacknowledged < options.receiveMaximum) {
+      if (readNext !== null && withinMaximum()) {
         const next = readNext;
         readNext = null;
         next();
@@ -148,7 +151,7 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
       properties: { sessionExpiryInterval: options.sessionExpiryS, receiveMaximum: options.receiveMaximum },
       customHandleAcksConcurrent: true,
       customHandleAcksReadNext(next) {
-        if (unacknowledged < options.receiveMaximum) next();
+        if (withinMaximum()) next();
         else readNext = next;
       },
       customHandleAcks(topic, payload, packet, done) {

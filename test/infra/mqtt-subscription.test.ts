@@ -27,7 +27,7 @@ describe('the telemetry subscription client (a real Mosquitto 2)', () => {
     await broker?.destroy();
   });
 
-  it('holds no more unacknowledged messages than its Receive Maximum, though the broker sends more, and loses none', async () => {
+  it('reads no further once the broker exceeds its Receive Maximum, until acknowledgements make room, and loses none', async () => {
     let unacknowledged = 0;
     let most = 0;
     const received = new Set<string>();
@@ -73,7 +73,8 @@ describe('the telemetry subscription client (a real Mosquitto 2)', () => {
     while (received.size < DEVICES * PER_DEVICE && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
 
     assert.equal(received.size, DEVICES * PER_DEVICE, 'every message reaches the subscriber');
-    assert.ok(most <= RECEIVE_MAXIMUM, `at most ${RECEIVE_MAXIMUM} unacknowledged at once, saw ${most}`);
+    // The one message over the maximum is what stops the reading.
+    assert.ok(most <= RECEIVE_MAXIMUM + 1, `at most ${RECEIVE_MAXIMUM + 1} unacknowledged at once, saw ${most}`);
     assert.ok(most >= RECEIVE_MAXIMUM / 2, `several in flight at once (${most}): acknowledgements are not awaited one by one`);
   });
 });

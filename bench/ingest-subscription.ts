@@ -53,6 +53,8 @@ export interface SubscriptionBench {
 }
 
 const OTHER_GROUP = 'bench-other';
+/** The service identity scripts/mosquitto.sh gives the shared subscription to. */
+const SERVICE_USER = 'device-link-ingest';
 
 export async function startSubscriptionBench(options: { databaseUrl: string; env: Record<string, string>; other?: OtherService }): Promise<SubscriptionBench> {
   const topics = createTopicNames(options.env.KAFKA_TOPIC_PREFIX ?? '');
@@ -65,7 +67,7 @@ export async function startSubscriptionBench(options: { databaseUrl: string; env
     MOSQUITTO_PORT: String(port),
     MOSQUITTO_HOME_DIR: home,
     MOSQUITTO_SERVICE_PASSWORD: password,
-    ...(options.other ? { MOSQUITTO_ACL_EXTRA: `user device-link-ingest\ntopic read $share/${OTHER_GROUP}/devices/+/telemetry` } : {}),
+    ...(options.other ? { MOSQUITTO_ACL_EXTRA: `user ${SERVICE_USER}\ntopic read $share/${OTHER_GROUP}/devices/+/telemetry` } : {}),
   };
   const mosquitto = (...args: string[]) => run('bash', ['scripts/mosquitto.sh', ...args], { env: brokerEnv, timeout: 30_000 });
   await mosquitto('start');
@@ -75,7 +77,7 @@ export async function startSubscriptionBench(options: { databaseUrl: string; env
 
   const subscribing = {
     INGEST_MQTT_URL: url,
-    INGEST_MQTT_USERNAME: 'device-link-ingest',
+    INGEST_MQTT_USERNAME: SERVICE_USER,
     INGEST_MQTT_PASSWORD: password,
     INGEST_MQTT_CLIENT_ID: `bench-${SALT.slice(0, 8)}`,
     // Mosquitto spreads a shared subscription round-robin: one member keeps each device's order.

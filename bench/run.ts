@@ -107,6 +107,8 @@ const env = testEnv(`bench-${tag}`, db.url, {
   COMMANDS_MAX_PENDING_PER_DEVICE: '1000',
 });
 const comparing = Boolean(COMPARE || COMPARE_NODE) || Object.keys(COMPARE_ENV).length > 0;
+/** The build, node and settings each round also measures, when comparing. */
+const otherService = comparing ? { script: `${COMPARE ?? '.'}/bench/app-server.mjs`, env: COMPARE_ENV, ...(COMPARE_NODE ? { node: COMPARE_NODE } : {}) } : undefined;
 const stormEnv = testEnv(`bench-storm-${tag}`, db.url, { LOG_LEVEL: 'warn', ...deployedEnv() });
 scenarios.push({
   ...createIngestScenario({ databaseUrl: db.url, env }),
@@ -114,13 +116,13 @@ scenarios.push({
     startSubscriptionBench({
       databaseUrl: db.url,
       env,
-      ...(comparing ? { other: { script: `${COMPARE ?? '.'}/bench/app-server.mjs`, env: COMPARE_ENV, ...(COMPARE_NODE ? { node: COMPARE_NODE } : {}) } } : {}),
+      ...(otherService ? { other: otherService } : {}),
     }),
 });
 scenarios.push(createCommandScenario({ databaseUrl: db.url, env, emqx }));
 const bare = await startServer('bench/bare-server.mjs');
 const app = await startServer('bench/app-server.mjs', env);
-const other = comparing ? await startServer(`${COMPARE ?? '.'}/bench/app-server.mjs`, { ...env, ...COMPARE_ENV }, COMPARE_NODE) : undefined;
+const other = otherService ? await startServer(otherService.script, { ...env, ...otherService.env }, otherService.node) : undefined;
 
 try {
   console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 4)} s per scenario and side\n`);

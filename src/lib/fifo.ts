@@ -35,5 +35,4 @@ export class Fifo<T> {
     }
     return item;
   }
-
 }

@@ -135,9 +135,8 @@ export function createSubscriptionIngest(options: SubscriptionIngestOptions): Su
   function flush(client: number) {
     const queue = ackQueues.get(client);
     if (!queue) return;
-    while (queue.peek()?.settled) {
-      const head = queue.shift();
-      if (!head) break;
+    for (let head = queue.peek(); head?.settled; head = queue.peek()) {
+      queue.shift();
       if (head.ok) {
         head.ack();
         const held = unacknowledged.get(client);

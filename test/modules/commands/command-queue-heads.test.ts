@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { Actor } from '../../../src/lib/actor.js';
@@ -22,6 +23,69 @@ async function buffersOf(pool: pg.Pool, sql: string, values: unknown[]): Promise
   const plan = rows[0]?.['QUERY PLAN'][0]?.Plan;
   return (plan?.['Shared Hit Blocks'] ?? 0) + (plan?.['Shared Read Blocks'] ?? 0);
 }
+
+/** Rows of `commands` read by table scans so far, with this connection's own counts flushed first. */
+async function rowsScanned(client: pg.PoolClient): Promise<number> {
+  // The flush happens once the connection is idle, after this statement.
+  await client.query('SELECT pg_stat_force_next_flush()');
+  await client.query('SELECT pg_stat_clear_snapshot()');
+  const { rows } = await client.query<{ read: string }>("SELECT seq_tup_read AS read FROM pg_stat_user_tables WHERE relname = 'commands'");
+  return Number(rows[0]?.read ?? 0);
+}
+
+describe('the queue-head trigger on a connection older than the table', () => {
+  let ctx: TestContext;
+  let pool: pg.Pool;
+  const commands = createCommandRepository();
+
+  before(async () => {
+    ctx = await createTestContext();
+    pool = new pg.Pool({ connectionString: ctx.db.url, max: 1 });
+  });
+  after(async () => {
+    await pool.end();
+    await ctx.close();
+  });
+
+  it('reads only the queue of the device it changes after the table has grown, without an ANALYZE in between', async () => {
+    const seeder = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
+    let device: string;
+    try {
+      device = await seeder.device(await seeder.tenant());
+    } finally {
+      await seeder.close();
+    }
+    const create = (db: pg.PoolClient) =>
+      commands.create(db, {
+        id: randomUUID(),
+        tenantId: null,
+        deviceId: device,
+        name: 'n',
+        params: {},
+        source: 'api',
+        idempotencyKey: null,
+        requestDigest: 'x',
+        ttlS: 3600,
+        responseTimeoutS: null,
+        at: new Date(),
+        maxUnfinished: 1000,
+        audit: null,
+      });
+    const client = await pool.connect();
+    try {
+      // The connection's first creates meet a nearly empty table: PL/pgSQL
+      // would keep the plan it made for that (a scan of the whole table).
+      for (let i = 0; i < 8; i++) assert.equal((await create(client)).kind, 'created');
+      await seedQueuedCommands(client, 'grown', 1000, 5);
+      const before = await rowsScanned(client);
+      for (let i = 0; i < 10; i++) assert.equal((await create(client)).kind, 'created');
+      const scanned = (await rowsScanned(client)) - before;
+      assert.ok(scanned < 1000, `10 creates read ${scanned} rows of the commands table by scanning it`);
+    } finally {
+      client.release();
+    }
+  });
+});
 
 /** Only the head of a device's queue is due: what a claim or a pending count reads does not grow with what waits. */
 describe('the heads of device queues', () => {

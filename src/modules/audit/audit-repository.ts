@@ -44,22 +44,34 @@ function recordedDetails(actor: Actor, entry: Pick<AuditEntry, 'details'>): Reco
 }
 
 /**
- * The audit row of a change that the same statement makes, as the body of a
+ * The audit rows of changes that the same statement makes, as the body of a
  * data-modifying CTE: `INSERT … SELECT … FROM source`, one entry per row of
- * `source`, whose time, object id and tenant are SQL expressions over that
- * row. `param` binds a value and returns its placeholder.
+ * `source` (which may carry its own joins and WHERE), each field an SQL
+ * expression over that row.
  */
 export function auditInsertFrom(
   source: string,
-  row: { at: string; objectId: string; tenantId: string },
-  actor: Actor,
-  entry: Pick<AuditEntry, 'action' | 'objectType' | 'details'>,
-  param: (value: unknown) => string,
+  row: { at: string; actor: string; action: string; objectType: string; objectId: string; tenantId: string; requestId: string; sourceIp: string; details: string },
 ): string {
   return `INSERT INTO audit_log (at, actor, action, object_type, object_id, tenant_id, request_id, source_ip, details)
-          SELECT ${row.at}, ${param(actor.tokenId)}, ${param(entry.action)}, ${param(entry.objectType)}, ${row.objectId}, ${row.tenantId},
-                 ${param(actor.requestId)}, ${param(actor.sourceIp)}, ${param(JSON.stringify(recordedDetails(actor, entry)))}::jsonb
+          SELECT ${row.at}, ${row.actor}, ${row.action}, ${row.objectType}, ${row.objectId}, ${row.tenantId}, ${row.requestId}, ${row.sourceIp}, ${row.details}
             FROM ${source}`;
+}
+
+/**
+ * The actor and entry fields of several changes as six parallel arrays
+ * (token id, action, object type, request id, source IP, details as JSON
+ * text), for `unnest` beside the changes; null everywhere for a change not audited.
+ */
+export function auditColumns(audits: readonly ({ actor: Actor; entry: Pick<AuditEntry, 'action' | 'objectType' | 'details'> } | null)[]): unknown[][] {
+  return [
+    audits.map((audit) => audit?.actor.tokenId ?? null),
+    audits.map((audit) => audit?.entry.action ?? null),
+    audits.map((audit) => audit?.entry.objectType ?? null),
+    audits.map((audit) => audit?.actor.requestId ?? null),
+    audits.map((audit) => audit?.actor.sourceIp ?? null),
+    audits.map((audit) => (audit ? JSON.stringify(recordedDetails(audit.actor, audit.entry)) : null)),
+  ];
 }
 
 export function createAuditRepository() {

@@ -1,7 +1,7 @@
 import { afterKey } from '../../infra/sql.js';
 import type { Queryable } from '../../infra/transaction.js';
 import type { Actor } from '../../lib/actor.js';
-import { auditInsertFrom, type AuditEntry } from '../audit/audit-repository.js';
+import { auditColumns, auditInsertFrom, type AuditEntry } from '../audit/audit-repository.js';
 import type { PageKey } from '../../lib/pagination.js';
 import { isFinished, nextState, STATE_VARIANTS, SERVICE_EXPIRY_REASONS, type CommandEvent, type CommandState } from '../../lib/command-states.js';
 
@@ -355,6 +355,99 @@ export function createCommandRepository() {
     });
   }
 
+  /**
+   * `create` for several commands of different devices at once, in one
+   * statement: the devices' rows are locked in id order (so two such
+   * statements cannot deadlock), and each command is judged as `create`
+   * judges it alone. Answers one outcome per command, in order.
+   */
+  async function createMany(db: Queryable, commands: readonly NewCommand[]): Promise<CreateOutcome[]> {
+    if (new Set(commands.map((command) => command.deviceId)).size !== commands.length) {
+      throw new Error('createMany takes at most one command per device');
+    }
+    const column = <T>(pick: (command: NewCommand) => T) => commands.map(pick);
+    const { rows } = await db.query<CommandRow & { device_tenant_id: string | null; device_disabled: boolean | null; created: boolean | null }>(
+      `WITH request AS (
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::int[],
+                              $11::timestamptz[], $12::timestamptz[], $13::int[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+           WITH ORDINALITY AS r(id, device_id, tenant_id, name, params, source, idempotency_key, request_digest, ttl_s, response_timeout_s,
+                                at, expires_at, max_unfinished, audit_actor, audit_action, audit_object_type, audit_request_id, audit_source_ip, audit_details, position)
+       ),
+       device AS (
+         SELECT id, tenant_id, disabled FROM devices WHERE id = ANY($2::uuid[]) ORDER BY id FOR UPDATE
+       ),
+       existing AS (
+         SELECT k.*, r.position AS request_position
+           FROM request r JOIN device d ON d.id = r.device_id, commands_with_idempotency_key(d.tenant_id, d.id, r.idempotency_key) k
+          WHERE r.idempotency_key IS NOT NULL
+       ),
+       inserted AS (
+         INSERT INTO commands (id, tenant_id, device_id, name, params, state, source, idempotency_key, request_digest,
+                               ttl_s, response_timeout_s, send_after, created_at, updated_at, expires_at)
+         SELECT r.id, d.tenant_id, d.id, r.name, r.params::jsonb, 'queued', r.source, r.idempotency_key, r.request_digest,
+                r.ttl_s, r.response_timeout_s, now(), r.at, r.at, r.expires_at
+           FROM request r JOIN device d ON d.id = r.device_id
+          WHERE (r.tenant_id IS NULL OR d.tenant_id = r.tenant_id) AND NOT d.disabled
+            AND NOT EXISTS (SELECT 1 FROM existing e WHERE e.request_position = r.position)
+            AND commands_unfinished(d.id) < r.max_unfinished
+          ORDER BY r.position
+         ON CONFLICT (tenant_id, device_id, idempotency_key) DO NOTHING
+         RETURNING *
+       ),
+       recorded AS (
+         ${OUTBOX_INSERT}
+         SELECT id, tenant_id, device_id, name, state, NULL, NULL, idempotency_key, job_id, created_at FROM inserted
+       ),
+       audited AS (
+         ${auditInsertFrom('inserted i JOIN request r ON r.id = i.id WHERE r.audit_action IS NOT NULL', {
+           at: 'i.created_at',
+           actor: 'r.audit_actor',
+           action: 'r.audit_action',
+           objectType: 'r.audit_object_type',
+           objectId: 'i.id::text',
+           tenantId: 'i.tenant_id',
+           requestId: 'r.audit_request_id',
+           sourceIp: 'r.audit_source_ip',
+           details: 'r.audit_details::jsonb',
+         })}
+       )
+       SELECT d.tenant_id AS device_tenant_id, d.disabled AS device_disabled, c.created, ${columns('c')}
+         FROM request r
+         LEFT JOIN device d ON d.id = r.device_id
+         LEFT JOIN LATERAL (
+           SELECT true AS created, i.*, NULL::bigint AS request_position FROM inserted i WHERE i.id = r.id
+           UNION ALL
+           SELECT false, e.* FROM existing e WHERE e.request_position = r.position
+         ) c ON true
+        ORDER BY r.position`,
+      [
+        column((command) => command.id),
+        column((command) => command.deviceId),
+        column((command) => command.tenantId),
+        column((command) => command.name),
+        column((command) => JSON.stringify(command.params)),
+        column((command) => command.source),
+        column((command) => command.idempotencyKey),
+        column((command) => command.requestDigest),
+        column((command) => command.ttlS),
+        column((command) => command.responseTimeoutS),
+        column((command) => command.at.toISOString()),
+        column((command) => new Date(command.at.getTime() + command.ttlS * 1000).toISOString()),
+        column((command) => command.maxUnfinished),
+        ...auditColumns(commands.map((command) => command.audit)),
+      ],
+    );
+    return commands.map((command, index): CreateOutcome => {
+      const row = rows[index];
+      if (!row || row.device_tenant_id === null) return { kind: 'no_device' };
+      const { device_tenant_id: deviceTenant, device_disabled: disabled, created, ...found } = row;
+      if (command.tenantId !== null && deviceTenant !== command.tenantId) return { kind: 'other_tenant', deviceTenant };
+      if (created === true) return { kind: 'created', command: found };
+      if (created === false) return { kind: 'existing', command: found };
+      return disabled ? { kind: 'disabled' } : { kind: 'too_many' };
+    });
+  }
+
   return {
     transitionOne,
     transitionNamed,
@@ -372,55 +465,11 @@ export function createCommandRepository() {
      * unfinished: the outcome says which.
      */
     async create(db: Queryable, command: NewCommand): Promise<CreateOutcome> {
-      const values: unknown[] = [];
-      const param = (value: unknown) => {
-        values.push(value);
-        return `$${values.length}`;
-      };
-      const expiresAt = new Date(command.at.getTime() + command.ttlS * 1000);
-      const key = param(command.idempotencyKey);
-      const at = param(command.at);
-      const tenant = param(command.tenantId);
-      const audited = command.audit
-        ? `, audited AS (${auditInsertFrom('inserted', { at: 'inserted.created_at', objectId: 'inserted.id::text', tenantId: 'inserted.tenant_id' }, command.audit.actor, command.audit.entry, param)})`
-        : '';
-      const { rows } = await db.query<CommandRow & { device_tenant_id: string; device_disabled: boolean; created: boolean | null }>(
-        `WITH device AS (
-           SELECT id, tenant_id, disabled FROM devices WHERE id = ${param(command.deviceId)} FOR UPDATE
-         ),
-         existing AS (
-           SELECT k.* FROM device d, commands_with_idempotency_key(d.tenant_id, d.id, ${key}::text) k WHERE ${key}::text IS NOT NULL
-         ),
-         inserted AS (
-           INSERT INTO commands (id, tenant_id, device_id, name, params, state, source, idempotency_key, request_digest,
-                                 ttl_s, response_timeout_s, send_after, created_at, updated_at, expires_at)
-           SELECT ${param(command.id)}, d.tenant_id, d.id, ${param(command.name)}, ${param(JSON.stringify(command.params))}::jsonb, 'queued',
-                  ${param(command.source)}, ${key}, ${param(command.requestDigest)}, ${param(command.ttlS)}, ${param(command.responseTimeoutS)},
-                  now(), ${at}, ${at}, ${param(expiresAt)}
-             FROM device d
-            WHERE (${tenant}::text IS NULL OR d.tenant_id = ${tenant}) AND NOT d.disabled
-              AND NOT EXISTS (SELECT 1 FROM existing)
-              AND commands_unfinished(d.id) < ${param(command.maxUnfinished)}::int
-           ON CONFLICT (tenant_id, device_id, idempotency_key) DO NOTHING
-           RETURNING *
-         ),
-         recorded AS (
-           ${OUTBOX_INSERT}
-           SELECT id, tenant_id, device_id, name, state, NULL, NULL, idempotency_key, job_id, created_at FROM inserted
-         )${audited}
-         SELECT d.tenant_id AS device_tenant_id, d.disabled AS device_disabled, c.created, ${columns('c')}
-           FROM device d
-           LEFT JOIN (SELECT true AS created, * FROM inserted UNION ALL SELECT false, * FROM existing) c ON true`,
-        values,
-      );
-      const row = rows[0];
-      if (!row) return { kind: 'no_device' };
-      const { device_tenant_id: deviceTenant, device_disabled: disabled, created, ...found } = row;
-      if (command.tenantId !== null && deviceTenant !== command.tenantId) return { kind: 'other_tenant', deviceTenant };
-      if (created === true) return { kind: 'created', command: found };
-      if (created === false) return { kind: 'existing', command: found };
-      return disabled ? { kind: 'disabled' } : { kind: 'too_many' };
+      const [outcome] = await createMany(db, [command]);
+      return outcome as CreateOutcome;
     },
+
+    createMany,
 
     /**
      * Inserts a job's queued commands, one per device (the job's own device

@@ -10,7 +10,8 @@ import { parseCursor, toPage, type Page } from '../../lib/pagination.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
 import type { DeviceRepository, DeviceRow } from '../devices/device-repository.js';
 import { findVisibleDevice } from '../devices/device-service.js';
-import type { CommandRepository, CommandRow, CommandSource, NewCommand, TransitionedRow } from './command-repository.js';
+import type { CommandRepository, CommandRow, CommandSource, CreateOutcome, NewCommand, TransitionedRow } from './command-repository.js';
+import { createTurnBatcher } from '../../lib/turn-batcher.js';
 import type { CommandWaiters } from './command-waiters.js';
 import { DEFAULT_RESPONSE_TIMEOUT_S, DEFAULT_TTL_S } from './command-schemas.js';
 import { nextState, type CommandState } from '../../lib/command-states.js';
@@ -139,8 +140,46 @@ type Resolved = {
   digest: string;
 };
 
+/** A create's outcome, or why its statement failed. */
+type Settled = { ok: true; outcome: CreateOutcome } | { ok: false; error: unknown };
+
 export function createCommandService(deps: CommandServiceDeps) {
   const { pool, commands, devices, audit, clock } = deps;
+
+  /**
+   * The creates of one turn of the event loop go to Postgres together: one
+   * statement for the first create of each device, then one for the second,
+   * and so on, so that one device's creates keep their order. A statement
+   * that fails is tried again create by create, so that one create's error
+   * is its own.
+   */
+  const createInTurn = createTurnBatcher<NewCommand, Settled>(async (batch) => {
+    const settled: Settled[] = new Array(batch.length);
+    const rounds: number[][] = [];
+    const seen = new Map<string, number>();
+    batch.forEach((command, index) => {
+      const round = seen.get(command.deviceId) ?? 0;
+      seen.set(command.deviceId, round + 1);
+      (rounds[round] ??= []).push(index);
+    });
+    for (const round of rounds) {
+      try {
+        const outcomes = await commands.createMany(pool, round.map((index) => batch[index] as NewCommand));
+        round.forEach((index, position) => (settled[index] = { ok: true, outcome: outcomes[position] as CreateOutcome }));
+      } catch (error) {
+        if (round.length === 1) {
+          settled[round[0] as number] = { ok: false, error };
+          continue;
+        }
+        const alone = await Promise.allSettled(round.map((index) => commands.create(pool, batch[index] as NewCommand)));
+        round.forEach((index, position) => {
+          const result = alone[position] as PromiseSettledResult<CreateOutcome>;
+          settled[index] = result.status === 'fulfilled' ? { ok: true, outcome: result.value } : { ok: false, error: result.reason };
+        });
+      }
+    }
+    return settled;
+  });
 
   /** The request with its defaults, and its digest; 400 for a reply timeout while replies are off. */
   function resolve(input: CommandInput, field: (name: string) => string): Resolved {
@@ -166,7 +205,7 @@ export function createCommandService(deps: CommandServiceDeps) {
     { request, digest }: Resolved,
     options: { source: CommandSource; idempotencyKey: string | null; tenantId: string | null; audit: NewCommand['audit'] },
   ): Promise<Created> {
-    const outcome = await commands.create(pool, {
+    const settled = await createInTurn({
       id: randomUUID(),
       tenantId: options.tenantId,
       deviceId,
@@ -181,6 +220,8 @@ export function createCommandService(deps: CommandServiceDeps) {
       maxUnfinished: deps.maxPendingPerDevice,
       audit: options.audit,
     });
+    if (!settled.ok) throw settled.error;
+    const { outcome } = settled;
     switch (outcome.kind) {
       case 'created':
         return { command: outcome.command, created: true };

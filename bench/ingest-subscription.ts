@@ -22,7 +22,8 @@ import { median, seedBenchTenant, startServer, type Server } from './support.js'
 
 const run = promisify(execFile);
 const TENANT = 'bench-subscribe';
-const DEVICES = 100;
+/** Devices publishing (BENCH_SUBSCRIPTION_DEVICES), each one message at a time; fewer devices means more of each device's messages wait behind one another. */
+const DEVICES = Number(process.env.BENCH_SUBSCRIPTION_DEVICES ?? 100);
 /** Messages published and not yet produced by the service, at most: keeps the broker's queues (and memory) bounded. */
 const WINDOW = Number(process.env.BENCH_SUBSCRIPTION_WINDOW ?? 20_000);
 const SALT = randomBytes(8).toString('hex').toUpperCase();
@@ -102,9 +103,7 @@ export async function startSubscriptionBench(options: { databaseUrl: string; env
       )
     : null;
   const clients: MqttClient[] = [];
-  for (const id of devices) {
-    await mosquitto('user', id, password);
-  }
+  await mosquitto('users', password, ...devices);
   for (const id of devices) {
     clients.push(await mqtt.connectAsync(url, { protocolVersion: 5, clientId: id, username: id, password, reconnectPeriod: 0 }));
   }

@@ -9,6 +9,7 @@
 #   scripts/mosquitto.sh purge            stop, then delete MOSQUITTO_HOME_DIR
 #   scripts/mosquitto.sh status           exit 0 when it is running
 #   scripts/mosquitto.sh user NAME PASS   add or change a user (a device: NAME = its id); the broker reloads
+#   scripts/mosquitto.sh users PASS NAME...  the same for several users with one password, one reload
 #
 # Who may do what (the ACL file, as the EMQX authorization of the product):
 #   - the service identity (MOSQUITTO_SERVICE_USER) may only read
@@ -124,8 +125,17 @@ case "${1:-}" in
     mosquitto_passwd -b "$home/passwd" "$2" "$3" 2>/dev/null
     if running; then kill -HUP "$(cat "$pidfile")"; fi
     ;;
+  users)
+    [[ $# -ge 3 ]] || { echo "usage: $0 users PASSWORD NAME..." >&2; exit 2; }
+    mkdir -p "$home"
+    [[ -f $home/passwd ]] || install -m 600 /dev/null "$home/passwd"
+    password=$2
+    shift 2
+    for name in "$@"; do mosquitto_passwd -b "$home/passwd" "$name" "$password" 2>/dev/null; done
+    if running; then kill -HUP "$(cat "$pidfile")"; fi
+    ;;
   *)
-    echo "usage: $0 start|stop|purge|status|user NAME PASSWORD" >&2
+    echo "usage: $0 start|stop|purge|status|user NAME PASSWORD|users PASSWORD NAME..." >&2
     exit 2
     ;;
 esac

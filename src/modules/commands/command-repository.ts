@@ -362,7 +362,7 @@ export function createCommandRepository() {
    * judges it alone. Answers one outcome per command, in order.
    */
   async function createMany(db: Queryable, commands: readonly NewCommand[]): Promise<CreateOutcome[]> {
-    if (new Set(commands.map((command) => command.deviceId)).size !== commands.length) {
+    if (new Set(commands.map((command) => command.deviceId.toLowerCase())).size !== commands.length) {
       throw new Error('createMany takes at most one command per device');
     }
     const column = <T>(pick: (command: NewCommand) => T) => commands.map(pick);

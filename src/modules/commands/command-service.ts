@@ -158,8 +158,10 @@ export function createCommandService(deps: CommandServiceDeps) {
     const rounds: number[][] = [];
     const seen = new Map<string, number>();
     batch.forEach((command, index) => {
-      const round = seen.get(command.deviceId) ?? 0;
-      seen.set(command.deviceId, round + 1);
+      // A UUID in either case names one device.
+      const device = command.deviceId.toLowerCase();
+      const round = seen.get(device) ?? 0;
+      seen.set(device, round + 1);
       (rounds[round] ??= []).push(index);
     });
     for (const round of rounds) {

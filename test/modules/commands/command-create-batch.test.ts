@@ -69,11 +69,12 @@ describe('creates made together', () => {
     const devices = await newDevices(20);
     const busy = devices[0] as string;
     statements.length = 0;
-    const calls = [...devices.map((device, i) => ({ device, name: `n${i}` })), { device: busy, name: 'second' }, { device: busy, name: 'third' }];
+    // The third names the device in capitals: the same device.
+    const calls = [...devices.map((device, i) => ({ device, name: `n${i}` })), { device: busy, name: 'second' }, { device: busy.toUpperCase(), name: 'third' }];
     const results = await Promise.all(calls.map(({ device, name }) => service.create(ROOT, device, { name }, null)));
     assert.deepEqual(
       results.map((result) => [result.created, result.command.device_id, result.command.name]),
-      calls.map(({ device, name }) => [true, device, name]),
+      calls.map(({ device, name }) => [true, device.toLowerCase(), name]),
     );
     assert.equal(statements.length, 3, statements.join('\n'));
     const { rows } = await pool.query<{ name: string }>('SELECT name FROM commands WHERE device_id = $1 ORDER BY seq', [busy]);

@@ -1,4 +1,5 @@
 import calculateSlot from 'cluster-key-slot';
+import type { Settled } from '../lib/turn-batcher.js';
 import type { RedisConnection } from './redis.js';
 
 /**
@@ -35,8 +36,6 @@ export function bySlot<T>(redis: RedisConnection, items: readonly T[], keyOf: (i
   return [...groups.values()];
 }
 
-export type SlotOutcome<R> = { readonly ok: true; readonly value: R } | { readonly ok: false; readonly error: unknown };
-
 /**
  * `run` once per group of `bySlot`, the groups side by side; each item gets
  * the answer `run` gave it (one per item of the group, in order), or the
@@ -47,9 +46,9 @@ export async function perSlot<T, R>(
   items: readonly T[],
   keyOf: (item: T) => string,
   run: (group: T[]) => Promise<readonly R[]>,
-): Promise<SlotOutcome<R>[]> {
+): Promise<Settled<R>[]> {
   const indexed = items.map((item, index) => ({ item, index }));
-  const outcomes: SlotOutcome<R>[] = [];
+  const outcomes: Settled<R>[] = [];
   await Promise.all(
     bySlot(redis, indexed, ({ item }) => keyOf(item)).map(async (group) => {
       try {

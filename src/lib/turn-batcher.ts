@@ -7,6 +7,12 @@
  */
 export type TurnBatcher<I, O> = (input: I) => Promise<O>;
 
+/**
+ * What one entry of a batch came to, for a `runMany` whose entries fail
+ * separately (the caller throws `error` for its own entry).
+ */
+export type Settled<R> = { readonly ok: true; readonly value: R } | { readonly ok: false; readonly error: unknown };
+
 interface Call<I, O> {
   input: I;
   resolve(output: O): void;

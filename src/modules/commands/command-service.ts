@@ -11,7 +11,7 @@ import type { AuditRepository } from '../audit/audit-repository.js';
 import type { DeviceRepository, DeviceRow } from '../devices/device-repository.js';
 import { findVisibleDevice } from '../devices/device-service.js';
 import type { CommandRepository, CommandRow, CommandSource, CreateOutcome, NewCommand, TransitionedRow } from './command-repository.js';
-import { createTurnBatcher } from '../../lib/turn-batcher.js';
+import { createTurnBatcher, type Settled } from '../../lib/turn-batcher.js';
 import type { CommandWaiters } from './command-waiters.js';
 import { DEFAULT_RESPONSE_TIMEOUT_S, DEFAULT_TTL_S } from './command-schemas.js';
 import { nextState, type CommandState } from '../../lib/command-states.js';
@@ -140,9 +140,6 @@ type Resolved = {
   digest: string;
 };
 
-/** A create's outcome, or why its statement failed. */
-type Settled = { ok: true; outcome: CreateOutcome } | { ok: false; error: unknown };
-
 export function createCommandService(deps: CommandServiceDeps) {
   const { pool, commands, devices, audit, clock } = deps;
 
@@ -153,8 +150,8 @@ export function createCommandService(deps: CommandServiceDeps) {
    * that fails is tried again create by create, so that one create's error
    * is its own.
    */
-  const createInTurn = createTurnBatcher<NewCommand, Settled>(async (batch) => {
-    const settled: Settled[] = new Array(batch.length);
+  const createInTurn = createTurnBatcher<NewCommand, Settled<CreateOutcome>>(async (batch) => {
+    const settled: Settled<CreateOutcome>[] = new Array(batch.length);
     const rounds: number[][] = [];
     const seen = new Map<string, number>();
     batch.forEach((command, index) => {
@@ -167,7 +164,7 @@ export function createCommandService(deps: CommandServiceDeps) {
     for (const round of rounds) {
       try {
         const outcomes = await commands.createMany(pool, round.map((index) => batch[index] as NewCommand));
-        round.forEach((index, position) => (settled[index] = { ok: true, outcome: outcomes[position] as CreateOutcome }));
+        round.forEach((index, position) => (settled[index] = { ok: true, value: outcomes[position] as CreateOutcome }));
       } catch (error) {
         if (round.length === 1) {
           settled[round[0] as number] = { ok: false, error };
@@ -176,7 +173,7 @@ export function createCommandService(deps: CommandServiceDeps) {
         const alone = await Promise.allSettled(round.map((index) => commands.create(pool, batch[index] as NewCommand)));
         round.forEach((index, position) => {
           const result = alone[position] as PromiseSettledResult<CreateOutcome>;
-          settled[index] = result.status === 'fulfilled' ? { ok: true, outcome: result.value } : { ok: false, error: result.reason };
+          settled[index] = result.status === 'fulfilled' ? { ok: true, value: result.value } : { ok: false, error: result.reason };
         });
       }
     }
@@ -223,7 +220,7 @@ export function createCommandService(deps: CommandServiceDeps) {
       audit: options.audit,
     });
     if (!settled.ok) throw settled.error;
-    const { outcome } = settled;
+    const outcome = settled.value;
     switch (outcome.kind) {
       case 'created':
         return { command: outcome.command, created: true };

@@ -42,6 +42,16 @@ listening() {
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
 }
 
+# add_users PASSWORD NAME...: each NAME with that password in the password file; a running broker reloads once.
+add_users() {
+  local password=$1 name
+  shift
+  mkdir -p "$home"
+  [[ -f $home/passwd ]] || install -m 600 /dev/null "$home/passwd"
+  for name in "$@"; do mosquitto_passwd -b "$home/passwd" "$name" "$password" 2>/dev/null; done
+  if running; then kill -HUP "$(cat "$pidfile")"; fi
+}
+
 write_config() {
   mkdir -p "$home/data"
   cat >"$home/mosquitto.conf" <<EOF
@@ -120,19 +130,11 @@ case "${1:-}" in
     ;;
   user)
     [[ $# -eq 3 ]] || { echo "usage: $0 user NAME PASSWORD" >&2; exit 2; }
-    mkdir -p "$home"
-    [[ -f $home/passwd ]] || install -m 600 /dev/null "$home/passwd"
-    mosquitto_passwd -b "$home/passwd" "$2" "$3" 2>/dev/null
-    if running; then kill -HUP "$(cat "$pidfile")"; fi
+    add_users "$3" "$2"
     ;;
   users)
     [[ $# -ge 3 ]] || { echo "usage: $0 users PASSWORD NAME..." >&2; exit 2; }
-    mkdir -p "$home"
-    [[ -f $home/passwd ]] || install -m 600 /dev/null "$home/passwd"
-    password=$2
-    shift 2
-    for name in "$@"; do mosquitto_passwd -b "$home/passwd" "$name" "$password" 2>/dev/null; done
-    if running; then kill -HUP "$(cat "$pidfile")"; fi
+    add_users "$2" "${@:3}"
     ;;
   *)
     echo "usage: $0 start|stop|purge|status|user NAME PASSWORD|users PASSWORD NAME..." >&2

@@ -24,6 +24,16 @@ async function buffersOf(pool: pg.Pool, sql: string, values: unknown[]): Promise
   return (plan?.['Shared Hit Blocks'] ?? 0) + (plan?.['Shared Read Blocks'] ?? 0);
 }
 
+/** A new device of a new tenant. */
+async function newDevice(ctx: TestContext): Promise<string> {
+  const seeder = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
+  try {
+    return await seeder.device(await seeder.tenant());
+  } finally {
+    await seeder.close();
+  }
+}
+
 /** Rows of `commands` read by table scans so far, with this connection's own counts flushed first. */
 async function rowsScanned(client: pg.PoolClient): Promise<number> {
   // The flush happens once the connection is idle, after this statement.
@@ -48,13 +58,7 @@ describe('the queue-head trigger on a connection older than the table', () => {
   });
 
   it('reads only the queue of the device it changes after the table has grown, without an ANALYZE in between', async () => {
-    const seeder = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
-    let device: string;
-    try {
-      device = await seeder.device(await seeder.tenant());
-    } finally {
-      await seeder.close();
-    }
+    const device = await newDevice(ctx);
     const create = (db: pg.PoolClient) =>
       commands.create(db, {
         id: randomUUID(),
@@ -112,13 +116,7 @@ describe('the heads of device queues', () => {
 
   /** A new device, and the commands feature wired as a replica wires it. */
   async function deviceAndReplica() {
-    const seeder = createDeviceSeeder(ctx.db.url, { topicPrefix: ctx.config.kafka.topicPrefix });
-    let device: string;
-    try {
-      device = await seeder.device(await seeder.tenant());
-    } finally {
-      await seeder.close();
-    }
+    const device = await newDevice(ctx);
     const wiring = ctx.wiring();
     return { device, replica: wireCommands({ ...wiring, topics: wireTopics(wiring) }) };
   }

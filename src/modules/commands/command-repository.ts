@@ -391,7 +391,7 @@ export function createCommandRepository() {
             AND NOT EXISTS (SELECT 1 FROM existing e WHERE e.request_position = r.position)
             AND commands_unfinished(d.id) < r.max_unfinished
           ORDER BY r.position
-         ON CONFLICT (tenant_id, device_id, idempotency_key) DO NOTHING
+         ON CONFLICT (tenant_id, device_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING *
        ),
        recorded AS (

@@ -3,7 +3,7 @@ import { createAuditRepository } from '../modules/audit/audit-repository.js';
 import { createCommandDispatcher, DEFAULT_DISPATCHER_OPTIONS } from '../modules/commands/command-dispatcher.js';
 import { createCommandEventHandlers } from '../modules/commands/command-events.js';
 import { createCommandMetrics } from '../modules/commands/command-metrics.js';
-import { createCommandRepository, type CommandRow, type TransitionedRow } from '../modules/commands/command-repository.js';
+import { createCommandRepository, type CommandChange } from '../modules/commands/command-repository.js';
 import { createCommandRequestHandler } from '../modules/commands/command-requests.js';
 import { createCommandService } from '../modules/commands/command-service.js';
 import { createCommandStatusOutbox } from '../modules/commands/command-status-outbox.js';
@@ -44,7 +44,7 @@ export function wireCommands(deps: WiringContext & { topics: Topics }) {
   });
   const waiters = createCommandWaiters({ db: pool, commands, pollMs: WAIT_POLL_MS });
   // Declared before the parts that report changes, and told of each after its commit.
-  function changed(rows: readonly (CommandRow | TransitionedRow)[]) {
+  function changed(rows: readonly CommandChange[]) {
     for (const row of rows) metrics.entered(row.state);
     waiters.changed(rows);
     outbox.nudge();

@@ -4,7 +4,7 @@ import type { Clock } from '../../lib/clock.js';
 import type { EmqxEvent, EventHandler, EventOutcome } from '../../lib/emqx-event.js';
 import { isCommandId, isDeviceId } from '../../lib/identifiers.js';
 import { commandRepliesTopic, commandsTopic } from '../../lib/mqtt-topics.js';
-import type { CommandRepository, Transition, TransitionedRow } from './command-repository.js';
+import type { CommandChange, CommandRepository, Transition } from './command-repository.js';
 import type { CommandMetrics } from './command-metrics.js';
 import { MAX_PARAMS_BYTES } from './command-schemas.js';
 import { createTurnBatcher } from '../../lib/turn-batcher.js';
@@ -69,7 +69,7 @@ export interface CommandEventsDeps {
   commands: CommandRepository;
   clock: Clock;
   metrics: CommandMetrics;
-  changed(rows: readonly TransitionedRow[]): void;
+  changed(rows: readonly CommandChange[]): void;
   /** The device subscribed to its command topic and has queued commands. */
   subscribed(deviceId: string): void;
 }
@@ -114,7 +114,7 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
    * same turn of the event loop move their commands in one statement.
    */
   function batchOf(change: (at: Date) => Transition, skipLostMessage: boolean) {
-    return createTurnBatcher<Named, TransitionedRow | null>((named) =>
+    return createTurnBatcher<Named, CommandChange | null>((named) =>
       commands.transitionNamedMany(pool, named, change(new Date(clock())), {
         messageIds: Object.fromEntries(named.map((entry) => [entry.commandId, entry.emqxMessageId])),
         skipLostMessage,
@@ -131,7 +131,7 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
   function deliveryHandler(
     name: string,
     change: ((event: z.output<typeof deliveryEventSchema>, at: Date) => (Transition & { when?: (param: (value: unknown) => string) => string }) | null) | null,
-    batched: ((named: Named) => Promise<TransitionedRow | null>) | null,
+    batched: ((named: Named) => Promise<CommandChange | null>) | null,
   ): EventHandler {
     return async (raw: EmqxEvent) => {
       const parsed = deliveryEventSchema.safeParse(raw);

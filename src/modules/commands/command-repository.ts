@@ -56,6 +56,9 @@ export interface TransitionedRow extends CommandRow {
   previous_state: CommandState;
 }
 
+/** What the rest of the service is told of a command that changed: which one, and where it now stands. */
+export type CommandChange = Pick<CommandRow, 'id' | 'state' | 'finished_at'>;
+
 /** One record for commands.status.{tenant}, waiting in the outbox. */
 export interface StatusRecordRow {
   id: string;
@@ -153,6 +156,23 @@ const columns = (alias: string) =>
     .join(', ');
 
 const COLUMNS = columns('commands');
+
+/**
+ * What a transition reads back: the whole command (MOVED_ROWS), or only the
+ * change (MOVED_CHANGES) for the delivery events, which need no more: the
+ * two events of every command would otherwise read back its params (up to
+ * 64 KiB) and nine timestamps each. Either way the status record is
+ * written from the columns it needs.
+ */
+interface MovedShape {
+  returning: string;
+  select: string;
+}
+const MOVED_ROWS: MovedShape = { returning: `${columns('c')}, p.state AS previous_state`, select: '*' };
+const MOVED_CHANGES: MovedShape = {
+  returning: 'c.id, c.tenant_id, c.device_id, c.name, c.state, c.reason, c.idempotency_key, c.job_id, c.updated_at, c.finished_at, c.seq, p.state AS previous_state',
+  select: 'id, state, finished_at',
+};
 /** Column names a transition may set (they are written into the SQL, so only these). */
 const SETTABLE = new Set(['emqx_message_id', 'sent_at', 'delivered_at', 'acked_at', 'reply_due_at', 'reply_status', 'reply_result', 'replied_at', 'last_error']);
 
@@ -231,12 +251,13 @@ export function createCommandRepository() {
    * statement per state the event leads to. Only commands still in a state
    * the event moves change: whatever else happened to them meanwhile wins.
    */
-  async function transition(
+  async function transition<Moved extends CommandChange = TransitionedRow>(
     db: Queryable,
     selectSql: (param: (value: unknown) => string, movable: string, movableOfC: string) => string,
     change: Transition,
-  ): Promise<TransitionedRow[]> {
-    const moved: TransitionedRow[] = [];
+    shape: MovedShape = MOVED_ROWS,
+  ): Promise<Moved[]> {
+    const moved: Moved[] = [];
     for (const { to, from } of movesOf(change.event)) {
       const values: unknown[] = [];
       const param = (value: unknown) => {
@@ -255,19 +276,19 @@ export function createCommandRepository() {
         }
       }
       sets.push(...(change.setsSql?.(param) ?? []));
-      const { rows } = await db.query<TransitionedRow>(
+      const { rows } = await db.query<Moved>(
         `WITH previous AS (${select}),
          changed AS (
            UPDATE commands c SET ${sets.join(', ')}
              FROM previous p
             WHERE c.id = p.id AND ${variantsSql(from, 'p.')}
-           RETURNING ${columns('c')}, p.state AS previous_state
+           RETURNING ${shape.returning}
          ),
          recorded AS (
            ${OUTBOX_INSERT}
            SELECT id, tenant_id, device_id, name, state, previous_state, reason, idempotency_key, job_id, updated_at FROM changed
          )
-         SELECT * FROM changed ORDER BY seq::bigint`,
+         SELECT ${shape.select} FROM changed ORDER BY seq::bigint`,
         values,
       );
       moved.push(...rows);
@@ -322,16 +343,16 @@ export function createCommandRepository() {
    * EMQX's message id of its event) fills emqx_message_id where it is
    * missing and, with `skipLostMessage`, leaves a command alone whose lost
    * message the event is about. Answers one entry per target, in order: the
-   * command moved, or null (a repeat, or no such command of that device).
+   * change of the command moved, or null (a repeat, or no such command of that device).
    */
   async function transitionNamedMany(
     db: Queryable,
     targets: readonly { deviceId: string; commandId: string }[],
     change: Transition,
     options: { messageIds: Readonly<Record<string, string | null>>; skipLostMessage: boolean },
-  ): Promise<(TransitionedRow | null)[]> {
+  ): Promise<(CommandChange | null)[]> {
     const messageIds = JSON.stringify(options.messageIds);
-    const rows = await transition(
+    const rows = await transition<CommandChange>(
       db,
       (param, _movable, movableOfC) => {
         const lost = options.skipLostMessage ? ` AND COALESCE(c.lost_message_id <> (${param(messageIds)}::jsonb ->> c.id::text), true)` : '';
@@ -345,6 +366,7 @@ export function createCommandRepository() {
         ...change,
         setsSql: (param) => [...(change.setsSql?.(param) ?? []), `emqx_message_id = COALESCE(c.emqx_message_id, ${param(messageIds)}::jsonb ->> c.id::text)`],
       },
+      MOVED_CHANGES,
     );
     const byId = new Map(rows.map((row) => [row.id, row]));
     // A command named twice moved once: the first naming gets it.

@@ -3,7 +3,7 @@ import { EmqxApiError, type EmqxApi, type EmqxBulkItemResult, type EmqxPublishRe
 import type { Clock } from '../../lib/clock.js';
 import { commandRepliesTopic, commandsTopic } from '../../lib/mqtt-topics.js';
 import { createPeriodic, type PeriodicLogger } from '../../lib/periodic.js';
-import type { ClaimedRow, CommandRepository, CommandRow, TransitionedRow } from './command-repository.js';
+import type { ClaimedRow, CommandChange, CommandRepository, CommandRow } from './command-repository.js';
 import type { CommandMetrics } from './command-metrics.js';
 
 export interface DispatcherOptions {
@@ -68,7 +68,7 @@ export function createCommandDispatcher(deps: {
   emqx: Pick<EmqxApi, 'publish' | 'publishBulk'>;
   clock: Clock;
   metrics: CommandMetrics;
-  changed(rows: readonly TransitionedRow[]): void;
+  changed(rows: readonly CommandChange[]): void;
   log: PeriodicLogger;
   options: DispatcherOptions;
 }): CommandDispatcher {
@@ -85,8 +85,8 @@ export function createCommandDispatcher(deps: {
     return Math.round(delay * (0.8 + Math.random() * 0.4));
   }
 
-  function changed(rows: readonly TransitionedRow[] | TransitionedRow | null) {
-    const list = rows === null ? [] : Array.isArray(rows) ? rows : [rows as TransitionedRow];
+  function changed(rows: readonly CommandChange[] | CommandChange | null) {
+    const list = rows === null ? [] : Array.isArray(rows) ? rows : [rows as CommandChange];
     if (list.length > 0) deps.changed(list);
   }
 

@@ -159,9 +159,9 @@ const COLUMNS = columns('commands');
 
 /**
  * What a transition reads back: the whole command (MOVED_ROWS), or only the
- * change (MOVED_CHANGES) for the delivery events, which need no more: the
- * two events of every command would otherwise read back its params (up to
- * 64 KiB) and nine timestamps each. Either way the status record is
+ * change (MOVED_CHANGES) for the publish answers and delivery events,
+ * which need no more: the three of every command would otherwise read back
+ * its params (up to 64 KiB) and nine timestamps each. Either way the status record is
  * written from the columns it needs.
  */
 interface MovedShape {
@@ -751,10 +751,10 @@ export function createCommandRepository() {
      * before this answer came) keep their state; they get the id and sent_at
      * they lack, and their lease ends.
      */
-    async markPublished(db: Queryable, items: readonly { id: string; emqxMessageId: string | null }[], at: Date): Promise<TransitionedRow[]> {
+    async markPublished(db: Queryable, items: readonly { id: string; emqxMessageId: string | null }[], at: Date): Promise<CommandChange[]> {
       const ids = items.map((item) => item.id);
       const messageIds = JSON.stringify(Object.fromEntries(items.map((item) => [item.id, item.emqxMessageId])));
-      const moved = await transition(
+      const moved = await transition<CommandChange>(
         db,
         (param, movable) => `SELECT id, state, reason FROM commands WHERE id = ANY(${param(ids)}::uuid[]) AND ${movable} ORDER BY id FOR UPDATE`,
         {
@@ -764,6 +764,7 @@ export function createCommandRepository() {
           sets: { value: { sent_at: at, last_error: null } },
           setsSql: (param) => [`emqx_message_id = COALESCE(c.emqx_message_id, ${param(messageIds)}::jsonb ->> c.id::text)`],
         },
+        MOVED_CHANGES,
       );
       if (moved.length < items.length) {
         const movedIds = new Set(moved.map((row) => row.id));

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import { withTransaction, type Queryable } from '../../infra/transaction.js';
@@ -191,7 +191,7 @@ export function createCommandService(deps: CommandServiceDeps) {
       ttl_s: input.ttl_s ?? DEFAULT_TTL_S,
       response_timeout_s: deps.repliesEnabled ? (input.response_timeout_s ?? DEFAULT_RESPONSE_TIMEOUT_S) : null,
     };
-    return { request, digest: createHash('sha256').update(canonicalJson(request)).digest('base64url') };
+    return { request, digest: hash('sha256', canonicalJson(request), 'base64url') };
   }
 
   /**

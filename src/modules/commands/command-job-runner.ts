@@ -3,7 +3,7 @@ import type { Pool } from 'pg';
 import { withTransaction, type Queryable } from '../../infra/transaction.js';
 import type { Clock } from '../../lib/clock.js';
 import { createPeriodic, type PeriodicLogger } from '../../lib/periodic.js';
-import type { CommandRepository, CommandRow, TransitionedRow } from './command-repository.js';
+import type { CommandChange, CommandRepository, CommandRow } from './command-repository.js';
 import type { CommandJobRepository, CommandJobRow, TargetOutcome } from './command-job-repository.js';
 
 /** A job's commands are made in batches of its rate × this (each batch one transaction), so its rate holds within a fraction of a second. */
@@ -24,7 +24,7 @@ export interface CommandJobRunnerDeps {
   retentionDays: number;
   intervalMs: number;
   /** Told of committed command state changes (new commands included). */
-  changed(rows: readonly (CommandRow | TransitionedRow)[]): void;
+  changed(rows: readonly CommandChange[]): void;
   log: PeriodicLogger;
 }
 

@@ -9,7 +9,7 @@ import { BadRequestError, ConflictError, NotFoundError } from '../../lib/errors.
 import { isCommandId, nameIds, repeatedIds } from '../../lib/identifiers.js';
 import { parseCursor, toPage, type Page, type PageKey } from '../../lib/pagination.js';
 import type { AuditRepository } from '../audit/audit-repository.js';
-import type { CommandRepository, TransitionedRow } from './command-repository.js';
+import type { CommandChange, CommandRepository, TransitionedRow } from './command-repository.js';
 import { DEFAULT_RESPONSE_TIMEOUT_S, DEFAULT_TTL_S } from './command-schemas.js';
 import { assertTenantVisible } from '../tenants/tenant-service.js';
 import type { TenantRepository } from '../tenants/tenant-repository.js';
@@ -87,7 +87,7 @@ export interface CommandJobServiceDeps {
   clock: Clock;
   repliesEnabled: boolean;
   /** Told of committed command state changes. */
-  changed(rows: readonly TransitionedRow[]): void;
+  changed(rows: readonly CommandChange[]): void;
   /** A job can make commands now. */
   nudge(): void;
 }

@@ -15,7 +15,10 @@ export type EffectHandler = (effect: ChangeEffect) => Promise<void>;
 export interface ChangeEffects extends Periodic {
   /** Works through what is due now (after the run under way, if any: one run for every caller meanwhile); resolves when that run ends. */
   runDue(): Promise<void>;
-  /** Does what is due now for these devices only (a change just committed), whatever else waits. */
+  /**
+   * Does what is due now for these devices only (a change just committed),
+   * whatever else waits, and waits for their effects this replica's worker is already doing.
+   */
   runFor(deviceIds: readonly string[]): Promise<void>;
 }
 
@@ -61,15 +64,41 @@ export function createChangeEffects(deps: {
     }
   }
 
+  /** Attempts under way on this replica, by device. */
+  const underWay = new Map<string, Set<Promise<boolean>>>();
+
+  function tracked(effect: ChangeEffect): Promise<boolean> {
+    const run = attempt(effect);
+    let runs = underWay.get(effect.deviceId);
+    if (!runs) underWay.set(effect.deviceId, (runs = new Set()));
+    runs.add(run);
+    const settled = () => {
+      runs.delete(run);
+      if (runs.size === 0 && underWay.get(effect.deviceId) === runs) underWay.delete(effect.deviceId);
+    };
+    run.then(settled, settled);
+    return run;
+  }
+
   async function runOnce(deviceIds?: readonly string[]) {
     for (;;) {
       const due = await deps.claim(CLAIM_BATCH, LEASE_MS, deviceIds);
-      const done = await Promise.all(due.map(attempt));
+      const done = await Promise.all(due.map(tracked));
       await deps.complete(due.filter((_, index) => done[index]).map((effect) => effect.id));
       if (due.length < CLAIM_BATCH) return;
     }
   }
 
+  /**
+   * Runs the devices' due effects, and waits for those this replica's own
+   * worker took just before (a claim skips what is leased): either way the
+   * effects are done, or failed and due again, when it resolves.
+   */
+  async function runFor(deviceIds: readonly string[]) {
+    await runOnce(deviceIds);
+    await Promise.allSettled(deviceIds.flatMap((deviceId) => [...(underWay.get(deviceId) ?? [])]));
+  }
+
   const running = createPeriodic('change effects', () => runOnce(), deps.intervalMs ?? EFFECTS_INTERVAL_MS, log);
-  return { runDue: () => running.runNow(), runFor: (deviceIds) => runOnce(deviceIds), ...running };
+  return { runDue: () => running.runNow(), runFor, ...running };
 }

@@ -99,4 +99,24 @@ describe('the effects of changes, in Postgres', () => {
     assert.equal((await pool.query('SELECT count(*)::int AS n FROM change_effects WHERE device_id = $1', [id])).rows[0].n, 0);
     assert.deepEqual([1, 2, 3, 4, 5, 6].map(retryDelayMs), [1000, 2000, 4000, 8000, 10_000, 10_000]);
   });
+
+  it("the effects of a change just committed: done when runFor resolves, also one this replica's worker took first", async () => {
+    const id = await device();
+    await record(id, 'device_updated');
+    const started = Promise.withResolvers<void>();
+    const release = Promise.withResolvers<void>();
+    let done = false;
+    const effects = worker(async () => {
+      started.resolve();
+      await release.promise;
+      done = true;
+    });
+    const periodic = effects.runDue();
+    await started.promise;
+    // The worker holds the effect under its lease: runFor's own claim finds nothing due.
+    const forDevice = effects.runFor([id]).then(() => done);
+    setTimeout(() => release.resolve(), 50);
+    assert.equal(await forDevice, true, 'runFor resolved while the effect was still under way');
+    await periodic;
+  });
 });

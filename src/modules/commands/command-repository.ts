@@ -158,20 +158,18 @@ const columns = (alias: string) =>
 const COLUMNS = columns('commands');
 
 /**
- * What a transition reads back: the whole command (MOVED_ROWS), or only the
- * change (MOVED_CHANGES) for the publish answers and delivery events,
- * which need no more: the three of every command would otherwise read back
- * its params (up to 64 KiB) and nine timestamps each. Either way the status record is
- * written from the columns it needs.
+ * What a transition reads back: the whole command (`rows`), or only the
+ * change (`changes`) for the publish answers and delivery events, which
+ * need no more: the three of every command would otherwise read back its
+ * params (up to 64 KiB) and nine timestamps each. Either way the status
+ * record is written from the columns it needs.
  */
-interface MovedShape {
-  returning: string;
-  select: string;
-}
-const MOVED_ROWS: MovedShape = { returning: `${columns('c')}, p.state AS previous_state`, select: '*' };
-const MOVED_CHANGES: MovedShape = {
-  returning: 'c.id, c.tenant_id, c.device_id, c.name, c.state, c.reason, c.idempotency_key, c.job_id, c.updated_at, c.finished_at, c.seq, p.state AS previous_state',
-  select: 'id, state, finished_at',
+const MOVED = {
+  rows: { returning: `${columns('c')}, p.state AS previous_state`, select: '*' },
+  changes: {
+    returning: 'c.id, c.tenant_id, c.device_id, c.name, c.state, c.reason, c.idempotency_key, c.job_id, c.updated_at, c.finished_at, c.seq, p.state AS previous_state',
+    select: 'id, state, finished_at',
+  },
 };
 /** Column names a transition may set (they are written into the SQL, so only these). */
 const SETTABLE = new Set(['emqx_message_id', 'sent_at', 'delivered_at', 'acked_at', 'reply_due_at', 'reply_status', 'reply_result', 'replied_at', 'last_error']);
@@ -242,6 +240,9 @@ export interface Transition {
   setsSql?: (param: (value: unknown) => string) => readonly string[];
 }
 
+/** The select of a transition (see `transition`). */
+type TransitionSelect = (param: (value: unknown) => string, movable: string, movableOfC: string) => string;
+
 /** Commands and their status outbox, in Postgres. */
 export function createCommandRepository() {
   /**
@@ -250,14 +251,18 @@ export function createCommandRepository() {
    * the event moves, `movableOfC` the same over the alias `c`) and writes one status record per command moved, in one
    * statement per state the event leads to. Only commands still in a state
    * the event moves change: whatever else happened to them meanwhile wins.
+   * Answers the commands moved, or with `readBack` 'changes' only their changes (MOVED).
    */
-  async function transition<Moved extends CommandChange = TransitionedRow>(
+  function transition(db: Queryable, selectSql: TransitionSelect, change: Transition): Promise<TransitionedRow[]>;
+  function transition(db: Queryable, selectSql: TransitionSelect, change: Transition, readBack: 'changes'): Promise<CommandChange[]>;
+  async function transition(
     db: Queryable,
-    selectSql: (param: (value: unknown) => string, movable: string, movableOfC: string) => string,
+    selectSql: TransitionSelect,
     change: Transition,
-    shape: MovedShape = MOVED_ROWS,
-  ): Promise<Moved[]> {
-    const moved: Moved[] = [];
+    readBack: keyof typeof MOVED = 'rows',
+  ): Promise<CommandChange[]> {
+    const shape = MOVED[readBack];
+    const moved: CommandChange[] = [];
     for (const { to, from } of movesOf(change.event)) {
       const values: unknown[] = [];
       const param = (value: unknown) => {
@@ -276,7 +281,7 @@ export function createCommandRepository() {
         }
       }
       sets.push(...(change.setsSql?.(param) ?? []));
-      const { rows } = await db.query<Moved>(
+      const { rows } = await db.query<CommandChange>(
         `WITH previous AS (${select}),
          changed AS (
            UPDATE commands c SET ${sets.join(', ')}
@@ -352,7 +357,7 @@ export function createCommandRepository() {
     options: { messageIds: Readonly<Record<string, string | null>>; skipLostMessage: boolean },
   ): Promise<(CommandChange | null)[]> {
     const messageIds = JSON.stringify(options.messageIds);
-    const rows = await transition<CommandChange>(
+    const rows = await transition(
       db,
       (param, _movable, movableOfC) => {
         const lost = options.skipLostMessage ? ` AND COALESCE(c.lost_message_id <> (${param(messageIds)}::jsonb ->> c.id::text), true)` : '';
@@ -366,7 +371,7 @@ export function createCommandRepository() {
         ...change,
         setsSql: (param) => [...(change.setsSql?.(param) ?? []), `emqx_message_id = COALESCE(c.emqx_message_id, ${param(messageIds)}::jsonb ->> c.id::text)`],
       },
-      MOVED_CHANGES,
+      'changes',
     );
     const byId = new Map(rows.map((row) => [row.id, row]));
     // A command named twice moved once: the first naming gets it.
@@ -754,7 +759,7 @@ export function createCommandRepository() {
     async markPublished(db: Queryable, items: readonly { id: string; emqxMessageId: string | null }[], at: Date): Promise<CommandChange[]> {
       const ids = items.map((item) => item.id);
       const messageIds = JSON.stringify(Object.fromEntries(items.map((item) => [item.id, item.emqxMessageId])));
-      const moved = await transition<CommandChange>(
+      const moved = await transition(
         db,
         (param, movable) => `SELECT id, state, reason FROM commands WHERE id = ANY(${param(ids)}::uuid[]) AND ${movable} ORDER BY id FOR UPDATE`,
         {
@@ -764,7 +769,7 @@ export function createCommandRepository() {
           sets: { value: { sent_at: at, last_error: null } },
           setsSql: (param) => [`emqx_message_id = COALESCE(c.emqx_message_id, ${param(messageIds)}::jsonb ->> c.id::text)`],
         },
-        MOVED_CHANGES,
+        'changes',
       );
       if (moved.length < items.length) {
         const movedIds = new Set(moved.map((row) => row.id));

@@ -74,7 +74,7 @@ export function createChangeEffects(deps: {
     runs.add(run);
     const settled = () => {
       runs.delete(run);
-      if (runs.size === 0 && underWay.get(effect.deviceId) === runs) underWay.delete(effect.deviceId);
+      if (runs.size === 0) underWay.delete(effect.deviceId);
     };
     run.then(settled, settled);
     return run;

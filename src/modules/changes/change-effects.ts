@@ -17,7 +17,7 @@ export interface ChangeEffects extends Periodic {
   runDue(): Promise<void>;
   /**
    * Does what is due now for these devices only (a change just committed),
-   * whatever else waits, and waits for their effects this replica's worker is already doing.
+   * whatever else waits, and waits for this replica's worker's run under way, which may hold them.
    */
   runFor(deviceIds: readonly string[]): Promise<void>;
 }
@@ -64,41 +64,34 @@ export function createChangeEffects(deps: {
     }
   }
 
-  /** Attempts under way on this replica, by device. */
-  const underWay = new Map<string, Set<Promise<boolean>>>();
-
-  function tracked(effect: ChangeEffect): Promise<boolean> {
-    const run = attempt(effect);
-    let runs = underWay.get(effect.deviceId);
-    if (!runs) underWay.set(effect.deviceId, (runs = new Set()));
-    runs.add(run);
-    const settled = () => {
-      runs.delete(run);
-      if (runs.size === 0) underWay.delete(effect.deviceId);
-    };
-    run.then(settled, settled);
-    return run;
-  }
-
   async function runOnce(deviceIds?: readonly string[]) {
     for (;;) {
       const due = await deps.claim(CLAIM_BATCH, LEASE_MS, deviceIds);
-      const done = await Promise.all(due.map(tracked));
+      const done = await Promise.all(due.map(attempt));
       await deps.complete(due.filter((_, index) => done[index]).map((effect) => effect.id));
       if (due.length < CLAIM_BATCH) return;
     }
   }
 
+  /** The worker's run under way, if any: its claim may have leased a device's effects just before runFor's own claim. */
+  let workerRun: Promise<void> | undefined;
+  const running = createPeriodic(
+    'change effects',
+    () => (workerRun = runOnce().finally(() => (workerRun = undefined))),
+    deps.intervalMs ?? EFFECTS_INTERVAL_MS,
+    log,
+  );
+
   /**
-   * Runs the devices' due effects, and waits for those this replica's own
-   * worker took just before (a claim skips what is leased): either way the
-   * effects are done, or failed and due again, when it resolves.
+   * Runs the devices' due effects, then waits for the worker's run under
+   * way (a claim skips what is leased, and the change's own signal starts
+   * one): either way their effects are done, or failed and due again, when
+   * it resolves.
    */
   async function runFor(deviceIds: readonly string[]) {
     await runOnce(deviceIds);
-    await Promise.allSettled(deviceIds.flatMap((deviceId) => [...(underWay.get(deviceId) ?? [])]));
+    await workerRun?.catch(() => undefined);
   }
 
-  const running = createPeriodic('change effects', () => runOnce(), deps.intervalMs ?? EFFECTS_INTERVAL_MS, log);
   return { runDue: () => running.runNow(), runFor, ...running };
 }

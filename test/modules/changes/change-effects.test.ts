@@ -119,4 +119,35 @@ describe('the effects of changes, in Postgres', () => {
     assert.equal(await forDevice, true, 'runFor resolved while the effect was still under way');
     await periodic;
   });
+
+  it("the effects of a change just committed: done when runFor resolves, also while the worker's claim of them is still on its way back", async () => {
+    const id = await device();
+    await record(id, 'device_updated');
+    const leased = Promise.withResolvers<void>();
+    let done = false;
+    const effects = createChangeEffects({
+      async claim(limit, leaseMs, deviceIds) {
+        const claimed = await repository.claimEffects(pool, limit, leaseMs, deviceIds);
+        if (deviceIds === undefined && claimed.length > 0) {
+          // The worker's claim has committed its lease; its answer is still to come.
+          leased.resolve();
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        return claimed;
+      },
+      complete: (ids) => repository.completeEffects(pool, ids),
+      retry: (effectId, delayMs, error) => repository.retryEffect(pool, effectId, delayMs, error),
+      handlers: {
+        kick: async () => undefined,
+        clean_up: async () => {
+          done = true;
+        },
+      },
+      log: silent,
+    });
+    const periodic = effects.runDue();
+    await leased.promise;
+    assert.equal(await effects.runFor([id]).then(() => done), true, 'runFor resolved before the effect the worker had claimed was done');
+    await periodic;
+  });
 });

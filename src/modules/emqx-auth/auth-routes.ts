@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from '../../http/zod-type-provider.js';
 import type { UnusableBody, UnusableBodyCounter } from './auth-metrics.js';
 import { authnBodySchema, authnResponseSchema, authzBodySchema, authzResponseSchema, type AclRule, type AuthnResponse } from './auth-schemas.js';
 import type { AuthnDecision, AuthnService } from './authn-service.js';
+import { andThen } from '../../lib/and-then.js';
 import { commandRepliesTopic, commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
 import type { AuthzService } from './authz-service.js';
 import type { ServiceIdentity } from './service-identity.js';
@@ -140,10 +141,14 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
       errorHandler: denyUnusableBody(unusableBodies.authn),
       logLevel: 'warn',
     },
-    async (request) =>
+    // Not async, like authz: a verification held in memory is answered without
+    // a promise. Measured against the async handler and service (npm run bench,
+    // BENCH_COMPARE, cached authn): CPU per request 14.4 % and 18.2 % lower in
+    // two runs of 10 and 12 paired rounds, 5.6 % higher in a third of 10.
+    (request) =>
       serviceIdentity?.claims(request.body.username)
         ? serviceIdentity.authenticate(request.body.password)
-        : authnResponse(await authn.authenticate(request.body), aclOptions),
+        : andThen(authn.authenticate(request.body), (decision) => authnResponse(decision, aclOptions)),
   );
 
   routes.post(

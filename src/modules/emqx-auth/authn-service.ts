@@ -2,6 +2,7 @@ import { parseApiKeyId } from '../../lib/api-key.js';
 import { QueueFullError, type BoundedQueue } from '../../lib/bounded-queue.js';
 import type { Clock } from '../../lib/clock.js';
 import type { KeyDigest } from '../../lib/key-digest.js';
+import { andThen } from '../../lib/and-then.js';
 import { isDeviceId } from '../../lib/identifiers.js';
 import type { PasswordHasher } from '../../lib/password-hasher.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
@@ -12,6 +13,7 @@ import type { CacheKey, CredentialCache, VerifiedCredential } from './credential
 import type { StoredKey, VerificationRepository } from './verification-repository.js';
 import type { DuplicateClientGuard } from './duplicate-client-guard.js';
 import type { KeyUsageRecorder } from './key-usage.js';
+import type { SessionCredential } from '../sessions/session-store.js';
 
 export interface AuthnRequest {
   readonly clientid: string;
@@ -32,8 +34,12 @@ export type AuthnDecision =
   | { result: 'deny'; reason: string }
   | { result: 'ignore'; reason: string };
 
+/** A decision now, or once a dependency has answered. */
+type Answer = AuthnDecision | Promise<AuthnDecision>;
+
 export interface AuthnService {
-  authenticate(request: AuthnRequest): Promise<AuthnDecision>;
+  /** Synchronous when the answer needs no I/O: a verification and a device held in memory, or a request refused on its face. */
+  authenticate(request: AuthnRequest): Answer;
 }
 
 /** Longer than any key or PSK the registry issues; longer input is refused before any check. */
@@ -269,8 +275,18 @@ export function createAuthnService(deps: {
     return { kind: 'verified', credential, layer: checked.layer };
   }
 
-  /** Everything after the secret is known to be right: expiry, the device as it stands, the duplicate policy. */
-  async function admit(request: AuthnRequest, cacheKey: CacheKey, credential: VerifiedCredential, via: VerifiedVia, fresh: boolean): Promise<AuthnDecision> {
+  /** The device's standing: from memory when held there (and `fresh` is not asked for), else read from Postgres. */
+  function standingNow(deviceId: string, credential: VerifiedCredential, fresh: boolean): Standing | Promise<Standing> {
+    const known = fresh ? undefined : devices.peek(deviceId);
+    return known === undefined ? standingRead(deviceId, credential, fresh) : standingOf(known, credential);
+  }
+
+  /**
+   * Everything after the secret is known to be right: expiry, the device as it
+   * stands, the duplicate policy. Answered at once when all of that is in
+   * memory (a cached verification, the device held, the takeover policy).
+   */
+  function admit(request: AuthnRequest, cacheKey: CacheKey, credential: VerifiedCredential, via: VerifiedVia, fresh: boolean): Answer {
     const deviceId = credential.deviceId;
     // A key past not_after stops working even while its verification is cached.
     // expire_at is whole seconds and EMQX requires it in the future.
@@ -287,34 +303,35 @@ export function createAuthnService(deps: {
     // meanwhile: its device is read again. Cached verifications keep working
     // while Postgres is away (the directory's last word, or none).
     const cached = via === 'memory' || via === 'redis';
-    const known = via === 'argon2' ? undefined : devices.peek(deviceId);
-    const before = known === undefined ? await standingRead(deviceId, credential, via === 'argon2') : standingOf(known, credential);
-    if (before === 'unknown' && !cached) return { result: 'ignore', reason: 'postgres_unavailable' };
-    if (before === 'unusable') return { result: 'deny', reason: 'device_unusable' };
-    if (before === 'void') return again(request, cacheKey, fresh);
+    return andThen(standingNow(deviceId, credential, via === 'argon2'), (before) => {
+      if (before === 'unknown' && !cached) return { result: 'ignore', reason: 'postgres_unavailable' };
+      if (before === 'unusable') return { result: 'deny', reason: 'device_unusable' };
+      if (before === 'void') return again(request, cacheKey, fresh);
 
-    const duplicate = await duplicates.check(deviceId, credential.keyId === null ? { kind: 'psk' } : { kind: 'key', keyId: credential.keyId });
-    if (duplicate === 'duplicate' || duplicate === 'connecting') return { result: 'deny', reason: `session_${duplicate}` };
-    if (duplicate === 'unknown') return { result: 'ignore', reason: 'emqx_unavailable' };
-    // The duplicate check may have asked EMQX: a change that landed meanwhile is seen here, before the answer.
-    const now = devices.peek(deviceId);
-    const after = now === undefined ? await standingRead(deviceId, credential, false) : standingOf(now, credential);
-    if (after === 'unusable' || after === 'void') {
-      await duplicates.release(deviceId);
-      return after === 'unusable' ? { result: 'deny', reason: 'device_unusable' } : again(request, cacheKey, fresh);
-    }
-    if (credential.keyId) usage.record(credential.keyId);
-    return { result: 'allow', deviceId, tenantId: credential.tenantId, expireAt, via };
+      const session: SessionCredential = credential.keyId === null ? { kind: 'psk' } : { kind: 'key', keyId: credential.keyId };
+      return andThen(duplicates.check(deviceId, session), (duplicate) => {
+        if (duplicate === 'duplicate' || duplicate === 'connecting') return { result: 'deny', reason: `session_${duplicate}` };
+        if (duplicate === 'unknown') return { result: 'ignore', reason: 'emqx_unavailable' };
+        // The duplicate check may have asked EMQX: a change that landed meanwhile is seen here, before the answer.
+        return andThen(standingNow(deviceId, credential, false), (after) => {
+          if (after === 'unusable' || after === 'void') {
+            return duplicates.release(deviceId).then(() => (after === 'unusable' ? { result: 'deny', reason: 'device_unusable' } : again(request, cacheKey, fresh)));
+          }
+          if (credential.keyId) usage.record(credential.keyId);
+          return { result: 'allow', deviceId, tenantId: credential.tenantId, expireAt, via };
+        });
+      });
+    });
   }
 
   /** The verification was void by the time of the answer: once more, from the stored credential, or ignore if that is overtaken too. */
-  function again(request: AuthnRequest, cacheKey: CacheKey, fresh: boolean): Promise<AuthnDecision> | AuthnDecision {
+  function again(request: AuthnRequest, cacheKey: CacheKey, fresh: boolean): Answer {
     cache.drop(cacheKey);
     if (fresh) return { result: 'ignore', reason: 'credential_changing' };
     return decide(request, true);
   }
 
-  async function decide(request: AuthnRequest, fresh = false): Promise<AuthnDecision> {
+  function decide(request: AuthnRequest, fresh = false): Answer {
     const { clientid, username, password } = request;
     if (clientid !== username) return { result: 'deny', reason: 'clientid_not_username' };
     if (!isDeviceId(username)) return { result: 'deny', reason: 'malformed_device_id' };
@@ -329,15 +346,20 @@ export function createAuthnService(deps: {
       metrics.cache.inc({ layer: 'memory', outcome: credential ? 'hit' : 'miss' });
       if (credential) return admit(request, cacheKey, credential, 'memory', fresh);
     }
+    return verifyThenAdmit(request, cacheKey, fresh);
+  }
 
-    // Concurrent CONNECTs with the same secret share one verification; a
-    // fresh one (the cached verification was void) is not shared with one
-    // that may still return that cached answer.
+  /**
+   * Concurrent CONNECTs with the same secret share one verification; a fresh
+   * one (the cached verification was void) is not shared with one that may
+   * still return that cached answer.
+   */
+  async function verifyThenAdmit(request: AuthnRequest, cacheKey: CacheKey, fresh: boolean): Promise<AuthnDecision> {
     const flightKey = fresh ? `fresh:${cacheKey.memory}` : cacheKey.memory;
     let pending = inFlight.get(flightKey);
     if (!pending) {
       const peer = request.peerhost.slice(0, MAX_PEER_LENGTH);
-      pending = verify(deviceId, password, peer, cacheKey, !fresh).finally(() => inFlight.delete(flightKey));
+      pending = verify(request.username, request.password, peer, cacheKey, !fresh).finally(() => inFlight.delete(flightKey));
       inFlight.set(flightKey, pending);
     }
     const verification = await pending;
@@ -352,8 +374,6 @@ export function createAuthnService(deps: {
   };
 
   return {
-    async authenticate(request) {
-      return counted(await decide(request));
-    },
+    authenticate: (request) => andThen(decide(request), counted),
   };
 }

@@ -12,8 +12,11 @@ export type DuplicateClientPolicy = 'reject' | 'takeover';
 export type DuplicateCheck = 'ok' | 'duplicate' | 'connecting' | 'unknown';
 
 export interface DuplicateClientGuard {
-  /** `credential` is what the CONNECT authenticated with; the session it opens records it. */
-  check(deviceId: string, credential: SessionCredential): Promise<DuplicateCheck>;
+  /**
+   * `credential` is what the CONNECT authenticated with; the session it opens
+   * records it. Answered at once under `takeover`, which has nothing to ask.
+   */
+  check(deviceId: string, credential: SessionCredential): DuplicateCheck | Promise<DuplicateCheck>;
   /** Gives up the claim an `ok` check took (the CONNECT is refused after all). Never rejects. */
   release(deviceId: string): Promise<void>;
 }
@@ -45,7 +48,7 @@ export function createDuplicateClientGuard(deps: {
   const claimTtlMs = deps.claimTtlMs ?? 2000;
 
   return {
-    async check(deviceId, credential) {
+    check(deviceId, credential) {
       return policy === 'takeover' ? 'ok' : checkLive(deviceId, credential);
     },
     async release(deviceId) {

@@ -68,6 +68,7 @@ export interface MqttSubscription {
 }
 
 const DEFAULT_RECONNECT_MIN_MS = 250;
+const ignoreClientLog = () => undefined;
 const DEFAULT_RECONNECT_MAX_MS = 10_000;
 
 function messageIdProperty(packet: IPublishPacket): string | null {
@@ -150,6 +151,10 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
       resubscribe: false,
       properties: { sessionExpiryInterval: options.sessionExpiryS, receiveMaximum: options.receiveMaximum },
       customHandleAcksConcurrent: true,
+      // mqtt.js logs each packet through the \`debug\` module, which allocates
+      // its arguments even when disabled; the subscription's own events are
+      // logged here instead.
+      log: ignoreClientLog,
       customHandleAcksReadNext(next) {
         if (withinMaximum()) next();
         else readNext = next;

@@ -49,6 +49,13 @@ describe('produce batcher', () => {
     assert.deepEqual(await Promise.all(sends), ['broker down', 'broker down', 'ok']);
   });
 
+  it('counts a record by the UTF-8 bytes of its key, value and headers, over a fixed framing', () => {
+    const framing = recordBytes({ key: null, value: null });
+    assert.equal(recordBytes({ key: 'k', value: Buffer.alloc(10) }), framing + 1 + 10);
+    // "é" is two bytes; a header's name counts as well as its value.
+    assert.equal(recordBytes({ value: 'é', headers: { ab: 'cd', raw: Buffer.alloc(3) } }), framing + 2 + (2 + 2) + (3 + 3));
+  });
+
   it('caps a batch by bytes, and refuses a record larger than any batch may be', async () => {
     const { calls, gates, produce } = recorder();
     const big = (n: number) => ({ topic: 'a', message: { key: `k${n}`, value: 'x'.repeat(300) } });

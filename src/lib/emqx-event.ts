@@ -1,12 +1,20 @@
-import { z } from 'zod';
-
 /**
  * One EMQX rule-engine event, as the HTTP action sends it (docs/emqx-contract.md §C):
  * the rule's SELECT output as JSON. Only `event` is common to all; each handler
  * validates the fields it needs.
  */
-export const emqxEventSchema = z.looseObject({ event: z.string().min(1).max(64) });
-export type EmqxEvent = z.output<typeof emqxEventSchema> & Record<string, unknown>;
+export type EmqxEvent = { readonly event: string } & Record<string, unknown>;
+
+/**
+ * A JSON object naming its event in 1 to 64 characters. Checked by hand, not
+ * with a schema: it runs for every telemetry message, and a loose object
+ * schema copies every field of the event to answer.
+ */
+export function isEmqxEvent(value: unknown): value is EmqxEvent {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const { event } = value as { event?: unknown };
+  return typeof event === 'string' && event.length >= 1 && event.length <= 64;
+}
 
 /**
  * What a handler tells EMQX: `handled` (2xx, done — including poison messages

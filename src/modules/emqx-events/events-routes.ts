@@ -3,7 +3,7 @@ import type { FastifyPluginAsync, FastifyRequest, FastifySchema } from 'fastify'
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { NAMED_EXAMPLES } from '../../http/openapi.js';
-import { emqxEventSchema, type EmqxEvent, type EventHandlers, type EventOutcome, type UnusableEventSink } from '../../lib/emqx-event.js';
+import { isEmqxEvent, type EventHandlers, type EventOutcome, type UnusableEventSink } from '../../lib/emqx-event.js';
 
 export interface EventsRoutesOptions {
   handlers: EventHandlers;
@@ -37,8 +37,6 @@ function readBounded(stream: IncomingMessage, limit: number): Promise<BoundedBod
     stream.on('error', reject);
   });
 }
-
-const isEvent = (value: unknown): value is EmqxEvent => emqxEventSchema.safeParse(value).success;
 
 const EXAMPLE_DEVICE = '6f1c7c1e-8d0b-4c1e-9a57-0c7a3b9d2f10';
 
@@ -170,7 +168,7 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
     } catch {
       return options.unusable({ reason: 'invalid_event', detail: 'the body is not JSON', body: bytes, size, event: null });
     }
-    if (!isEvent(parsed)) {
+    if (!isEmqxEvent(parsed)) {
       return options.unusable({ reason: 'invalid_event', detail: 'the body is not an object naming its event', body: bytes, size, event: null });
     }
     const handler = handlers.get(parsed.event);

@@ -116,14 +116,20 @@ function checkKey(name: string, path: string, limits: TelemetryLimits) {
 }
 
 interface Flattened {
-  numeric: [string, number][];
-  strings: [string, string][];
-  booleans: [string, boolean][];
+  numeric: Record<string, number>;
+  strings: Record<string, string>;
+  booleans: Record<string, boolean>;
   ignored: string[];
 }
 
+/** Sets an own property, `__proto__` too, where a plain assignment would set the prototype instead. */
+function setOwn<T>(target: Record<string, T>, key: string, value: T) {
+  if (key === '__proto__') Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  else target[key] = value;
+}
+
 function flatten(object: Record<string, unknown>, limits: TelemetryLimits): Flattened {
-  const out: Flattened = { numeric: [], strings: [], booleans: [], ignored: [] };
+  const out: Flattened = { numeric: {}, strings: {}, booleans: {}, ignored: [] };
   let fields = 0;
   const count = () => {
     if (++fields > limits.maxFields) throw new Rejection('too_many_fields', `more than ${limits.maxFields} fields`);
@@ -148,15 +154,15 @@ function flatten(object: Record<string, unknown>, limits: TelemetryLimits): Flat
       if (typeof value === 'number') {
         // JSON has no NaN or Infinity, but a literal like 1e400 parses to
         // Infinity, which JSON.stringify would silently turn into null.
-        if (Number.isFinite(value)) out.numeric.push([path, value]);
+        if (Number.isFinite(value)) setOwn(out.numeric, path, value);
         else out.ignored.push(path);
       } else if (typeof value === 'string') {
         if (value.length * 3 > limits.maxStringBytes && Buffer.byteLength(value, 'utf8') > limits.maxStringBytes) {
           throw new Rejection('string_too_long', `the value of ${JSON.stringify(path)} is longer than ${limits.maxStringBytes} bytes`);
         }
-        out.strings.push([path, value]);
+        setOwn(out.strings, path, value);
       } else if (typeof value === 'boolean') {
-        out.booleans.push([path, value]);
+        setOwn(out.booleans, path, value);
       } else {
         // null and arrays
         out.ignored.push(path);
@@ -238,6 +244,7 @@ export function normalizeTelemetry(input: NormalizeInput, limits: TelemetryLimit
     throw error;
   }
   const timestamp = resolveTimestamp(object, input, limits);
+  const receivedAt = new Date(input.receivedAtMs).toISOString();
   return {
     ok: true,
     point: {
@@ -246,12 +253,11 @@ export function normalizeTelemetry(input: NormalizeInput, limits: TelemetryLimit
       device_id: input.deviceId,
       protocol: 'mqtt',
       message_id: input.messageId,
-      timestamp: new Date(timestamp.ms).toISOString(),
-      received_at: new Date(input.receivedAtMs).toISOString(),
-      // fromEntries defines own properties, so a metric named "__proto__" stays a metric.
-      numeric_values: Object.fromEntries(flat.numeric),
-      string_values: Object.fromEntries(flat.strings),
-      boolean_values: Object.fromEntries(flat.booleans),
+      timestamp: timestamp.ms === input.receivedAtMs ? receivedAt : new Date(timestamp.ms).toISOString(),
+      received_at: receivedAt,
+      numeric_values: flat.numeric,
+      string_values: flat.strings,
+      boolean_values: flat.booleans,
       ignored_fields: flat.ignored,
       timestamp_source: timestamp.source,
     },

@@ -81,6 +81,17 @@ describe('normalizeTelemetry', () => {
     const result = point('{"température":21,"__proto__":{"x":1},"状態":"ok"}');
     assert.deepEqual(JSON.parse(JSON.stringify(result.numeric_values)), { température: 21, '__proto__.x': 1 });
     assert.deepEqual(result.string_values, { 状態: 'ok' });
+    // At the top level too, of each kind: an own property, not the object's prototype.
+    for (const [payload, values] of [
+      ['{"__proto__":5}', 'numeric_values'],
+      ['{"__proto__":"on"}', 'string_values'],
+      ['{"__proto__":true}', 'boolean_values'],
+    ] as const) {
+      const held = point(payload)[values];
+      assert.equal(Object.getPrototypeOf(held), Object.prototype, payload);
+      assert.ok(Object.hasOwn(held, '__proto__'), payload);
+      assert.equal(JSON.stringify(held), `{"__proto__":${payload.slice('{"__proto__":'.length, -1)}}`);
+    }
   });
 
   it('rejects each kind of poison with its reason', () => {

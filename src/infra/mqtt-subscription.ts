@@ -68,8 +68,8 @@ export interface MqttSubscription {
 }
 
 const DEFAULT_RECONNECT_MIN_MS = 250;
-const ignoreClientLog = () => undefined;
 const DEFAULT_RECONNECT_MAX_MS = 10_000;
+const ignoreClientLog = () => undefined;
 
 function messageIdProperty(packet: IPublishPacket): string | null {
   const value = packet.properties?.userProperties?.message_id;
@@ -151,7 +151,7 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
       resubscribe: false,
       properties: { sessionExpiryInterval: options.sessionExpiryS, receiveMaximum: options.receiveMaximum },
       customHandleAcksConcurrent: true,
-      // mqtt.js logs each packet through the \`debug\` module, which allocates
+      // mqtt.js logs each packet through the `debug` module, which allocates
       // its arguments even when disabled; the subscription's own events are
       // logged here instead.
       log: ignoreClientLog,

@@ -5,7 +5,7 @@ import { authnBodySchema, authnResponseSchema, authzBodySchema, authzResponseSch
 import type { AuthnDecision, AuthnService } from './authn-service.js';
 import { andThen } from '../../lib/and-then.js';
 import { commandRepliesTopic, commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
-import type { AuthzService } from './authz-service.js';
+import type { AuthzResult, AuthzService } from './authz-service.js';
 import type { ServiceIdentity } from './service-identity.js';
 
 export interface AuthRoutesOptions {
@@ -45,6 +45,8 @@ export function authnResponse(decision: AuthnDecision, options: { commandReplies
 }
 
 const EXAMPLE_DEVICE = '0b7f3c1e-5d2a-4c8e-9f1a-2b3c4d5e6f70';
+
+const answered = (result: AuthzResult) => ({ result });
 
 /**
  * These answers are built field by field from a decision (authnResponse,
@@ -114,6 +116,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
   const { unusableBodies } = options;
   const serviceIdentity = options.serviceIdentity ?? null;
   const aclOptions = { commandReplies: options.commandReplies ?? false };
+  const respond = (decision: AuthnDecision) => authnResponse(decision, aclOptions);
 
   // logLevel warn: one info line per CONNECT would swamp the log in a reconnect storm.
   routes.post(
@@ -148,7 +151,7 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
     (request) =>
       serviceIdentity?.claims(request.body.username)
         ? serviceIdentity.authenticate(request.body.password)
-        : andThen(authn.authenticate(request.body), (decision) => authnResponse(decision, aclOptions)),
+        : andThen(authn.authenticate(request.body), respond),
   );
 
   routes.post(
@@ -171,9 +174,6 @@ export const authRoutes: FastifyPluginAsync<AuthRoutesOptions> = async (app, opt
     // Not async: a device found in memory is answered without a promise.
     // Measured against an async handler and service: paired median +9.5 %
     // req/s on /emqx/authz (npm run bench, BENCH_COMPARE, 10 rounds).
-    (request) => {
-      const result = authz.authorize(request.body);
-      return typeof result === 'string' ? { result } : result.then((answer) => ({ result: answer }));
-    },
+    (request) => andThen(authz.authorize(request.body), answered),
   );
 };

@@ -1,3 +1,4 @@
+import { andThen } from '../../lib/and-then.js';
 import { isDeviceId } from '../../lib/identifiers.js';
 import { commandRepliesTopic, commandsTopic, telemetryTopic } from '../../lib/mqtt-topics.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
@@ -59,8 +60,7 @@ export function createAuthzService(deps: {
         metrics.authz.inc({ action, result });
         return result;
       };
-      const result = decide(request);
-      return typeof result === 'string' ? counted(result) : result.then(counted);
+      return andThen(decide(request), counted);
     },
   };
 }

@@ -103,7 +103,11 @@ export function createCommandStatusOutbox(deps: {
       const records = await commands.takeStatusRecords(db, options.batch, [...failing]);
       if (records === null) return null;
       const byTenant = new Map<string, StatusRecordRow[]>();
-      for (const row of records) byTenant.set(row.tenant_id, [...(byTenant.get(row.tenant_id) ?? []), row]);
+      for (const row of records) {
+        const rows = byTenant.get(row.tenant_id);
+        if (rows) rows.push(row);
+        else byTenant.set(row.tenant_id, [row]);
+      }
       const outcomes = await Promise.all(
         [...byTenant].map(async ([tenantId, rows]) => {
           try {

@@ -157,6 +157,18 @@ export function createCommandJobRepository() {
       return rows;
     },
 
+    /**
+     * Whether any job has a batch due: one statement outside a transaction,
+     * so that a replica with no job to run asks Postgres once per look
+     * instead of opening a transaction (three round trips) to find none.
+     */
+    async anyDue(db: Queryable): Promise<boolean> {
+      const { rows } = await db.query<{ due: boolean }>(
+        'SELECT EXISTS (SELECT 1 FROM command_jobs WHERE finished_at IS NULL AND next_batch_at <= now()) AS due',
+      );
+      return rows[0]?.due === true;
+    },
+
     /** The job whose next batch is due the longest, locked for this transaction; null when none is due (or all are taken). */
     async lockDue(db: Queryable): Promise<CommandJobRow | null> {
       const { rows } = await db.query<CommandJobRow>(

@@ -106,7 +106,9 @@ export function createCommandJobRunner(deps: CommandJobRunnerDeps) {
   }
 
   async function run() {
-    for (let batches = 0; batches < MAX_BATCHES_PER_RUN && (await step()); batches += 1);
+    if (await jobs.anyDue(pool)) {
+      for (let batches = 0; batches < MAX_BATCHES_PER_RUN && (await step()); batches += 1);
+    }
     if (Date.now() - lastRetention >= RETENTION_EVERY_MS) {
       lastRetention = Date.now();
       await jobs.deleteFinishedBefore(pool, deps.retentionDays, 1000);

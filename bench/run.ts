@@ -20,7 +20,7 @@ import { benchImport, benchJob } from './fleet.js';
 import { createIngestScenario } from './ingest.js';
 import { startSubscriptionBench, type SubscriptionBench } from './ingest-subscription.js';
 import { benchLiveness } from './liveness.js';
-import { deployedEnv, measurePaired, median, printRow, startServer, type LoadSpec, type Server } from './support.js';
+import { deployedEnv, measurePaired, median, printRow, startServer, yardstickMs, type LoadSpec, type Server } from './support.js';
 
 export interface Scenario {
   name: string;
@@ -125,7 +125,8 @@ const app = await startServer('bench/app-server.mjs', env);
 const other = otherService ? await startServer(otherService.script, { ...env, ...otherService.env }, otherService.node) : undefined;
 
 try {
-  console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 4)} s per scenario and side\n`);
+  console.log(`device-link-mqtt bench — ${new Date().toISOString()}, ${ROUNDS} rounds of ${Number(process.env.BENCH_DURATION_S ?? 4)} s per scenario and side`);
+  console.log(`machine yardstick: ${yardstickMs()} ms of CPU for 200,000 JSON round trips (lower is faster; compare absolute figures between runs with it)\n`);
   if (other) {
     const what = [
       COMPARE ? `the build in ${COMPARE}` : 'this build',
@@ -211,6 +212,7 @@ try {
     console.log('');
     for (const line of await benchLiveness(TEST_REDIS_URL, `${env.REDIS_KEY_PREFIX}liveness-bench:`)) console.log(line);
   }
+  console.log(`\nmachine yardstick at the end: ${yardstickMs()} ms of CPU`);
 } finally {
   await Promise.all([bare.stop(), app.stop(), other?.stop()]);
   await emqx.close();

@@ -169,6 +169,27 @@ export async function load(port: number, spec: LoadSpec): Promise<LoadResult> {
   };
 }
 
+/**
+ * The CPU this process spends on a fixed piece of work like the service's
+ * own (JSON in and out, property access): a yardstick for the machine. The
+ * targets in µs and per second assume a dedicated core; on a shared virtual
+ * machine a core delivers less, and this figure says by how much, so that
+ * absolute figures from different runs can be set side by side.
+ */
+export function yardstickMs(): number {
+  const body = JSON.stringify({ clientid: 'd-0123456789', username: 'd-0123456789', topic: 'devices/d-0123456789/telemetry', qos: 1, payload: { temperature: 21.5, humidity: 40, state: 'running' } });
+  const start = process.cpuUsage();
+  let sum = 0;
+  for (let i = 0; i < 200_000; i++) {
+    const parsed = JSON.parse(body) as { payload: { humidity: number } };
+    parsed.payload.humidity = i;
+    sum += JSON.stringify(parsed).length;
+  }
+  const used = process.cpuUsage(start);
+  if (sum === 0) throw new Error('unreachable');
+  return Math.round((used.user + used.system) / 1000);
+}
+
 /** The middle value (the upper one of an even count). */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -70,8 +70,8 @@ const hook = { authorization: `Bearer ${TEST_HOOK_TOKEN}` };
  * Seconds of mixed requests each service serves before the throughput
  * scenarios (BENCH_MIX_S; 0 for none). A process that has only ever served
  * one route runs that route's code monomorphic, which no deployed replica
- * does: measured in the same rounds, a fresh service spent 15–30 % less CPU
- * per request than one that had served a few seconds of other routes.
+ * does: measured in the same rounds, a service that had served a few
+ * seconds of other routes spent 15–33 % more CPU per request than a fresh one.
  */
 const MIX_S = Number(process.env.BENCH_MIX_S ?? 5);
 

@@ -84,7 +84,23 @@ export async function createTopics(topics: string[], brokers = TEST_KAFKA_BROKER
   try {
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((topic) => !existing.has(topic));
-    if (missing.length) await admin.createTopics({ topics: missing.map((topic) => ({ topic, numPartitions: 1 })), waitForLeaders: true });
+    if (missing.length === 0) return;
+    await admin.createTopics({ topics: missing.map((topic) => ({ topic, numPartitions: 1 })), waitForLeaders: false });
+    // Not kafkajs's waitForLeaders: it gives up on UNKNOWN_TOPIC_OR_PARTITION,
+    // which a broker answers for a topic it has just created until its
+    // metadata caught up (the service's own ensureTopics waits the same way).
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        const { topics: described } = await admin.fetchTopicMetadata({ topics: missing });
+        if (described.every(({ partitions }) => partitions.length > 0 && partitions.every(({ leader }) => leader >= 0))) return;
+      } catch (error) {
+        const type = (error as { type?: string }).type;
+        if (type !== 'UNKNOWN_TOPIC_OR_PARTITION' && type !== 'LEADER_NOT_AVAILABLE') throw error;
+      }
+      if (Date.now() > deadline) throw new Error(`topics without leaders after 15 s: ${missing.join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   } finally {
     await admin.disconnect();
   }

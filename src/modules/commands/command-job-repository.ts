@@ -58,6 +58,9 @@ export interface TargetOutcome {
 const COLUMNS = `id, tenant_id, name, params, ttl_s, response_timeout_s, target, max_per_second, state, reason, total, created_at, updated_at, finished_at, ${CREATED_US}`;
 
 /** Command jobs and their targets, in Postgres. Every time here is Postgres' own, so replicas agree on the rate and the deadlines. */
+/** A job with a batch to make now: what `anyDue` asks about and `lockDue` takes. */
+const DUE = 'finished_at IS NULL AND next_batch_at <= now()';
+
 export function createCommandJobRepository() {
   return {
     async insert(db: Queryable, job: NewCommandJob): Promise<CommandJobRow> {
@@ -164,7 +167,7 @@ export function createCommandJobRepository() {
      */
     async anyDue(db: Queryable): Promise<boolean> {
       const { rows } = await db.query<{ due: boolean }>(
-        'SELECT EXISTS (SELECT 1 FROM command_jobs WHERE finished_at IS NULL AND next_batch_at <= now()) AS due',
+        `SELECT EXISTS (SELECT 1 FROM command_jobs WHERE ${DUE}) AS due`,
       );
       return rows[0]?.due === true;
     },
@@ -173,7 +176,7 @@ export function createCommandJobRepository() {
     async lockDue(db: Queryable): Promise<CommandJobRow | null> {
       const { rows } = await db.query<CommandJobRow>(
         `SELECT ${COLUMNS} FROM command_jobs
-          WHERE finished_at IS NULL AND next_batch_at <= now()
+          WHERE ${DUE}
           ORDER BY next_batch_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
       );
       return rows[0] ?? null;

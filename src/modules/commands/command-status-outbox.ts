@@ -102,12 +102,7 @@ export function createCommandStatusOutbox(deps: {
     return withTransaction(pool, async (db) => {
       const records = await commands.takeStatusRecords(db, options.batch, [...failing]);
       if (records === null) return null;
-      const byTenant = new Map<string, StatusRecordRow[]>();
-      for (const row of records) {
-        const rows = byTenant.get(row.tenant_id);
-        if (rows) rows.push(row);
-        else byTenant.set(row.tenant_id, [row]);
-      }
+      const byTenant = Map.groupBy(records, (row) => row.tenant_id);
       const outcomes = await Promise.all(
         [...byTenant].map(async ([tenantId, rows]) => {
           try {

@@ -70,6 +70,10 @@ export interface MqttSubscription {
 const DEFAULT_RECONNECT_MIN_MS = 250;
 const DEFAULT_RECONNECT_MAX_MS = 10_000;
 const ignoreClientLog = () => undefined;
+/** A PUBACK's fixed header (type 4, flags 0) and remaining length without reason code or properties. */
+const PUBACK_TYPE = 0x40;
+const PUBACK_REMAINING_LENGTH = 2;
+const PUBACK_BYTES = 4;
 
 function messageIdProperty(packet: IPublishPacket): string | null {
   const value = packet.properties?.userProperties?.message_id;
@@ -122,21 +126,31 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
       readNext = null;
     };
     /**
-     * PUBACKs sent in one turn of the event loop (those of one Kafka batch)
-     * leave in one write: the socket is corked until the turn ends.
+     * The PUBACKs of one turn of the event loop (those of one Kafka batch)
+     * leave in one write of their own bytes, in the order they were given.
+     * A PUBACK with reason Success and no properties is 4 bytes in MQTT 5
+     * (type, remaining length 2, packet id: the reason code and properties
+     * may be omitted), the bytes mqtt.js writes for it too; mqtt.js writes
+     * each in three pieces, after its packet events and logging.
      */
-    let corked = false;
-    const acknowledge = (done: (code: number) => void) => {
-      if (!corked) {
-        corked = true;
-        const stream = client.stream;
-        stream.cork();
-        process.nextTick(() => {
-          corked = false;
-          stream.uncork();
-        });
-      }
-      done(0);
+    let acks: number[] = [];
+    const writeAcks = (stream: MqttClient['stream']) => {
+      const ids = acks;
+      acks = [];
+      // A stream closed or replaced meanwhile: the broker sends those messages again.
+      if (stream !== client.stream || stream.destroyed) return;
+      const bytes = Buffer.allocUnsafe(ids.length * PUBACK_BYTES);
+      ids.forEach((id, index) => {
+        const at = index * PUBACK_BYTES;
+        bytes[at] = PUBACK_TYPE;
+        bytes[at + 1] = PUBACK_REMAINING_LENGTH;
+        bytes.writeUInt16BE(id, at + 2);
+      });
+      stream.write(bytes);
+    };
+    const acknowledge = (packetId: number) => {
+      if (acks.length === 0) process.nextTick(writeAcks, client.stream);
+      acks.push(packetId);
     };
     const settings: IClientOptions = {
       protocolVersion: 5,
@@ -159,22 +173,24 @@ export function createMqttSubscription(options: MqttSubscriptionOptions, events:
         if (withinMaximum()) next();
         else readNext = next;
       },
+      // QoS 1 messages are acknowledged here (acknowledge), not through `done`.
       customHandleAcks(topic, payload, packet, done) {
         if (packet.qos === 0) return done(0);
         const at = connection;
+        const packetId = packet.messageId ?? 0;
         unacknowledged++;
         events.message(
           {
             client: index,
             topic,
             payload,
-            packetId: packet.messageId ?? 0,
+            packetId,
             dup: packet.dup,
             messageIdProperty: messageIdProperty(packet),
           },
           () => {
             if (at !== connection) return;
-            if (client.connected && !stopped) acknowledge(done);
+            if (client.connected && !stopped) acknowledge(packetId);
             acknowledged();
           },
         );

@@ -46,6 +46,8 @@ export interface SubscriptionBench {
   cpuPerMessageUs(): number;
   /** The subscribing service's resident memory now, in MB. */
   rssMb(): number;
+  /** The ports of the subscribing services (this build's, then the other's): to serve them the mixed requests too. */
+  ports(): number[];
   /** The other service's median, and the median over rounds of the CPU per message this build saves against it. */
   other(): { cpuPerMessageUs: number; cpuSaving: number } | null;
   /** Every message the broker acknowledged to its device is in telemetry.raw once. */
@@ -171,6 +173,9 @@ export async function startSubscriptionBench(options: { databaseUrl: string; env
   return {
     async warmUp(durationS) {
       await publishFor(durationS);
+    },
+    ports() {
+      return other ? [service.port, other.port] : [service.port];
     },
     async round(durationS) {
       const servers = other ? [service, other] : [service];

@@ -166,7 +166,11 @@ try {
   for (const scenario of scenarios.filter((candidate) => wanted(candidate.name))) {
     const spec = await scenario.spec(app, bare);
     const alongside = await scenario.alongside?.();
-    if (alongside) await alongside.warmUp(Number(process.env.BENCH_SUBSCRIPTION_WARMUP_S ?? 10));
+    if (alongside) {
+      // The subscribing service is a replica like the other: it serves the same mixed requests first.
+      if (MIX_S > 0) await Promise.all(alongside.ports().map((port) => serveMixedTraffic(port, MIX_S)));
+      await alongside.warmUp(Number(process.env.BENCH_SUBSCRIPTION_WARMUP_S ?? 10));
+    }
     const durationS = Number(process.env.BENCH_DURATION_S ?? 4);
     const measured = await measurePaired(bare, app, spec, ROUNDS, other, alongside ? () => alongside.round(durationS) : undefined);
     const { ceilingRps, ceilingP99, result, ratio, ratios, cpuPerRequestUs, serviceBusy } = measured;

@@ -112,6 +112,25 @@ function protocolErrorType(error: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * Waits until every partition of the topics has a leader, up to `deadline`
+ * (performance.now()). kafkajs's own waitForLeaders gives up on
+ * UNKNOWN_TOPIC_OR_PARTITION, which a broker answers for a topic it has just
+ * created until its metadata caught up.
+ */
+export async function untilTopicsLed(admin: Pick<Admin, 'fetchTopicMetadata'>, topics: string[], deadline: number): Promise<void> {
+  for (;;) {
+    try {
+      const { topics: described } = await admin.fetchTopicMetadata({ topics });
+      if (described.every(({ partitions }) => partitions.length > 0 && partitions.every(({ leader }) => leader >= 0))) return;
+    } catch (error) {
+      if (!NOT_YET.has(protocolErrorType(error) ?? '')) throw error;
+    }
+    if (performance.now() > deadline) throw new Error(`kafka topics without leaders: ${topics.join(', ')}`);
+    await sleep(100);
+  }
+}
+
 /** Why Kafka cannot be reached, in words an operator can act on (never a credential). */
 export type KafkaFailureCause =
   | 'authentication_failed'
@@ -269,24 +288,6 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
   admin.on(admin.events.DISCONNECT, () => adminConnection.reset());
   let closing = false;
 
-  /**
-   * Waits until every partition of the topics has a leader. kafkajs's own
-   * waitForLeaders gives up on UNKNOWN_TOPIC_OR_PARTITION, which a broker
-   * answers for a topic it has just created until its metadata caught up.
-   */
-  async function untilLed(topics: string[], deadline: number) {
-    for (;;) {
-      try {
-        const { topics: described } = await admin.fetchTopicMetadata({ topics });
-        if (described.every(({ partitions }) => partitions.length > 0 && partitions.every(({ leader }) => leader >= 0))) return;
-      } catch (error) {
-        if (!NOT_YET.has(protocolErrorType(error) ?? '')) throw error;
-      }
-      if (performance.now() > deadline) throw new Error(`kafka topics without leaders: ${topics.join(', ')}`);
-      await sleep(100);
-    }
-  }
-
   /** Partitions per topic, as the broker has them; null when the topic cannot be described. */
   async function partitionCount(topic: string): Promise<number | null> {
     try {
@@ -399,7 +400,7 @@ export function createKafka(options: KafkaOptions, logger: KafkaLogger): KafkaCl
         if (missing.length === 0) return;
         // createTopics tolerates topics that another replica created meanwhile.
         await admin.createTopics({ topics: missing, waitForLeaders: false, timeout: 10_000 });
-        await untilLed(missing.map(({ topic }) => topic), performance.now() + 15_000);
+        await untilTopicsLed(admin, missing.map(({ topic }) => topic), performance.now() + 15_000);
       }
     },
     ping(timeoutMs) {

@@ -1,4 +1,5 @@
 import { Kafka, logLevel, type IHeaders } from 'kafkajs';
+import { untilTopicsLed } from '../../src/infra/kafka.js';
 import { TEST_KAFKA_BROKERS, testKafkaSecurity } from './env.js';
 
 export interface ConsumedRecord {
@@ -85,22 +86,9 @@ export async function createTopics(topics: string[], brokers = TEST_KAFKA_BROKER
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((topic) => !existing.has(topic));
     if (missing.length === 0) return;
+    // Not kafkajs's waitForLeaders, which gives up while a new topic's metadata catches up: the service's own wait.
     await admin.createTopics({ topics: missing.map((topic) => ({ topic, numPartitions: 1 })), waitForLeaders: false });
-    // Not kafkajs's waitForLeaders: it gives up on UNKNOWN_TOPIC_OR_PARTITION,
-    // which a broker answers for a topic it has just created until its
-    // metadata caught up (the service's own ensureTopics waits the same way).
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      try {
-        const { topics: described } = await admin.fetchTopicMetadata({ topics: missing });
-        if (described.every(({ partitions }) => partitions.length > 0 && partitions.every(({ leader }) => leader >= 0))) return;
-      } catch (error) {
-        const type = (error as { type?: string }).type;
-        if (type !== 'UNKNOWN_TOPIC_OR_PARTITION' && type !== 'LEADER_NOT_AVAILABLE') throw error;
-      }
-      if (Date.now() > deadline) throw new Error(`topics without leaders after 15 s: ${missing.join(', ')}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await untilTopicsLed(admin, missing, performance.now() + 15_000);
   } finally {
     await admin.disconnect();
   }

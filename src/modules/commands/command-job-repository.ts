@@ -57,10 +57,10 @@ export interface TargetOutcome {
 
 const COLUMNS = `id, tenant_id, name, params, ttl_s, response_timeout_s, target, max_per_second, state, reason, total, created_at, updated_at, finished_at, ${CREATED_US}`;
 
-/** Command jobs and their targets, in Postgres. Every time here is Postgres' own, so replicas agree on the rate and the deadlines. */
 /** A job with a batch to make now: what `anyDue` asks about and `lockDue` takes. */
 const DUE = 'finished_at IS NULL AND next_batch_at <= now()';
 
+/** Command jobs and their targets, in Postgres. Every time here is Postgres' own, so replicas agree on the rate and the deadlines. */
 export function createCommandJobRepository() {
   return {
     async insert(db: Queryable, job: NewCommandJob): Promise<CommandJobRow> {

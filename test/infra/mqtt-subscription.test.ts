@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { MqttClient } from 'mqtt';
-import { createMqttSubscription, type MqttSubscription } from '../../src/infra/mqtt-subscription.js';
+import { createMqttSubscription, type ConnectionEvents, type MqttSubscription } from '../../src/infra/mqtt-subscription.js';
 import { sharedTelemetryFilter } from '../../src/lib/mqtt-topics.js';
 import { silentLog } from '../helpers/context.js';
 import { createPrivateMosquitto, type PrivateMosquitto } from '../helpers/private-mosquitto.js';
@@ -12,16 +12,36 @@ const RECEIVE_MAXIMUM = 20;
 const DEVICES = 5;
 const PER_DEVICE = 400;
 
-interface IPublishPacketLike {
+/** A message as the second test's subscriber saw it. */
+interface Received {
   payload: string;
   dup: boolean;
 }
 
 describe('the telemetry subscription client (a real Mosquitto 2)', () => {
   let broker: PrivateMosquitto;
-  let subscription: MqttSubscription | undefined;
-  const others: MqttSubscription[] = [];
+  const subscriptions: MqttSubscription[] = [];
   const devices: MqttClient[] = [];
+
+  /** A client of the service identity in its share group, stopped after the tests. */
+  const subscribe = (clientId: string, receiveMaximum: number, events: ConnectionEvents) => {
+    const subscription = createMqttSubscription(
+      {
+        url: broker.url,
+        username: broker.service.username,
+        password: broker.service.password,
+        clientId,
+        clients: 1,
+        filter: sharedTelemetryFilter(broker.service.group),
+        receiveMaximum,
+        sessionExpiryS: 60,
+        log: silentLog,
+      },
+      events,
+    );
+    subscriptions.push(subscription);
+    return subscription;
+  };
 
   before(async () => {
     broker = await createPrivateMosquitto();
@@ -29,8 +49,7 @@ describe('the telemetry subscription client (a real Mosquitto 2)', () => {
   });
   after(async () => {
     await Promise.allSettled(devices.map((device) => device.endAsync(true)));
-    await subscription?.stop(true);
-    await Promise.allSettled(others.map((other) => other.stop(true)));
+    await Promise.allSettled(subscriptions.map((subscription) => subscription.stop(true)));
     await broker?.destroy();
   });
 
@@ -40,32 +59,19 @@ describe('the telemetry subscription client (a real Mosquitto 2)', () => {
     const received = new Set<string>();
     let connected!: () => void;
     const subscribed = new Promise<void>((resolve) => (connected = resolve));
-    subscription = createMqttSubscription(
-      {
-        url: broker.url,
-        username: broker.service.username,
-        password: broker.service.password,
-        clientId: 'receive-maximum',
-        clients: 1,
-        filter: sharedTelemetryFilter(broker.service.group),
-        receiveMaximum: RECEIVE_MAXIMUM,
-        sessionExpiryS: 60,
-        log: silentLog,
+    const subscription = subscribe('receive-maximum', RECEIVE_MAXIMUM, {
+      connected: () => connected(),
+      message(publish, ack) {
+        unacknowledged++;
+        most = Math.max(most, unacknowledged);
+        received.add(publish.payload.toString());
+        // As the service acknowledges: once the record is in Kafka, some milliseconds later.
+        setTimeout(() => {
+          unacknowledged--;
+          ack();
+        }, 20);
       },
-      {
-        connected: () => connected(),
-        message(publish, ack) {
-          unacknowledged++;
-          most = Math.max(most, unacknowledged);
-          received.add(publish.payload.toString());
-          // As the service acknowledges: once the record is in Kafka, some milliseconds later.
-          setTimeout(() => {
-            unacknowledged--;
-            ack();
-          }, 20);
-        },
-      },
-    );
+    });
     await subscription.start(10_000);
     await subscribed;
 
@@ -88,42 +94,21 @@ describe('the telemetry subscription client (a real Mosquitto 2)', () => {
   it('acknowledges exactly what it is told to: on the resumed session the broker sends again only the rest', async () => {
     const SENT = 300;
     const KEPT = 10;
-    const subscribe = (received: IPublishPacketLike[], acknowledge: (payload: string) => boolean) => {
-      let connected!: () => void;
-      const subscribed = new Promise<void>((resolve) => (connected = resolve));
-      const client = createMqttSubscription(
-        {
-          url: broker.url,
-          username: broker.service.username,
-          password: broker.service.password,
-          clientId: 'acknowledgements',
-          clients: 1,
-          filter: sharedTelemetryFilter(broker.service.group),
-          receiveMaximum: 100,
-          sessionExpiryS: 60,
-          log: silentLog,
-        },
-        {
-          connected: () => connected(),
-          message(publish, ack) {
-            const payload = publish.payload.toString();
-            received.push({ payload, dup: publish.dup });
-            // In arrival order, several in one turn: as the ingest acknowledges a Kafka batch.
-            if (acknowledge(payload)) queueMicrotask(ack);
-          },
-        },
-      );
-      others.push(client);
-      return { client, subscribed };
-    };
+    /** A subscriber that records what it gets and acknowledges what `acknowledge` says, several in one turn as the ingest does. */
+    const recording = (received: Received[], acknowledge: (payload: string) => boolean): ConnectionEvents => ({
+      connected: () => undefined,
+      message(publish, ack) {
+        const payload = publish.payload.toString();
+        received.push({ payload, dup: publish.dup });
+        if (acknowledge(payload)) queueMicrotask(ack);
+      },
+    });
 
     // Alone in the share group: the broker would hand a member left from the test before its part of the messages.
-    await subscription?.stop(true);
-    subscription = undefined;
-    const first: IPublishPacketLike[] = [];
-    const one = subscribe(first, (payload) => Number(payload.split('-')[1]) < SENT - KEPT);
-    await one.client.start(10_000);
-    await one.subscribed;
+    await Promise.all(subscriptions.splice(0).map((subscription) => subscription.stop(true)));
+    const first: Received[] = [];
+    const one = subscribe('acknowledgements', 100, recording(first, (payload) => Number(payload.split('-')[1]) < SENT - KEPT));
+    await one.start(10_000);
     const device = await connectDevice(broker, 'device-acks', PASSWORD);
     devices.push(device);
     for (let n = 0; n < SENT; n++) await device.publishAsync('devices/device-acks/telemetry', `acks-${n}`, { qos: 1 });
@@ -131,11 +116,10 @@ describe('the telemetry subscription client (a real Mosquitto 2)', () => {
     while (first.length < SENT && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.equal(first.length, SENT, 'every message reaches the subscriber');
     // The session stays with the broker: what was not acknowledged is sent again on the next connection.
-    await one.client.stop(false);
+    await one.stop(false);
 
-    const again: IPublishPacketLike[] = [];
-    const two = subscribe(again, () => true);
-    await two.client.start(10_000);
+    const again: Received[] = [];
+    await subscribe('acknowledgements', 100, recording(again, () => true)).start(10_000);
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     assert.deepEqual(
       again.map((message) => message.payload),

@@ -1,12 +1,14 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import sensible from '@fastify/sensible';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerFactory } from 'fastify';
 import type { Registry } from 'prom-client';
 import { compose } from './composition.js';
 import type { Config } from './config.js';
 import { requireAdmin } from './http/admin-auth.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { answerRequestId, generateRequestId, registerClientRequestId } from './http/request-id.js';
-import { requireHookToken } from './http/hook-token.js';
+import { createDirectRoutes, type DirectRoutes } from './http/direct-routes.js';
+import { BAD_HOOK_TOKEN, documentHookToken, hookTokenCheck, requireHookToken } from './http/hook-token.js';
 import { shareLoggerPerLevel } from './http/shared-logger.js';
 import { registerConnectionDrain, type ConnectionDrain } from './http/connection-drain.js';
 import { createMetricsRegistry, registerDependencyMetrics, registerRequestMetrics } from './http/metrics.js';
@@ -66,7 +68,10 @@ const LOG_REDACT = [
 
 /** Builds the app with every route registered; it is not listening. */
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  // Served ahead of Fastify from the time they are registered until the app starts closing.
+  let direct: DirectRoutes | null = null;
   const app = Fastify({
+    serverFactory: serverServing(() => direct),
     logger: {
       level: config.logLevel,
       redact: { paths: LOG_REDACT, censor: '[redacted]' },
@@ -101,7 +106,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   const infra = deps.infra ?? createInfra(config, app.log as FastifyBaseLogger);
   const metrics = createMetricsRegistry();
-  registerRequestMetrics(app, metrics);
+  const recorderFor = registerRequestMetrics(app, metrics);
   registerDependencyMetrics(metrics, [infra.postgres.state, infra.redis.state, infra.kafka.state]);
   const lifecycle = createLifecycle(app.log);
   const product = compose({ config, infra, clock: deps.clock ?? systemClock, metrics, log: app.log, lifecycle });
@@ -140,18 +145,30 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await admin.register(auditRoutes, { audit: registry.audit });
   });
 
-  // EMQX-facing routes: one encapsulated context, so the hook token applies here only.
+  // EMQX-facing routes: encapsulated contexts, so the hook token applies here only.
+  const emqxLog = app.log.child({ context: 'emqx' });
+  // EMQX asks these on every CONNECT and topic check: they check the hook token themselves.
+  const authDirect = createDirectRoutes({ authorized: hookTokenCheck(config.emqx.hookTokens), unauthorized: BAD_HOOK_TOKEN, log: emqxLog, recorderFor });
   await app.register(async (emqx) => {
-    // Tens of thousands of requests a second that log only when something fails.
-    shareLoggerPerLevel(emqx, { context: 'emqx' });
-    requireHookToken(emqx, config.emqx.hookTokens);
+    documentHookToken(emqx);
     await emqx.register(authRoutes, {
+      direct: authDirect,
       authn: product.authn,
       authz: product.authz,
       unusableBodies: product.unusableBodies,
       commandReplies: config.commands.replies,
       serviceIdentity: product.serviceIdentity,
     });
+  });
+  direct = authDirect;
+  app.addHook('preClose', () => {
+    // Fastify answers what arrives from now on: 503, as for every route.
+    direct = null;
+  });
+  await app.register(async (emqx) => {
+    // Tens of thousands of requests a second that log only when something fails.
+    shareLoggerPerLevel(emqx, { context: 'emqx' });
+    requireHookToken(emqx, config.emqx.hookTokens);
     await emqx.register(eventsRoutes, { ...product.events, maxEventBytes: config.ingest.maxEventBytes, metrics });
   });
 
@@ -168,6 +185,23 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     }
   });
   return app;
+}
+
+/**
+ * Node's HTTP server as Fastify makes it (its timeouts), with the direct
+ * routes answered before Fastify sees the request.
+ */
+function serverServing(direct: () => DirectRoutes | null): FastifyServerFactory {
+  return (handler, options) => {
+    const server = createServer((request: IncomingMessage, response: ServerResponse) => {
+      if (!direct()?.serve(request, response)) handler(request, response);
+    });
+    const { keepAliveTimeout, requestTimeout, connectionTimeout } = options;
+    if (typeof keepAliveTimeout === 'number') server.keepAliveTimeout = keepAliveTimeout;
+    if (typeof requestTimeout === 'number') server.requestTimeout = requestTimeout;
+    if (typeof connectionTimeout === 'number') server.setTimeout(connectionTimeout);
+    return server;
+  };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http';
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../lib/errors.js';
 import { isUnavailable } from '../lib/unavailable.js';
@@ -19,50 +19,54 @@ export const errorBodySchema = z
 export type ErrorBody = z.output<typeof errorBodySchema>;
 
 /**
- * One error shape for every route: `{statusCode, error, code, message, requestId}`.
- * 5xx details are logged, never returned.
+ * The answer to an error a route threw: its status and `{statusCode, error,
+ * code, message, requestId}`. 5xx details stay out of it (logFailure logs them).
  */
+export function errorAnswer(rawError: unknown, requestId: string): ErrorBody {
+  const error = rawError as FastifyError & { validation?: unknown; validationContext?: string };
+  let statusCode = 500;
+  let code = 'internal_error';
+  let message = 'internal error';
+
+  if (error instanceof AppError) {
+    ({ statusCode, code, message } = error);
+  } else if (error instanceof RequestValidationError) {
+    statusCode = 400;
+    code = 'validation_failed';
+    message = error.message;
+  } else if (error.validation) {
+    statusCode = 400;
+    code = 'validation_failed';
+    message = error.message;
+  } else if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    // Fastify's own client errors: bad JSON, too large, unsupported media type.
+    statusCode = error.statusCode;
+    code = (error.code ?? 'bad_request').toLowerCase();
+    message = error.message;
+  } else if ((typeof error.statusCode === 'number' && error.statusCode === 503) || isUnavailable(error)) {
+    // A dependency down or out of connections: the request may succeed later.
+    statusCode = 503;
+    code = 'unavailable';
+    message = 'service unavailable';
+  }
+  return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', code, message, requestId };
+}
+
+/**
+ * Logs an error answered 5xx with the request id its body carries (also on
+ * the EMQX routes, whose logger is shared rather than bound to each request).
+ */
+export function logFailure(log: FastifyBaseLogger, error: unknown, answer: ErrorBody) {
+  if (answer.statusCode === 503) log.warn({ err: error, requestId: answer.requestId }, 'request failed: a dependency is unavailable');
+  else if (answer.statusCode >= 500) log.error({ err: error, requestId: answer.requestId }, 'request failed');
+}
+
+/** One error shape for every route (errorAnswer). */
 export function registerErrorHandler(app: FastifyInstance) {
-  app.setErrorHandler((rawError: FastifyError | Error, request, reply) => {
-    const error = rawError as FastifyError & { validation?: unknown; validationContext?: string };
-    let statusCode = 500;
-    let code = 'internal_error';
-    let message = 'internal error';
-
-    if (error instanceof AppError) {
-      ({ statusCode, code, message } = error);
-    } else if (error instanceof RequestValidationError) {
-      statusCode = 400;
-      code = 'validation_failed';
-      message = error.message;
-    } else if (error.validation) {
-      statusCode = 400;
-      code = 'validation_failed';
-      message = error.message;
-    } else if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
-      // Fastify's own client errors: bad JSON, too large, unsupported media type.
-      statusCode = error.statusCode;
-      code = (error.code ?? 'bad_request').toLowerCase();
-      message = error.message;
-    } else if ((typeof error.statusCode === 'number' && error.statusCode === 503) || isUnavailable(error)) {
-      // A dependency down or out of connections: the request may succeed later.
-      statusCode = 503;
-      code = 'unavailable';
-      message = 'service unavailable';
-    }
-
-    // The request id is the one the error body carries, also on the EMQX
-    // routes, whose logger is shared rather than bound to each request.
-    if (statusCode === 503) request.log.warn({ err: error, requestId: String(request.id) }, 'request failed: a dependency is unavailable');
-    else if (statusCode >= 500) request.log.error({ err: error, requestId: String(request.id) }, 'request failed');
-    const body: ErrorBody = {
-      statusCode,
-      error: STATUS_CODES[statusCode] ?? 'Error',
-      code,
-      message,
-      requestId: String(request.id),
-    };
-    return reply.status(statusCode).send(body);
+  app.setErrorHandler((error, request, reply) => {
+    const body = errorAnswer(error, String(request.id));
+    logFailure(request.log, error, body);
+    return reply.status(body.statusCode).send(body);
   });
 
   app.setNotFoundHandler((request, reply) => {

@@ -16,6 +16,20 @@ export const badHookTokenSchema = z
  * message for the rule action — so a misconfigured token is loud, not silent.
  */
 export function requireHookToken(app: FastifyInstance, tokens: readonly string[]) {
+  documentHookToken(app);
+  const authorized = hookTokenCheck(tokens);
+  // Callback style, the hook's plain form in fastify.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!authorized(request.headers.authorization)) {
+      reply.code(401).send(BAD_HOOK_TOKEN);
+      return;
+    }
+    done();
+  });
+}
+
+/** Documents the hook token on every route of the context, for routes that check it themselves (src/http/direct-routes.ts). */
+export function documentHookToken(app: FastifyInstance) {
   documentContext(app, {
     security: 'hookToken',
     answers: {
@@ -25,19 +39,23 @@ export function requireHookToken(app: FastifyInstance, tokens: readonly string[]
       },
     },
   });
+}
+
+/** What a request without the hook token is answered, with status 401. */
+export const BAD_HOOK_TOKEN = { result: 'ignore', reason: 'bad hook token' } as const;
+
+/**
+ * True when an `Authorization` header is `Bearer <token>` for one of
+ * `tokens`. Every token is compared, so the time does not tell which one
+ * matched.
+ */
+export function hookTokenCheck(tokens: readonly string[]): (header: string | undefined) => boolean {
   const expected = tokens.map((token) => `Bearer ${token}`);
-  // Callback style, the hook's plain form in fastify.
-  app.addHook('onRequest', (request, reply, done) => {
-    const presented = request.headers.authorization;
-    // Every token is compared, so the time does not tell which one matched.
+  return (presented) => {
     let accepted = false;
     for (const candidate of expected) accepted = sameSecret(presented, candidate) || accepted;
-    if (!accepted) {
-      reply.code(401).send({ result: 'ignore', reason: 'bad hook token' });
-      return;
-    }
-    done();
-  });
+    return accepted;
+  };
 }
 
 /**

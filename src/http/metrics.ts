@@ -40,7 +40,7 @@ function exported(name: string, help: string, type: 'counter' | 'histogram', val
  * median +17.6 % req/s on /emqx/authz, +8.4 % on cached /emqx/authn, +9.7 % on
  * telemetry (npm run bench, BENCH_COMPARE).
  */
-export function registerRequestMetrics(app: FastifyInstance, registry: Registry) {
+export function registerRequestMetrics(app: FastifyInstance, registry: Registry): (route: string) => RequestRecorder {
   const all: Series[] = [];
   const reset = () => {
     for (const series of all) {
@@ -80,9 +80,7 @@ export function registerRequestMetrics(app: FastifyInstance, registry: Registry)
   // The pattern, not the URL: keeps label cardinality bounded.
   const recorderFor = (route: string) => {
     const byMethod = new Map<string, Map<number, Series>>();
-    return (request: FastifyRequest, reply: FastifyReply) => {
-      const { method } = request;
-      const status = reply.statusCode;
+    return (method: string, status: number, seconds: number) => {
       let byStatus = byMethod.get(method);
       if (!byStatus) byMethod.set(method, (byStatus = new Map()));
       let series = byStatus.get(status);
@@ -91,7 +89,6 @@ export function registerRequestMetrics(app: FastifyInstance, registry: Registry)
         byStatus.set(status, series);
         all.push(series);
       }
-      const seconds = reply.elapsedTime / 1000;
       let bucket = 0;
       while (bucket < LATENCY_BUCKETS.length && seconds > (LATENCY_BUCKETS[bucket] as number)) bucket++;
       series.counts[bucket] = (series.counts[bucket] as number) + 1;
@@ -100,8 +97,12 @@ export function registerRequestMetrics(app: FastifyInstance, registry: Registry)
     };
   };
 
+  const measured = (record: RequestRecorder) => (request: FastifyRequest, reply: FastifyReply) =>
+    record(request.method, reply.statusCode, reply.elapsedTime / 1000);
   app.addHook('onRoute', (route) => {
-    const record = recorderFor(route.url);
+    // A direct route records its own requests, Fastify's included (src/http/direct-routes.ts).
+    if (route.config?.servedDirectly) return;
+    const record = measured(recorderFor(route.url));
     const hook: onResponseHookHandler = (request, reply, done) => {
       record(request, reply);
       done();
@@ -109,11 +110,22 @@ export function registerRequestMetrics(app: FastifyInstance, registry: Registry)
     route.onResponse = route.onResponse ? [hook, ...[route.onResponse].flat()] : hook;
   });
   // Requests no route matched (the not-found handler has no route hooks).
-  const unmatched = recorderFor('unmatched');
+  const unmatched = measured(recorderFor('unmatched'));
   app.addHook('onResponse', (request, reply, done) => {
     if (request.is404) unmatched(request, reply);
     done();
   });
+  return recorderFor;
+}
+
+/** Counts one answered request of a route pattern, and its time from received to answered. */
+export type RequestRecorder = (method: string, status: number, seconds: number) => void;
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route is served by Node's http module directly, which records its metrics (src/http/direct-routes.ts). */
+    servedDirectly?: boolean;
+  }
 }
 
 /**

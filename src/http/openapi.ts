@@ -261,10 +261,12 @@ function transformRoute(components: Map<string, string>): SwaggerTransform {
 function responses(route: RouteOptions, schema: FastifySchema, json: (value: unknown, io: 'input' | 'output', part: string) => Json, where: string): Json {
   const runtime = (isObject(schema.response) ? schema.response : {}) as Record<string, unknown>;
   const answers: Record<number, string | AnswerDoc> = { ...schema.answers };
-  // The app's error handler answers a request its schemas refuse with 400;
-  // a route with an error handler of its own (the EMQX ones) answers otherwise.
+  // The app's error handler answers a request its schemas refuse with 400; a
+  // route with an error handler of its own, or served directly (the EMQX
+  // ones), answers otherwise.
   const validates = Boolean(schema.params ?? schema.querystring ?? schema.headers ?? schema.body);
-  if (validates && !route.errorHandler && answers[400] === undefined) answers[400] = BAD_REQUEST;
+  const ownAnswers = route.errorHandler !== undefined || route.config?.servedDirectly === true;
+  if (validates && !ownAnswers && answers[400] === undefined) answers[400] = BAD_REQUEST;
 
   const statuses = [...new Set([...Object.keys(runtime), ...Object.keys(answers)].map(Number))].sort((a, b) => a - b);
   const out: Json = {};

@@ -3,7 +3,9 @@ import { Agent, request, type IncomingMessage } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
+import { createDirectRoutes } from '../../../src/http/direct-routes.js';
 import { registerErrorHandler } from '../../../src/http/error-handler.js';
+import { BAD_HOOK_TOKEN, hookTokenCheck } from '../../../src/http/hook-token.js';
 import { zodSerializerCompiler, zodValidatorCompiler } from '../../../src/http/zod-type-provider.js';
 import { countUnusableBodies, createAuthMetrics } from '../../../src/modules/emqx-auth/auth-metrics.js';
 import { authRoutes } from '../../../src/modules/emqx-auth/auth-routes.js';
@@ -139,10 +141,11 @@ describe('a body /emqx/authn or /emqx/authz cannot use', () => {
     const fail = () => {
       throw new Error('the service failed');
     };
-    await failing.register(authRoutes, { authn: { authenticate: async () => fail() }, authz: { authorize: fail }, unusableBodies: countUnusableBodies(metrics) });
+    const direct = createDirectRoutes({ authorized: hookTokenCheck([TEST_HOOK_TOKEN]), unauthorized: BAD_HOOK_TOKEN, log: failing.log, recorderFor: () => () => {} });
+    await failing.register(authRoutes, { direct, authn: { authenticate: async () => fail() }, authz: { authorize: fail }, unusableBodies: countUnusableBodies(metrics) });
     try {
       for (const route of ['/emqx/authn', '/emqx/authz'] as const) {
-        const response = await failing.inject({ method: 'POST', url: route, payload: usableRequest(route).body });
+        const response = await failing.inject({ method: 'POST', url: route, headers: HOOK, payload: usableRequest(route).body });
         assert.equal(response.statusCode, 500, `${route}: ${response.body}`);
         assert.equal(response.json().code, 'internal_error');
       }
@@ -210,6 +213,32 @@ describe('a body /emqx/authn or /emqx/authz cannot use', () => {
         writeNext();
       });
     }
+
+    it('serves /emqx/authz ahead of Fastify and through it alike, counting each request once', async () => {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      const served = async () => {
+        const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+        return Number(/devicelink_http_requests_total\{route="\/emqx\/authz",method="POST",status="200"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+      };
+      try {
+        const usable = usableRequest('/emqx/authz');
+        const before = await served();
+        // Over the socket: directly, and with a query string through Fastify's router; then inject, through Fastify.
+        for (const route of ['/emqx/authz', '/emqx/authz?from=emqx'] as const) {
+          const answer = await post(agent, route as Route, JSON.stringify(usable.body));
+          assert.deepEqual([answer.status, JSON.parse(answer.body)], [200, { result: usable.result }], route);
+        }
+        const injected = await app.inject({ method: 'POST', url: '/emqx/authz', headers: HOOK, payload: usable.body });
+        assert.deepEqual(injected.json(), { result: usable.result });
+        assert.equal(await served(), before + 3);
+        // Another method is Fastify's to answer, as before.
+        const read = await app.inject({ method: 'GET', url: '/emqx/authz', headers: HOOK });
+        assert.equal(read.statusCode, 404);
+        assert.equal(read.json().code, 'route_not_found');
+      } finally {
+        agent.destroy();
+      }
+    });
 
     for (const route of ['/emqx/authn', '/emqx/authz'] as const) {
       for (const framing of ['Content-Length', 'chunked'] as const) {

@@ -8,8 +8,7 @@ import { requireAdmin } from './http/admin-auth.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { answerRequestId, generateRequestId, registerClientRequestId } from './http/request-id.js';
 import { createDirectRoutes, type DirectRoutes } from './http/direct-routes.js';
-import { BAD_HOOK_TOKEN, documentHookToken, hookTokenCheck, requireHookToken } from './http/hook-token.js';
-import { shareLoggerPerLevel } from './http/shared-logger.js';
+import { BAD_HOOK_TOKEN, documentHookToken, hookTokenCheck } from './http/hook-token.js';
 import { registerConnectionDrain, type ConnectionDrain } from './http/connection-drain.js';
 import { createMetricsRegistry, registerDependencyMetrics, registerRequestMetrics } from './http/metrics.js';
 import { registerOpenApi } from './http/openapi.js';
@@ -145,31 +144,30 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await admin.register(auditRoutes, { audit: registry.audit });
   });
 
-  // EMQX-facing routes: encapsulated contexts, so the hook token applies here only.
-  const emqxLog = app.log.child({ context: 'emqx' });
-  // EMQX asks these on every CONNECT and topic check: they check the hook token themselves.
-  const authDirect = createDirectRoutes({ authorized: hookTokenCheck(config.emqx.hookTokens), unauthorized: BAD_HOOK_TOKEN, log: emqxLog, recorderFor });
+  // EMQX-facing routes, asked on every CONNECT, topic check and event: served
+  // ahead of Fastify, each checking the hook token (src/http/direct-routes.ts).
+  const emqxDirect = createDirectRoutes({
+    authorized: hookTokenCheck(config.emqx.hookTokens),
+    unauthorized: BAD_HOOK_TOKEN,
+    log: app.log.child({ context: 'emqx' }),
+    recorderFor,
+  });
   await app.register(async (emqx) => {
     documentHookToken(emqx);
     await emqx.register(authRoutes, {
-      direct: authDirect,
+      direct: emqxDirect,
       authn: product.authn,
       authz: product.authz,
       unusableBodies: product.unusableBodies,
       commandReplies: config.commands.replies,
       serviceIdentity: product.serviceIdentity,
     });
+    await emqx.register(eventsRoutes, { ...product.events, direct: emqxDirect, maxEventBytes: config.ingest.maxEventBytes, metrics });
   });
-  direct = authDirect;
+  direct = emqxDirect;
   app.addHook('preClose', () => {
     // Fastify answers what arrives from now on: 503, as for every route.
     direct = null;
-  });
-  await app.register(async (emqx) => {
-    // Tens of thousands of requests a second that log only when something fails.
-    shareLoggerPerLevel(emqx, { context: 'emqx' });
-    requireHookToken(emqx, config.emqx.hookTokens);
-    await emqx.register(eventsRoutes, { ...product.events, maxEventBytes: config.ingest.maxEventBytes, metrics });
   });
 
   // The features' background work (src/wiring/lifecycle.ts): started once

@@ -1,27 +1,78 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { FastifyBaseLogger } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifySchema } from 'fastify';
 import type { z } from 'zod';
 import { errorAnswer, logFailure } from './error-handler.js';
 import type { RequestRecorder } from './metrics.js';
 import { generateRequestId } from './request-id.js';
 
-/** Why a body a direct route could not use was answered its refusal. */
-export type UnusableBody = 'body_too_large' | 'invalid_body';
+/** A request body as received: whole up to the route's limit; beyond it only its size is counted. */
+export interface ReceivedBody {
+  readonly bytes: Buffer;
+  readonly size: number;
+  /** False when the body was larger than the limit: `bytes` is its beginning only. */
+  readonly complete: boolean;
+  /** The request's content-type header. */
+  readonly contentType: string | undefined;
+}
+
+/** What a direct route answers: a status, and a JSON body unless there is none. */
+export interface DirectAnswer {
+  readonly status: number;
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+}
 
 /** A POST route answered by Node's http module directly (see createDirectRoutes). */
-export interface DirectRoute<Body> {
+export interface DirectRoute {
   /** The exact path; a URL with a query string goes through Fastify, which hands it back here. */
   readonly path: string;
-  readonly body: z.ZodType<Body>;
-  /** Bytes of body kept at most; a longer body is refused, and the rest of it dropped as it arrives. */
+  /** Bytes of body kept at most. */
   readonly bodyLimit: number;
-  /** The answer, sent as JSON with status 200. An error thrown or rejected gets the app's error answer. */
-  answer(body: Body): unknown;
-  /** Sent with status 200 for a body the route cannot use: too large, not JSON, another content type, not `body`'s shape. */
-  readonly refusal: unknown;
-  /** Counts each refusal by its reason. */
-  refused(reason: UnusableBody): void;
+  /** Answers once the whole body has arrived. An error thrown or rejected gets the app's error answer. */
+  answer(body: ReceivedBody): DirectAnswer | Promise<DirectAnswer>;
+}
+
+/** Why a body a JSON route could not use was answered its refusal. */
+export type UnusableBody = 'body_too_large' | 'invalid_body';
+
+/**
+ * A route that takes a JSON body of `body`'s shape and answers 200 with
+ * `answer`'s value. A body it cannot use (too large, not JSON, another
+ * content type, not the shape) is answered 200 with `refusal`, counted by
+ * its reason.
+ */
+export function jsonRoute<Body>(route: {
+  path: string;
+  body: z.ZodType<Body>;
+  bodyLimit: number;
+  answer: (body: Body) => unknown;
+  refusal: unknown;
+  refused: (reason: UnusableBody) => void;
+}): DirectRoute {
+  const refuse = (reason: UnusableBody): DirectAnswer => {
+    route.refused(reason);
+    return { status: 200, body: route.refusal };
+  };
+  const answered = (value: unknown): DirectAnswer => ({ status: 200, body: value });
+  return {
+    path: route.path,
+    bodyLimit: route.bodyLimit,
+    answer({ bytes, complete, contentType }) {
+      if (!complete) return refuse('body_too_large');
+      if (!isJson(contentType)) return refuse('invalid_body');
+      let value: unknown;
+      try {
+        value = JSON.parse(bytes.toString('utf8'));
+      } catch {
+        return refuse('invalid_body');
+      }
+      const parsed = route.body.safeParse(value);
+      if (!parsed.success) return refuse('invalid_body');
+      const answer = route.answer(parsed.data);
+      return answer instanceof Promise ? answer.then(answered) : answered(answer);
+    },
+  };
 }
 
 export interface DirectRoutesOptions {
@@ -36,7 +87,7 @@ export interface DirectRoutesOptions {
 }
 
 export interface DirectRoutes {
-  add<Body>(route: DirectRoute<Body>): void;
+  add(route: DirectRoute): void;
   /** Serves the request when it is one of the routes' (and returns true); false leaves it to Fastify. */
   serve(request: IncomingMessage, response: ServerResponse): boolean;
   /** Serves a request Fastify routed to `path` (tests' `inject`, a URL with a query string). */
@@ -44,19 +95,20 @@ export interface DirectRoutes {
 }
 
 interface Served {
-  readonly route: DirectRoute<unknown>;
+  readonly route: DirectRoute;
   readonly record: RequestRecorder;
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 /**
- * Routes EMQX calls on every CONNECT and topic check, served straight from
- * Node's request and response: the hook token, the body read up to its
- * limit, JSON parsed and checked against the zod schema, the answer written
- * as JSON, the request metrics. Everything else goes to Fastify, which also
- * registers these routes (their OpenAPI document, and requests it receives
- * for them, which it hands back here), so there is one implementation.
+ * Routes EMQX calls on every CONNECT, topic check and event, served straight
+ * from Node's request and response: the hook token, the body read up to the
+ * route's limit, its answer written as JSON, the request metrics, and the
+ * app's error answer for an error. Everything else goes to Fastify, which
+ * also registers these routes (their OpenAPI document, and requests it
+ * receives for them, which it hands back here), so there is one
+ * implementation.
  *
  * Fastify's request and reply objects, hooks, content-type parsers and
  * serializers cost more than the answer does on these paths, and they cost
@@ -68,62 +120,51 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 export function createDirectRoutes(options: DirectRoutesOptions): DirectRoutes {
   const { authorized, unauthorized, log, recorderFor } = options;
   const routes = new Map<string, Served>();
-  const unauthorizedText = JSON.stringify(unauthorized);
 
   const serveRoute = ({ route, record }: Served, request: IncomingMessage, response: ServerResponse) => {
     const started = performance.now();
-    const send = (status: number, text: string) => {
-      response.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(text) });
-      response.end(text);
+    const send = ({ status, body, headers }: DirectAnswer) => {
+      if (body === undefined) {
+        // A 204 has no body by definition; any other status says it has none, rather than being sent chunked.
+        response.writeHead(status, status === 204 ? headers : { ...headers, 'content-length': 0 });
+        response.end();
+      } else {
+        const text = JSON.stringify(body);
+        response.writeHead(status, { ...headers, 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(text) });
+        response.end(text);
+      }
       record('POST', status, (performance.now() - started) / 1000);
-    };
-    const refuse = (reason: UnusableBody) => {
-      route.refused(reason);
-      send(200, JSON.stringify(route.refusal));
     };
     const fail = (error: unknown) => {
       const body = errorAnswer(error, generateRequestId());
       logFailure(log, error, body);
-      send(body.statusCode, JSON.stringify(body));
-    };
-    const answer = (body: unknown) => {
-      const parsed = route.body.safeParse(body);
-      if (!parsed.success) return refuse('invalid_body');
-      try {
-        const answered = route.answer(parsed.data);
-        if (answered instanceof Promise) answered.then((value) => send(200, JSON.stringify(value)), fail);
-        else send(200, JSON.stringify(answered));
-      } catch (error) {
-        fail(error);
-      }
+      send({ status: body.statusCode, body });
     };
 
     // A body left unread is discarded by Node once the answer is written, so
     // the keep-alive connection EMQX holds stays usable.
-    if (!authorized(request.headers.authorization)) return send(401, unauthorizedText);
-    if (!isJson(request.headers['content-type'])) return refuse('invalid_body');
+    if (!authorized(request.headers.authorization)) return send({ status: 401, body: unauthorized });
 
     const chunks: Buffer[] = [];
+    let kept = 0;
     let size = 0;
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size <= route.bodyLimit) {
-        chunks.push(chunk);
-        return;
-      }
-      // Past the limit: the request stays flowing, so the rest is read and dropped.
-      stop();
-      refuse('body_too_large');
+      if (kept >= route.bodyLimit) return;
+      const part = kept + chunk.length > route.bodyLimit ? chunk.subarray(0, route.bodyLimit - kept) : chunk;
+      chunks.push(part);
+      kept += part.length;
     };
     const onEnd = () => {
       stop();
-      let body: unknown;
+      const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, kept);
       try {
-        body = JSON.parse((chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)).toString('utf8'));
-      } catch {
-        return refuse('invalid_body');
+        const answer = route.answer({ bytes, size, complete: size <= route.bodyLimit, contentType: request.headers['content-type'] });
+        if (answer instanceof Promise) answer.then(send, fail);
+        else send(answer);
+      } catch (error) {
+        fail(error);
       }
-      answer(body);
     };
     // The client went away mid-body: there is no one to answer.
     const onError = () => stop();
@@ -139,7 +180,7 @@ export function createDirectRoutes(options: DirectRoutesOptions): DirectRoutes {
 
   return {
     add(route) {
-      routes.set(route.path, { route: route as DirectRoute<unknown>, record: recorderFor(route.path) });
+      routes.set(route.path, { route, record: recorderFor(route.path) });
     },
     serve(request, response) {
       if (request.method !== 'POST') return false;
@@ -161,4 +202,27 @@ function isJson(contentType: string | undefined): boolean {
   if (contentType === undefined) return false;
   const end = contentType.indexOf(';');
   return (end === -1 ? contentType : contentType.slice(0, end)).trim().toLowerCase() === 'application/json';
+}
+
+/**
+ * Adds `route` to the direct routes, and to Fastify with `schema`: its
+ * OpenAPI document, and a route that hands every request it receives (before
+ * reading the body) to the direct route.
+ */
+export function addDirectRoute(app: FastifyInstance, direct: DirectRoutes, route: DirectRoute, schema: FastifySchema) {
+  direct.add(route);
+  app.post(
+    route.path,
+    {
+      schema,
+      config: { servedDirectly: true },
+      onRequest: (request, reply) => {
+        reply.hijack();
+        direct.serveAt(route.path, request.raw, reply.raw);
+      },
+    },
+    () => {
+      throw new Error(`${route.path} was answered by Fastify, not handed to its direct route`);
+    },
+  );
 }

@@ -8,27 +8,14 @@ export const badHookTokenSchema = z
   .meta({ id: 'EmqxIgnore' });
 
 /**
- * Requires `Authorization: Bearer <token>` with one of `tokens` on every route
- * of the (encapsulated) plugin it is added to: EMQX_HOOK_TOKEN, and while a
- * rotation is under way EMQX_HOOK_TOKEN_PREVIOUS, so EMQX nodes still sending
- * the old token lose no event. A wrong token gets 401, which EMQX reads as
- * "ignore" for authn/authz (the client is then refused) and as a dropped
- * message for the rule action — so a misconfigured token is loud, not silent.
+ * Documents the hook token on every route of the (encapsulated) context; the
+ * routes check it themselves (src/http/direct-routes.ts, hookTokenCheck).
+ * EMQX_HOOK_TOKEN, and while a rotation is under way EMQX_HOOK_TOKEN_PREVIOUS,
+ * so EMQX nodes still sending the old token lose no event. A wrong token gets
+ * 401, which EMQX reads as "ignore" for authn/authz (the client is then
+ * refused) and as a dropped message for the rule action — so a misconfigured
+ * token is loud, not silent.
  */
-export function requireHookToken(app: FastifyInstance, tokens: readonly string[]) {
-  documentHookToken(app);
-  const authorized = hookTokenCheck(tokens);
-  // Callback style, the hook's plain form in fastify.
-  app.addHook('onRequest', (request, reply, done) => {
-    if (!authorized(request.headers.authorization)) {
-      reply.code(401).send(BAD_HOOK_TOKEN);
-      return;
-    }
-    done();
-  });
-}
-
-/** Documents the hook token on every route of the context, for routes that check it themselves (src/http/direct-routes.ts). */
 export function documentHookToken(app: FastifyInstance) {
   documentContext(app, {
     security: 'hookToken',

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
 import { z } from 'zod';
-import { createDirectRoutes, type UnusableBody } from '../../src/http/direct-routes.js';
+import { createDirectRoutes, jsonRoute, type ReceivedBody, type UnusableBody } from '../../src/http/direct-routes.js';
 import { BAD_HOOK_TOKEN, hookTokenCheck } from '../../src/http/hook-token.js';
 
 const TOKEN = 'direct-route-token';
@@ -13,6 +13,9 @@ const AUTHORIZED = { authorization: `Bearer ${TOKEN}`, 'content-type': 'applicat
 interface Answer {
   readonly status: number;
   readonly type: string | undefined;
+  readonly retryAfter: string | undefined;
+  /** content-length, and transfer-encoding when there is none. */
+  readonly length: string | undefined;
   readonly body: string;
   readonly localPort: number | undefined;
 }
@@ -22,6 +25,7 @@ describe('direct routes', () => {
   const recorded: string[] = [];
   const logged: Record<string, unknown>[] = [];
   const handedToFastify: string[] = [];
+  const received: ReceivedBody[] = [];
   let port: number;
   let server: http.Server;
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -34,7 +38,8 @@ describe('direct routes', () => {
       log,
       recorderFor: (route) => (method, status) => void recorded.push(`${method} ${route} ${status}`),
     });
-    direct.add({
+    direct.add(
+      jsonRoute({
       path: '/echo',
       body: z.object({ name: z.string(), fail: z.enum(['throw', 'reject', 'unavailable']).optional(), later: z.boolean().default(false) }),
       bodyLimit: 64,
@@ -46,6 +51,17 @@ describe('direct routes', () => {
       },
       refusal: { result: 'deny' },
       refused: (reason) => void refused.push(reason),
+      }),
+    );
+    // A route reading any body: what it received, answered 204 or 503 with a header.
+    direct.add({
+      path: '/raw',
+      bodyLimit: 16,
+      answer: (body) => {
+        received.push(body);
+        if (body.bytes.toString() === 'accepted') return { status: 202 };
+        return body.complete ? { status: 204 } : { status: 503, body: { result: 'retry' }, headers: { 'retry-after': '1' } };
+      },
     });
     server = http.createServer((request, response) => {
       if (direct.serve(request, response)) return;
@@ -78,7 +94,16 @@ describe('direct routes', () => {
         let text = '';
         response.setEncoding('utf8');
         response.on('data', (chunk: string) => (text += chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, type: response.headers['content-type'], body: text, localPort }));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            type: response.headers['content-type'],
+            retryAfter: response.headers['retry-after'],
+            length: response.headers['content-length'] ?? response.headers['transfer-encoding'],
+            body: text,
+            localPort,
+          }),
+        );
       });
       if (!chunked) return void request.end(body);
       const size = Math.ceil(body.length / (options.chunks as number));
@@ -144,6 +169,25 @@ describe('direct routes', () => {
       assert.equal(logged[0]?.level, level, fail);
       assert.equal(logged[0]?.requestId, body.requestId, fail);
     }
+  });
+
+  it('gives a route any body with its size, whole up to the limit, and writes its status, headers and body', async () => {
+    received.length = 0;
+    const small = await send('not json at all', { path: '/raw', headers: { authorization: AUTHORIZED.authorization, 'content-type': 'text/plain' } });
+    assert.deepEqual([small.status, small.body, small.type], [204, '', undefined]);
+    const large = await send('x'.repeat(100_000), { path: '/raw', chunks: 7 });
+    assert.deepEqual([large.status, JSON.parse(large.body), large.retryAfter], [503, { result: 'retry' }, '1']);
+    assert.equal(large.localPort, small.localPort);
+    const accepted = await send('accepted', { path: '/raw' });
+    assert.deepEqual([accepted.status, accepted.body, accepted.length], [202, '', '0'], 'no body, said so rather than sent chunked');
+    assert.deepEqual(
+      received.map(({ bytes, size, complete, contentType }) => ({ text: bytes.toString(), size, complete, contentType })),
+      [
+        { text: 'not json at all', size: 15, complete: true, contentType: 'text/plain' },
+        { text: 'x'.repeat(16), size: 100_000, complete: false, contentType: 'application/json' },
+        { text: 'accepted', size: 8, complete: true, contentType: 'application/json' },
+      ],
+    );
   });
 
   it('records every answer under the route pattern, and leaves other methods and paths to the next handler', async () => {

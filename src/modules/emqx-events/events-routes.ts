@@ -1,41 +1,20 @@
-import type { IncomingMessage } from 'node:http';
-import type { FastifyPluginAsync, FastifyRequest, FastifySchema } from 'fastify';
+import type { FastifyPluginAsync, FastifySchema } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
+import { addDirectRoute, type DirectAnswer, type DirectRoute, type DirectRoutes, type ReceivedBody } from '../../http/direct-routes.js';
 import { NAMED_EXAMPLES } from '../../http/openapi.js';
+import { generateRequestId } from '../../http/request-id.js';
 import { isEmqxEvent, type EventHandlers, type EventOutcome, type UnusableEventSink } from '../../lib/emqx-event.js';
 
 export interface EventsRoutesOptions {
+  /** Where the route is served, ahead of Fastify (src/http/direct-routes.ts). */
+  direct: DirectRoutes;
   handlers: EventHandlers;
   /** Where an event no handler can take goes (a dead-letter topic). */
   unusable: UnusableEventSink;
   /** The largest body that can be an event the configuration allows; a larger one is unusable, never a 413. */
   maxEventBytes: number;
   metrics: Registry;
-}
-
-/** A request body read whole up to `limit` bytes; beyond that only its size is counted. */
-interface BoundedBody {
-  readonly bytes: Buffer;
-  readonly size: number;
-  readonly complete: boolean;
-}
-
-function readBounded(stream: IncomingMessage, limit: number): Promise<BoundedBody> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let kept = 0;
-    let size = 0;
-    stream.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (kept >= limit) return;
-      const part = kept + chunk.length > limit ? chunk.subarray(0, limit - kept) : chunk;
-      chunks.push(part);
-      kept += part.length;
-    });
-    stream.on('end', () => resolve({ bytes: Buffer.concat(chunks, kept), size, complete: size <= limit }));
-    stream.on('error', reject);
-  });
 }
 
 const EXAMPLE_DEVICE = '6f1c7c1e-8d0b-4c1e-9a57-0c7a3b9d2f10';
@@ -124,6 +103,13 @@ const EVENTS_SCHEMA: FastifySchema = {
   },
 };
 
+/**
+ * Served by the direct routes, like /emqx/authn and /emqx/authz: Fastify
+ * holds the route's document and hands over what it receives for it. Whatever
+ * the body is, it is read there rather than refused by a parser: EMQX drops
+ * an event answered 400, 413 or 415, and it must be kept instead. Errors are
+ * logged at warn and above only.
+ */
 export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app, options) => {
   const events = new Counter({
     name: 'devicelink_emqx_events_total',
@@ -133,31 +119,28 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
   });
   // A Map, not the object: an event named "constructor" or "toString" is no handler.
   const handlers = new Map(Object.entries(options.handlers));
+  const log = app.log.child({ context: 'emqx' });
 
-  // Whatever the body is, it is read here rather than refused by a parser:
-  // EMQX drops an event answered 400, 413 or 415, and it must be kept instead.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_request: FastifyRequest, payload: IncomingMessage) => readBounded(payload, options.maxEventBytes));
+  const route: DirectRoute = {
+    path: '/emqx/events',
+    bodyLimit: options.maxEventBytes,
+    answer: async (body): Promise<DirectAnswer> => {
+      let outcome: EventOutcome;
+      let name = 'unusable';
+      try {
+        outcome = await dispatch(body, (event) => (name = event));
+      } catch (error) {
+        log.error({ err: error, event: name, requestId: generateRequestId() }, 'event handler failed');
+        outcome = { kind: 'retry', reason: 'handler_error' };
+      }
+      events.inc({ event: name, outcome: outcome.kind });
+      if (outcome.kind === 'retry') return { status: 503, headers: { 'retry-after': '1' }, body: { result: 'retry', reason: outcome.reason } };
+      return { status: outcome.status ?? 204 };
+    },
+  };
+  addDirectRoute(app, options.direct, route, EVENTS_SCHEMA);
 
-  app.post('/emqx/events', { logLevel: 'warn', schema: EVENTS_SCHEMA }, async (request, reply) => {
-    const body = request.body as BoundedBody | null;
-    const raw = body ?? { bytes: Buffer.alloc(0), size: 0, complete: true };
-    let outcome: EventOutcome;
-    let name = 'unusable';
-    try {
-      outcome = await dispatch(raw, (event) => (name = event));
-    } catch (error) {
-      request.log.error({ err: error, event: name, requestId: String(request.id) }, 'event handler failed');
-      outcome = { kind: 'retry', reason: 'handler_error' };
-    }
-    events.inc({ event: name, outcome: outcome.kind });
-    if (outcome.kind === 'retry') {
-      return reply.code(503).header('retry-after', '1').send({ result: 'retry', reason: outcome.reason });
-    }
-    return reply.code(outcome.status ?? 204).send();
-  });
-
-  async function dispatch(body: BoundedBody, named: (event: string) => void): Promise<EventOutcome> {
+  async function dispatch(body: ReceivedBody, named: (event: string) => void): Promise<EventOutcome> {
     const { bytes, size } = body;
     if (!body.complete) {
       return options.unusable({ reason: 'event_too_large', detail: `an event of ${size} bytes, more than the ${options.maxEventBytes} any allowed payload makes`, body: bytes, size, event: null });

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
-import { shareLoggerPerLevel } from '../../../src/http/shared-logger.js';
+import { createDirectRoutes } from '../../../src/http/direct-routes.js';
+import { BAD_HOOK_TOKEN, hookTokenCheck } from '../../../src/http/hook-token.js';
 import { eventsRoutes } from '../../../src/modules/emqx-events/events-routes.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createTopicNames } from '../../../src/lib/topics.js';
@@ -106,10 +107,11 @@ describe('POST /emqx/events dispatch', () => {
 describe('a failing event handler', () => {
   it('answers 503 (EMQX retries) and logs the failure with its request id', async () => {
     const lines: string[] = [];
-    const app = Fastify({ logger: { stream: { write: (line: string) => void lines.push(line) } }, requestIdHeader: 'x-request-id' });
+    const app = Fastify({ logger: { stream: { write: (line: string) => void lines.push(line) } } });
+    const direct = createDirectRoutes({ authorized: hookTokenCheck([TEST_HOOK_TOKEN]), unauthorized: BAD_HOOK_TOKEN, log: app.log, recorderFor: () => () => {} });
     await app.register(async (emqx) => {
-      shareLoggerPerLevel(emqx, { context: 'emqx' });
       await emqx.register(eventsRoutes, {
+        direct,
         handlers: {
           'message.publish': () => Promise.reject(new Error('bug')),
         },
@@ -119,11 +121,15 @@ describe('a failing event handler', () => {
       });
     });
     try {
-      const response = await app.inject({ method: 'POST', url: '/emqx/events', headers: { 'x-request-id': 'emqx-req-42' }, payload: { event: 'message.publish' } });
+      const response = await app.inject({ method: 'POST', url: '/emqx/events', headers: { authorization: `Bearer ${TEST_HOOK_TOKEN}` }, payload: { event: 'message.publish' } });
       assert.equal(response.statusCode, 503);
-      const logged = lines.map((line) => JSON.parse(line) as { msg?: string; requestId?: string; context?: string });
+      assert.equal(response.headers['retry-after'], '1');
+      assert.deepEqual(response.json(), { result: 'retry', reason: 'handler_error' });
+      const logged = lines.map((line) => JSON.parse(line) as { msg?: string; requestId?: string; context?: string; event?: string });
       const failure = logged.find((line) => line.msg === 'event handler failed');
-      assert.deepEqual([failure?.requestId, failure?.context], ['emqx-req-42', 'emqx']);
+      assert.equal(failure?.context, 'emqx');
+      assert.equal(failure?.event, 'message.publish');
+      assert.match(failure?.requestId ?? '', /^[0-9a-f]{24}-[0-9a-z]+$/, 'a request id of its own, to find the line by');
     } finally {
       await app.close();
     }

@@ -27,7 +27,16 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
       const devices = await seedBenchTenant(options, TENANT, DEVICES);
       // Every device online and subscribed at QoS 1 before the simulation reports to the service.
       for (const device of devices) await emqx.subscribe(device, `devices/${device}/commands`);
-      emqx.sendEventsTo(httpTransport(`http://127.0.0.1:${app.port}`));
+      // The events go to the service being driven (with BENCH_COMPARE, the
+      // builds take turns over one database), so each build handles the events
+      // of its own commands, but for the few still on their way at a switch.
+      const transports = new Map<number, ReturnType<typeof httpTransport>>();
+      const sendEventsTo = (port: number) => {
+        let transport = transports.get(port);
+        if (!transport) transports.set(port, (transport = httpTransport(`http://127.0.0.1:${port}`)));
+        emqx.sendEventsTo(transport);
+      };
+      sendEventsTo(app.port);
       return {
         method: 'POST',
         path: `/v1/devices/${devices[0]}/commands`,
@@ -37,6 +46,7 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
         onResponse(status, _body, answeredBy) {
           if (answeredBy !== barePort && status === 202) createdOk++;
         },
+        drivingService: sendEventsTo,
       };
     },
     /** Every command answered 202 ends acked: waits for the simulation's events to settle. */

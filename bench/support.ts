@@ -108,6 +108,12 @@ export interface LoadSpec {
   durationS?: number;
   /** Seconds the service is driven before the rounds are measured (default 2; 0 = none). */
   warmupS?: number;
+  /**
+   * Called before each service (this build's, or the other's under
+   * BENCH_COMPARE) is driven, with its port: where work the requests cause
+   * later (EMQX's events) should go, so that each build's CPU counts its own.
+   */
+  drivingService?: (port: number) => void;
 }
 
 export interface LoadResult {
@@ -280,17 +286,21 @@ export async function measurePaired(
   /** Measured after the service in every round (another way of doing the same work). */
   eachRound?: () => Promise<unknown>,
 ): Promise<PairedResult> {
+  const driving = (service: Server) => {
+    spec.drivingService?.(service.port);
+    return service;
+  };
   await load(bare.port, { ...spec, durationS: 2 });
-  const warmedUp = await warmUp(app, spec);
-  const otherWarmedUp = other ? await warmUp(other, spec) : 0;
+  const warmedUp = await warmUp(driving(app), spec);
+  const otherWarmedUp = other ? await warmUp(driving(other), spec) : 0;
   const ceilings: Measured[] = [];
   const runs: Measured[] = [];
   const otherRuns: Measured[] = [];
   for (let round = 0; round < rounds; round++) {
     ceilings.push(await measure(bare, spec));
-    if (other && round % 2 === 1) otherRuns.push(await measure(other, spec));
-    runs.push(await measure(app, spec));
-    if (other && round % 2 === 0) otherRuns.push(await measure(other, spec));
+    if (other && round % 2 === 1) otherRuns.push(await measure(driving(other), spec));
+    runs.push(await measure(driving(app), spec));
+    if (other && round % 2 === 0) otherRuns.push(await measure(driving(other), spec));
     await eachRound?.();
   }
   const ratioTo = (list: Measured[]) => list.map((run, index) => run.result.rps / (ceilings[index]?.result.rps || 1));

@@ -23,8 +23,7 @@ const PRINTABLE_ASCII = /^[\x20-\x7e]+$/;
 /**
  * Unique across replicas and restarts, unlike fastify's per-process counter,
  * so an audit entry's request id names one request: 96 random bits drawn
- * once per process, then a counter, so that the EMQX hot path pays no random
- * draw per request.
+ * once per process, then a counter, so that no request pays a random draw.
  */
 const PROCESS_PREFIX = randomBytes(12).toString('hex');
 let sequence = 0;
@@ -43,12 +42,12 @@ export function clientRequestIdOf(header: string | string[] | undefined): string
 
 /**
  * Logs each request's client id beside the service's (`client_request_id`),
- * and exposes it as `request.clientRequestId`. Contexts that set their own
- * child-logger factory (the EMQX routes) do not log it.
+ * and exposes it as `request.clientRequestId`. The EMQX routes are served
+ * ahead of Fastify (src/http/direct-routes.ts) and log neither.
  */
 export function registerClientRequestId(app: FastifyInstance) {
   app.decorateRequest('clientRequestId', {
-    // Read from the header when asked: most requests (the EMQX hot path) never ask.
+    // Read from the header when asked: most requests never ask.
     getter(this: { raw: IncomingMessage }) {
       return clientRequestIdOf(this.raw.headers[REQUEST_ID_HEADER]);
     },

@@ -186,8 +186,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 }
 
 /**
- * Node's HTTP server as Fastify makes it (its timeouts), with the direct
- * routes answered before Fastify sees the request.
+ * Node's HTTP server with the timeouts Fastify gives its own (the app sets
+ * no other server option), and the direct routes answered before Fastify
+ * sees the request.
  */
 function serverServing(direct: () => DirectRoutes | null): FastifyServerFactory {
   return (handler, options) => {

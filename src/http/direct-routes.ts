@@ -136,10 +136,19 @@ export function createDirectRoutes(options: DirectRoutesOptions): DirectRoutes {
       }
       record('POST', status, (performance.now() - started) / 1000);
     };
+    // Never throws: an error that cannot be answered any more ends the connection instead.
     const fail = (error: unknown) => {
       const body = errorAnswer(error, generateRequestId());
       logFailure(log, error, body);
-      send({ status: body.statusCode, body });
+      if (response.headersSent) response.destroy();
+      else send({ status: body.statusCode, body });
+    };
+    const answerWith = (answer: DirectAnswer) => {
+      try {
+        send(answer);
+      } catch (error) {
+        fail(error);
+      }
     };
 
     // A body left unread is discarded by Node once the answer is written, so
@@ -156,24 +165,25 @@ export function createDirectRoutes(options: DirectRoutesOptions): DirectRoutes {
       chunks.push(part);
       kept += part.length;
     };
-    const onEnd = () => {
-      stop();
-      const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, kept);
-      try {
-        const answer = route.answer({ bytes, size, complete: size <= route.bodyLimit, contentType: request.headers['content-type'] });
-        if (answer instanceof Promise) answer.then(send, fail);
-        else send(answer);
-      } catch (error) {
-        fail(error);
-      }
-    };
-    // The client went away mid-body: there is no one to answer.
-    const onError = () => stop();
     const stop = () => {
       request.off('data', onData);
       request.off('end', onEnd);
       request.off('error', onError);
     };
+    const onEnd = () => {
+      stop();
+      const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, kept);
+      let answer: DirectAnswer | Promise<DirectAnswer>;
+      try {
+        answer = route.answer({ bytes, size, complete: size <= route.bodyLimit, contentType: request.headers['content-type'] });
+      } catch (error) {
+        return fail(error);
+      }
+      if (answer instanceof Promise) answer.then(answerWith, fail);
+      else answerWith(answer);
+    };
+    // The client went away mid-body: there is no one to answer.
+    const onError = () => stop();
     request.on('data', onData);
     request.on('end', onEnd);
     request.on('error', onError);
@@ -217,6 +227,10 @@ export function addDirectRoute(app: FastifyInstance, direct: DirectRoutes, route
     {
       schema,
       config: { servedDirectly: true },
+      // Only failures are logged, as on the direct path: one info line per CONNECT would swamp the log.
+      logLevel: 'warn',
+      // Hijacked, the request leaves Fastify's lifecycle here: `done` is
+      // never called, the body is still unread, and the direct route answers.
       onRequest: (request, reply) => {
         reply.hijack();
         direct.serveAt(route.path, request.raw, reply.raw);

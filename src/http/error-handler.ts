@@ -23,7 +23,8 @@ export type ErrorBody = z.output<typeof errorBodySchema>;
  * code, message, requestId}`. 5xx details stay out of it (logFailure logs them).
  */
 export function errorAnswer(rawError: unknown, requestId: string): ErrorBody {
-  const error = rawError as FastifyError & { validation?: unknown; validationContext?: string };
+  // Anything can be thrown; what is not an object is an internal error.
+  const error = (typeof rawError === 'object' && rawError !== null ? rawError : {}) as FastifyError & { validation?: unknown };
   let statusCode = 500;
   let code = 'internal_error';
   let message = 'internal error';

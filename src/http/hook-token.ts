@@ -8,8 +8,10 @@ export const badHookTokenSchema = z
   .meta({ id: 'EmqxIgnore' });
 
 /**
- * Documents the hook token on every route of the (encapsulated) context; the
- * routes check it themselves (src/http/direct-routes.ts, hookTokenCheck).
+ * Documents the hook token on every route of the (encapsulated) context,
+ * which takes direct routes only: they check the token themselves
+ * (src/http/direct-routes.ts, hookTokenCheck), and a route that would not is
+ * refused when it is registered.
  * EMQX_HOOK_TOKEN, and while a rotation is under way EMQX_HOOK_TOKEN_PREVIOUS,
  * so EMQX nodes still sending the old token lose no event. A wrong token gets
  * 401, which EMQX reads as "ignore" for authn/authz (the client is then
@@ -17,6 +19,9 @@ export const badHookTokenSchema = z
  * token is loud, not silent.
  */
 export function documentHookToken(app: FastifyInstance) {
+  app.addHook('onRoute', (route) => {
+    if (route.config?.servedDirectly !== true) throw new Error(`${String(route.method)} ${route.url} does not check the hook token: EMQX routes are direct routes`);
+  });
   documentContext(app, {
     security: 'hookToken',
     answers: {

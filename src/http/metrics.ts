@@ -32,13 +32,15 @@ function exported(name: string, help: string, type: 'counter' | 'histogram', val
 
 /**
  * Request count and latency by route pattern, method and status. Each route
- * gets an onResponse hook that knows its pattern and holds its series; the
- * registry turns the series into `devicelink_http_requests_total` and
+ * gets an onResponse hook that knows its pattern and holds its series (a
+ * direct route records its own, through the recorder returned); the registry
+ * turns the series into `devicelink_http_requests_total` and
  * `devicelink_http_request_duration_seconds` when scraped. Measured against prom-client's
  * own Counter and Histogram updated per request (which hash the label set on
  * every update; request.routeOptions builds an object on every read): paired
  * median +17.6 % req/s on /emqx/authz, +8.4 % on cached /emqx/authn, +9.7 % on
- * telemetry (npm run bench, BENCH_COMPARE).
+ * telemetry (npm run bench, BENCH_COMPARE; measured when these were Fastify
+ * routes).
  */
 export function registerRequestMetrics(app: FastifyInstance, registry: Registry): (route: string) => RequestRecorder {
   const all: Series[] = [];

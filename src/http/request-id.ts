@@ -43,7 +43,7 @@ export function clientRequestIdOf(header: string | string[] | undefined): string
 /**
  * Logs each request's client id beside the service's (`client_request_id`),
  * and exposes it as `request.clientRequestId`. The EMQX routes are served
- * ahead of Fastify (src/http/direct-routes.ts) and log neither.
+ * ahead of Fastify (src/http/direct-routes.ts) and log their failures only.
  */
 export function registerClientRequestId(app: FastifyInstance) {
   app.decorateRequest('clientRequestId', {

@@ -41,12 +41,14 @@ describe('direct routes', () => {
     direct.add(
       jsonRoute({
       path: '/echo',
-      body: z.object({ name: z.string(), fail: z.enum(['throw', 'reject', 'unavailable']).optional(), later: z.boolean().default(false) }),
+      body: z.object({ name: z.string(), fail: z.enum(['throw', 'reject', 'unavailable', 'nothing', 'unwritable']).optional(), later: z.boolean().default(false) }),
       bodyLimit: 64,
       answer: ({ name, fail, later }) => {
         if (fail === 'throw') throw new Error('the answer failed');
         if (fail === 'reject') return Promise.reject(new Error('the answer failed later'));
         if (fail === 'unavailable') return Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }));
+        if (fail === 'nothing') return Promise.reject(undefined);
+        if (fail === 'unwritable') return Promise.resolve({ hello: name, count: 1n });
         return later ? Promise.resolve({ hello: name, later }) : { hello: name };
       },
       refusal: { result: 'deny' },
@@ -89,6 +91,8 @@ describe('direct routes', () => {
         headers: { ...(options.headers ?? AUTHORIZED), ...(chunked ? {} : { 'content-length': Buffer.byteLength(body) }) },
       });
       request.on('error', reject);
+      // An answer that never comes fails the test rather than hanging it.
+      request.setTimeout(5000, () => request.destroy(new Error('no answer within 5 s')));
       request.on('response', (response: IncomingMessage) => {
         const { localPort } = response.socket;
         let text = '';
@@ -159,6 +163,8 @@ describe('direct routes', () => {
       ['throw', 500, 'internal_error', 50],
       ['reject', 500, 'internal_error', 50],
       ['unavailable', 503, 'unavailable', 40],
+      ['nothing', 500, 'internal_error', 50],
+      ['unwritable', 500, 'internal_error', 50],
     ] as const) {
       logged.length = 0;
       const answer = await send(JSON.stringify({ name: 'ada', fail }));

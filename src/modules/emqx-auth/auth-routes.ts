@@ -65,8 +65,8 @@ A body this route cannot use (over 64 KiB, not JSON, another content type, not t
 /**
  * Room for the CONNECTs and topic checks of real devices. MQTT lets a client
  * send up to 64 KiB in each of client id, username, password and topic, so a
- * body may be larger: it is not read past the limit and is answered deny, as
- * any body these routes cannot use.
+ * body may be larger: only its first 64 KiB are kept, the rest is dropped as
+ * it arrives, and it is answered deny, as any body these routes cannot use.
  */
 const AUTH_BODY_LIMIT_BYTES = 64 * 1024;
 

@@ -3,7 +3,6 @@ import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { addDirectRoute, type DirectAnswer, type DirectRoute, type DirectRoutes, type ReceivedBody } from '../../http/direct-routes.js';
 import { NAMED_EXAMPLES } from '../../http/openapi.js';
-import { generateRequestId } from '../../http/request-id.js';
 import { isEmqxEvent, type EventHandlers, type EventOutcome, type UnusableEventSink } from '../../lib/emqx-event.js';
 
 export interface EventsRoutesOptions {
@@ -130,7 +129,7 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
       try {
         outcome = await dispatch(body, (event) => (name = event));
       } catch (error) {
-        log.error({ err: error, event: name, requestId: generateRequestId() }, 'event handler failed');
+        log.error({ err: error, event: name }, 'event handler failed');
         outcome = { kind: 'retry', reason: 'handler_error' };
       }
       events.inc({ event: name, outcome: outcome.kind });

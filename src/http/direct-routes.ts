@@ -4,6 +4,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifySchema } from 'fastify'
 import type { z } from 'zod';
 import { errorAnswer, logFailure } from './error-handler.js';
 import type { RequestRecorder } from './metrics.js';
+import type { UnusableBody } from '../lib/unusable-body.js';
 import { generateRequestId } from './request-id.js';
 
 /** A request body as received: whole up to the route's limit; beyond it only its size is counted. */
@@ -32,9 +33,6 @@ export interface DirectRoute {
   /** Answers once the whole body has arrived. An error thrown or rejected gets the app's error answer. */
   answer(body: ReceivedBody): DirectAnswer | Promise<DirectAnswer>;
 }
-
-/** Why a body a JSON route could not use was answered its refusal. */
-export type UnusableBody = 'body_too_large' | 'invalid_body';
 
 /**
  * A route that takes a JSON body of `body`'s shape and answers 200 with

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
 import { z } from 'zod';
-import { createDirectRoutes, jsonRoute, type ReceivedBody, type UnusableBody } from '../../src/http/direct-routes.js';
+import { createDirectRoutes, jsonRoute, type ReceivedBody } from '../../src/http/direct-routes.js';
+import type { UnusableBody } from '../../src/lib/unusable-body.js';
 import { BAD_HOOK_TOKEN, hookTokenCheck } from '../../src/http/hook-token.js';
 
 const TOKEN = 'direct-route-token';

@@ -1,7 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-
-/** Why a body /emqx/authn or /emqx/authz could not use was answered deny: a fixed few, each one series. */
-export type UnusableBody = 'body_too_large' | 'invalid_body';
+import type { UnusableBody } from '../../lib/unusable-body.js';
 
 /** The authentication and authorization metrics, on the app's own registry. */
 export function createAuthMetrics(registry: Registry) {

@@ -8,7 +8,7 @@ import { requireAdmin } from './http/admin-auth.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { answerRequestId, generateRequestId, registerClientRequestId } from './http/request-id.js';
 import { createDirectRoutes, type DirectRoutes } from './http/direct-routes.js';
-import { BAD_HOOK_TOKEN, documentHookToken, hookTokenCheck } from './http/hook-token.js';
+import { BAD_HOOK_TOKEN, hookTokenContext, hookTokenCheck } from './http/hook-token.js';
 import { registerConnectionDrain, type ConnectionDrain } from './http/connection-drain.js';
 import { createMetricsRegistry, registerDependencyMetrics, registerRequestMetrics } from './http/metrics.js';
 import { registerOpenApi } from './http/openapi.js';
@@ -153,7 +153,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     recorderFor,
   });
   await app.register(async (emqx) => {
-    documentHookToken(emqx);
+    hookTokenContext(emqx);
     await emqx.register(authRoutes, {
       direct: emqxDirect,
       authn: product.authn,

@@ -8,8 +8,8 @@ export const badHookTokenSchema = z
   .meta({ id: 'EmqxIgnore' });
 
 /**
- * Documents the hook token on every route of the (encapsulated) context,
- * which takes direct routes only: they check the token themselves
+ * Makes the (encapsulated) context the EMQX routes': it takes direct routes
+ * only, and documents the hook token on each. They check the token themselves
  * (src/http/direct-routes.ts, hookTokenCheck), and a route that would not is
  * refused when it is registered.
  * EMQX_HOOK_TOKEN, and while a rotation is under way EMQX_HOOK_TOKEN_PREVIOUS,
@@ -18,7 +18,7 @@ export const badHookTokenSchema = z
  * refused) and as a dropped message for the rule action — so a misconfigured
  * token is loud, not silent.
  */
-export function documentHookToken(app: FastifyInstance) {
+export function hookTokenContext(app: FastifyInstance) {
   app.addHook('onRoute', (route) => {
     if (route.config?.servedDirectly !== true) throw new Error(`${String(route.method)} ${route.url} does not check the hook token: EMQX routes are direct routes`);
   });

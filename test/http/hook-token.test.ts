@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import Fastify from 'fastify';
 import { addDirectRoute, createDirectRoutes } from '../../src/http/direct-routes.js';
-import { BAD_HOOK_TOKEN, documentHookToken, hookTokenCheck, sameSecret } from '../../src/http/hook-token.js';
+import { BAD_HOOK_TOKEN, hookTokenContext, hookTokenCheck, sameSecret } from '../../src/http/hook-token.js';
 
 describe('sameSecret', () => {
   const expected = 'Bearer hook-token-0123456789';
@@ -42,7 +42,7 @@ describe('the EMQX context', () => {
       await assert.rejects(
         async () => {
           await app.register(async (emqx) => {
-            documentHookToken(emqx);
+            hookTokenContext(emqx);
             addDirectRoute(emqx, direct, { path: '/emqx/ok', bodyLimit: 16, answer: () => ({ status: 204 }) }, {});
             emqx.post('/emqx/open', async () => ({ result: 'allow' }));
           });

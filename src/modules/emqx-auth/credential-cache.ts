@@ -65,6 +65,31 @@ export interface CredentialCacheOptions {
   random?: () => number;
 }
 
+/**
+ * A CacheKey made on every CONNECT: the memory name at once, the Redis name
+ * when first asked for. A class, not an object literal with a getter: a
+ * literal defines its accessor anew on each object, a call into V8's runtime
+ * that cost as much as the SHA-256 (measured: 0.95–1.1 µs against 0.50–0.54 µs
+ * per key made).
+ */
+class NamedSecret implements CacheKey {
+  readonly memory: string;
+  #message: string;
+  #hmac: (message: string) => string;
+  #stored: string | undefined;
+
+  constructor(deviceId: string, presented: string, hmac: (message: string) => string) {
+    // The NUL separator keeps (id, secret) pairs from colliding by concatenation.
+    this.#message = `${deviceId}\0${presented}`;
+    this.#hmac = hmac;
+    this.memory = hash('sha256', this.#message, 'base64url');
+  }
+
+  get stored(): string {
+    return (this.#stored ??= this.#hmac(this.#message));
+  }
+}
+
 interface MemoryEntry {
   credential: VerifiedCredential;
   expiresAt: number;
@@ -211,17 +236,7 @@ export function createCredentialCache(options: CredentialCacheOptions): Credenti
   }
 
   return {
-    keyFor(deviceId, presented) {
-      // The NUL separator keeps (id, secret) pairs from colliding by concatenation.
-      const message = `${deviceId}\0${presented}`;
-      let stored: string | undefined;
-      return {
-        memory: hash('sha256', message, 'base64url'),
-        get stored() {
-          return (stored ??= hmac(message));
-        },
-      };
-    },
+    keyFor: (deviceId, presented) => new NamedSecret(deviceId, presented, hmac),
     peek({ memory: cacheKey }) {
       const entry = memory.get(cacheKey);
       if (!entry) return undefined;

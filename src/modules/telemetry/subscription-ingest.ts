@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import type { ReceivedPublish } from '../../infra/mqtt-subscription.js';
 import type { Clock } from '../../lib/clock.js';
 import { Fifo } from '../../lib/fifo.js';
-import { telemetryTopicDevice } from '../../lib/mqtt-topics.js';
 import type { TelemetryIngest } from './telemetry-ingest.js';
 import type { TelemetryMetrics } from './telemetry-metrics.js';
 
@@ -72,7 +71,7 @@ export function createSubscriptionIngest(options: SubscriptionIngestOptions): Su
   const { telemetry, clock, metrics } = options;
   const retryMinMs = options.retryMinMs ?? DEFAULT_RETRY_MIN_MS;
   const retryMaxMs = options.retryMaxMs ?? DEFAULT_RETRY_MAX_MS;
-  /** The tail of each device's chain: its last message's delivery. */
+  /** The tail of each topic's chain: its last message's delivery. */
   const tails = new Map<string, Promise<unknown>>();
   /** Per client: deliveries not yet acknowledged, by packet id, for a redelivery to join. */
   const unacknowledged = new Map<number, Map<number, Delivery>>();
@@ -118,8 +117,8 @@ export function createSubscriptionIngest(options: SubscriptionIngestOptions): Su
     const receivedAtMs = clock();
     const own = publish.messageIdProperty !== null && publish.messageIdProperty.length <= MAX_MESSAGE_ID_LENGTH ? publish.messageIdProperty : null;
     const messageId = own ?? randomBytes(16).toString('hex').toUpperCase();
-    // One chain per device the topic names (per topic otherwise): its messages reach Kafka in arrival order.
-    const chain = telemetryTopicDevice(publish.topic) ?? publish.topic;
+    // One chain per topic, so per device (a device's telemetry has one topic): its messages reach Kafka in arrival order.
+    const chain = publish.topic;
     const before = tails.get(chain) ?? Promise.resolve();
     pending++;
     const done = before.then(() => deliver(publish, messageId, own !== null, receivedAtMs));

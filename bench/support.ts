@@ -52,7 +52,11 @@ const CLOCK_TICKS_PER_S = 100;
 /** Starts a bench server script (JavaScript, on plain node) in its own process and waits for its port. */
 export function startServer(script: string, env: Record<string, string> = {}, node = process.execPath): Promise<Server> {
   // BENCH_PROF=<directory>: a V8 CPU profile of each server, written there when it exits.
-  const profile = process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+  // BENCH_PERF_MAP=1: each server writes /tmp/perf-<pid>.map, so that Linux `perf` names its JavaScript frames.
+  const profile = [
+    ...(process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []),
+    ...(process.env.BENCH_PERF_MAP === '1' ? ['--perf-basic-prof'] : []),
+  ];
   // The service with the node flags its image runs it with (its checkout's Dockerfile); the bare handler without.
   const flags = script.endsWith('app-server.mjs') ? deployedNodeFlags(path.join(path.dirname(script), '..', 'Dockerfile')) : [];
   const child = spawn(node, [...flags, ...profile, script], {

@@ -95,8 +95,9 @@ const scenarios: Scenario[] = [
   },
   {
     // 100 devices' keys in rotation; the warm-up run verifies each once, the measured run hits the cache.
+    // The target is 70 % of the bare handler (the product design asked 60 %; the hot path's issue raised it).
     name: 'POST /emqx/authn (cached)',
-    target: 0.6,
+    target: 0.7,
     spec: () => ({ method: 'POST', path: '/emqx/authn', headers: hook, bodies: devices.slice(0, 100).map((d, i) => authnBody(d, d.key, i)) }),
   },
 ];

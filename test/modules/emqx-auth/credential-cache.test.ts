@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { inspect } from 'node:util';
 import { createCredentialCache, credentialCacheKeys, type VerifiedCredential } from '../../../src/modules/emqx-auth/credential-cache.js';
 import { useTestRedis } from '../../helpers/redis.js';
 
@@ -59,6 +60,10 @@ describe('the verified-credential cache in Redis', () => {
     const key = cache.keyFor(deviceId, 'a-chosen-psk');
     assert.equal(key.stored, createHmac('sha256', 'cache-secret-0123456789abcdef').update(`${deviceId}\0a-chosen-psk`).digest('base64url'));
     assert.equal(key.memory, createHash('sha256').update(`${deviceId}\0a-chosen-psk`).digest('base64url'));
+    // A key that reaches a log shows its names, never the secret it was made from.
+    for (const shown of [inspect(key, { showHidden: true, getters: true, depth: 5 }), JSON.stringify(key)]) {
+      assert.ok(!shown.includes('a-chosen-psk'), shown);
+    }
     await cache.store(key, credential(deviceId), cache.generation(deviceId));
     const keys = credentialCacheKeys(test.redis, test.prefix);
     assert.equal(await test.redis.exists(keys.entry(key.stored, deviceId)), 1, 'the entry is named by the HMAC');

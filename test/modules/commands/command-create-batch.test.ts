@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Actor } from '../../../src/lib/actor.js';
 import { createAuditRepository } from '../../../src/modules/audit/audit-repository.js';
-import { createCommandRepository } from '../../../src/modules/commands/command-repository.js';
+import { createCommandRepository, type NewCommand } from '../../../src/modules/commands/command-repository.js';
 import { createCommandService } from '../../../src/modules/commands/command-service.js';
 import { createDeviceRepository } from '../../../src/modules/devices/device-repository.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
@@ -123,5 +124,36 @@ describe('creates made together', () => {
       rows.map((row) => row.name),
       ['also-good', 'good'],
     );
+  });
+  it('are planned as the small statements they are: 64 creates cost less than makes Postgres compile them (jit_above_cost)', async () => {
+    // The statement and its values, as createMany sends them.
+    let sent: { text: string; values: unknown[] } | undefined;
+    const capture = {
+      query: async (text: string, values: unknown[]) => {
+        sent = { text, values };
+        return { rows: [] };
+      },
+    } as unknown as pg.Pool;
+    const commands: NewCommand[] = Array.from({ length: 64 }, (_, i) => ({
+      id: randomUUID(),
+      tenantId: null,
+      deviceId: randomUUID(),
+      name: `n${i}`,
+      params: {},
+      source: 'api',
+      idempotencyKey: `key-${i}`,
+      requestDigest: 'digest',
+      ttlS: 60,
+      responseTimeoutS: null,
+      at: new Date(),
+      maxUnfinished: MAX_PENDING,
+      audit: null,
+    }));
+    await createCommandRepository().createMany(capture, commands);
+    assert.ok(sent);
+    const { rows } = await pool.query<{ 'QUERY PLAN': [{ Plan: { 'Total Cost': number } }] }>(`EXPLAIN (FORMAT JSON) ${sent.text}`, sent.values);
+    const cost = rows[0]?.['QUERY PLAN'][0].Plan['Total Cost'] ?? Infinity;
+    const jitAbove = Number((await pool.query<{ jit_above_cost: string }>('SHOW jit_above_cost')).rows[0]?.jit_above_cost);
+    assert.ok(cost < jitAbove / 10, `estimated cost ${cost}, jit_above_cost ${jitAbove}`);
   });
 });

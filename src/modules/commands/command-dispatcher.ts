@@ -47,6 +47,15 @@ export function commandPayload(command: Pick<CommandRow, 'id' | 'name' | 'params
   return JSON.stringify({ command_id: command.id, name: command.name, params: command.params, expires_at: command.expires_at.toISOString() });
 }
 
+/**
+ * How long a nudge waits before it claims, so that the commands created
+ * meanwhile are claimed, published and marked `sent` together: fewer,
+ * larger statements and bulk calls. Against claiming at once: 13 % more
+ * commands a second created → acked, 11 % less service CPU per command
+ * (npm run bench -- commands, paired).
+ */
+const NUDGE_DELAY_MS = 10;
+
 /** Messages in one `POST /api/v5/publish/bulk` at most. */
 const MAX_BULK = 64;
 
@@ -219,9 +228,14 @@ export function createCommandDispatcher(deps: {
   // Also every interval: retries, and commands another replica created.
   const claiming = createPeriodic('claiming commands to send', claimDue, options.pollIntervalMs, log);
 
+  let nudged: NodeJS.Timeout | undefined;
   function nudge() {
-    // A failed claim is logged by the periodic runner and tried again every interval.
-    if (active) claiming.runNow().catch(() => undefined);
+    if (!active || nudged) return;
+    nudged = setTimeout(() => {
+      nudged = undefined;
+      // A failed claim is logged by the periodic runner and tried again every interval.
+      if (active) claiming.runNow().catch(() => undefined);
+    }, NUDGE_DELAY_MS);
   }
 
   return {
@@ -234,6 +248,8 @@ export function createCommandDispatcher(deps: {
     nudge,
     async stop() {
       active = false;
+      clearTimeout(nudged);
+      nudged = undefined;
       await claiming.stop();
       await Promise.all(sending);
     },

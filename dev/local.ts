@@ -262,6 +262,8 @@ async function main() {
     mqtt: { host: HOST, port: mqttPort },
     mqtts: { host: HOST, port: mqttsPort, cert: certificates.cert, key: certificates.key },
     api: { host: HOST, port: apiPort },
+    // A local run lasts as long as the developer wants: nothing reads the journal, which would only grow.
+    journal: false,
     log: consoleLog('mqtt:'),
   });
 

@@ -57,6 +57,13 @@ export interface EmqxSimOptions {
   readonly timing?: ActionTiming;
   /** Seeds the shuffles of a delivery plan, so a run can be replayed. */
   readonly seed?: number;
+  /**
+   * Keeps every event sent, REST call and REST publish for the caller to
+   * read (`events`, `calls`, `published`), as the tests and the soak do
+   * (default). Runs that go on for long (the local run, the bench) turn it
+   * off: those lists would otherwise grow for as long as the run lasts.
+   */
+  readonly journal?: boolean;
 }
 
 /** A client that meets EMQX through calls instead of a socket. */
@@ -207,7 +214,8 @@ export async function startEmqxSim(options: EmqxSimOptions): Promise<EmqxSim> {
   for (const [name, action] of Object.entries((hoconAt(config, 'actions.http') ?? {}) as HoconObject)) {
     actions.set(`http:${name}`, createHttpAction({ settings: httpActionSettings(action as HoconObject, options.timing), target: () => eventTarget, log }));
   }
-  const outbox = createEventOutbox({ actions, seed: options.seed ?? Math.floor(Math.random() * 2 ** 32), log });
+  const journal = options.journal ?? true;
+  const outbox = createEventOutbox({ actions, seed: options.seed ?? Math.floor(Math.random() * 2 ** 32), journal, log });
   const rules = createRuleEngine({ config, emitted: RAISED_EVENTS, dispatch: (action, request, label) => outbox.post(action, request, label), log });
   const sessions = createSessionRegistry();
   let mqtt: MqttListeners | null = null;
@@ -555,6 +563,7 @@ export async function startEmqxSim(options: EmqxSimOptions): Promise<EmqxSim> {
       host: options.api?.host ?? '127.0.0.1',
       port: options.api?.port ?? 0,
       keys: apiKeys,
+      journal,
       log,
       core: {
         node,

@@ -72,7 +72,13 @@ function parsed(body: string): Record<string, unknown> {
  * their HTTP actions together, in the order the plan allows; records how
  * each delivery ended.
  */
-export function createEventOutbox(options: { actions: ReadonlyMap<string, HttpAction>; seed: number; log: SimLog }): EventOutbox {
+export function createEventOutbox(options: {
+  actions: ReadonlyMap<string, HttpAction>;
+  seed: number;
+  /** Records each delivery in `sent`. */
+  journal: boolean;
+  log: SimLog;
+}): EventOutbox {
   const random = mulberry32(options.seed);
   const stop = new AbortController();
   const pending = new Set<Promise<unknown>>();
@@ -87,7 +93,7 @@ export function createEventOutbox(options: { actions: ReadonlyMap<string, HttpAc
 
   async function send(item: Item): Promise<EventResult> {
     const result = await item.action.deliver(item.request, item.label, stop.signal);
-    if (result.outcome !== 'unsent') sent.push({ event: parsed(item.request.body), status: result.status, outcome: result.outcome });
+    if (options.journal && result.outcome !== 'unsent') sent.push({ event: parsed(item.request.body), status: result.status, outcome: result.outcome });
     return result;
   }
 

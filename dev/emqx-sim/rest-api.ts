@@ -136,12 +136,17 @@ export async function startRestApi(options: {
   /** The `key:secret` pairs of the API key bootstrap file. */
   readonly keys: ReadonlyArray<{ key: string; secret: string }>;
   readonly core: RestCore;
+  /** Records each call in `calls` and each publish in `published`. */
+  readonly journal: boolean;
   readonly log: SimLog;
 }): Promise<RestApi> {
   const { core } = options;
   const accepted = options.keys.map(({ key, secret }) => Buffer.from(`Basic ${Buffer.from(`${key}:${secret}`).toString('base64')}`));
   const calls: RecordedCall[] = [];
   const published: PublishedMessage[] = [];
+  const recordPublished = (message: PublishedMessage) => {
+    if (options.journal) published.push(message);
+  };
   const publishFailures: PublishFailure[] = [];
   let failure: number | null = null;
 
@@ -155,7 +160,7 @@ export async function startRestApi(options: {
     const client = /^\/api\/v5\/clients\/([^/]+)$/.exec(path);
     const clientId = client ? decodeURIComponent(client[1] as string) : null;
     const allowed = authorized(request);
-    calls.push({ method: request.method ?? '', path, clientId, authorized: allowed });
+    if (options.journal) calls.push({ method: request.method ?? '', path, clientId, authorized: allowed });
     let text: string;
     try {
       text = await readBody(request);
@@ -191,7 +196,7 @@ export async function startRestApi(options: {
       return null;
     }
     if (forced !== undefined) {
-      published.push({ body: fields, topic, status: forced, id: null });
+      recordPublished({ body: fields, topic, status: forced, id: null });
       return injected(forced, true);
     }
     let message: ApiMessage;
@@ -199,12 +204,12 @@ export async function startRestApi(options: {
       message = readMessage(body);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      published.push({ body: fields, topic, status: error.answer.status, id: null });
+      recordPublished({ body: fields, topic, status: error.answer.status, id: null });
       return error.answer;
     }
     const routed = core.publish(message);
     const result = routed.received ? REST_ANSWERS.published(routed.id) : REST_ANSWERS.noSubscribers;
-    published.push({ body: fields, topic, status: result.status, id: routed.received ? routed.id : null });
+    recordPublished({ body: fields, topic, status: result.status, id: routed.received ? routed.id : null });
     if (routed.answerAfter) await routed.answerAfter;
     if (response.destroyed) return null;
     return result;
@@ -250,13 +255,13 @@ export async function startRestApi(options: {
     const items = messages.map((message, index) => {
       const fields = body[index] as Record<string, unknown>;
       if (forced[index] === REST_ANSWERS.dispatchFailed.status) {
-        published.push({ body: fields, topic: message.topic, status: REST_ANSWERS.dispatchFailed.status, id: null, bulk: true });
+        recordPublished({ body: fields, topic: message.topic, status: REST_ANSWERS.dispatchFailed.status, id: null, bulk: true });
         return REST_ANSWERS.dispatchFailed;
       }
       const routed = core.publish(message);
       if (routed.answerAfter) waits.push(routed.answerAfter);
       const result = routed.received ? REST_ANSWERS.published(routed.id) : REST_ANSWERS.noSubscribers;
-      published.push({ body: fields, topic: message.topic, status: result.status, id: routed.received ? routed.id : null, bulk: true });
+      recordPublished({ body: fields, topic: message.topic, status: result.status, id: routed.received ? routed.id : null, bulk: true });
       return result;
     });
     await Promise.all(waits);

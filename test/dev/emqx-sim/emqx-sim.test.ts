@@ -418,3 +418,33 @@ describe('the EMQX simulation toward the service', () => {
     assert.ok(orders.size > 1, 'the order varies');
   });
 });
+
+describe('the EMQX simulation without a journal', () => {
+  it('sends events and answers the REST API as with one, and keeps none of it', async () => {
+    const sentToService: string[] = [];
+    const emqx = await startEmqxSim({
+      hookToken: TOKEN,
+      apiKey: API.key,
+      apiSecret: API.secret,
+      service: async (request) => {
+        sentToService.push(String((JSON.parse(request.body) as { event?: unknown }).event));
+        return { status: 204, contentType: '', body: '' };
+      },
+      journal: false,
+    });
+    try {
+      await emqx.subscribe('quiet-a', 'devices/quiet-a/commands');
+      const published = await fetch(`${emqx.url}/api/v5/publish`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from(`${API.key}:${API.secret}`).toString('base64')}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ topic: 'devices/quiet-a/commands', payload: 'x', qos: 1 }),
+      });
+      assert.equal(published.status, 200);
+      await emqx.settle();
+      assert.ok(sentToService.includes('message.delivered') && sentToService.includes('message.acked'), sentToService.join(', '));
+      assert.deepEqual([emqx.events.length, emqx.calls.length, emqx.published.length], [0, 0, 0]);
+    } finally {
+      await emqx.close(0);
+    }
+  });
+});

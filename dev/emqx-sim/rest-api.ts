@@ -144,8 +144,9 @@ export async function startRestApi(options: {
   const accepted = options.keys.map(({ key, secret }) => Buffer.from(`Basic ${Buffer.from(`${key}:${secret}`).toString('base64')}`));
   const calls: RecordedCall[] = [];
   const published: PublishedMessage[] = [];
-  const recordPublished = (message: PublishedMessage) => {
-    if (options.journal) published.push(message);
+  /** Adds to the journal, when it is kept. */
+  const record = <T>(journal: T[], entry: T) => {
+    if (options.journal) journal.push(entry);
   };
   const publishFailures: PublishFailure[] = [];
   let failure: number | null = null;
@@ -160,7 +161,7 @@ export async function startRestApi(options: {
     const client = /^\/api\/v5\/clients\/([^/]+)$/.exec(path);
     const clientId = client ? decodeURIComponent(client[1] as string) : null;
     const allowed = authorized(request);
-    if (options.journal) calls.push({ method: request.method ?? '', path, clientId, authorized: allowed });
+    record(calls, { method: request.method ?? '', path, clientId, authorized: allowed });
     let text: string;
     try {
       text = await readBody(request);
@@ -196,7 +197,7 @@ export async function startRestApi(options: {
       return null;
     }
     if (forced !== undefined) {
-      recordPublished({ body: fields, topic, status: forced, id: null });
+      record(published, { body: fields, topic, status: forced, id: null });
       return injected(forced, true);
     }
     let message: ApiMessage;
@@ -204,12 +205,12 @@ export async function startRestApi(options: {
       message = readMessage(body);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      recordPublished({ body: fields, topic, status: error.answer.status, id: null });
+      record(published, { body: fields, topic, status: error.answer.status, id: null });
       return error.answer;
     }
     const routed = core.publish(message);
     const result = routed.received ? REST_ANSWERS.published(routed.id) : REST_ANSWERS.noSubscribers;
-    recordPublished({ body: fields, topic, status: result.status, id: routed.received ? routed.id : null });
+    record(published, { body: fields, topic, status: result.status, id: routed.received ? routed.id : null });
     if (routed.answerAfter) await routed.answerAfter;
     if (response.destroyed) return null;
     return result;
@@ -255,13 +256,13 @@ export async function startRestApi(options: {
     const items = messages.map((message, index) => {
       const fields = body[index] as Record<string, unknown>;
       if (forced[index] === REST_ANSWERS.dispatchFailed.status) {
-        recordPublished({ body: fields, topic: message.topic, status: REST_ANSWERS.dispatchFailed.status, id: null, bulk: true });
+        record(published, { body: fields, topic: message.topic, status: REST_ANSWERS.dispatchFailed.status, id: null, bulk: true });
         return REST_ANSWERS.dispatchFailed;
       }
       const routed = core.publish(message);
       if (routed.answerAfter) waits.push(routed.answerAfter);
       const result = routed.received ? REST_ANSWERS.published(routed.id) : REST_ANSWERS.noSubscribers;
-      recordPublished({ body: fields, topic: message.topic, status: result.status, id: routed.received ? routed.id : null, bulk: true });
+      record(published, { body: fields, topic: message.topic, status: result.status, id: routed.received ? routed.id : null, bulk: true });
       return result;
     });
     await Promise.all(waits);

@@ -125,6 +125,7 @@ describe('creates made together', () => {
       ['also-good', 'good'],
     );
   });
+
   it('are planned as the small statements they are: 64 creates cost less than makes Postgres compile them (jit_above_cost)', async () => {
     // The statement and its values, as createMany sends them.
     let sent: { text: string; values: unknown[] } | undefined;

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Queryable } from '../../src/infra/transaction.js';
 import { createTopicNames } from '../../src/lib/topics.js';
+import type { NewCommand } from '../../src/modules/commands/command-repository.js';
 import type { CommandStatusRecord } from '../../src/modules/commands/command-status-outbox.js';
 import type { AdminClient } from './admin.js';
 import type { ServiceTransport } from '../../dev/emqx-sim/emqx-sim.js';
@@ -24,6 +26,26 @@ export interface CommandBody {
   created_at: string;
   reply: { status: string; result: unknown; replied_at: string } | null;
   [field: string]: unknown;
+}
+
+/** A command as the repository creates it: for `deviceId`, with no idempotency key, no reply expected and no audit row, unless `fields` say otherwise. */
+export function newCommand(deviceId: string, fields: Partial<NewCommand> = {}): NewCommand {
+  return {
+    id: randomUUID(),
+    tenantId: null,
+    deviceId,
+    name: 'n',
+    params: {},
+    source: 'api',
+    idempotencyKey: null,
+    requestDigest: 'x',
+    ttlS: 3600,
+    responseTimeoutS: null,
+    at: new Date(),
+    maxUnfinished: 1000,
+    audit: null,
+    ...fields,
+  };
 }
 
 /** Where EMQX's HTTP action sends to: this app's /emqx/events (one app, or any of several in turn). */

@@ -4,9 +4,10 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Actor } from '../../../src/lib/actor.js';
 import { createAuditRepository } from '../../../src/modules/audit/audit-repository.js';
-import { createCommandRepository, type NewCommand } from '../../../src/modules/commands/command-repository.js';
+import { createCommandRepository } from '../../../src/modules/commands/command-repository.js';
 import { createCommandService } from '../../../src/modules/commands/command-service.js';
 import { createDeviceRepository } from '../../../src/modules/devices/device-repository.js';
+import { newCommand } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import { createDeviceSeeder } from '../../helpers/devices.js';
 
@@ -135,21 +136,9 @@ describe('creates made together', () => {
         return { rows: [] };
       },
     } as unknown as pg.Pool;
-    const commands: NewCommand[] = Array.from({ length: 64 }, (_, i) => ({
-      id: randomUUID(),
-      tenantId: null,
-      deviceId: randomUUID(),
-      name: `n${i}`,
-      params: {},
-      source: 'api',
-      idempotencyKey: `key-${i}`,
-      requestDigest: 'digest',
-      ttlS: 60,
-      responseTimeoutS: null,
-      at: new Date(),
-      maxUnfinished: MAX_PENDING,
-      audit: null,
-    }));
+    const commands = Array.from({ length: 64 }, (_, i) =>
+      newCommand(randomUUID(), { name: `n${i}`, idempotencyKey: `key-${i}`, ttlS: 60, maxUnfinished: MAX_PENDING }),
+    );
     await createCommandRepository().createMany(capture, commands);
     assert.ok(sent);
     const { rows } = await pool.query<{ 'QUERY PLAN': [{ Plan: { 'Total Cost': number } }] }>(`EXPLAIN (FORMAT JSON) ${sent.text}`, sent.values);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { withTransaction } from '../../../src/infra/transaction.js';
 import { createCommandRepository } from '../../../src/modules/commands/command-repository.js';
+import { newCommand } from '../../helpers/commands.js';
 import { createTestDatabase, type TestDatabase } from '../../helpers/database.js';
 import { uniqueTag } from '../../helpers/env.js';
 
@@ -25,21 +25,10 @@ describe("a deleted device's commands, in Postgres", () => {
   /** A command of the device, put straight into `state` (as its events would have). */
   async function command(deviceId: string, state: string, options: { responseTimeoutS?: number; finished?: boolean } = {}) {
     const at = new Date();
-    const outcome = await commands.create(pool, {
-      id: randomUUID(),
-      tenantId: 'acme',
-      deviceId,
-      name: state,
-      params: {},
-      source: 'api',
-      idempotencyKey: null,
-      requestDigest: 'digest',
-      ttlS: 3600,
-      responseTimeoutS: options.responseTimeoutS ?? null,
-      at,
-      maxUnfinished: 100,
-      audit: null,
-    });
+    const outcome = await commands.create(
+      pool,
+      newCommand(deviceId, { tenantId: 'acme', name: state, responseTimeoutS: options.responseTimeoutS ?? null, at, maxUnfinished: 100 }),
+    );
     assert.equal(outcome.kind, 'created');
     const id = outcome.kind === 'created' ? outcome.command.id : '';
     await pool.query(`UPDATE commands SET state = $2, finished_at = CASE WHEN $3 THEN $4::timestamptz END WHERE id = $1`, [id, state, options.finished ?? false, at]);

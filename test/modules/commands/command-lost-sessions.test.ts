@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { createCommandRepository } from '../../../src/modules/commands/command-repository.js';
 import { adminClient, type AdminClient } from '../../helpers/admin.js';
-import { createCommand, eventsTo, waitForCommand, type CommandBody } from '../../helpers/commands.js';
+import { createCommand, eventsTo, newCommand, waitForCommand, type CommandBody } from '../../helpers/commands.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
 import type { EmqxSim, ServiceTransport } from '../../../dev/emqx-sim/emqx-sim.js';
 import { emqxEnv, startTestEmqx } from '../../helpers/emqx.js';
@@ -147,21 +147,7 @@ describe('commands claimed together go out in one bulk publish', () => {
       for (const device of devices) {
         const id = randomUUID();
         ids.push(id);
-        await commands.create(pool, {
-          id,
-          tenantId: 'bulk',
-          deviceId: device,
-          name: 'together',
-          params: {},
-          source: 'api',
-          idempotencyKey: null,
-          requestDigest: 'x',
-          ttlS: 600,
-          responseTimeoutS: null,
-          at: new Date(),
-          maxUnfinished: 10,
-          audit: null,
-        });
+        await commands.create(pool, newCommand(device, { id, tenantId: 'bulk', name: 'together', ttlS: 600, maxUnfinished: 10 }));
       }
       await pool.query('COMMIT');
     } finally {

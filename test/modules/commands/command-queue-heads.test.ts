@@ -7,7 +7,7 @@ import { createCommandRepository } from '../../../src/modules/commands/command-r
 import { wireCommands } from '../../../src/wiring/commands.js';
 import { wireTopics } from '../../../src/wiring/topics.js';
 import { createTestContext, type TestContext } from '../../helpers/context.js';
-import { seedQueuedCommands } from '../../helpers/commands.js';
+import { newCommand, seedQueuedCommands } from '../../helpers/commands.js';
 import { createDeviceSeeder } from '../../helpers/devices.js';
 
 const ROOT: Actor = { tokenId: 'root', tenantId: null, requestId: 'queue-heads-test', sourceIp: '127.0.0.1' };
@@ -34,22 +34,22 @@ async function newDevice(ctx: TestContext): Promise<string> {
   }
 }
 
-/** Rows of `commands` read by table scans so far, with this connection's own counts flushed first. */
-async function rowsScanned(client: pg.PoolClient): Promise<number> {
+/** A count Postgres keeps of reads from `commands` (the column `read` of `sql`), with this connection's own counts flushed first. */
+async function readsOfCommands(client: pg.PoolClient, sql: string): Promise<number> {
   // The flush happens once the connection is idle, after this statement.
   await client.query('SELECT pg_stat_force_next_flush()');
   await client.query('SELECT pg_stat_clear_snapshot()');
-  const { rows } = await client.query<{ read: string }>("SELECT seq_tup_read AS read FROM pg_stat_user_tables WHERE relname = 'commands'");
+  const { rows } = await client.query<{ read: string }>(sql);
   return Number(rows[0]?.read ?? 0);
 }
 
-/** Entries this connection's statements read from the indexes of `commands` so far, its own counts flushed first. */
-async function indexEntriesRead(client: pg.PoolClient): Promise<number> {
-  await client.query('SELECT pg_stat_force_next_flush()');
-  await client.query('SELECT pg_stat_clear_snapshot()');
-  const { rows } = await client.query<{ read: string }>("SELECT sum(idx_tup_read) AS read FROM pg_stat_user_indexes WHERE relname = 'commands'");
-  return Number(rows[0]?.read ?? 0);
-}
+/** Rows of `commands` read by table scans so far. */
+const rowsScanned = (client: pg.PoolClient) =>
+  readsOfCommands(client, "SELECT seq_tup_read AS read FROM pg_stat_user_tables WHERE relname = 'commands'");
+
+/** Entries read from the indexes of `commands` so far. */
+const indexEntriesRead = (client: pg.PoolClient) =>
+  readsOfCommands(client, "SELECT sum(idx_tup_read) AS read FROM pg_stat_user_indexes WHERE relname = 'commands'");
 
 describe('the queue-head trigger on a connection older than the table', () => {
   let ctx: TestContext;
@@ -67,22 +67,7 @@ describe('the queue-head trigger on a connection older than the table', () => {
 
   it('reads only the queue of the device it changes after the table has grown, without an ANALYZE in between', async () => {
     const device = await newDevice(ctx);
-    const create = (db: pg.PoolClient) =>
-      commands.create(db, {
-        id: randomUUID(),
-        tenantId: null,
-        deviceId: device,
-        name: 'n',
-        params: {},
-        source: 'api',
-        idempotencyKey: null,
-        requestDigest: 'x',
-        ttlS: 3600,
-        responseTimeoutS: null,
-        at: new Date(),
-        maxUnfinished: 1000,
-        audit: null,
-      });
+    const create = (db: pg.PoolClient) => commands.create(db, newCommand(device));
     const client = await pool.connect();
     try {
       // The connection's first creates meet a nearly empty table: PL/pgSQL
@@ -119,21 +104,7 @@ describe('the queue-head trigger on a connection older than the table', () => {
       const before = await indexEntriesRead(client);
       const outcomes = await commands.createMany(
         client,
-        devices.map((deviceId) => ({
-          id: randomUUID(),
-          tenantId: null,
-          deviceId,
-          name: 'n',
-          params: {},
-          source: 'api' as const,
-          idempotencyKey: null,
-          requestDigest: 'x',
-          ttlS: 3600,
-          responseTimeoutS: null,
-          at: new Date(),
-          maxUnfinished: 1000,
-          audit: null,
-        })),
+        devices.map((deviceId) => newCommand(deviceId)),
       );
       assert.deepEqual(new Set(outcomes.map((outcome) => outcome.kind)), new Set(['created']));
       const read = (await indexEntriesRead(client)) - before;

@@ -10,7 +10,7 @@ import type { EmqxSim } from '../dev/emqx-sim/emqx-sim.js';
 import { httpTransport } from '../dev/emqx-sim/service.js';
 import { seedQueuedCommands } from '../test/helpers/commands.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/env.js';
-import { seedBenchTenant, type LoadSpec } from './support.js';
+import { dependencyCpuSeconds, seedBenchTenant, type LoadSpec } from './support.js';
 
 const TENANT = 'bench-commands';
 const DEVICES = 1000;
@@ -19,6 +19,8 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
   const { emqx } = options;
   let createdOk = 0;
   let barePort = 0;
+  /** Postgres's and Kafka's CPU, and the commands stored, when the scenario began. */
+  let before: { cpu: ReturnType<typeof dependencyCpuSeconds>; stored: number } = { cpu: null, stored: 0 };
 
   return {
     name: 'POST …/commands → acked',
@@ -37,6 +39,7 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
         emqx.sendEventsTo(transport);
       };
       sendEventsTo(app.port);
+      before = { cpu: dependencyCpuSeconds(), stored: await storedCommands(options.databaseUrl) };
       return {
         method: 'POST',
         path: `/v1/devices/${devices[0]}/commands`,
@@ -67,12 +70,33 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
         await emqx.settle();
         const unfinished = counts.total - counts.acked;
         const verdict = unfinished === 0 && counts.total >= createdOk ? 'OK' : 'FAILED';
-        return `create → acked: ${createdOk} commands answered 202, ${counts.total} stored, ${counts.acked} acked, ${unfinished} not acked ${((performance.now() - started) / 1000).toFixed(1)} s after the last run — ${verdict}`;
+        const lines = [
+          `create → acked: ${createdOk} commands answered 202, ${counts.total} stored, ${counts.acked} acked, ${unfinished} not acked ${((performance.now() - started) / 1000).toFixed(1)} s after the last run — ${verdict}`,
+        ];
+        const after = dependencyCpuSeconds();
+        const stored = counts.total - before.stored;
+        if (before.cpu && after && stored > 0) {
+          const perCommand = (seconds: number) => `${Math.round((seconds / stored) * 1e6)} µs`;
+          lines.push(
+            `  CPU per command stored over the scenario, warm-up included: Postgres ${perCommand(after.postgres - before.cpu.postgres)} (all its processes), Kafka ${perCommand(after.kafka - before.cpu.kafka)} (status records); they share the machine's cores with the service and this process`,
+          );
+        }
+        return lines.join('\n');
       } finally {
         await pool.end();
       }
     },
   };
+}
+
+async function storedCommands(databaseUrl: string): Promise<number> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    const { rows } = await pool.query<{ total: string }>('SELECT count(*) AS total FROM commands WHERE tenant_id = $1', [TENANT]);
+    return Number(rows[0]?.total ?? 0);
+  } finally {
+    await pool.end();
+  }
 }
 
 /** Devices and commands behind each head in the claim measurement (BENCH_CLAIM_DEVICES, BENCH_CLAIM_QUEUED). */

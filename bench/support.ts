@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
@@ -48,6 +48,60 @@ export function deployedNodeFlags(dockerfile = 'Dockerfile'): string[] {
 
 /** USER_HZ: the unit of the CPU times in /proc (100 on Linux on every common architecture). */
 const CLOCK_TICKS_PER_S = 100;
+
+/** A process's parent, its own CPU seconds (utime + stime) and its reaped children's (cutime + cstime); null once it is gone. */
+function procStat(pid: string): { parent: string; own: number; children: number } | null {
+  try {
+    // After the parenthesized name: state is field 0, ppid 1, utime 11, stime 12, cutime 13, cstime 14.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    const seconds = (a: number, b: number) => (Number(fields[a]) + Number(fields[b])) / CLOCK_TICKS_PER_S;
+    return { parent: fields[1] ?? '', own: seconds(11, 12), children: seconds(13, 14) };
+  } catch {
+    return null;
+  }
+}
+
+function readOr(file: string, fallback: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return fallback;
+  }
+}
+
+/**
+ * The CPU seconds this machine's Postgres and Kafka have used so far, read
+ * from /proc (null where there is none): every Postgres process, with the
+ * backends that have exited counted in their postmaster's reaped children,
+ * and the JVM running `kafka.Kafka`. They share the machine's cores with the
+ * service and the bench; their CPU per command tells what bounds the command
+ * scenario's throughput.
+ */
+export function dependencyCpuSeconds(): { postgres: number; kafka: number } | null {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return null;
+  }
+  const postgres = new Map<string, NonNullable<ReturnType<typeof procStat>>>();
+  let kafka = 0;
+  for (const pid of pids) {
+    const isPostgres = readOr(`/proc/${pid}/comm`, '').trim() === 'postgres';
+    const isKafka = !isPostgres && readOr(`/proc/${pid}/cmdline`, '').includes('kafka.Kafka');
+    if (!isPostgres && !isKafka) continue;
+    const stat = procStat(pid);
+    if (stat === null) continue;
+    if (isKafka) kafka += stat.own;
+    else postgres.set(pid, stat);
+  }
+  let postgresSeconds = 0;
+  for (const stat of postgres.values()) {
+    // A postmaster (its parent is no Postgres process) holds its exited backends' CPU.
+    postgresSeconds += stat.own + (postgres.has(stat.parent) ? 0 : stat.children);
+  }
+  return { postgres: postgresSeconds, kafka };
+}
 
 /** Starts a bench server script (JavaScript, on plain node) in its own process and waits for its port. */
 export function startServer(script: string, env: Record<string, string> = {}, node = process.execPath): Promise<Server> {

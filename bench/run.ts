@@ -190,7 +190,8 @@ try {
     ]);
     console.log(`  per-round ratios: ${ratios.map((r) => `${Math.round(r * 100)} %`).join(', ')}`);
     console.log(
-      `  CPU per request: bare ${cpuPerRequestUs.bare.toFixed(0)} µs, service ${cpuPerRequestUs.service.toFixed(0)} µs; service busy ${Math.round(serviceBusy * 100)} % of one core`,
+      `  CPU per request: bare ${cpuPerRequestUs.bare.toFixed(0)} µs, service ${cpuPerRequestUs.service.toFixed(0)} µs; service busy ${Math.round(serviceBusy * 100)} % of one core; ` +
+        `bench process ${cpuPerRequestUs.bench.toFixed(0)} µs`,
     );
     if (measured.other && other) {
       const o = measured.other;

@@ -276,8 +276,8 @@ export interface PairedResult {
   /** Median of the per-round ratios (each round measures both back to back). */
   ratio: number;
   ratios: number[];
-  /** Median CPU time per answered request, in microseconds, of each server process. */
-  cpuPerRequestUs: { bare: number; service: number };
+  /** Median CPU time per answered request, in microseconds, of each server process, and of this process while it drove the service. */
+  cpuPerRequestUs: { bare: number; service: number; bench: number };
   /** Median share of one core the service process was busy while measured. */
   serviceBusy: number;
   /** The other build, when one was compared (BENCH_COMPARE), measured in the same rounds. */
@@ -296,18 +296,23 @@ export interface PairedResult {
 interface Measured {
   result: LoadResult;
   cpuS: number;
+  /** This process's CPU meanwhile: the load generator, and the EMQX simulation where a scenario uses it. */
+  benchCpuS: number;
   wallS: number;
 }
 
-/** One load run against a server, with the CPU time its process used meanwhile. */
+/** One load run against a server, with the CPU time its process, and this one, used meanwhile. */
 async function measure(server: Server, spec: LoadSpec): Promise<Measured> {
   const cpuBefore = server.cpuSeconds();
+  const benchBefore = process.cpuUsage();
   const startedAt = performance.now();
   const result = await load(server.port, spec);
-  return { result, cpuS: server.cpuSeconds() - cpuBefore, wallS: (performance.now() - startedAt) / 1000 };
+  const bench = process.cpuUsage(benchBefore);
+  return { result, cpuS: server.cpuSeconds() - cpuBefore, benchCpuS: (bench.user + bench.system) / 1e6, wallS: (performance.now() - startedAt) / 1000 };
 }
 
 const cpuPerRequestUs = (m: Measured) => (m.cpuS / Math.max(1, m.result.total)) * 1e6;
+const benchCpuPerRequestUs = (m: Measured) => (m.benchCpuS / Math.max(1, m.result.total)) * 1e6;
 
 function fold(runs: Measured[], warmedUp: number): LoadResult {
   const results = runs.map((run) => run.result);
@@ -368,7 +373,7 @@ export async function measurePaired(
     ceilingP99: median(ceilings.map((c) => c.result.p99)),
     ratio: median(ratios),
     ratios,
-    cpuPerRequestUs: { bare: median(ceilings.map(cpuPerRequestUs)), service: median(runs.map(cpuPerRequestUs)) },
+    cpuPerRequestUs: { bare: median(ceilings.map(cpuPerRequestUs)), service: median(runs.map(cpuPerRequestUs)), bench: median(runs.map(benchCpuPerRequestUs)) },
     serviceBusy: median(runs.map((run) => run.cpuS / run.wallS)),
     result: fold(runs, warmedUp),
     ...(other

@@ -50,4 +50,14 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
 # 50 % kept it at 187 MB, and 172 / 177 MB under cached authn / telemetry
 # (against 184 / 197), with the same CPU per request in paired rounds (npm
 # run bench, BENCH_COMPARE_NODE). A V8 flag: NODE_OPTIONS cannot carry it.
-CMD ["node", "--heap-growing-percent=50", "dist/main.js"]
+# V8 also pretenures: once most objects of an allocation site outlive two
+# scavenges, it allocates that site's objects straight in the old generation,
+# and in our runs kept doing so for as long as the process ran (objects
+# allocated there carry no survival feedback).
+# A command job (requests waiting on Postgres) was enough for it to pretenure
+# the objects of every later request; authz then filled the old generation
+# with garbage, collected in full every 1-2 s, and measured 67 % of the bare
+# handler instead of 82 % (cached authn 62 against 75 %), medians of three
+# alternating runs of the import, the command job and both scenarios
+# (docs/benchmarks.md). A V8 flag too.
+CMD ["node", "--heap-growing-percent=50", "--no-allocation-site-pretenuring", "dist/main.js"]

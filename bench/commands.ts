@@ -39,7 +39,7 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
         emqx.sendEventsTo(transport);
       };
       sendEventsTo(app.port);
-      before = { cpu: dependencyCpuSeconds(), stored: await storedCommands(options.databaseUrl) };
+      before = { cpu: dependencyCpuSeconds(), stored: (await withPool(options.databaseUrl, commandCounts)).total };
       return {
         method: 'POST',
         path: `/v1/devices/${devices[0]}/commands`,
@@ -54,16 +54,11 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
     },
     /** Every command answered 202 ends acked: waits for the simulation's events to settle. */
     async verify(): Promise<string> {
-      const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1 });
       const started = performance.now();
-      try {
+      return withPool(options.databaseUrl, async (pool) => {
         let counts = { total: 0, acked: 0 };
         for (;;) {
-          const { rows } = await pool.query<{ total: string; acked: string }>(
-            "SELECT count(*) AS total, count(*) FILTER (WHERE state = 'acked') AS acked FROM commands WHERE tenant_id = $1",
-            [TENANT],
-          );
-          counts = { total: Number(rows[0]?.total ?? 0), acked: Number(rows[0]?.acked ?? 0) };
+          counts = await commandCounts(pool);
           if (counts.acked === counts.total || performance.now() - started > 120_000) break;
           await sleep(500);
         }
@@ -82,18 +77,24 @@ export function createCommandScenario(options: { databaseUrl: string; env: Recor
           );
         }
         return lines.join('\n');
-      } finally {
-        await pool.end();
-      }
+      });
     },
   };
 }
 
-async function storedCommands(databaseUrl: string): Promise<number> {
+/** The scenario's commands stored, and those acked. */
+async function commandCounts(pool: pg.Pool): Promise<{ total: number; acked: number }> {
+  const { rows } = await pool.query<{ total: string; acked: string }>(
+    "SELECT count(*) AS total, count(*) FILTER (WHERE state = 'acked') AS acked FROM commands WHERE tenant_id = $1",
+    [TENANT],
+  );
+  return { total: Number(rows[0]?.total ?? 0), acked: Number(rows[0]?.acked ?? 0) };
+}
+
+async function withPool<T>(databaseUrl: string, use: (pool: pg.Pool) => Promise<T>): Promise<T> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
   try {
-    const { rows } = await pool.query<{ total: string }>('SELECT count(*) AS total FROM commands WHERE tenant_id = $1', [TENANT]);
-    return Number(rows[0]?.total ?? 0);
+    return await use(pool);
   } finally {
     await pool.end();
   }

@@ -133,9 +133,7 @@ export function startServer(script: string, env: Record<string, string> = {}, no
           return Math.round(kb / 1024);
         },
         cpuSeconds() {
-          // Fields 14 and 15 of /proc/<pid>/stat (after the parenthesized name) are utime and stime in clock ticks.
-          const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-          return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+          return procStat(String(child.pid))?.own ?? 0;
         },
         stop: () =>
           new Promise((done) => {
@@ -311,8 +309,9 @@ async function measure(server: Server, spec: LoadSpec): Promise<Measured> {
   return { result, cpuS: server.cpuSeconds() - cpuBefore, benchCpuS: (bench.user + bench.system) / 1e6, wallS: (performance.now() - startedAt) / 1000 };
 }
 
-const cpuPerRequestUs = (m: Measured) => (m.cpuS / Math.max(1, m.result.total)) * 1e6;
-const benchCpuPerRequestUs = (m: Measured) => (m.benchCpuS / Math.max(1, m.result.total)) * 1e6;
+const perRequestUs = (seconds: number, m: Measured) => (seconds / Math.max(1, m.result.total)) * 1e6;
+const cpuPerRequestUs = (m: Measured) => perRequestUs(m.cpuS, m);
+const benchCpuPerRequestUs = (m: Measured) => perRequestUs(m.benchCpuS, m);
 
 function fold(runs: Measured[], warmedUp: number): LoadResult {
   const results = runs.map((run) => run.result);

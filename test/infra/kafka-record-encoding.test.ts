@@ -10,7 +10,19 @@ const require = createRequire(import.meta.url);
 type Encoded = { buffer: Buffer };
 type RecordInput = { offsetDelta?: number; timestampDelta?: number; key: string | Buffer | null; value: string | Buffer | null; headers?: Record<string, string | Buffer | (string | Buffer)[]> };
 const Record = require('kafkajs/src/protocol/recordBatch/record/v0') as (input: RecordInput) => Encoded;
+const crc32C = require('kafkajs/src/protocol/recordBatch/crc32C') as (bytes: Buffer) => number;
+const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0') as { RecordBatch: (input: { records: Encoded[] }) => Promise<Encoded> };
 const Encoder = require('kafkajs/src/protocol/encoder') as { new (): Encoded & { writeVarLong(value: number): Encoded; writeVarInt(value: number): Encoded }; sizeOfVarLong(value: number): number };
+
+/** CRC-32C as its definition gives it: bit by bit, reflected, polynomial 0x82F63B78. */
+function referenceCrc32c(bytes: Buffer): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
 
 /** Unsigned LEB128 of a zigzag-encoded 64-bit value (Kafka's varint and varlong). */
 function varlong(value: bigint): Buffer {
@@ -81,5 +93,20 @@ describe('Kafka record encoding (kafkajs, patched)', () => {
       assert.equal(Encoder.sizeOfVarLong(value), written.length, `size of varlong ${value}`);
       if (value >= -(2 ** 31) && value < 2 ** 31) assert.deepEqual(new Encoder().writeVarInt(value).buffer, varint(value), `varint ${value}`);
     }
+  });
+
+  it('checksums record batches with CRC-32C, whatever their length and alignment', () => {
+    assert.equal(crc32C(Buffer.from('123456789')), 0xe3069283, 'the CRC-32C check value');
+    const bytes = randomBytes(4099);
+    for (let length = 0; length <= 67; length++) assert.equal(crc32C(bytes.subarray(0, length)), referenceCrc32c(bytes.subarray(0, length)), `${length} bytes`);
+    for (const offset of [1, 3, 5, 7]) assert.equal(crc32C(bytes.subarray(offset)), referenceCrc32c(bytes.subarray(offset)), `offset ${offset}`);
+    assert.equal(crc32C(Buffer.alloc(1000, 0xff)), referenceCrc32c(Buffer.alloc(1000, 0xff)), 'every bit set');
+  });
+
+  it("writes each batch's CRC over the bytes after its CRC field", async () => {
+    const records = Array.from({ length: 40 }, (_, offsetDelta) => Record({ offsetDelta, key: randomBytes(16), value: randomBytes(300), headers: { schema: 'telemetry_point/v1' } }));
+    const batch = (await RecordBatch({ records })).buffer;
+    // First offset (8), length (4), partition leader epoch (4), magic (1), then the CRC (4) of everything after it.
+    assert.equal(batch.readUInt32BE(17), referenceCrc32c(batch.subarray(21)));
   });
 });

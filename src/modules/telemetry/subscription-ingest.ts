@@ -72,7 +72,7 @@ export function createSubscriptionIngest(options: SubscriptionIngestOptions): Su
   const retryMinMs = options.retryMinMs ?? DEFAULT_RETRY_MIN_MS;
   const retryMaxMs = options.retryMaxMs ?? DEFAULT_RETRY_MAX_MS;
   /** The tail of each topic's chain: its last message's delivery. */
-  const tails = new Map<string, Promise<unknown>>();
+  const tails = new Map<string, Promise<void>>();
   /** Per client: deliveries not yet acknowledged, by packet id, for a redelivery to join. */
   const unacknowledged = new Map<number, Map<number, Delivery>>();
   /** Per client: the acknowledgements waiting, in arrival order. */
@@ -119,10 +119,14 @@ export function createSubscriptionIngest(options: SubscriptionIngestOptions): Su
     const messageId = own ?? randomBytes(16).toString('hex').toUpperCase();
     // One chain per topic, so per device (a device's telemetry has one topic): its messages reach Kafka in arrival order.
     const chain = publish.topic;
-    const before = tails.get(chain) ?? Promise.resolve();
+    const before = tails.get(chain);
     pending++;
-    const done = before.then(() => deliver(publish, messageId, own !== null, receivedAtMs));
-    const tail = done.finally(() => {
+    // A device with nothing under way starts at once; otherwise after the message before.
+    const done = before
+      ? before.then(() => deliver(publish, messageId, own !== null, receivedAtMs))
+      : deliver(publish, messageId, own !== null, receivedAtMs);
+    // `deliver` never rejects: what fails is retried in place, or given up (false) when draining.
+    const tail = done.then(() => {
       pending--;
       if (tails.get(chain) === tail) tails.delete(chain);
     });

@@ -53,6 +53,8 @@ export interface DeadLetter {
 export const DEAD_LETTER_PAYLOAD_KEEP_BYTES = 256 * 1024;
 
 const MAX_IDENTIFIER_LENGTH = 256;
+/** The outcome of every message taken (produced, dead-lettered or a repeat kept out): one object, never changed. */
+const HANDLED: EventOutcome = Object.freeze({ kind: 'handled' });
 
 export interface TelemetryIngestOptions {
   devices: Pick<DeviceDirectory, 'get'>;
@@ -211,11 +213,11 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     }
     if (outcome === 'duplicate') {
       metrics.deduplicated.inc();
-      return { kind: 'handled' };
+      return HANDLED;
     }
     delivered();
     if (record.dedupKey !== undefined) void dedup.remember(record.dedupKey);
-    return { kind: 'handled' };
+    return HANDLED;
   }
 
   function originalBytes(incoming: Incoming): Buffer | null {
@@ -267,8 +269,8 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     );
   }
 
-  async function ingest(incoming: Incoming & { messageId: string; clientid: string }): Promise<EventOutcome> {
-    const { messageId, clientid } = incoming;
+  /** `messageId` and `clientid` are the incoming's own, known to be present. */
+  async function ingest(incoming: Incoming, messageId: string, clientid: string): Promise<EventOutcome> {
     let device: DeviceRecord | null;
     try {
       // Device ids are UUIDs; anything else cannot be one (and would be a query error).
@@ -278,22 +280,21 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     }
 
     if (!device) return deadLetter(incoming, null, 'unknown_device', 'the client id is not a registered device', originalBytes(incoming));
-    const payloadOf = () => originalBytes(incoming);
     // From the subscription, the identity is the topic's (there is no session to cross-check).
     if (!incoming.byTopic && incoming.username !== clientid) {
-      return deadLetter(incoming, device, 'username_mismatch', 'the username differs from the client id', payloadOf());
+      return deadLetter(incoming, device, 'username_mismatch', 'the username differs from the client id', originalBytes(incoming));
     }
     if (!incoming.byTopic && incoming.topic !== telemetryTopic(clientid)) {
-      return deadLetter(incoming, device, 'topic_mismatch', 'the topic is not devices/{client id}/telemetry', payloadOf());
+      return deadLetter(incoming, device, 'topic_mismatch', 'the topic is not devices/{client id}/telemetry', originalBytes(incoming));
     }
     if (incoming.claimedTenant !== null && incoming.claimedTenant !== device.tenantId) {
-      return deadLetter(incoming, device, 'tenant_mismatch', "the session's tenant differs from the device's tenant", payloadOf());
+      return deadLetter(incoming, device, 'tenant_mismatch', "the session's tenant differs from the device's tenant", originalBytes(incoming));
     }
     if (device.disabled) {
       // Messages EMQX still holds (it retries for up to 45 s) arrive after the
       // device was disabled and kicked; they are kept out of telemetry.raw but
       // not thrown away.
-      return deadLetter(incoming, device, 'device_disabled', 'the device is disabled', payloadOf());
+      return deadLetter(incoming, device, 'device_disabled', 'the device is disabled', originalBytes(incoming));
     }
     if (incoming.raw === null && incoming.bytes === null) {
       return deadLetter(incoming, device, 'invalid_event', 'the event has no string payload', null);
@@ -301,7 +302,7 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
     if (incoming.raw !== null && incoming.encoding === 'base64' && !isBase64(incoming.raw)) {
       return deadLetter(incoming, device, 'invalid_base64', 'payload_encoding is base64 but the payload is not base64', Buffer.from(incoming.raw, 'utf8'));
     }
-    const payload = payloadOf() ?? Buffer.alloc(0);
+    const payload = originalBytes(incoming) ?? Buffer.alloc(0);
     const result = normalizeTelemetry(
       {
         payload,
@@ -359,16 +360,17 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
       const key = `${clientid}\n${messageId}`;
       const running = inFlight.get(key);
       if (running) return running;
-      const outcome = ingest({ ...incoming, messageId, clientid }).finally(() => inFlight.delete(key));
+      const outcome = ingest(incoming, messageId, clientid).finally(() => inFlight.delete(key));
       inFlight.set(key, outcome);
       return outcome;
     },
     async handleSubscribed(message) {
       const named = telemetryTopicDevice(message.topic);
+      // The device the topic names stands where the webhook has the session's client id.
+      const clientid = named !== null && isDeviceId(named) ? named : null;
       const incoming: Incoming = {
         messageId: message.messageId,
-        // The device the topic names stands where the webhook has the session's client id.
-        clientid: named !== null && isDeviceId(named) ? named : null,
+        clientid,
         username: null,
         topic: message.topic,
         encoding: 'plain',
@@ -379,11 +381,11 @@ export function createTelemetryIngest(options: TelemetryIngestOptions): Telemetr
         receivedAtMs: message.receivedAtMs,
         claimedTenant: null,
       };
-      if (incoming.clientid === null) {
+      if (clientid === null) {
         // Not a device's topic (a broker ACL that lets a client publish where no device may): kept, attributed to nobody.
         return deadLetter(incoming, null, 'unknown_device', 'the topic does not name a device: devices/{device id}/telemetry', message.payload);
       }
-      return ingest({ ...incoming, messageId: message.messageId, clientid: incoming.clientid });
+      return ingest(incoming, message.messageId, clientid);
     },
     async unusable({ reason, detail, body, size, event }) {
       const incoming = readEvent(event ?? { event: '' }, clock);

@@ -10,7 +10,7 @@ import type { EmqxSim } from '../dev/emqx-sim/emqx-sim.js';
 import { httpTransport } from '../dev/emqx-sim/service.js';
 import { seedQueuedCommands } from '../test/helpers/commands.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/env.js';
-import { dependencyCpuSeconds, seedBenchTenant, type LoadSpec } from './support.js';
+import { dependencyCpuSeconds, seedBenchTenant, withPool, type LoadSpec } from './support.js';
 
 const TENANT = 'bench-commands';
 const DEVICES = 1000;
@@ -91,15 +91,6 @@ async function commandCounts(pool: pg.Pool): Promise<{ total: number; acked: num
   return { total: Number(rows[0]?.total ?? 0), acked: Number(rows[0]?.acked ?? 0) };
 }
 
-async function withPool<T>(databaseUrl: string, use: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-  try {
-    return await use(pool);
-  } finally {
-    await pool.end();
-  }
-}
-
 /** Devices and commands behind each head in the claim measurement (BENCH_CLAIM_DEVICES, BENCH_CLAIM_QUEUED). */
 const CLAIM_DEVICES = Number(process.env.BENCH_CLAIM_DEVICES ?? 10_000);
 const CLAIM_QUEUED = Number(process.env.BENCH_CLAIM_QUEUED ?? 10);
@@ -116,9 +107,8 @@ const CLAIM_FINISHED = 100_000;
  */
 export async function benchCommandClaim(databaseUrl: string): Promise<string[]> {
   const commands = createCommandRepository();
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
-  const lines: string[] = [];
-  try {
+  return withPool(databaseUrl, async (pool) => {
+    const lines: string[] = [];
     const seeded = performance.now();
     await seedQueuedCommands(pool, 'bench-claim', CLAIM_DEVICES, CLAIM_QUEUED);
     // Every head got a 202 and waits for its device's subscription.
@@ -167,8 +157,6 @@ export async function benchCommandClaim(databaseUrl: string): Promise<string[]> 
     }
     counts.sort((a, b) => a - b);
     lines.push(`  pending count of a device with ${CLAIM_FINISHED.toLocaleString('en')} finished commands: median ${(counts[100] ?? 0).toFixed(2)} ms`);
-  } finally {
-    await pool.end();
-  }
-  return lines;
+    return lines;
+  });
 }

@@ -397,6 +397,16 @@ export function printRow(cells: (string | number)[]) {
 
 const quietKafka = { debug: () => undefined, info: () => undefined, warn: () => undefined };
 
+/** Runs `use` on a pool of one connection to the database, and closes it. */
+export async function withPool<T>(databaseUrl: string, use: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  try {
+    return await use(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
 /**
  * A scenario's tenant with `count` devices, written straight into Postgres,
  * and its Kafka topics, made as the service would make them. Returns the
@@ -404,13 +414,10 @@ const quietKafka = { debug: () => undefined, info: () => undefined, warn: () => 
  */
 export async function seedBenchTenant(options: { databaseUrl: string; env: Record<string, string> }, tenant: string, count: number): Promise<string[]> {
   const devices = Array.from({ length: count }, () => randomUUID());
-  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1 });
-  try {
+  await withPool(options.databaseUrl, async (pool) => {
     await pool.query('INSERT INTO tenants (id, name) VALUES ($1, $1)', [tenant]);
     await pool.query("INSERT INTO devices (id, tenant_id, name) SELECT id, $1, 'bench' FROM unnest($2::uuid[]) AS id", [tenant, devices]);
-  } finally {
-    await pool.end();
-  }
+  });
   const kafka = createKafka({ brokers: (options.env.KAFKA_BROKERS ?? '').split(','), clientId: 'dlm-bench' }, quietKafka);
   try {
     await kafka.ensureTopics(createTopicNames(options.env.KAFKA_TOPIC_PREFIX ?? '').forTenant(tenant), {

@@ -23,6 +23,8 @@ export function isEmqxEvent(value: unknown): value is EmqxEvent {
  * other than 2xx, 429 and 503.
  */
 export type EventOutcome = { kind: 'handled'; status?: 200 | 202 | 204 } | { kind: 'retry'; reason: string };
+/** The outcome of an event taken: one object, never changed, for every handler to answer with. */
+export const HANDLED: EventOutcome = Object.freeze({ kind: 'handled' });
 
 export type EventHandler = (event: EmqxEvent) => Promise<EventOutcome>;
 
@@ -63,7 +65,7 @@ export function combineEventHandlers(...maps: readonly EventHandlers[]): EventHa
       handlers.length === 1
         ? (handlers[0] as EventHandler)
         : async (event) => {
-            let outcome: EventOutcome = { kind: 'handled' };
+            let outcome: EventOutcome = HANDLED;
             for (const handler of handlers) {
               const result = await handler(event);
               if (result.kind === 'retry') return result;

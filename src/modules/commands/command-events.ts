@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import { z } from 'zod';
 import type { Clock } from '../../lib/clock.js';
-import type { EmqxEvent, EventHandler, EventOutcome } from '../../lib/emqx-event.js';
+import { HANDLED, type EmqxEvent, type EventHandler, type EventOutcome } from '../../lib/emqx-event.js';
 import { isCommandId, isDeviceId } from '../../lib/identifiers.js';
 import { commandRepliesTopic, commandsTopic } from '../../lib/mqtt-topics.js';
 import type { CommandChange, CommandRepository, Transition } from './command-repository.js';
@@ -60,7 +60,6 @@ function commandIdOf(pubProps: unknown): string | null {
   return typeof id === 'string' && id.length > 0 && id.length <= 64 ? id : null;
 }
 
-const handled: EventOutcome = { kind: 'handled' };
 /** Only Postgres can fail here, and it may be back when EMQX retries. */
 const retry: EventOutcome = { kind: 'retry', reason: 'postgres_unavailable' };
 
@@ -138,23 +137,23 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
       const deviceId = parsed.success ? COMMANDS_TOPIC.exec(parsed.data.topic)?.[1] : undefined;
       if (!parsed.success || deviceId === undefined || !isDeviceId(deviceId)) {
         metrics.event(name, 'ignored');
-        return handled;
+        return HANDLED;
       }
       const event = parsed.data;
       // The receiver of a delivery is the device itself; its ACL lets no one else subscribe there.
       if (name !== 'message.dropped' && event.clientid !== deviceId) {
         metrics.event(name, 'ignored');
-        return handled;
+        return HANDLED;
       }
       const commandId = commandIdOf(event.pub_props);
       if (commandId !== null && !isCommandId(commandId)) {
         metrics.event(name, 'unmatched');
-        return handled;
+        return HANDLED;
       }
       const single = change?.(event, new Date(clock())) ?? null;
       if (!single) {
         metrics.event(name, 'ignored');
-        return handled;
+        return HANDLED;
       }
       try {
         const emqxMessageId = emqxId(event);
@@ -168,7 +167,7 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
         } else {
           metrics.event(name, (await known(deviceId, commandId, commandId === null ? emqxMessageId : null)) ? 'repeated' : 'unmatched');
         }
-        return handled;
+        return HANDLED;
       } catch {
         return retry;
       }
@@ -240,13 +239,13 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
     // A shared subscription of the device's own command topic receives its commands too.
     if (!parsed.success || !isDeviceId(parsed.data.clientid) || parsed.data.topic.replace(SHARED_PREFIX, '') !== commandsTopic(parsed.data.clientid)) {
       metrics.event('session.subscribed', 'ignored');
-      return handled;
+      return HANDLED;
     }
     try {
       const queued = await commands.wake(pool, parsed.data.clientid, new Date(clock()));
       metrics.event('session.subscribed', queued > 0 ? 'applied' : 'repeated');
       if (queued > 0) deps.subscribed(parsed.data.clientid);
-      return handled;
+      return HANDLED;
     } catch {
       return retry;
     }
@@ -258,13 +257,13 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
     const parsed = connectedEventSchema.safeParse(raw);
     if (!parsed.success || !isDeviceId(parsed.data.clientid) || (parsed.data.clean_start !== true && parsed.data.clean_start !== 'true')) {
       metrics.event('client.connected', 'ignored');
-      return handled;
+      return HANDLED;
     }
     try {
       const requeued = await commands.sessionLost(pool, parsed.data.clientid, new Date(parsed.data.connected_at), new Date(clock()));
       metrics.event('client.connected', requeued.length > 0 ? 'applied' : 'repeated');
       if (requeued.length > 0) deps.changed(requeued);
-      return handled;
+      return HANDLED;
     } catch {
       return retry;
     }
@@ -275,7 +274,7 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
     const event = parsed.success ? parsed.data : null;
     if (!event || !isDeviceId(event.clientid) || event.username !== event.clientid || event.topic !== commandRepliesTopic(event.clientid)) {
       metrics.reply('invalid');
-      return handled;
+      return HANDLED;
     }
     let reply: z.output<typeof replySchema>;
     let commandId: string | undefined;
@@ -286,26 +285,26 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
       commandId = correlatedCommandId(event.pub_props) ?? reply.command_id?.toLowerCase();
     } catch {
       metrics.reply('invalid');
-      return handled;
+      return HANDLED;
     }
     if (commandId === undefined) {
       metrics.reply('invalid');
-      return handled;
+      return HANDLED;
     }
     try {
       const command = await commands.findById(pool, commandId);
       if (!command) {
         metrics.reply('unknown_command');
-        return handled;
+        return HANDLED;
       }
       // A device may only answer for itself; another device's command is left as it is.
       if (command.device_id !== event.clientid) {
         metrics.reply('foreign');
-        return handled;
+        return HANDLED;
       }
       if (command.response_timeout_s === null) {
         metrics.reply('unexpected');
-        return handled;
+        return HANDLED;
       }
       const at = new Date(clock());
       const moved = await commands.transitionOne(pool, command.id, {
@@ -319,7 +318,7 @@ export function createCommandEventHandlers(deps: CommandEventsDeps) {
       });
       if (moved) deps.changed([moved]);
       metrics.reply(moved ? 'applied' : 'late');
-      return handled;
+      return HANDLED;
     } catch {
       return retry;
     }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { isDeviceId } from '../../lib/identifiers.js';
 import type { DeviceEventProducer } from '../device-events/device-event-producer.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
-import type { EmqxEvent, EventHandler } from '../../lib/emqx-event.js';
+import { HANDLED, type EmqxEvent, type EventHandler } from '../../lib/emqx-event.js';
 import type { SessionState, SessionStore } from './session-store.js';
 
 // EMQX renders undefined values as the string "undefined" (docs/emqx-contract.md §C),
@@ -75,10 +75,10 @@ export function createSessionEventHandlers(deps: SessionEventsDeps) {
     const parsed = connectedSchema.safeParse(event);
     if (!parsed.success) {
       log.warn({ event: event.event }, 'dropping a client.connected event without clientid or connected_at');
-      return { kind: 'handled' };
+      return HANDLED;
     }
     const { clientid, connected_at, peername, proto_ver } = parsed.data;
-    if (!isDeviceId(clientid)) return { kind: 'handled' };
+    if (!isDeviceId(clientid)) return HANDLED;
     let applied: boolean;
     try {
       applied = await sessions.recordConnected(clientid, {
@@ -94,17 +94,17 @@ export function createSessionEventHandlers(deps: SessionEventsDeps) {
     } catch {
       return { kind: 'retry', reason: 'device_event_not_produced' };
     }
-    return { kind: 'handled' };
+    return HANDLED;
   };
 
   const disconnected: EventHandler = async (event: EmqxEvent) => {
     const parsed = disconnectedSchema.safeParse(event);
     if (!parsed.success) {
       log.warn({ event: event.event }, 'dropping a client.disconnected event without clientid or timestamps');
-      return { kind: 'handled' };
+      return HANDLED;
     }
     const { clientid, connected_at, disconnected_at, reason } = parsed.data;
-    if (!isDeviceId(clientid)) return { kind: 'handled' };
+    if (!isDeviceId(clientid)) return HANDLED;
     let applied: boolean;
     try {
       applied = await sessions.recordDisconnected(clientid, {
@@ -127,7 +127,7 @@ export function createSessionEventHandlers(deps: SessionEventsDeps) {
     } catch {
       return { kind: 'retry', reason: 'device_event_not_produced' };
     }
-    return { kind: 'handled' };
+    return HANDLED;
   };
 
   return { 'client.connected': connected, 'client.disconnected': disconnected };

@@ -6,7 +6,7 @@ import { normalizeTelemetry, TELEMETRY_POINT_SCHEMA, type TelemetryLimits } from
 import type { TopicNames } from '../../lib/topics.js';
 import type { DeviceDirectory } from '../devices/device-directory.js';
 import type { DeviceRecord } from '../devices/device-repository.js';
-import type { EmqxEvent, EventHandler, EventOutcome, UnusableEventSink } from '../../lib/emqx-event.js';
+import { HANDLED, type EmqxEvent, type EventHandler, type EventOutcome, type UnusableEventSink } from '../../lib/emqx-event.js';
 import type { MessageDedup } from './message-dedup.js';
 import { OverloadedError, RecordTooLargeError, type OutgoingRecord, type ProduceBatcher, type SendOutcome } from './produce-batcher.js';
 import type { TelemetryMetrics } from './telemetry-metrics.js';
@@ -53,8 +53,6 @@ export interface DeadLetter {
 export const DEAD_LETTER_PAYLOAD_KEEP_BYTES = 256 * 1024;
 
 const MAX_IDENTIFIER_LENGTH = 256;
-/** The outcome of every message taken (produced, dead-lettered or a repeat kept out): one object, never changed. */
-const HANDLED: EventOutcome = Object.freeze({ kind: 'handled' });
 
 export interface TelemetryIngestOptions {
   devices: Pick<DeviceDirectory, 'get'>;

@@ -4,8 +4,9 @@ import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 
 // kafkajs's record encoder carries this project's patch (patches/kafkajs+2.2.4.patch):
-// unzeroed buffers, varints written in place, headers written into the record.
-// These tests hold its output to the record format as the Kafka protocol defines it.
+// unzeroed buffers, varints written in place, headers written into the record, and
+// each batch's CRC-32C computed eight bytes at a time. These tests hold its output
+// to the record format and the checksum as the Kafka protocol defines them.
 const require = createRequire(import.meta.url);
 type Encoded = { buffer: Buffer };
 type RecordInput = { offsetDelta?: number; timestampDelta?: number; key: string | Buffer | null; value: string | Buffer | null; headers?: Record<string, string | Buffer | (string | Buffer)[]> };

@@ -283,8 +283,11 @@ export async function startRestApi(options: {
       },
     );
   });
-  // Connections the service keeps alive must not hold close() up.
-  server.keepAliveTimeout = 1000;
+  // Kept open between calls, as EMQX's HTTP listener does (cowboy closes a
+  // connection after 60 s idle). A shorter hint makes the service's HTTP
+  // client open a connection per call: it keeps a connection only when the
+  // server's hint exceeds its own 2 s margin. close() closes them all.
+  server.keepAliveTimeout = 60_000;
   server.listen(options.port, options.host);
   await once(server, 'listening');
   const address = server.address();
